@@ -1,0 +1,77 @@
+//! The security events that are recorded (DESIGN.md invariant 8).
+
+/// A kind of security event. Each is stored under its stable name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditEvent {
+    /// A person signed in.
+    SignInSucceeded,
+    /// A wrong password (or an unknown username).
+    SignInFailed,
+    /// An attempt was refused because the account is locked.
+    SignInRefusedLocked,
+    /// An attempt was refused because the password is disabled.
+    SignInRefusedDisabled,
+    /// Consecutive failures locked the account.
+    AccountLocked,
+    /// Failures in all disabled the password until a reset.
+    PasswordDisabled,
+    /// A person signed out.
+    SignedOut,
+    /// A recovery request was recorded.
+    RecoveryRequested,
+    /// A recovery request was refused: too many from one client address.
+    RecoveryRefusedClientLimit,
+    /// A recovery request was processed, with its outcome.
+    RecoveryProcessed,
+    /// A reset link was issued.
+    ResetLinkIssued,
+    /// An email was queued.
+    EmailQueued,
+    /// An email was accepted by the mail server.
+    EmailSent,
+    /// A try to send an email failed and will be retried.
+    EmailRetrying,
+    /// An email was given up.
+    EmailFailed,
+    /// An email's links expired before it could be sent.
+    EmailExpired,
+    /// A password was set through a reset link.
+    PasswordReset,
+    /// A reset was refused because the account is locked.
+    PasswordResetRefusedLocked,
+    /// An email address was changed.
+    EmailChanged,
+    /// Staff were imported.
+    StaffImported,
+    /// A form was refused by the cross-site request checks.
+    CsrfRefused,
+}
+
+impl AuditEvent {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::SignInSucceeded => "sign_in.succeeded",
+            AuditEvent::SignInFailed => "sign_in.failed",
+            AuditEvent::SignInRefusedLocked => "sign_in.refused_locked",
+            AuditEvent::SignInRefusedDisabled => "sign_in.refused_disabled",
+            AuditEvent::AccountLocked => "account.locked",
+            AuditEvent::PasswordDisabled => "account.password_disabled",
+            AuditEvent::SignedOut => "sign_out",
+            AuditEvent::RecoveryRequested => "recovery.requested",
+            AuditEvent::RecoveryRefusedClientLimit => "recovery.refused_client_limit",
+            AuditEvent::RecoveryProcessed => "recovery.processed",
+            AuditEvent::ResetLinkIssued => "reset_link.issued",
+            AuditEvent::EmailQueued => "email.queued",
+            AuditEvent::EmailSent => "email.sent",
+            AuditEvent::EmailRetrying => "email.retrying",
+            AuditEvent::EmailFailed => "email.failed",
+            AuditEvent::EmailExpired => "email.expired",
+            AuditEvent::PasswordReset => "password.reset",
+            AuditEvent::PasswordResetRefusedLocked => "password.reset_refused_locked",
+            AuditEvent::EmailChanged => "account.email_changed",
+            AuditEvent::StaffImported => "staff.imported",
+            AuditEvent::CsrfRefused => "csrf.refused",
+        }
+    }
+}
