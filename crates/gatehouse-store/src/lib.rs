@@ -1,1 +1,583 @@
-//! Placeholder.
+//! Storage for Gatehouse, behind one trait.
+//!
+//! [`Store`] holds the operations that stand alone (most of them single
+//! statements on hot paths); [`Tx`] holds the steps of the operations that
+//! must happen together or not at all (a reset, a recovery request's email
+//! and links, a sign-in). The services in `gatehouse-core` orchestrate them,
+//! so the rules live in one place and each backend only speaks SQL.
+//!
+//! Every backend passes the same conformance tests (`tests/conformance.rs`).
+
+use async_trait::async_trait;
+use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
+use gatehouse_domain::lockout::AttemptCounter;
+use gatehouse_domain::reset_link::{LinkRecord, VoidReason};
+use gatehouse_domain::{RecoveryOutcome, Timestamp, TokenHash, UsernameKey};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// A storage failure. The text is for operators' logs; people see a page with a reference.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database URL or file could not be used.
+    #[error("{0}")]
+    Config(String),
+    /// A compare-and-set kept losing to other writers.
+    #[error("too much contention on {0}")]
+    Contention(&'static str),
+}
+
+impl StoreError {
+    /// Whether this is a uniqueness violation (a duplicate username, say).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Storage results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An account, with its employer.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    /// Storage id.
+    pub id: i64,
+    /// Employer's organisation number.
+    pub employer_code: String,
+    /// Employer's name.
+    pub employer_name: String,
+    /// Username as shown.
+    pub username: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Date of birth, `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// Email address on record.
+    pub email: String,
+    /// Employee number, if any.
+    pub employee_number: Option<String>,
+    /// `staff`, `helpdesk` or `admin`.
+    pub role: String,
+    /// Argon2id PHC string; `None` until the person sets a password.
+    pub password_hash: Option<String>,
+    /// When the password was last set.
+    pub password_changed_at: Option<Timestamp>,
+    /// The latest sign-in.
+    pub last_sign_in_at: Option<Timestamp>,
+    /// The sign-in before the latest, shown on "My account" as "last signed in".
+    pub previous_sign_in_at: Option<Timestamp>,
+}
+
+impl AccountRecord {
+    /// The username's lookup key.
+    pub fn username_key(&self) -> UsernameKey {
+        UsernameKey::from_typed(&self.username)
+    }
+}
+
+/// A server-side session.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// SHA-256 of the session id in the cookie.
+    pub id_hash: TokenHash,
+    /// The signed-in account, or `None` before sign-in.
+    pub account_id: Option<i64>,
+    /// The form token for this session.
+    pub csrf_token: String,
+    /// When the session began.
+    pub created_at: Timestamp,
+    /// The latest request.
+    pub last_seen_at: Timestamp,
+    /// The reset link this browser opened, waiting for its form.
+    pub reset_link_id: Option<i64>,
+    /// Until when that reset state lasts.
+    pub reset_until: Option<Timestamp>,
+    /// A one-time message for the next page.
+    pub flash: Option<String>,
+}
+
+/// A reset link (never the token, only what is known about it).
+#[derive(Debug, Clone)]
+pub struct ResetLinkRow {
+    /// Storage id.
+    pub id: i64,
+    /// The account it resets.
+    pub account_id: i64,
+    /// Its life so far.
+    pub record: LinkRecord,
+}
+
+/// A recovery request waiting to be matched.
+#[derive(Debug, Clone)]
+pub struct RecoveryRequestRow {
+    /// Storage id.
+    pub id: i64,
+    /// Email typed, lower case.
+    pub email_key: String,
+    /// Date of birth typed, `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// Username typed, upper case.
+    pub username_key: Option<String>,
+    /// The client's address.
+    pub client_ip: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// A recovery request as helpdesk sees it.
+#[derive(Debug, Clone)]
+pub struct RecoveryRequestSummary {
+    /// Storage id.
+    pub id: i64,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// `pending` or `processed`.
+    pub status: String,
+    /// How it ended.
+    pub outcome: Option<String>,
+    /// How many accounts matched.
+    pub matched_accounts: Option<i64>,
+    /// When it was processed.
+    pub processed_at: Option<Timestamp>,
+}
+
+/// An email to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewEmail {
+    /// What kind of email (`recovery`, `password_changed`, `email_changed_old`, …).
+    pub kind: &'static str,
+    /// The address on record.
+    pub recipient: String,
+    /// Subject (fixed text, never anything a person typed).
+    pub subject: String,
+    /// Plain-text body.
+    pub text_body: String,
+    /// HTML body.
+    pub html_body: String,
+    /// The account it concerns.
+    pub account_id: Option<i64>,
+    /// The recovery request it answers.
+    pub recovery_request_id: Option<i64>,
+    /// Never send at or after this time (when its links expire).
+    pub send_by: Option<Timestamp>,
+}
+
+/// An email claimed from the outbox for one delivery try.
+#[derive(Debug, Clone)]
+pub struct OutboxEmail {
+    /// Storage id.
+    pub id: i64,
+    /// What kind of email.
+    pub kind: String,
+    /// The address on record.
+    pub recipient: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub text_body: String,
+    /// HTML body.
+    pub html_body: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// Never send at or after this time.
+    pub send_by: Option<Timestamp>,
+    /// The account it concerns.
+    pub account_id: Option<i64>,
+}
+
+/// An email as helpdesk sees it (never its body).
+#[derive(Debug, Clone)]
+pub struct OutboxSummary {
+    /// Storage id.
+    pub id: i64,
+    /// What kind of email.
+    pub kind: String,
+    /// The address.
+    pub recipient: String,
+    /// `queued`, `sent`, `expired` or `failed`.
+    pub status: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// The latest error, while retrying or after giving up.
+    pub last_error: Option<String>,
+    /// The mail server's reply when it accepted the email.
+    pub smtp_reply: Option<String>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When it was sent, expired or given up.
+    pub finished_at: Option<Timestamp>,
+    /// When the next try is due (while queued).
+    pub next_attempt_at: Timestamp,
+    /// The recovery request it answers.
+    pub recovery_request_id: Option<i64>,
+}
+
+/// How an outbox email's try ended.
+#[derive(Debug, Clone)]
+pub enum DeliveryResult {
+    /// The mail server accepted it, with this reply.
+    Sent(String),
+    /// It failed and is tried again at this time.
+    Retry {
+        /// The error.
+        error: String,
+        /// When to try again.
+        at: Timestamp,
+    },
+    /// Its links expired before it could be sent.
+    Expired(String),
+    /// Given up.
+    Failed(String),
+}
+
+/// A security event to record.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    /// When.
+    pub at: Option<Timestamp>,
+    /// What (an [`gatehouse_domain::audit::AuditEvent`] name).
+    pub event: String,
+    /// Who did it: a username, `system`, or `anonymous`.
+    pub actor: Option<String>,
+    /// The account it concerns.
+    pub account_id: Option<i64>,
+    /// The username it concerns (as typed, for attempts on unknown usernames).
+    pub username: Option<String>,
+    /// The client address.
+    pub client_ip: Option<String>,
+    /// Details, never a password or token.
+    pub detail: Option<String>,
+}
+
+/// A recorded security event.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Storage id, in order of recording.
+    pub id: i64,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub event: String,
+    /// Who did it.
+    pub actor: Option<String>,
+    /// The account it concerns.
+    pub account_id: Option<i64>,
+    /// The username it concerns.
+    pub username: Option<String>,
+    /// The client address.
+    pub client_ip: Option<String>,
+    /// Details.
+    pub detail: Option<String>,
+}
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only events concerning this account.
+    pub account_id: Option<i64>,
+    /// Only events with this name.
+    pub event: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Employers added.
+    pub employers_created: usize,
+    /// Employers renamed.
+    pub employers_renamed: usize,
+    /// People added.
+    pub created: usize,
+    /// People changed.
+    pub updated: usize,
+    /// People already as the file says.
+    pub unchanged: usize,
+    /// Accounts whose email address changed (their links voided, sessions ended).
+    pub email_changes: Vec<EmailChange>,
+}
+
+/// An email address changed by an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChange {
+    /// The account.
+    pub account_id: i64,
+    /// Its username.
+    pub username: String,
+    /// The old address.
+    pub old_email: String,
+    /// The new address.
+    pub new_email: String,
+}
+
+/// The outcome of a compare-and-set on an attempt counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterUpdate {
+    /// The counter as it was when the change was decided.
+    pub before: AttemptCounter,
+    /// The counter written, or `None` if the change wrote nothing.
+    pub after: Option<AttemptCounter>,
+}
+
+/// A change to an attempt counter, decided from its current value: return
+/// the new value, or `None` to leave it. It may be called more than once
+/// (each time another writer got there first), always with the latest value.
+pub type CounterChange<'a> = dyn FnMut(AttemptCounter) -> Option<AttemptCounter> + Send + 'a;
+
+/// Which database engine a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file.
+    Sqlite,
+}
+
+/// Storage operations that stand alone.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which engine this is.
+    fn backend(&self) -> Backend;
+
+    /// Begins a write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Reads and changes a username's attempt counter atomically (compare-and-set, retried).
+    async fn update_attempts(
+        &self,
+        key: &UsernameKey,
+        now: Timestamp,
+        change: &mut CounterChange<'_>,
+    ) -> Result<CounterUpdate>;
+
+    /// Reads a username's attempt counter.
+    async fn attempts(&self, key: &UsernameKey) -> Result<AttemptCounter>;
+
+    /// Finds an account by username key.
+    async fn account_by_username(&self, key: &UsernameKey) -> Result<Option<AccountRecord>>;
+
+    /// Finds an account by id.
+    async fn account_by_id(&self, id: i64) -> Result<Option<AccountRecord>>;
+
+    /// The account's previous password hashes, newest first (the current one included).
+    async fn password_history(&self, account_id: i64) -> Result<Vec<String>>;
+
+    /// Replaces a password hash with a stronger one of the same password (parameters raised).
+    async fn upgrade_password_hash(&self, account_id: i64, old: &str, new: &str) -> Result<()>;
+
+    /// Finds a session.
+    async fn session(&self, id_hash: &TokenHash) -> Result<Option<SessionRecord>>;
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+
+    /// Records activity on a session.
+    async fn touch_session(&self, id_hash: &TokenHash, now: Timestamp) -> Result<()>;
+
+    /// Ends a session.
+    async fn delete_session(&self, id_hash: &TokenHash) -> Result<()>;
+
+    /// Sets or clears a session's one-time message.
+    async fn set_session_flash(&self, id_hash: &TokenHash, flash: Option<&str>) -> Result<()>;
+
+    /// Puts a reset link into a session (or clears it).
+    async fn set_session_reset(
+        &self,
+        id_hash: &TokenHash,
+        link: Option<(i64, Timestamp)>,
+    ) -> Result<()>;
+
+    /// Finds a reset link by its token's hash.
+    async fn reset_link_by_hash(&self, hash: &TokenHash) -> Result<Option<ResetLinkRow>>;
+
+    /// Finds a reset link by id.
+    async fn reset_link(&self, id: i64) -> Result<Option<ResetLinkRow>>;
+
+    /// Takes up to `limit` pending recovery requests, leased until `lease_until`.
+    async fn claim_recovery_requests(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRequestRow>>;
+
+    /// Takes up to `limit` due emails, leased until `lease_until`.
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEmail>>;
+
+    /// Records how an email's try ended (scrubbing its body if finished), with its audit event.
+    async fn record_delivery(
+        &self,
+        email: &OutboxEmail,
+        result: &DeliveryResult,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Records a security event.
+    async fn audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Lists security events, newest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
+
+    /// Recovery requests for an email address, newest first.
+    async fn recovery_requests_for(
+        &self,
+        email_key: &str,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRequestSummary>>;
+
+    /// Emails to an address, newest first.
+    async fn emails_to(&self, email_key: &str, limit: u32) -> Result<Vec<OutboxSummary>>;
+
+    /// Employers and accounts, for planning an import.
+    async fn import_index(&self) -> Result<(Vec<KnownEmployer>, Vec<KnownAccount>)>;
+
+    /// How many sessions an account has.
+    async fn session_count(&self, account_id: i64) -> Result<i64>;
+
+    /// Deletes what has outlived its use: idle sessions, counters of unknown
+    /// usernames with nothing to remember, recovery request details.
+    async fn purge(&self, now: Timestamp, session_idle: gatehouse_domain::Span) -> Result<u64>;
+}
+
+/// The steps of an operation that happens entirely or not at all.
+///
+/// Dropping a `Tx` without [`Tx::commit`] rolls it back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Makes every step permanent.
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Reads a username's attempt counter, locking it for this transaction.
+    async fn attempts(&mut self, key: &UsernameKey) -> Result<AttemptCounter>;
+
+    /// Writes a username's attempt counter.
+    async fn set_attempts(
+        &mut self,
+        key: &UsernameKey,
+        counter: &AttemptCounter,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Finds an account by id.
+    async fn account_by_id(&mut self, id: i64) -> Result<Option<AccountRecord>>;
+
+    /// Finds an account by username key.
+    async fn account_by_username(&mut self, key: &UsernameKey) -> Result<Option<AccountRecord>>;
+
+    /// Accounts with this email and date of birth (and username, if given).
+    async fn accounts_for_recovery(
+        &mut self,
+        email_key: &str,
+        date_of_birth: &str,
+        username_key: Option<&str>,
+    ) -> Result<Vec<AccountRecord>>;
+
+    /// Emails of `kind` to an address since `since`.
+    async fn emails_sent_since(
+        &mut self,
+        recipient_key: &str,
+        kind: &str,
+        since: Timestamp,
+    ) -> Result<u32>;
+
+    /// Recovery requests from a client address since `since`.
+    async fn recovery_requests_from(&mut self, client_ip: &str, since: Timestamp) -> Result<u32>;
+
+    /// Records a recovery request.
+    async fn insert_recovery_request(
+        &mut self,
+        email_key: &str,
+        date_of_birth: &str,
+        username_key: Option<&str>,
+        client_ip: &str,
+        now: Timestamp,
+    ) -> Result<i64>;
+
+    /// Marks a pending request processed; `false` if it was not pending (someone else did it).
+    async fn finish_recovery_request(
+        &mut self,
+        id: i64,
+        outcome: RecoveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Voids an account's usable links (except `keep`); returns how many.
+    async fn void_links(
+        &mut self,
+        account_id: i64,
+        reason: VoidReason,
+        now: Timestamp,
+        keep: Option<i64>,
+    ) -> Result<u64>;
+
+    /// Stores a new reset link.
+    async fn insert_reset_link(
+        &mut self,
+        account_id: i64,
+        hash: &TokenHash,
+        recovery_request_id: Option<i64>,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<i64>;
+
+    /// Reads a reset link.
+    async fn reset_link(&mut self, id: i64) -> Result<Option<ResetLinkRow>>;
+
+    /// Spends a link if it is still usable at `now`; `false` if another request got there first.
+    async fn consume_reset_link(&mut self, id: i64, now: Timestamp) -> Result<bool>;
+
+    /// Sets an account's password and adds it to the history, keeping `keep` entries.
+    async fn set_password(
+        &mut self,
+        account_id: i64,
+        hash: &str,
+        now: Timestamp,
+        keep: usize,
+    ) -> Result<()>;
+
+    /// Changes an account's email address.
+    async fn set_email(&mut self, account_id: i64, email: &str, now: Timestamp) -> Result<()>;
+
+    /// Records a sign-in.
+    async fn record_sign_in(&mut self, account_id: i64, now: Timestamp) -> Result<()>;
+
+    /// Ends every session of an account; returns how many.
+    async fn delete_sessions_of(&mut self, account_id: i64) -> Result<u64>;
+
+    /// Stores a new session.
+    async fn create_session(&mut self, session: &SessionRecord) -> Result<()>;
+
+    /// Ends a session.
+    async fn delete_session(&mut self, id_hash: &TokenHash) -> Result<()>;
+
+    /// Puts an email in the outbox.
+    async fn enqueue_email(&mut self, email: &NewEmail, now: Timestamp) -> Result<i64>;
+
+    /// Records a security event.
+    async fn audit(&mut self, record: &AuditRecord) -> Result<()>;
+
+    /// Writes an import plan: employers, new people, changes.
+    async fn apply_import(&mut self, plan: &ImportPlan, now: Timestamp) -> Result<ImportSummary>;
+}

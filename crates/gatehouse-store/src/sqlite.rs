@@ -1,0 +1,1251 @@
+//! The SQLite backend: one file, WAL mode, the embedded default.
+//!
+//! Writes that belong together run in `BEGIN IMMEDIATE` transactions, which
+//! take SQLite's single write lock up front: a deferred transaction that
+//! reads and then writes can fail with "database is locked" when another
+//! writer got in between, and no amount of waiting fixes that.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
+use gatehouse_domain::lockout::AttemptCounter;
+use gatehouse_domain::reset_link::{LinkRecord, VoidReason};
+use gatehouse_domain::{RecoveryOutcome, Span, Timestamp, TokenHash, UsernameKey};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+
+use crate::{
+    AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
+    DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary,
+    RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SessionRecord, Store,
+    StoreError, Tx,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How many times a compare-and-set is retried before giving up.
+const CAS_ATTEMPTS: usize = 200;
+
+/// Rows per multi-row INSERT during an import (12 parameters each, well
+/// under SQLite's limit of 32,766).
+const IMPORT_BATCH: usize = 1000;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a `sqlite://PATH` URL and
+    /// applies migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Opens the database without applying migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::Config(format!("not a sqlite URL: {url}")))?;
+        let file = path.split('?').next().unwrap_or(path);
+        if file.is_empty() {
+            return Err(StoreError::Config(
+                "the sqlite URL has no file name".to_owned(),
+            ));
+        }
+        if let Some(dir) = Path::new(file).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Config(format!("cannot create the folder {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode NORMAL loses no committed data on a process crash,
+            // only possibly the latest commits on power loss.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .statement_cache_capacity(256);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The schema versions this build knows, newest last.
+    pub fn known_versions() -> Vec<i64> {
+        MIGRATOR.iter().map(|m| m.version).collect()
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        Ok(self.pool.acquire().await?)
+    }
+}
+
+/// An open SQLite write transaction.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp::from_unix)
+}
+
+fn u32_of(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, e.code, e.name, a.username, a.first_name, a.last_name, \
+    a.date_of_birth, a.email, a.employee_number, a.role, a.password_hash, \
+    a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at \
+    FROM accounts a JOIN employers e ON e.id = a.employer_id";
+
+fn account_from(row: &sqlx::sqlite::SqliteRow) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        id: row.try_get(0)?,
+        employer_code: row.try_get(1)?,
+        employer_name: row.try_get(2)?,
+        username: row.try_get(3)?,
+        first_name: row.try_get(4)?,
+        last_name: row.try_get(5)?,
+        date_of_birth: row.try_get(6)?,
+        email: row.try_get(7)?,
+        employee_number: row.try_get(8)?,
+        role: row.try_get(9)?,
+        password_hash: row.try_get(10)?,
+        password_changed_at: ts(row.try_get(11)?),
+        last_sign_in_at: ts(row.try_get(12)?),
+        previous_sign_in_at: ts(row.try_get(13)?),
+    })
+}
+
+async fn account_where(
+    conn: &mut SqliteConnection,
+    condition: &'static str,
+    value: impl sqlx::Encode<'_, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+) -> Result<Option<AccountRecord>> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} WHERE {condition}");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(account_from).transpose()
+}
+
+fn counter_from(row: &sqlx::sqlite::SqliteRow) -> Result<(AttemptCounter, i64)> {
+    let claims: i64 = row.try_get(3)?;
+    Ok((
+        AttemptCounter {
+            consecutive: u32_of(row.try_get(0)?),
+            total: u32_of(row.try_get(1)?),
+            locked_until: ts(row.try_get(2)?),
+            claims: u64::try_from(claims).unwrap_or(0),
+        },
+        row.try_get(4)?,
+    ))
+}
+
+async fn read_attempts(
+    conn: &mut SqliteConnection,
+    key: &UsernameKey,
+) -> Result<Option<(AttemptCounter, i64)>> {
+    let row = sqlx::query(
+        "SELECT consecutive, total, locked_until, claims, version \
+         FROM sign_in_attempts WHERE username_key = $1",
+    )
+    .bind(key.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(counter_from).transpose()
+}
+
+fn claims_i64(c: &AttemptCounter) -> i64 {
+    i64::try_from(c.claims).unwrap_or(i64::MAX)
+}
+
+async fn upsert_attempts(
+    conn: &mut SqliteConnection,
+    key: &UsernameKey,
+    c: &AttemptCounter,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sign_in_attempts \
+         (username_key, consecutive, total, locked_until, claims, version, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6) \
+         ON CONFLICT (username_key) DO UPDATE SET consecutive = excluded.consecutive, \
+         total = excluded.total, locked_until = excluded.locked_until, \
+         claims = excluded.claims, version = sign_in_attempts.version + 1, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(key.as_str())
+    .bind(i64::from(c.consecutive))
+    .bind(i64::from(c.total))
+    .bind(c.locked_until.map(Timestamp::unix))
+    .bind(claims_i64(c))
+    .bind(now.unix())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn session_from(row: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord> {
+    let hash: Vec<u8> = row.try_get(0)?;
+    Ok(SessionRecord {
+        id_hash: TokenHash::from_slice(&hash).ok_or(StoreError::Config(
+            "a stored session id hash is malformed".to_owned(),
+        ))?,
+        account_id: row.try_get(1)?,
+        csrf_token: row.try_get(2)?,
+        created_at: Timestamp::from_unix(row.try_get(3)?),
+        last_seen_at: Timestamp::from_unix(row.try_get(4)?),
+        reset_link_id: row.try_get(5)?,
+        reset_until: ts(row.try_get(6)?),
+        flash: row.try_get(7)?,
+    })
+}
+
+async fn insert_session(conn: &mut SqliteConnection, s: &SessionRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
+         reset_link_id, reset_until, flash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(s.id_hash.as_bytes().as_slice())
+    .bind(s.account_id)
+    .bind(&s.csrf_token)
+    .bind(s.created_at.unix())
+    .bind(s.last_seen_at.unix())
+    .bind(s.reset_link_id)
+    .bind(s.reset_until.map(Timestamp::unix))
+    .bind(&s.flash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn remove_session(conn: &mut SqliteConnection, id_hash: &TokenHash) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        .bind(id_hash.as_bytes().as_slice())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+fn link_from(row: &sqlx::sqlite::SqliteRow) -> Result<ResetLinkRow> {
+    let voided_at: Option<i64> = row.try_get(5)?;
+    let reason: Option<String> = row.try_get(6)?;
+    Ok(ResetLinkRow {
+        id: row.try_get(0)?,
+        account_id: row.try_get(1)?,
+        record: LinkRecord {
+            created_at: Timestamp::from_unix(row.try_get(2)?),
+            expires_at: Timestamp::from_unix(row.try_get(3)?),
+            used_at: ts(row.try_get(4)?),
+            voided: match (
+                voided_at,
+                reason.as_deref().and_then(VoidReason::from_stored),
+            ) {
+                (Some(at), Some(reason)) => Some((Timestamp::from_unix(at), reason)),
+                (Some(at), None) => Some((Timestamp::from_unix(at), VoidReason::Replaced)),
+                _ => None,
+            },
+        },
+    })
+}
+
+const LINK_COLUMNS: &str = "SELECT id, account_id, created_at, expires_at, used_at, voided_at, void_reason FROM reset_links";
+
+async fn link_where(
+    conn: &mut SqliteConnection,
+    condition: &'static str,
+    value: impl sqlx::Encode<'_, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+) -> Result<Option<ResetLinkRow>> {
+    let row = sqlx::query(AssertSqlSafe(format!("{LINK_COLUMNS} WHERE {condition}")))
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(link_from).transpose()
+}
+
+async fn insert_audit(conn: &mut SqliteConnection, r: &AuditRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(r.at.map_or(0, Timestamp::unix))
+    .bind(&r.event)
+    .bind(&r.actor)
+    .bind(r.account_id)
+    .bind(&r.username)
+    .bind(&r.client_ip)
+    .bind(&r.detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn update_attempts(
+        &self,
+        key: &UsernameKey,
+        now: Timestamp,
+        change: &mut CounterChange<'_>,
+    ) -> Result<CounterUpdate> {
+        let mut conn = self.conn().await?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = read_attempts(&mut conn, key).await?;
+            let before = current.map(|(c, _)| c).unwrap_or_default();
+            let Some(after) = change(before) else {
+                return Ok(CounterUpdate {
+                    before,
+                    after: None,
+                });
+            };
+            let written = match current {
+                None => sqlx::query(
+                    "INSERT INTO sign_in_attempts \
+                     (username_key, consecutive, total, locked_until, claims, version, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 1, $6) ON CONFLICT (username_key) DO NOTHING",
+                )
+                .bind(key.as_str())
+                .bind(i64::from(after.consecutive))
+                .bind(i64::from(after.total))
+                .bind(after.locked_until.map(Timestamp::unix))
+                .bind(claims_i64(&after))
+                .bind(now.unix())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+                Some((_, version)) => sqlx::query(
+                    "UPDATE sign_in_attempts SET consecutive = $2, total = $3, locked_until = $4, \
+                     claims = $5, version = version + 1, updated_at = $6 \
+                     WHERE username_key = $1 AND version = $7",
+                )
+                .bind(key.as_str())
+                .bind(i64::from(after.consecutive))
+                .bind(i64::from(after.total))
+                .bind(after.locked_until.map(Timestamp::unix))
+                .bind(claims_i64(&after))
+                .bind(now.unix())
+                .bind(version)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            };
+            if written == 1 {
+                return Ok(CounterUpdate {
+                    before,
+                    after: Some(after),
+                });
+            }
+        }
+        Err(StoreError::Contention("sign-in attempts"))
+    }
+
+    async fn attempts(&self, key: &UsernameKey) -> Result<AttemptCounter> {
+        let mut conn = self.conn().await?;
+        Ok(read_attempts(&mut conn, key)
+            .await?
+            .map(|(c, _)| c)
+            .unwrap_or_default())
+    }
+
+    async fn account_by_username(&self, key: &UsernameKey) -> Result<Option<AccountRecord>> {
+        let mut conn = self.conn().await?;
+        account_where(&mut conn, "a.username_key = $1", key.as_str()).await
+    }
+
+    async fn account_by_id(&self, id: i64) -> Result<Option<AccountRecord>> {
+        let mut conn = self.conn().await?;
+        account_where(&mut conn, "a.id = $1", id).await
+    }
+
+    async fn password_history(&self, account_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT password_hash FROM password_history WHERE account_id = $1 ORDER BY id DESC",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn upgrade_password_hash(&self, account_id: i64, old: &str, new: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let changed = sqlx::query(
+            "UPDATE accounts SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+        )
+        .bind(account_id)
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            sqlx::query(
+                "UPDATE password_history SET password_hash = $3 \
+                 WHERE account_id = $1 AND password_hash = $2",
+            )
+            .bind(account_id)
+            .bind(old)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, reset_link_id, \
+             reset_until, flash FROM sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from).transpose()
+    }
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        insert_session(&mut *self.conn().await?, session).await
+    }
+
+    async fn touch_session(&self, id_hash: &TokenHash, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
+            .bind(id_hash.as_bytes().as_slice())
+            .bind(now.unix())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &TokenHash) -> Result<()> {
+        remove_session(&mut *self.conn().await?, id_hash).await
+    }
+
+    async fn set_session_flash(&self, id_hash: &TokenHash, flash: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE sessions SET flash = $2 WHERE id_hash = $1")
+            .bind(id_hash.as_bytes().as_slice())
+            .bind(flash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_session_reset(
+        &self,
+        id_hash: &TokenHash,
+        link: Option<(i64, Timestamp)>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE sessions SET reset_link_id = $2, reset_until = $3 WHERE id_hash = $1")
+            .bind(id_hash.as_bytes().as_slice())
+            .bind(link.map(|(id, _)| id))
+            .bind(link.map(|(_, until)| until.unix()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reset_link_by_hash(&self, hash: &TokenHash) -> Result<Option<ResetLinkRow>> {
+        link_where(
+            &mut *self.conn().await?,
+            "token_hash = $1",
+            hash.as_bytes().as_slice(),
+        )
+        .await
+    }
+
+    async fn reset_link(&self, id: i64) -> Result<Option<ResetLinkRow>> {
+        link_where(&mut *self.conn().await?, "id = $1", id).await
+    }
+
+    async fn claim_recovery_requests(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRequestRow>> {
+        let rows = sqlx::query(
+            "UPDATE recovery_requests SET lease_until = $2 WHERE id IN (\
+               SELECT id FROM recovery_requests WHERE status = 'pending' \
+               AND (lease_until IS NULL OR lease_until <= $1) ORDER BY id LIMIT $3) \
+             RETURNING id, email_key, date_of_birth, username_key, client_ip, created_at",
+        )
+        .bind(now.unix())
+        .bind(lease_until.unix())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(RecoveryRequestRow {
+                    id: r.try_get(0)?,
+                    email_key: r.try_get(1)?,
+                    date_of_birth: r.try_get(2)?,
+                    username_key: r.try_get(3)?,
+                    client_ip: r.try_get(4)?,
+                    created_at: Timestamp::from_unix(r.try_get(5)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEmail>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
+               SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
+               AND (lease_until IS NULL OR lease_until <= $1) \
+               ORDER BY next_attempt_at, id LIMIT $3) \
+             RETURNING id, kind, recipient, subject, text_body, html_body, attempts, created_at, \
+               send_by, account_id",
+        )
+        .bind(now.unix())
+        .bind(lease_until.unix())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxEmail {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    recipient: r.try_get(2)?,
+                    subject: r.try_get(3)?,
+                    text_body: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+                    html_body: r.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
+                    attempts: u32_of(r.try_get(6)?),
+                    created_at: Timestamp::from_unix(r.try_get(7)?),
+                    send_by: ts(r.try_get(8)?),
+                    account_id: r.try_get(9)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    async fn record_delivery(
+        &self,
+        email: &OutboxEmail,
+        result: &DeliveryResult,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (event, detail) = match result {
+            DeliveryResult::Sent(reply) => {
+                sqlx::query(
+                    "UPDATE outbox SET status = 'sent', smtp_reply = $2, finished_at = $3, \
+                     text_body = NULL, html_body = NULL, lease_until = NULL, last_error = NULL \
+                     WHERE id = $1",
+                )
+                .bind(email.id)
+                .bind(reply)
+                .bind(now.unix())
+                .execute(&mut *tx)
+                .await?;
+                ("email.sent", reply.clone())
+            }
+            DeliveryResult::Retry { error, at } => {
+                sqlx::query(
+                    "UPDATE outbox SET last_error = $2, next_attempt_at = $3, lease_until = NULL \
+                     WHERE id = $1",
+                )
+                .bind(email.id)
+                .bind(error)
+                .bind(at.unix())
+                .execute(&mut *tx)
+                .await?;
+                (
+                    "email.retrying",
+                    format!("{error}; next try at {}", at.rfc3339()),
+                )
+            }
+            DeliveryResult::Expired(error) | DeliveryResult::Failed(error) => {
+                let (status, event) = if matches!(result, DeliveryResult::Expired(_)) {
+                    ("expired", "email.expired")
+                } else {
+                    ("failed", "email.failed")
+                };
+                sqlx::query(
+                    "UPDATE outbox SET status = $2, last_error = $3, finished_at = $4, \
+                     text_body = NULL, html_body = NULL, lease_until = NULL WHERE id = $1",
+                )
+                .bind(email.id)
+                .bind(status)
+                .bind(error)
+                .bind(now.unix())
+                .execute(&mut *tx)
+                .await?;
+                (event, error.clone())
+            }
+        };
+        insert_audit(
+            &mut tx,
+            &AuditRecord {
+                at: Some(now),
+                event: event.to_owned(),
+                actor: Some("system".to_owned()),
+                account_id: email.account_id,
+                username: None,
+                client_ip: None,
+                detail: Some(format!(
+                    "email {} ({}) to {}: {detail}",
+                    email.id,
+                    email.kind,
+                    gatehouse_domain::EmailAddress::from_trusted(email.recipient.clone()).masked()
+                )),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        insert_audit(&mut *self.conn().await?, record).await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, event, actor, account_id, username, client_ip, detail \
+             FROM audit_events WHERE ($1 IS NULL OR account_id = $1) \
+             AND ($2 IS NULL OR event = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(filter.account_id)
+        .bind(&filter.event)
+        .bind(i64::from(if filter.limit == 0 {
+            100
+        } else {
+            filter.limit
+        }))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get(0)?,
+                    at: Timestamp::from_unix(r.try_get(1)?),
+                    event: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    account_id: r.try_get(4)?,
+                    username: r.try_get(5)?,
+                    client_ip: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn recovery_requests_for(
+        &self,
+        email_key: &str,
+        limit: u32,
+    ) -> Result<Vec<RecoveryRequestSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, status, outcome, matched_accounts, processed_at \
+             FROM recovery_requests WHERE email_key = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(email_key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RecoveryRequestSummary {
+                    id: r.try_get(0)?,
+                    created_at: Timestamp::from_unix(r.try_get(1)?),
+                    status: r.try_get(2)?,
+                    outcome: r.try_get(3)?,
+                    matched_accounts: r.try_get(4)?,
+                    processed_at: ts(r.try_get(5)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn emails_to(&self, email_key: &str, limit: u32) -> Result<Vec<OutboxSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, recipient, status, attempts, last_error, smtp_reply, created_at, \
+             finished_at, next_attempt_at, recovery_request_id \
+             FROM outbox WHERE recipient_key = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(email_key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxSummary {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    recipient: r.try_get(2)?,
+                    status: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    last_error: r.try_get(5)?,
+                    smtp_reply: r.try_get(6)?,
+                    created_at: Timestamp::from_unix(r.try_get(7)?),
+                    finished_at: ts(r.try_get(8)?),
+                    next_attempt_at: Timestamp::from_unix(r.try_get(9)?),
+                    recovery_request_id: r.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn import_index(&self) -> Result<(Vec<KnownEmployer>, Vec<KnownAccount>)> {
+        let mut conn = self.conn().await?;
+        let employers = sqlx::query("SELECT id, code, name FROM employers")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(KnownEmployer {
+                    id: r.try_get(0)?,
+                    code: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let accounts = sqlx::query(
+            "SELECT id, employer_id, username, first_name, last_name, date_of_birth, email, \
+             employee_number, role FROM accounts",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KnownAccount {
+                id: r.try_get(0)?,
+                employer_id: r.try_get(1)?,
+                username: r.try_get(2)?,
+                first_name: r.try_get(3)?,
+                last_name: r.try_get(4)?,
+                date_of_birth: r.try_get(5)?,
+                email: r.try_get(6)?,
+                employee_number: r.try_get(7)?,
+                role: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok((employers, accounts))
+    }
+
+    async fn session_count(&self, account_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn purge(&self, now: Timestamp, session_idle: Span) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sessions = sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1")
+            .bind(now.minus(session_idle).unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // Counters of usernames nobody has, untouched for 30 days and not
+        // locked: forgetting them changes nothing anyone can observe.
+        let counters = sqlx::query(
+            "DELETE FROM sign_in_attempts WHERE updated_at < $1 \
+             AND (locked_until IS NULL OR locked_until < $2) \
+             AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.username_key = sign_in_attempts.username_key)",
+        )
+        .bind(now.minus(Span::hours(24 * 30)).unix())
+        .bind(now.unix())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(sessions + counters)
+    }
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn attempts(&mut self, key: &UsernameKey) -> Result<AttemptCounter> {
+        // The transaction already holds SQLite's write lock: nothing can
+        // change the counter before this transaction ends.
+        Ok(read_attempts(&mut self.tx, key)
+            .await?
+            .map(|(c, _)| c)
+            .unwrap_or_default())
+    }
+
+    async fn set_attempts(
+        &mut self,
+        key: &UsernameKey,
+        counter: &AttemptCounter,
+        now: Timestamp,
+    ) -> Result<()> {
+        upsert_attempts(&mut self.tx, key, counter, now).await
+    }
+
+    async fn account_by_id(&mut self, id: i64) -> Result<Option<AccountRecord>> {
+        account_where(&mut self.tx, "a.id = $1", id).await
+    }
+
+    async fn account_by_username(&mut self, key: &UsernameKey) -> Result<Option<AccountRecord>> {
+        account_where(&mut self.tx, "a.username_key = $1", key.as_str()).await
+    }
+
+    async fn accounts_for_recovery(
+        &mut self,
+        email_key: &str,
+        date_of_birth: &str,
+        username_key: Option<&str>,
+    ) -> Result<Vec<AccountRecord>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} WHERE a.email_key = $1 AND a.date_of_birth = $2 \
+             AND ($3 IS NULL OR a.username_key = $3) ORDER BY e.code, a.username_key"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(email_key)
+            .bind(date_of_birth)
+            .bind(username_key)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(account_from).collect()
+    }
+
+    async fn emails_sent_since(
+        &mut self,
+        recipient_key: &str,
+        kind: &str,
+        since: Timestamp,
+    ) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE recipient_key = $1 AND kind = $2 AND created_at > $3",
+        )
+        .bind(recipient_key)
+        .bind(kind)
+        .bind(since.unix())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(u32_of(n))
+    }
+
+    async fn recovery_requests_from(&mut self, client_ip: &str, since: Timestamp) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_requests WHERE client_ip = $1 AND created_at > $2",
+        )
+        .bind(client_ip)
+        .bind(since.unix())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(u32_of(n))
+    }
+
+    async fn insert_recovery_request(
+        &mut self,
+        email_key: &str,
+        date_of_birth: &str,
+        username_key: Option<&str>,
+        client_ip: &str,
+        now: Timestamp,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO recovery_requests \
+             (email_key, date_of_birth, username_key, client_ip, created_at, status) \
+             VALUES ($1, $2, $3, $4, $5, 'pending') RETURNING id",
+        )
+        .bind(email_key)
+        .bind(date_of_birth)
+        .bind(username_key)
+        .bind(client_ip)
+        .bind(now.unix())
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn finish_recovery_request(
+        &mut self,
+        id: i64,
+        outcome: RecoveryOutcome,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let matched = match outcome {
+            RecoveryOutcome::Matched(n) => Some(i64::from(n)),
+            _ => None,
+        };
+        // The date of birth has done its job: it is not kept (data minimisation).
+        let changed = sqlx::query(
+            "UPDATE recovery_requests SET status = 'processed', outcome = $2, \
+             matched_accounts = $3, processed_at = $4, lease_until = NULL, date_of_birth = '' \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(outcome.as_str())
+        .bind(matched)
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn void_links(
+        &mut self,
+        account_id: i64,
+        reason: VoidReason,
+        now: Timestamp,
+        keep: Option<i64>,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE reset_links SET voided_at = $2, void_reason = $3 \
+             WHERE account_id = $1 AND used_at IS NULL AND voided_at IS NULL \
+             AND ($4 IS NULL OR id <> $4)",
+        )
+        .bind(account_id)
+        .bind(now.unix())
+        .bind(reason.as_str())
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
+    async fn insert_reset_link(
+        &mut self,
+        account_id: i64,
+        hash: &TokenHash,
+        recovery_request_id: Option<i64>,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO reset_links (account_id, token_hash, recovery_request_id, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(hash.as_bytes().as_slice())
+        .bind(recovery_request_id)
+        .bind(now.unix())
+        .bind(expires_at.unix())
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn reset_link(&mut self, id: i64) -> Result<Option<ResetLinkRow>> {
+        link_where(&mut self.tx, "id = $1", id).await
+    }
+
+    async fn consume_reset_link(&mut self, id: i64, now: Timestamp) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE reset_links SET used_at = $2 WHERE id = $1 AND used_at IS NULL \
+             AND voided_at IS NULL AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn set_password(
+        &mut self,
+        account_id: i64,
+        hash: &str,
+        now: Timestamp,
+        keep: usize,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_changed_at = $3, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(hash)
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO password_history (account_id, password_hash, created_at) \
+             VALUES ($1, $2, $3)",
+        )
+        .bind(account_id)
+        .bind(hash)
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN (\
+               SELECT id FROM password_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(account_id)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_email(&mut self, account_id: i64, email: &str, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(email)
+        .bind(email.to_ascii_lowercase())
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_sign_in(&mut self, account_id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET previous_sign_in_at = last_sign_in_at, last_sign_in_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_sessions_of(&mut self, account_id: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
+    }
+
+    async fn create_session(&mut self, session: &SessionRecord) -> Result<()> {
+        insert_session(&mut self.tx, session).await
+    }
+
+    async fn delete_session(&mut self, id_hash: &TokenHash) -> Result<()> {
+        remove_session(&mut self.tx, id_hash).await
+    }
+
+    async fn enqueue_email(&mut self, email: &NewEmail, now: Timestamp) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (kind, recipient, recipient_key, subject, text_body, html_body, \
+             account_id, recovery_request_id, status, attempts, next_attempt_at, send_by, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 0, $9, $10, $9) \
+             RETURNING id",
+        )
+        .bind(email.kind)
+        .bind(&email.recipient)
+        .bind(email.recipient.to_ascii_lowercase())
+        .bind(&email.subject)
+        .bind(&email.text_body)
+        .bind(&email.html_body)
+        .bind(email.account_id)
+        .bind(email.recovery_request_id)
+        .bind(now.unix())
+        .bind(email.send_by.map(Timestamp::unix))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        insert_audit(
+            &mut self.tx,
+            &AuditRecord {
+                at: Some(now),
+                event: "email.queued".to_owned(),
+                actor: Some("system".to_owned()),
+                account_id: email.account_id,
+                username: None,
+                client_ip: None,
+                detail: Some(format!(
+                    "email {id} ({}) to {}",
+                    email.kind,
+                    gatehouse_domain::EmailAddress::from_trusted(email.recipient.clone()).masked()
+                )),
+            },
+        )
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit(&mut self, record: &AuditRecord) -> Result<()> {
+        insert_audit(&mut self.tx, record).await
+    }
+
+    async fn apply_import(&mut self, plan: &ImportPlan, now: Timestamp) -> Result<ImportSummary> {
+        let mut summary = ImportSummary {
+            unchanged: plan.unchanged,
+            ..ImportSummary::default()
+        };
+        for change in &plan.employers {
+            match change.existing_id {
+                Some(id) => {
+                    sqlx::query("UPDATE employers SET name = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(&change.name)
+                        .execute(&mut *self.tx)
+                        .await?;
+                    summary.employers_renamed += 1;
+                }
+                None => {
+                    sqlx::query("INSERT INTO employers (code, name) VALUES ($1, $2)")
+                        .bind(&change.code)
+                        .bind(&change.name)
+                        .execute(&mut *self.tx)
+                        .await?;
+                    summary.employers_created += 1;
+                }
+            }
+        }
+        let employer_ids: std::collections::HashMap<String, i64> =
+            sqlx::query("SELECT code, id FROM employers")
+                .fetch_all(&mut *self.tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
+        let employer_id = |code: &str| {
+            employer_ids
+                .get(code)
+                .copied()
+                .ok_or_else(|| StoreError::Config(format!("employer {code} vanished mid-import")))
+        };
+
+        for batch in plan.creates.chunks(IMPORT_BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO accounts (employer_id, username, username_key, first_name, \
+                 last_name, date_of_birth, email, email_key, employee_number, role, created_at, \
+                 updated_at) VALUES ",
+            );
+            for i in 0..batch.len() {
+                let b = i * 12;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                sql.push_str(
+                    &(1..=12)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                sql.push(')');
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for c in batch {
+                q = q
+                    .bind(employer_id(&c.employer_code)?)
+                    .bind(c.username.as_str().to_owned())
+                    .bind(c.username.key().as_str().to_owned())
+                    .bind(c.row.first_name.as_str().to_owned())
+                    .bind(c.row.last_name.as_str().to_owned())
+                    .bind(c.row.date_of_birth.iso())
+                    .bind(c.row.email.as_str().to_owned())
+                    .bind(c.row.email.key())
+                    .bind(
+                        c.row
+                            .employee_number
+                            .as_ref()
+                            .map(|n| n.as_str().to_owned()),
+                    )
+                    .bind(c.row.role.as_str())
+                    .bind(now.unix())
+                    .bind(now.unix());
+            }
+            q.execute(&mut *self.tx).await?;
+            summary.created += batch.len();
+        }
+        // New accounts start with no attempt history, even if their username
+        // was tried before it existed.
+        for batch in plan.creates.chunks(IMPORT_BATCH) {
+            let placeholders = (1..=batch.len())
+                .map(|k| format!("${k}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM sign_in_attempts WHERE username_key IN ({placeholders})"
+            )));
+            for c in batch {
+                q = q.bind(c.username.key().as_str().to_owned());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+
+        for u in &plan.updates {
+            sqlx::query(
+                "UPDATE accounts SET username = $2, username_key = $3, first_name = $4, \
+                 last_name = $5, date_of_birth = $6, email = $7, email_key = $8, \
+                 employee_number = COALESCE($9, employee_number), role = $10, updated_at = $11 \
+                 WHERE id = $1",
+            )
+            .bind(u.id)
+            .bind(u.username.as_str())
+            .bind(u.username.key().as_str())
+            .bind(u.row.first_name.as_str())
+            .bind(u.row.last_name.as_str())
+            .bind(u.row.date_of_birth.iso())
+            .bind(u.row.email.as_str())
+            .bind(u.row.email.key())
+            .bind(u.row.employee_number.as_ref().map(|n| n.as_str()))
+            .bind(u.row.role.as_str())
+            .bind(now.unix())
+            .execute(&mut *self.tx)
+            .await?;
+            summary.updated += 1;
+            if let Some(old) = &u.old_email {
+                self.void_links(u.id, VoidReason::EmailChanged, now, None)
+                    .await?;
+                self.delete_sessions_of(u.id).await?;
+                summary.email_changes.push(EmailChange {
+                    account_id: u.id,
+                    username: u.username.to_string(),
+                    old_email: old.clone(),
+                    new_email: u.row.email.to_string(),
+                });
+            }
+        }
+        Ok(summary)
+    }
+}
