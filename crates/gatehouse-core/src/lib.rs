@@ -1,1 +1,86 @@
-//! Placeholder.
+//! Gatehouse's services: sign-in, recovery, reset, sessions, import and
+//! account administration.
+//!
+//! Each service takes parsed input, applies the domain's rules, and uses the
+//! store's transactions so that what must happen together does. The web
+//! handlers and the command line are thin layers over [`Gatehouse`].
+
+use std::sync::Arc;
+
+use gatehouse_domain::Clock;
+use gatehouse_store::{AuditRecord, Store};
+use tokio::sync::Notify;
+
+pub mod accounts;
+pub mod emails;
+pub mod error;
+pub mod hashing;
+pub mod import;
+pub mod recovery;
+pub mod reset;
+pub mod sessions;
+pub mod settings;
+pub mod sign_in;
+
+pub use error::{Error, Result};
+pub use hashing::{HashParams, PasswordHasher};
+pub use settings::Settings;
+
+/// Everything the services need, shared by every request and worker.
+#[derive(Clone)]
+pub struct Gatehouse {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The time source for every decision.
+    pub clock: Arc<dyn Clock>,
+    /// Password hashing, with bounded concurrency.
+    pub hasher: Arc<PasswordHasher>,
+    /// Deployment settings.
+    pub settings: Arc<Settings>,
+    /// Wakes the recovery worker when a request is recorded.
+    pub recovery_wake: Arc<Notify>,
+    /// Wakes the outbox worker when an email is queued.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Gatehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatehouse")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gatehouse {
+    /// Wires the services together.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: Arc<PasswordHasher>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            hasher,
+            settings: Arc::new(settings),
+            recovery_wake: Arc::new(Notify::new()),
+            outbox_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// An audit record for `event` at the current time.
+    pub(crate) fn event(&self, event: gatehouse_domain::audit::AuditEvent) -> AuditRecord {
+        AuditRecord {
+            at: Some(self.clock.now()),
+            event: event.as_str().to_owned(),
+            ..AuditRecord::default()
+        }
+    }
+}
+
+/// A short, non-reversible reference to something that must not be stored
+/// as typed (an unknown username may be a password typed in the wrong box).
+pub(crate) fn reference(text: &str) -> String {
+    gatehouse_domain::token::reference_of(text.as_bytes())
+}

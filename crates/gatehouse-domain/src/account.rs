@@ -212,6 +212,13 @@ impl fmt::Display for EmailAddress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedDomains(Vec<String>);
 
+impl Default for AllowedDomains {
+    /// `nhs.net`, as in the seed.
+    fn default() -> Self {
+        Self(vec!["nhs.net".to_owned()])
+    }
+}
+
 impl AllowedDomains {
     /// Parses a comma-separated list such as `nhs.net` or `nhs.net, nhs.uk`.
     pub fn parse(list: &str) -> Result<Self, String> {

@@ -101,6 +101,12 @@ impl fmt::Debug for TokenHash {
     }
 }
 
+/// The first 8 hex digits of the SHA-256 of `bytes`: a reference that lets
+/// operators see that two records concern the same value without storing it.
+pub fn reference_of(bytes: &[u8]) -> String {
+    TokenHash(Sha256::digest(bytes).into()).reference()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

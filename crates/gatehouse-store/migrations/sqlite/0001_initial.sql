@@ -117,7 +117,7 @@ CREATE TABLE sessions (
     last_seen_at INTEGER NOT NULL,
     -- The reset link this browser opened: the token leaves the address bar
     -- and waits here, briefly, for the form that sets the password.
-    reset_link_id INTEGER REFERENCES reset_links (id),
+    reset_link_id INTEGER,
     reset_until INTEGER,
     flash TEXT
 );

@@ -1,0 +1,178 @@
+//! Account administration: status for the helpdesk, email changes.
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::reset_link::VoidReason;
+use gatehouse_domain::{EmailAddress, Timestamp, UsernameKey};
+use gatehouse_store::{AccountRecord, NewEmail};
+
+use crate::emails::Notice;
+use crate::{Error, Gatehouse, Result};
+
+/// An account's state, as the helpdesk and `gatehouse admin status` show it.
+#[derive(Debug, Clone)]
+pub struct AccountStatus {
+    /// The account.
+    pub account: AccountRecord,
+    /// Consecutive failures counted now.
+    pub consecutive_failures: u32,
+    /// Failures since the last success or reset (the 100 cap).
+    pub total_failures: u32,
+    /// Locked until then.
+    pub locked_until: Option<Timestamp>,
+    /// The password is disabled until a reset.
+    pub password_disabled: bool,
+    /// Sessions open now.
+    pub sessions: i64,
+}
+
+/// Why an email change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailChangeRefusal {
+    /// No account has that username.
+    NoSuchAccount,
+    /// The new address is not an email address or not in an allowed domain.
+    BadAddress(String),
+    /// The account already has that address.
+    Unchanged,
+    /// A reason is required.
+    NoReason,
+}
+
+impl std::fmt::Display for EmailChangeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmailChangeRefusal::NoSuchAccount => f.write_str("no account has that username"),
+            EmailChangeRefusal::BadAddress(why) => f.write_str(why),
+            EmailChangeRefusal::Unchanged => f.write_str("the account already has that address"),
+            EmailChangeRefusal::NoReason => f.write_str("give a reason for the change"),
+        }
+    }
+}
+
+impl Gatehouse {
+    /// The state of the account with this username.
+    pub async fn account_status(&self, username: &str) -> Result<Option<AccountStatus>> {
+        let key = UsernameKey::from_typed(username);
+        let Some(account) = self.store.account_by_username(&key).await? else {
+            return Ok(None);
+        };
+        let counter = self.store.attempts(&key).await?;
+        let now = self.clock.now();
+        let sessions = self.store.session_count(account.id).await?;
+        Ok(Some(AccountStatus {
+            consecutive_failures: if counter.locked_until.is_some_and(|u| u <= now) {
+                0
+            } else {
+                counter.consecutive
+            },
+            total_failures: counter.total,
+            locked_until: counter.locked_at(now),
+            password_disabled: counter.is_disabled(&self.settings.policy.lockout),
+            sessions,
+            account,
+        }))
+    }
+
+    /// Changes an account's email address: outstanding links are voided,
+    /// sessions ended, and both the old and the new address are told.
+    pub async fn change_email(
+        &self,
+        username: &str,
+        new_email: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Result<AccountRecord, EmailChangeRefusal>> {
+        if reason.trim().is_empty() {
+            return Ok(Err(EmailChangeRefusal::NoReason));
+        }
+        let settings = &self.settings;
+        let new = match EmailAddress::parse(new_email) {
+            Ok(e) if settings.allowed_domains.permits(&e) => e,
+            Ok(_) => {
+                return Ok(Err(EmailChangeRefusal::BadAddress(format!(
+                    "the address must be in an allowed domain ({})",
+                    settings.allowed_domains.for_people()
+                ))));
+            }
+            Err(_) => {
+                return Ok(Err(EmailChangeRefusal::BadAddress(
+                    "that is not an email address".to_owned(),
+                )));
+            }
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let Some(account) = tx.account_by_username(&UsernameKey::from_typed(username)).await? else {
+            return Ok(Err(EmailChangeRefusal::NoSuchAccount));
+        };
+        if account.email == new.as_str() {
+            return Ok(Err(EmailChangeRefusal::Unchanged));
+        }
+        tx.set_email(account.id, new.as_str(), now).await?;
+        let voided = tx
+            .void_links(account.id, VoidReason::EmailChanged, now, None)
+            .await?;
+        let sessions = tx.delete_sessions_of(account.id).await?;
+        for email in self.email_change_notices(&account, &account.email, new.as_str(), now)? {
+            tx.enqueue_email(&email, now).await?;
+        }
+        let mut event = self.event(AuditEvent::EmailChanged);
+        event.actor = Some(actor.to_owned());
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.detail = Some(format!(
+            "{} -> {}; reason: {}; {voided} link(s) voided; {sessions} session(s) ended",
+            EmailAddress::from_trusted(account.email.clone()).masked(),
+            new.masked(),
+            reason.trim()
+        ));
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        Ok(self
+            .store
+            .account_by_id(account.id)
+            .await?
+            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))
+            .map(Ok)?)
+    }
+
+    /// The two emails that tell a person their address changed: one to the old, one to the new.
+    pub(crate) fn email_change_notices(
+        &self,
+        account: &AccountRecord,
+        old: &str,
+        new: &str,
+        now: Timestamp,
+    ) -> Result<Vec<NewEmail>> {
+        let service = &self.settings.service_name;
+        let when = self.settings.when(now);
+        let subject = format!("Your {service} email address has changed");
+        let to_old = Notice {
+            service: service.clone(),
+            paragraphs: vec![
+                format!(
+                    "The email address for your {service} account {} was changed from this address to {} at {when}.",
+                    account.username,
+                    EmailAddress::from_trusted(new.to_owned()).masked()
+                ),
+                "Password reset emails will now go to the new address, and any reset link sent to this address no longer works.".to_owned(),
+                "If you did not expect this, contact the System Administrator straight away.".to_owned(),
+            ],
+        }
+        .to_email("email_changed_old", subject.clone(), old, Some(account.id))?;
+        let to_new = Notice {
+            service: service.clone(),
+            paragraphs: vec![
+                format!(
+                    "This is now the email address for your {service} account {} (changed at {when}).",
+                    account.username
+                ),
+                "Password reset emails will come to this address.".to_owned(),
+                "If you did not expect this, contact the System Administrator.".to_owned(),
+            ],
+        }
+        .to_email("email_changed_new", subject, new, Some(account.id))?;
+        Ok(vec![to_old, to_new])
+    }
+}

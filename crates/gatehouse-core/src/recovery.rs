@@ -1,0 +1,210 @@
+//! "Forgotten | Request Username/Password | Unlock Account".
+//!
+//! A valid request is only recorded, durably, and answered with the
+//! confirmation: the same page whatever the outcome, after the same work
+//! (one insert) whatever the outcome. The recovery worker then matches it
+//! against the records and, in one transaction, issues links, voids older
+//! ones and writes the email to the outbox, or records why nothing was sent.
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::recovery::RecoveryRequest;
+use gatehouse_domain::reset_link::VoidReason;
+use gatehouse_domain::{EmailAddress, RecoveryOutcome, SecretToken, Span, UsernameKey};
+use gatehouse_store::{NewEmail, RecoveryRequestRow};
+
+use crate::emails::{RecoveryEmail, RecoveryEntry};
+use crate::{Gatehouse, Result};
+
+/// What became of a submitted (valid) recovery form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Recorded: show the confirmation.
+    Recorded,
+    /// Refused: too many requests from this client address this hour.
+    ClientLimit,
+}
+
+/// The kind under which recovery emails are stored and throttled.
+pub const RECOVERY_EMAIL: &str = "recovery";
+
+/// How long a worker holds a request before another may take it.
+const LEASE: Span = Span::from_seconds(60);
+
+impl Gatehouse {
+    /// Records a recovery request (or refuses it: too many from this client).
+    pub async fn request_recovery(
+        &self,
+        request: &RecoveryRequest,
+        client_ip: &str,
+    ) -> Result<RequestOutcome> {
+        let now = self.clock.now();
+        let cap = self.settings.policy.recovery.requests_per_client_per_hour;
+        let mut tx = self.store.begin().await?;
+        let recent = tx
+            .recovery_requests_from(client_ip, now.minus(Span::hours(1)))
+            .await?;
+        let mut event = self.event(AuditEvent::RecoveryRequested);
+        event.client_ip = Some(client_ip.to_owned());
+        if recent >= cap {
+            event.event = AuditEvent::RecoveryRefusedClientLimit.as_str().to_owned();
+            event.detail = Some(format!("{recent} requests from this address in the last hour"));
+            tx.audit(&event).await?;
+            tx.commit().await?;
+            return Ok(RequestOutcome::ClientLimit);
+        }
+        let id = tx
+            .insert_recovery_request(
+                &request.email.key(),
+                &request.date_of_birth.iso(),
+                request.username.as_deref(),
+                client_ip,
+                now,
+            )
+            .await?;
+        event.detail = Some(format!(
+            "request {id} for {}{}",
+            request.email.masked(),
+            if request.username.is_some() {
+                " with a username"
+            } else {
+                ""
+            }
+        ));
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        self.recovery_wake.notify_one();
+        Ok(RequestOutcome::Recorded)
+    }
+
+    /// Processes every pending recovery request; returns how many.
+    pub async fn process_recovery_requests(&self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let now = self.clock.now();
+            let batch = self
+                .store
+                .claim_recovery_requests(now, now.plus(LEASE), 16)
+                .await?;
+            if batch.is_empty() {
+                return Ok(done);
+            }
+            for request in &batch {
+                self.process_recovery_request(request).await?;
+                done += 1;
+            }
+        }
+    }
+
+    async fn process_recovery_request(&self, request: &RecoveryRequestRow) -> Result<()> {
+        let now = self.clock.now();
+        let settings = &self.settings;
+        let mut tx = self.store.begin().await?;
+        let accounts = tx
+            .accounts_for_recovery(
+                &request.email_key,
+                &request.date_of_birth,
+                request.username_key.as_deref(),
+            )
+            .await?;
+        let mut email = None;
+        let mut issued = Vec::new();
+        let outcome = match accounts.first() {
+            None => RecoveryOutcome::NoMatch,
+            Some(first) => {
+                let recipient = EmailAddress::from_trusted(first.email.clone());
+                let sent = tx
+                    .emails_sent_since(&recipient.key(), RECOVERY_EMAIL, now.minus(Span::hours(1)))
+                    .await?;
+                if !settings.allowed_domains.permits(&recipient) {
+                    RecoveryOutcome::DomainNotAllowed
+                } else if sent >= settings.policy.recovery.emails_per_address_per_hour {
+                    RecoveryOutcome::Throttled
+                } else {
+                    let expires = now.plus(settings.policy.reset_link_ttl);
+                    let mut entries = Vec::with_capacity(accounts.len());
+                    for account in &accounts {
+                        let counter = tx.attempts(&UsernameKey::from_typed(&account.username)).await?;
+                        let locked = counter.locked_at(now);
+                        let link = match locked {
+                            Some(_) => None,
+                            None => {
+                                // A newer request voids older links (seed: "You
+                                // cannot reuse old password reset emails").
+                                tx.void_links(account.id, VoidReason::Replaced, now, None)
+                                    .await?;
+                                let token = SecretToken::generate()?;
+                                tx.insert_reset_link(
+                                    account.id,
+                                    &token.hash(),
+                                    Some(request.id),
+                                    now,
+                                    expires,
+                                )
+                                .await?;
+                                issued.push((account.id, account.username.clone(), token.hash()));
+                                Some(settings.link(&format!("/reset/{}", token.encode())))
+                            }
+                        };
+                        entries.push(RecoveryEntry {
+                            employer: account.employer_name.clone(),
+                            username: account.username.clone(),
+                            first_time: account.password_hash.is_none(),
+                            link,
+                            locked_until: locked.map(|until| settings.when(until)),
+                        });
+                    }
+                    let has_links = entries.iter().any(|e| e.link.is_some());
+                    let content = RecoveryEmail {
+                        service: settings.service_name.clone(),
+                        accounts: entries,
+                        ttl: settings.policy.reset_link_ttl.for_people(),
+                        has_links,
+                    };
+                    let (text_body, html_body) = content.bodies()?;
+                    email = Some(NewEmail {
+                        kind: RECOVERY_EMAIL,
+                        recipient: recipient.as_str().to_owned(),
+                        subject: content.subject(),
+                        text_body,
+                        html_body,
+                        account_id: (accounts.len() == 1).then_some(first.id),
+                        recovery_request_id: Some(request.id),
+                        send_by: has_links.then_some(expires),
+                    });
+                    RecoveryOutcome::Matched(u32::try_from(accounts.len()).unwrap_or(u32::MAX))
+                }
+            }
+        };
+        if !tx.finish_recovery_request(request.id, outcome, now).await? {
+            // Another worker finished it while this one worked: keep theirs.
+            return Ok(());
+        }
+        if let Some(email) = &email {
+            tx.enqueue_email(email, now).await?;
+        }
+        for (account_id, username, hash) in &issued {
+            let mut event = self.event(AuditEvent::ResetLinkIssued);
+            event.account_id = Some(*account_id);
+            event.username = Some(username.clone());
+            event.detail = Some(format!("link {} for request {}", hash.reference(), request.id));
+            tx.audit(&event).await?;
+        }
+        let mut event = self.event(AuditEvent::RecoveryProcessed);
+        event.client_ip = Some(request.client_ip.clone());
+        event.account_id = (accounts.len() == 1).then(|| accounts[0].id);
+        event.detail = Some(match outcome {
+            RecoveryOutcome::Matched(n) => format!(
+                "request {}: matched {n} account{}",
+                request.id,
+                if n == 1 { "" } else { "s" }
+            ),
+            other => format!("request {}: {}", request.id, other.as_str()),
+        });
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        if email.is_some() {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+}

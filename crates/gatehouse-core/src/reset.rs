@@ -1,0 +1,303 @@
+//! The reset page: from the link in the email to a new password.
+//!
+//! Opening the link (a GET) never spends it: mail scanners open links. The
+//! GET moves the token out of the address bar into the browser's session and
+//! redirects to `/reset`. Only the POST that sets the password spends the
+//! link, with a conditional update in the same transaction as the password
+//! change, so exactly one of any number of simultaneous submissions wins.
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::password::{PasswordContext, PasswordRefusal, normalise};
+use gatehouse_domain::recovery::FieldError;
+use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
+use gatehouse_domain::{SecretToken, Span, Timestamp, UsernameKey};
+use gatehouse_store::{AccountRecord, SessionRecord};
+
+use crate::emails::Notice;
+use crate::hashing::Verification;
+use crate::{Gatehouse, Result};
+
+/// How long an opened link waits in the session for its form.
+pub const RESET_STATE_LIFETIME: Span = Span::hours(1);
+
+/// Why a link cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkProblem {
+    /// No such link (mistyped, truncated, or from another system).
+    Unknown,
+    /// Its lifetime has passed.
+    Expired,
+    /// It has already been used.
+    Used,
+    /// A newer request replaced it.
+    Replaced,
+    /// The password was changed since it was sent.
+    PasswordChanged,
+    /// The email address was changed since it was sent.
+    EmailChanged,
+}
+
+impl LinkProblem {
+    /// The problem with a link in this status, if it has one.
+    pub fn of(status: LinkStatus) -> Option<Self> {
+        match status {
+            LinkStatus::Usable => None,
+            LinkStatus::Expired => Some(LinkProblem::Expired),
+            LinkStatus::Used => Some(LinkProblem::Used),
+            LinkStatus::Voided(VoidReason::Replaced) => Some(LinkProblem::Replaced),
+            LinkStatus::Voided(VoidReason::PasswordChanged) => Some(LinkProblem::PasswordChanged),
+            LinkStatus::Voided(VoidReason::EmailChanged) => Some(LinkProblem::EmailChanged),
+        }
+    }
+}
+
+/// What the reset page shows.
+#[derive(Debug, Clone)]
+pub enum ResetPage {
+    /// The form.
+    Form {
+        /// The account has never had a password (first-time access).
+        first_time: bool,
+        /// The account is locked until then: no reset can complete before.
+        locked_until: Option<Timestamp>,
+    },
+    /// The link cannot be used.
+    Unusable(LinkProblem),
+}
+
+/// What was typed into the reset form.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ResetInput {
+    /// Username, as in the email.
+    #[serde(default)]
+    pub username: String,
+    /// New password.
+    #[serde(default)]
+    pub password: String,
+    /// New password again.
+    #[serde(default, rename = "confirm-password")]
+    pub confirm_password: String,
+}
+
+/// How a reset submission ended.
+#[derive(Debug, Clone)]
+pub enum ResetOutcome {
+    /// The password is set; every session of the account has ended.
+    Done,
+    /// Something typed was refused; the link is unspent.
+    Invalid(Vec<FieldError>),
+    /// The account is locked: nothing changed, the link is unspent.
+    Locked {
+        /// Until when.
+        until: Timestamp,
+    },
+    /// The link cannot be used.
+    Unusable(LinkProblem),
+}
+
+impl Gatehouse {
+    /// Looks up the link a token names (in any state), for the session; `None` if unknown.
+    pub async fn find_reset_link(&self, token_text: &str) -> Result<Option<i64>> {
+        let Some(token) = SecretToken::parse(token_text) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .reset_link_by_hash(&token.hash())
+            .await?
+            .map(|l| l.id))
+    }
+
+    /// Puts an opened link (or the fact that it was unknown: `None`) into a session.
+    pub async fn hold_reset_link(&self, session: &SessionRecord, link: Option<i64>) -> Result<()> {
+        let until = self.clock.now().plus(RESET_STATE_LIFETIME);
+        // An unknown token is remembered as link 0, which never exists, so
+        // the page after the redirect says the link is not valid.
+        let held = Some((link.unwrap_or(0), until));
+        Ok(self.store.set_session_reset(&session.id_hash, held).await?)
+    }
+
+    /// The link a session holds, if it holds one that has not timed out.
+    pub fn held_link(&self, session: &SessionRecord) -> Option<i64> {
+        match (session.reset_link_id, session.reset_until) {
+            (Some(id), Some(until)) if self.clock.now() < until => Some(id),
+            _ => None,
+        }
+    }
+
+    async fn link_and_account(
+        &self,
+        link_id: i64,
+    ) -> Result<Result<(gatehouse_store::ResetLinkRow, AccountRecord), LinkProblem>> {
+        let Some(link) = self.store.reset_link(link_id).await? else {
+            return Ok(Err(LinkProblem::Unknown));
+        };
+        if let Some(problem) = LinkProblem::of(link.record.status(self.clock.now())) {
+            return Ok(Err(problem));
+        }
+        match self.store.account_by_id(link.account_id).await? {
+            Some(account) => Ok(Ok((link, account))),
+            None => Ok(Err(LinkProblem::Unknown)),
+        }
+    }
+
+    /// What the reset page shows for a held link.
+    pub async fn reset_page(&self, link_id: i64) -> Result<ResetPage> {
+        let (_, account) = match self.link_and_account(link_id).await? {
+            Ok(found) => found,
+            Err(problem) => return Ok(ResetPage::Unusable(problem)),
+        };
+        let counter = self.store.attempts(&account.username_key()).await?;
+        Ok(ResetPage::Form {
+            first_time: account.password_hash.is_none(),
+            locked_until: counter.locked_at(self.clock.now()),
+        })
+    }
+
+    /// Sets a new password through a held link.
+    pub async fn complete_reset(
+        &self,
+        link_id: i64,
+        input: &ResetInput,
+        client_ip: &str,
+    ) -> Result<ResetOutcome> {
+        let (_, account) = match self.link_and_account(link_id).await? {
+            Ok(found) => found,
+            Err(problem) => return Ok(ResetOutcome::Unusable(problem)),
+        };
+        let key = account.username_key();
+        let policy = &self.settings.policy;
+        if let Some(until) = self.store.attempts(&key).await?.locked_at(self.clock.now()) {
+            self.audit_locked_reset(&account, client_ip).await?;
+            return Ok(ResetOutcome::Locked { until });
+        }
+
+        let mut errors = Vec::new();
+        let typed = input.username.trim();
+        if typed.is_empty() {
+            errors.push(FieldError {
+                field: "username",
+                message: "Enter your username, as it is written in your password reset email"
+                    .to_owned(),
+            });
+        } else if UsernameKey::from_typed(typed) != key {
+            errors.push(FieldError {
+                field: "username",
+                message: "Enter the username written in the email that this link came from"
+                    .to_owned(),
+            });
+        }
+        let password = normalise(&input.password);
+        let context = PasswordContext {
+            username: account.username.clone(),
+            names: vec![account.first_name.clone(), account.last_name.clone()],
+            service_words: vec![
+                self.settings.service_name.clone(),
+                "NHS".to_owned(),
+                "ESR".to_owned(),
+            ],
+        };
+        if let Err(refusal) = policy
+            .password
+            .check(&password, &input.confirm_password, &context)
+        {
+            errors.push(FieldError {
+                field: if refusal == PasswordRefusal::Mismatch {
+                    "confirm-password"
+                } else {
+                    "password"
+                },
+                message: refusal.message(),
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(ResetOutcome::Invalid(errors));
+        }
+
+        let permit = self.hasher.permit().await?;
+        let history = self.store.password_history(account.id).await?;
+        for old in history.iter().take(policy.password.history) {
+            if let Verification::Match { .. } =
+                self.hasher.verify(&permit, &password, Some(old)).await?
+            {
+                return Ok(ResetOutcome::Invalid(vec![FieldError {
+                    field: "password",
+                    message: PasswordRefusal::Reused(policy.password.history).message(),
+                }]));
+            }
+        }
+        let hash = self.hasher.hash(&permit, &password).await?;
+        drop(permit);
+
+        let now = self.clock.now();
+        let notice = Notice {
+            service: self.settings.service_name.clone(),
+            paragraphs: vec![
+                format!(
+                    "The password for your {} account {} was set at {}.",
+                    self.settings.service_name,
+                    account.username,
+                    self.settings.when(now)
+                ),
+                "If you did this, you do not need to do anything.".to_owned(),
+                "If you did not, contact the System Administrator straight away.".to_owned(),
+            ],
+        }
+        .to_email(
+            "password_changed",
+            format!("Your {} password has been set", self.settings.service_name),
+            &account.email,
+            Some(account.id),
+        )?;
+
+        let mut tx = self.store.begin().await?;
+        let counter = tx.attempts(&key).await?;
+        if let Some(until) = counter.locked_at(now) {
+            drop(tx);
+            self.audit_locked_reset(&account, client_ip).await?;
+            return Ok(ResetOutcome::Locked { until });
+        }
+        if !tx.consume_reset_link(link_id, now).await? {
+            drop(tx);
+            // Another submission spent it (or it expired a moment ago).
+            let problem = match self.store.reset_link(link_id).await? {
+                Some(link) => LinkProblem::of(link.record.status(now))
+                    .unwrap_or(LinkProblem::Used),
+                None => LinkProblem::Unknown,
+            };
+            return Ok(ResetOutcome::Unusable(problem));
+        }
+        tx.set_password(account.id, &hash, now, policy.password.history)
+            .await?;
+        let voided = tx
+            .void_links(account.id, VoidReason::PasswordChanged, now, Some(link_id))
+            .await?;
+        let sessions = tx.delete_sessions_of(account.id).await?;
+        tx.set_attempts(&key, &counter.after_reset(), now).await?;
+        tx.enqueue_email(&notice, now).await?;
+        let mut event = self.event(AuditEvent::PasswordReset);
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.client_ip = Some(client_ip.to_owned());
+        event.detail = Some(format!(
+            "{} password; {voided} other link(s) voided; {sessions} session(s) ended",
+            if account.password_hash.is_none() {
+                "first"
+            } else {
+                "new"
+            }
+        ));
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        Ok(ResetOutcome::Done)
+    }
+
+    async fn audit_locked_reset(&self, account: &AccountRecord, client_ip: &str) -> Result<()> {
+        let mut event = self.event(AuditEvent::PasswordResetRefusedLocked);
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.client_ip = Some(client_ip.to_owned());
+        Ok(self.store.audit(&event).await?)
+    }
+}

@@ -1,0 +1,104 @@
+//! Server-side sessions.
+//!
+//! The cookie holds a 256-bit random id; the database holds only its hash,
+//! the form token, and what the session is for (a signed-in account, a reset
+//! link waiting for its form, a one-time message). Sessions are checked
+//! against the idle and absolute timeouts on every request, server-side.
+
+use gatehouse_domain::{SecretToken, Span, Timestamp};
+use gatehouse_store::SessionRecord;
+
+use crate::{Gatehouse, Result};
+
+/// How stale `last_seen_at` may get before a request updates it: writing on
+/// every request would make every page view a database write.
+const TOUCH_EVERY: Span = Span::from_seconds(60);
+
+/// A session and the cookie value that names it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The cookie value (secret).
+    pub token: SecretToken,
+    /// What is stored.
+    pub record: SessionRecord,
+}
+
+/// Builds a fresh session record (not yet stored).
+pub fn fresh_session(account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
+    let token = SecretToken::generate()?;
+    let record = SessionRecord {
+        id_hash: token.hash(),
+        account_id,
+        csrf_token: SecretToken::generate()?.encode(),
+        created_at: now,
+        last_seen_at: now,
+        reset_link_id: None,
+        reset_until: None,
+        flash: None,
+    };
+    Ok(NewSession { token, record })
+}
+
+impl Gatehouse {
+    /// The live session named by a cookie value, if any. Expired sessions are deleted.
+    pub async fn session(&self, cookie_value: &str) -> Result<Option<SessionRecord>> {
+        let Some(token) = SecretToken::parse(cookie_value) else {
+            return Ok(None);
+        };
+        let hash = token.hash();
+        let Some(mut record) = self.store.session(&hash).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if !self
+            .settings
+            .policy
+            .session
+            .is_alive(record.created_at, record.last_seen_at, now)
+        {
+            self.store.delete_session(&hash).await?;
+            return Ok(None);
+        }
+        if now.seconds_since(record.last_seen_at) >= TOUCH_EVERY.seconds() {
+            self.store.touch_session(&hash, now).await?;
+            record.last_seen_at = now;
+        }
+        Ok(Some(record))
+    }
+
+    /// Starts and stores a session for a visitor who is not signed in (it carries the form token).
+    pub async fn start_session(&self) -> Result<NewSession> {
+        let session = fresh_session(None, self.clock.now())?;
+        self.store.create_session(&session.record).await?;
+        Ok(session)
+    }
+
+    /// Ends a session (sign out), with its audit record when someone was signed in.
+    pub async fn end_session(&self, record: &SessionRecord, client_ip: &str) -> Result<()> {
+        self.store.delete_session(&record.id_hash).await?;
+        if let Some(account_id) = record.account_id {
+            let mut event = self.event(gatehouse_domain::audit::AuditEvent::SignedOut);
+            event.account_id = Some(account_id);
+            event.client_ip = Some(client_ip.to_owned());
+            self.store.audit(&event).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the one-time message shown on the next page.
+    pub async fn set_flash(&self, record: &SessionRecord, message: &str) -> Result<()> {
+        Ok(self
+            .store
+            .set_session_flash(&record.id_hash, Some(message))
+            .await?)
+    }
+
+    /// Takes (and clears) the one-time message.
+    pub async fn take_flash(&self, record: &SessionRecord) -> Result<Option<String>> {
+        if record.flash.is_none() {
+            return Ok(None);
+        }
+        self.store.set_session_flash(&record.id_hash, None).await?;
+        Ok(record.flash.clone())
+    }
+}

@@ -1,0 +1,54 @@
+//! What the services need to know about this deployment.
+
+use gatehouse_domain::{AllowedDomains, Policy, Timestamp};
+
+/// Deployment settings the services use (built from configuration by the binary).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The service's name, on every page and email (default `Electronic Staff Record`).
+    pub service_name: String,
+    /// The only origin used in links (`GATEHOUSE_PUBLIC_URL`), never the Host header.
+    pub public_url: url::Url,
+    /// Email domains that reset emails may go to.
+    pub allowed_domains: AllowedDomains,
+    /// Every policy.
+    pub policy: Policy,
+    /// The time zone in which times are shown to people.
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+impl Settings {
+    /// Settings with the embedded defaults and the given public URL.
+    pub fn with_defaults(public_url: url::Url) -> Self {
+        Self {
+            service_name: "Electronic Staff Record".to_owned(),
+            public_url,
+            allowed_domains: AllowedDomains::default(),
+            policy: Policy::default(),
+            time_zone: jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC),
+        }
+    }
+
+    /// The calendar date at `now` where people are.
+    pub fn today(&self, now: Timestamp) -> jiff::civil::Date {
+        jiff::Timestamp::from_second(now.unix())
+            .map(|t| t.to_zoned_datetime(self.time_zone.clone()).date())
+            .unwrap_or_else(|_| jiff::civil::date(1970, 1, 1))
+    }
+
+    /// `now` as people read it: `10:32pm on 25 November 2026`.
+    pub fn when(&self, at: Timestamp) -> String {
+        at.for_people(&self.time_zone)
+    }
+
+    /// The absolute URL of `path` (which starts with `/`) on the public origin.
+    pub fn link(&self, path: &str) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}{path}")
+    }
+
+    /// Whether the public URL is HTTPS (cookies are then `Secure` and `__Host-`).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}

@@ -1,0 +1,199 @@
+//! Log in: username and password, with the lockout.
+//!
+//! The order of steps is the point (DESIGN.md invariants 1, 3 and 6):
+//! 1. wait for a hashing permit, so a flood is told "busy" instead of queueing;
+//! 2. claim the attempt in the database (compare-and-set), which counts it as
+//!    a failure before anything is checked, so parallel guesses cannot
+//!    outrun the lock;
+//! 3. check the password against the account's hash, or against a dummy
+//!    hash when there is no such account or no password, so unknown
+//!    usernames take as long and get the same messages, lock included;
+//! 4. on success, forgive the attempt, and start a new session (new id).
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::lockout::ClaimDecision;
+use gatehouse_domain::password::normalise;
+use gatehouse_domain::recovery::FieldError;
+use gatehouse_domain::{Timestamp, TokenHash, UsernameKey};
+
+use crate::hashing::Verification;
+use crate::sessions::{NewSession, fresh_session};
+use crate::{Gatehouse, Result, reference};
+
+/// What was typed into the log in form.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct SignInInput {
+    /// Username.
+    #[serde(default)]
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// How a sign-in attempt ended.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// A field was left empty: nothing was counted.
+    Invalid(Vec<FieldError>),
+    /// Signed in: a new session.
+    SignedIn {
+        /// The new session (the old one, if any, is gone).
+        session: NewSession,
+    },
+    /// Wrong username or password.
+    Failed {
+        /// Attempts left before the lock.
+        attempts_left: u32,
+    },
+    /// The account is locked.
+    Locked {
+        /// Until when.
+        until: Timestamp,
+        /// Whether this attempt is the one that locked it.
+        just_now: bool,
+    },
+    /// Too many failures in all: the password must be reset.
+    Disabled,
+}
+
+impl Gatehouse {
+    /// Tries to sign in. `previous_session` is ended on success (a new session id at sign-in).
+    pub async fn sign_in(
+        &self,
+        input: &SignInInput,
+        client_ip: &str,
+        previous_session: Option<&TokenHash>,
+    ) -> Result<SignInOutcome> {
+        let mut errors = Vec::new();
+        let typed = input.username.trim();
+        if typed.is_empty() {
+            errors.push(FieldError {
+                field: "username",
+                message: "Enter your username".to_owned(),
+            });
+        } else if typed.chars().count() > gatehouse_domain::account::USERNAME_MAX {
+            errors.push(FieldError {
+                field: "username",
+                message: format!(
+                    "Username must be {} characters or fewer",
+                    gatehouse_domain::account::USERNAME_MAX
+                ),
+            });
+        }
+        if input.password.is_empty() {
+            errors.push(FieldError {
+                field: "password",
+                message: "Enter your password".to_owned(),
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(SignInOutcome::Invalid(errors));
+        }
+        let key = UsernameKey::from_typed(typed);
+        let password = normalise(&input.password);
+        let policy = &self.settings.policy;
+
+        let permit = self.hasher.permit().await?;
+        let now = self.clock.now();
+        let mut decision = None;
+        self.store
+            .update_attempts(&key, now, &mut |counter| {
+                let d = counter.claim(now, &policy.lockout);
+                decision = Some(d);
+                match d {
+                    ClaimDecision::Check(claim) => Some(claim.next),
+                    _ => None,
+                }
+            })
+            .await?;
+        let account = self.store.account_by_username(&key).await?;
+        let mut event = self.event(AuditEvent::SignInFailed);
+        event.client_ip = Some(client_ip.to_owned());
+        match &account {
+            Some(a) => {
+                event.account_id = Some(a.id);
+                event.username = Some(a.username.clone());
+            }
+            None => event.detail = Some(format!("unknown username (ref {})", reference(key.as_str()))),
+        }
+
+        let claim = match decision {
+            Some(ClaimDecision::Check(claim)) => claim,
+            Some(ClaimDecision::Locked { until }) => {
+                event.event = AuditEvent::SignInRefusedLocked.as_str().to_owned();
+                self.store.audit(&event).await?;
+                return Ok(SignInOutcome::Locked {
+                    until,
+                    just_now: false,
+                });
+            }
+            Some(ClaimDecision::Disabled) | None => {
+                event.event = AuditEvent::SignInRefusedDisabled.as_str().to_owned();
+                self.store.audit(&event).await?;
+                return Ok(SignInOutcome::Disabled);
+            }
+        };
+
+        // A password longer than any that can be set cannot be right: it is
+        // counted, but not hashed (CVE-2013-1443's long-password DoS).
+        let too_long = password.chars().count() > policy.password.max_length;
+        let verification = if too_long {
+            Verification::NoMatch
+        } else {
+            let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
+            self.hasher.verify(&permit, &password, stored).await?
+        };
+
+        let (Verification::Match { rehash }, Some(account)) = (verification, account) else {
+            self.store.audit(&event).await?;
+            if let Some(until) = claim.locks_until_if_wrong {
+                let mut locked = event.clone();
+                locked.event = AuditEvent::AccountLocked.as_str().to_owned();
+                locked.detail = Some(format!(
+                    "{} consecutive failures; locked until {}",
+                    policy.lockout.threshold,
+                    until.rfc3339()
+                ));
+                self.store.audit(&locked).await?;
+                return Ok(SignInOutcome::Locked {
+                    until,
+                    just_now: true,
+                });
+            }
+            if claim.disables_if_wrong {
+                let mut disabled = event.clone();
+                disabled.event = AuditEvent::PasswordDisabled.as_str().to_owned();
+                self.store.audit(&disabled).await?;
+                return Ok(SignInOutcome::Disabled);
+            }
+            return Ok(SignInOutcome::Failed {
+                attempts_left: claim.attempts_left_if_wrong,
+            });
+        };
+
+        let session = fresh_session(Some(account.id), now)?;
+        let mut tx = self.store.begin().await?;
+        let counter = tx.attempts(&key).await?;
+        tx.set_attempts(&key, &counter.after_success(claim.ticket, &policy.lockout), now)
+            .await?;
+        tx.record_sign_in(account.id, now).await?;
+        if let Some(previous) = previous_session {
+            tx.delete_session(previous).await?;
+        }
+        tx.create_session(&session.record).await?;
+        event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+        tx.audit(&event).await?;
+        tx.commit().await?;
+
+        if rehash && let Some(old) = &account.password_hash {
+            // Parameters were raised since this password was set: store a
+            // stronger hash now that the password is at hand.
+            let new = self.hasher.hash(&permit, &password).await?;
+            self.store
+                .upgrade_password_hash(account.id, old, &new)
+                .await?;
+        }
+        Ok(SignInOutcome::SignedIn { session })
+    }
+}

@@ -1,0 +1,5 @@
+//! Helpers for Gatehouse's tests and benchmarks.
+
+pub mod smtp;
+
+pub use smtp::{SmtpSink, SinkMode};
