@@ -1,2 +1,9 @@
-//! Placeholder.
-pub fn placeholder() {}
+//! The `gatehouse` binary's parts: configuration, wiring, the command line
+//! and the demo. Kept in a library so integration tests can start the
+//! service in-process.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod telemetry;

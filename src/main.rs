@@ -1,1 +1,10 @@
-fn main() {}
+//! `gatehouse`: sign-in and self-service account access for a staff record system.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    gatehouse::cli::run(gatehouse::cli::Cli::parse()).await
+}

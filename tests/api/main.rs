@@ -1,1 +1,5 @@
-//! Placeholder.
+//! Gatehouse's integration tests: one binary, every flow and invariant,
+//! against the whole service on a random port.
+
+mod flows;
+mod helpers;

@@ -102,7 +102,10 @@ impl Gatehouse {
         };
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let Some(account) = tx.account_by_username(&UsernameKey::from_typed(username)).await? else {
+        let Some(account) = tx
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
             return Ok(Err(EmailChangeRefusal::NoSuchAccount));
         };
         if account.email == new.as_str() {

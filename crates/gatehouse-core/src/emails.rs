@@ -93,7 +93,10 @@ impl RecoveryEmail {
 impl Notice {
     /// The text and HTML bodies.
     pub fn bodies(&self) -> Result<(String, String)> {
-        Ok((render(&NoticeText { n: self })?, render(&NoticeHtml { n: self })?))
+        Ok((
+            render(&NoticeText { n: self })?,
+            render(&NoticeHtml { n: self })?,
+        ))
     }
 
     /// This notice as an outbox email.
@@ -152,12 +155,17 @@ mod tests {
         ]);
         let (text, html) = e.bodies().expect("renders");
         assert!(text.contains("Username: 999JSMITH01"));
-        assert!(text.contains("Set your password by opening this link:\nhttps://esr.example/reset/AAA"));
+        assert!(
+            text.contains("Set your password by opening this link:\nhttps://esr.example/reset/AAA")
+        );
         assert!(text.contains("locked until 10:32pm on 25 November 2026"));
         assert!(text.contains("within 4 hours"));
         assert!(text.contains("2 accounts"));
         assert!(html.contains("<a href=\"https://esr.example/reset/AAA\">Set your password</a>"));
-        assert_eq!(e.subject(), "Your Electronic Staff Record username and password reset");
+        assert_eq!(
+            e.subject(),
+            "Your Electronic Staff Record username and password reset"
+        );
     }
 
     #[test]
@@ -172,7 +180,10 @@ mod tests {
         let (_, html) = e.bodies().expect("renders");
         assert!(!html.contains("<a href=//evil>"));
         assert!(!html.contains("<img"));
-        assert!(html.contains("{{7*7}}"), "templates are not evaluated twice");
+        assert!(
+            html.contains("{{7*7}}"),
+            "templates are not evaluated twice"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Argon2id cost parameters.
@@ -185,22 +187,33 @@ mod tests {
     use super::*;
 
     fn hasher(permits: usize, wait_ms: u64) -> PasswordHasher {
-        PasswordHasher::new(HashParams::default(), permits, Duration::from_millis(wait_ms))
-            .expect("hasher")
+        PasswordHasher::new(
+            HashParams::default(),
+            permits,
+            Duration::from_millis(wait_ms),
+        )
+        .expect("hasher")
     }
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password() {
         let h = hasher(2, 1000);
         let permit = h.permit().await.expect("permit");
-        let phc = h.hash(&permit, "kettle violin marmalade").await.expect("hash");
+        let phc = h
+            .hash(&permit, "kettle violin marmalade")
+            .await
+            .expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert_eq!(
-            h.verify(&permit, "kettle violin marmalade", Some(&phc)).await.expect("verify"),
+            h.verify(&permit, "kettle violin marmalade", Some(&phc))
+                .await
+                .expect("verify"),
             Verification::Match { rehash: false }
         );
         assert_eq!(
-            h.verify(&permit, "kettle violin marmalad", Some(&phc)).await.expect("verify"),
+            h.verify(&permit, "kettle violin marmalad", Some(&phc))
+                .await
+                .expect("verify"),
             Verification::NoMatch
         );
         assert_eq!(
@@ -208,7 +221,9 @@ mod tests {
             Verification::NoMatch
         );
         assert_eq!(
-            h.verify(&permit, "anything", Some("not a hash")).await.expect("verify"),
+            h.verify(&permit, "anything", Some("not a hash"))
+                .await
+                .expect("verify"),
             Verification::NoMatch
         );
     }
@@ -226,11 +241,17 @@ mod tests {
         )
         .expect("hasher");
         let permit = weak.permit().await.expect("permit");
-        let old = weak.hash(&permit, "kettle violin marmalade").await.expect("hash");
+        let old = weak
+            .hash(&permit, "kettle violin marmalade")
+            .await
+            .expect("hash");
         let strong = hasher(1, 1000);
         let permit = strong.permit().await.expect("permit");
         assert_eq!(
-            strong.verify(&permit, "kettle violin marmalade", Some(&old)).await.expect("verify"),
+            strong
+                .verify(&permit, "kettle violin marmalade", Some(&old))
+                .await
+                .expect("verify"),
             Verification::Match { rehash: true }
         );
     }

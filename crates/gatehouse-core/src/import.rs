@@ -41,12 +41,14 @@ fn summarise(plan: &ImportPlan) -> ImportSummary {
             .updates
             .iter()
             .filter_map(|u| {
-                u.old_email.as_ref().map(|old| gatehouse_store::EmailChange {
-                    account_id: u.id,
-                    username: u.username.to_string(),
-                    old_email: old.clone(),
-                    new_email: u.row.email.to_string(),
-                })
+                u.old_email
+                    .as_ref()
+                    .map(|old| gatehouse_store::EmailChange {
+                        account_id: u.id,
+                        username: u.username.to_string(),
+                        old_email: old.clone(),
+                        new_email: u.row.email.to_string(),
+                    })
             })
             .collect(),
     }

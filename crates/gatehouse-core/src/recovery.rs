@@ -47,7 +47,9 @@ impl Gatehouse {
         event.client_ip = Some(client_ip.to_owned());
         if recent >= cap {
             event.event = AuditEvent::RecoveryRefusedClientLimit.as_str().to_owned();
-            event.detail = Some(format!("{recent} requests from this address in the last hour"));
+            event.detail = Some(format!(
+                "{recent} requests from this address in the last hour"
+            ));
             tx.audit(&event).await?;
             tx.commit().await?;
             return Ok(RequestOutcome::ClientLimit);
@@ -123,7 +125,9 @@ impl Gatehouse {
                     let expires = now.plus(settings.policy.reset_link_ttl);
                     let mut entries = Vec::with_capacity(accounts.len());
                     for account in &accounts {
-                        let counter = tx.attempts(&UsernameKey::from_typed(&account.username)).await?;
+                        let counter = tx
+                            .attempts(&UsernameKey::from_typed(&account.username))
+                            .await?;
                         let locked = counter.locked_at(now);
                         let link = match locked {
                             Some(_) => None,
@@ -186,7 +190,11 @@ impl Gatehouse {
             let mut event = self.event(AuditEvent::ResetLinkIssued);
             event.account_id = Some(*account_id);
             event.username = Some(username.clone());
-            event.detail = Some(format!("link {} for request {}", hash.reference(), request.id));
+            event.detail = Some(format!(
+                "link {} for request {}",
+                hash.reference(),
+                request.id
+            ));
             tx.audit(&event).await?;
         }
         let mut event = self.event(AuditEvent::RecoveryProcessed);

@@ -261,8 +261,7 @@ impl Gatehouse {
             drop(tx);
             // Another submission spent it (or it expired a moment ago).
             let problem = match self.store.reset_link(link_id).await? {
-                Some(link) => LinkProblem::of(link.record.status(now))
-                    .unwrap_or(LinkProblem::Used),
+                Some(link) => LinkProblem::of(link.record.status(now)).unwrap_or(LinkProblem::Used),
                 None => LinkProblem::Unknown,
             };
             return Ok(ResetOutcome::Unusable(problem));

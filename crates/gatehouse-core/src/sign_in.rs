@@ -115,7 +115,12 @@ impl Gatehouse {
                 event.account_id = Some(a.id);
                 event.username = Some(a.username.clone());
             }
-            None => event.detail = Some(format!("unknown username (ref {})", reference(key.as_str()))),
+            None => {
+                event.detail = Some(format!(
+                    "unknown username (ref {})",
+                    reference(key.as_str())
+                ))
+            }
         }
 
         let claim = match decision {
@@ -175,8 +180,12 @@ impl Gatehouse {
         let session = fresh_session(Some(account.id), now)?;
         let mut tx = self.store.begin().await?;
         let counter = tx.attempts(&key).await?;
-        tx.set_attempts(&key, &counter.after_success(claim.ticket, &policy.lockout), now)
-            .await?;
+        tx.set_attempts(
+            &key,
+            &counter.after_success(claim.ticket, &policy.lockout),
+            now,
+        )
+        .await?;
         tx.record_sign_in(account.id, now).await?;
         if let Some(previous) = previous_session {
             tx.delete_session(previous).await?;

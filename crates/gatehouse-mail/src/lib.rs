@@ -16,12 +16,14 @@ use futures_util::StreamExt;
 use gatehouse_domain::mail::{AfterFailure, after_failure, still_sendable};
 use gatehouse_domain::{Clock, Span};
 use gatehouse_store::{DeliveryResult, OutboxEmail, Store};
-use lettre::message::{Mailbox, MultiPart, header};
+use lettre::message::{MultiPart, header};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
+
+pub use lettre::message::Mailbox;
 
 /// Where emails go, as configured by `GATEHOUSE_MAIL_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,12 +205,17 @@ impl Mailer {
                 credentials,
             } => {
                 let tls = |host: &str| {
-                    TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS setup failed: {e}"))
+                    TlsParameters::new(host.to_owned())
+                        .map_err(|e| format!("TLS setup failed: {e}"))
                 };
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(*port)
                     .timeout(Some(Duration::from_secs(20)))
-                    .pool_config(PoolConfig::new().max_size(8).idle_timeout(Duration::from_secs(60)))
+                    .pool_config(
+                        PoolConfig::new()
+                            .max_size(8)
+                            .idle_timeout(Duration::from_secs(60)),
+                    )
                     .tls(match security {
                         SmtpSecurity::StartTls => Tls::Required(tls(host)?),
                         SmtpSecurity::Implicit => Tls::Wrapper(tls(host)?),
@@ -309,7 +316,12 @@ pub struct OutboxWorker {
 
 impl OutboxWorker {
     /// A worker delivering `store`'s outbox through `mailer`.
-    pub fn new(store: Arc<dyn Store>, mailer: Mailer, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        mailer: Mailer,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             mailer,

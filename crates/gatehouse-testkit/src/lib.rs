@@ -2,4 +2,4 @@
 
 pub mod smtp;
 
-pub use smtp::{SmtpSink, SinkMode};
+pub use smtp::{SinkMode, SmtpSink};

@@ -140,7 +140,12 @@ impl SmtpSink {
 
     /// Stops listening and drops every open connection: the mail server is "down".
     pub fn stop(&self) {
-        if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(task) = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             task.abort();
         }
     }
@@ -221,7 +226,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
-    write.write_all(b"220 gatehouse-sink ESMTP ready\r\n").await?;
+    write
+        .write_all(b"220 gatehouse-sink ESMTP ready\r\n")
+        .await?;
     let mut from = String::new();
     let mut to = Vec::new();
     let mut line = String::new();
@@ -244,7 +251,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             to.push(address(&command[8..]));
             b"250 2.1.5 Ok\r\n"
         } else if upper == "DATA" {
-            write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            write
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
             let mut data = String::new();
             loop {
                 line.clear();

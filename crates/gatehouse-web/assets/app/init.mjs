@@ -1,0 +1,6 @@
+// Progressive enhancement only: every page works without JavaScript.
+import { initAll } from '/assets/nhsuk/nhsuk-frontend.min.js';
+import { initPasswordChecklist } from '/assets/app/password-checklist.mjs';
+
+initAll();
+initPasswordChecklist(document);

@@ -1,0 +1,129 @@
+//! Every way a request can fail, mapped to a status and a page in one place.
+//!
+//! Each page carries the request's reference, which is also in the log line
+//! for the request, so the helpdesk can find what happened. Nothing internal
+//! (a database message, a stack trace, a path) is ever shown.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::context;
+use crate::views::{Layout, MessagePage, render};
+
+/// A request that could not be answered normally.
+#[derive(Debug)]
+pub enum WebError {
+    /// No such page (404).
+    NotFound,
+    /// The method is not used on this page (405).
+    MethodNotAllowed,
+    /// A form failed the cross-site checks or its session expired (403).
+    Forbidden,
+    /// The request could not be read (400).
+    BadRequest(String),
+    /// Too many requests from this client (429).
+    TooManyRequests,
+    /// Password hashing is at capacity (503 with Retry-After).
+    Busy,
+    /// Something failed inside (500).
+    Internal(String),
+}
+
+impl From<gatehouse_core::Error> for WebError {
+    fn from(e: gatehouse_core::Error) -> Self {
+        match e {
+            gatehouse_core::Error::Busy => WebError::Busy,
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl WebError {
+    /// The page for this error.
+    pub fn into_page(self) -> Response {
+        let ctx = context::current();
+        let reference = ctx.as_ref().map(|c| c.reference.clone());
+        let service = ctx
+            .as_ref()
+            .map_or_else(|| "Gatehouse".to_owned(), |c| c.service.to_string());
+        let (status, heading, paragraphs, action): (StatusCode, &str, Vec<String>, _) = match &self {
+            WebError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                vec![
+                    "If you typed the web address, check it is correct.".to_owned(),
+                    "If you pasted the web address, check you copied the entire address.".to_owned(),
+                ],
+                Some(("/", "Go to the home page")),
+            ),
+            WebError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Page not found",
+                vec!["This page cannot be used like that.".to_owned()],
+                Some(("/", "Go to the home page")),
+            ),
+            WebError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                vec![
+                    "For your security, forms stop working after a while, and cannot be sent from other websites.".to_owned(),
+                    "Go back, refresh the page, and try again. Your browser must allow cookies from this site.".to_owned(),
+                ],
+                None,
+            ),
+            WebError::BadRequest(why) => {
+                tracing::info!(reason = %why, "bad request");
+                (
+                    StatusCode::BAD_REQUEST,
+                    "Sorry, we could not read that",
+                    vec!["Go back and try again.".to_owned()],
+                    None,
+                )
+            }
+            WebError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                vec![
+                    "There have been too many requests from your network in the last hour.".to_owned(),
+                    "Try again later, or contact the System Administrator.".to_owned(),
+                ],
+                None,
+            ),
+            WebError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is busy",
+                vec!["Too many people are logging in at the moment. Wait a few seconds and try again.".to_owned()],
+                None,
+            ),
+            WebError::Internal(detail) => {
+                tracing::error!(reference = ?reference, error = %detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sorry, there is a problem with the service",
+                    vec!["Try again later.".to_owned()],
+                    None,
+                )
+            }
+        };
+        let page = MessagePage {
+            l: Layout::plain(&service),
+            heading: heading.to_owned(),
+            paragraphs,
+            reference,
+            action: action.map(|(h, t)| (h.to_owned(), t.to_owned())),
+        };
+        let mut response = render(status, &page);
+        if matches!(self, WebError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        self.into_page()
+    }
+}

@@ -1,0 +1,476 @@
+//! The handlers: parse, call a service, render.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use gatehouse_core::recovery::RequestOutcome;
+use gatehouse_core::reset::{LinkProblem, ResetInput, ResetOutcome};
+use gatehouse_core::sign_in::{SignInInput, SignInOutcome};
+use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form};
+use gatehouse_store::SessionRecord;
+
+use crate::AppState;
+use crate::csrf::CsrfForm;
+use crate::error::WebError;
+use crate::session::{Visitor, clear_cookie, ensure, set_cookie};
+use crate::views::{
+    AccountPage, ConfirmationPage, HomePage, Layout, LinkProblemPage, LoginPage, MessagePage,
+    RecoverPage, ResetPage, render,
+};
+
+type WebResult = Result<Response, WebError>;
+
+fn layout(state: &AppState, session: Option<&SessionRecord>, has_error: bool) -> Layout {
+    Layout {
+        service: state.gatehouse.settings.service_name.clone(),
+        signed_in_csrf: session
+            .filter(|s| s.account_id.is_some())
+            .map(|s| s.csrf_token.clone()),
+        has_error,
+    }
+}
+
+fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// `GET /`
+pub async fn home(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> Response {
+    let s = &state.gatehouse.settings;
+    render(
+        StatusCode::OK,
+        &HomePage {
+            l: layout(&state, visitor.session.as_ref(), false),
+            domains: s.allowed_domains.for_people(),
+            ttl: s.policy.reset_link_ttl.for_people(),
+            threshold: s.policy.lockout.threshold,
+            lock: s.policy.lockout.duration.for_people(),
+        },
+    )
+}
+
+fn login_view(
+    state: &AppState,
+    session: &SessionRecord,
+    username: String,
+    errors: Vec<FieldError>,
+    flash: Option<String>,
+) -> LoginPage {
+    let policy = &state.gatehouse.settings.policy;
+    LoginPage {
+        l: layout(state, Some(session), !errors.is_empty()),
+        csrf: session.csrf_token.clone(),
+        username,
+        errors,
+        flash,
+        threshold: policy.lockout.threshold,
+        lock: policy.lockout.duration.for_people(),
+    }
+}
+
+/// `GET /login`
+pub async fn login_page(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    if visitor.account_id().is_some() {
+        return Ok(see_other("/account"));
+    }
+    let (session, cookie) = ensure(&state, &visitor).await?;
+    let flash = state.gatehouse.take_flash(&session).await?;
+    let page = login_view(&state, &session, String::new(), Vec::new(), flash);
+    Ok(with_cookie(render(StatusCode::OK, &page), cookie))
+}
+
+/// `POST /login`
+pub async fn login(State(state): State<AppState>, form: CsrfForm<SignInInput>) -> WebResult {
+    let CsrfForm {
+        form,
+        session,
+        visitor,
+    } = form;
+    let settings = &state.gatehouse.settings;
+    let outcome = state
+        .gatehouse
+        .sign_in(&form, &visitor.client_ip, Some(&session.id_hash))
+        .await?;
+    let message = match outcome {
+        SignInOutcome::SignedIn { session: new } => {
+            let response = see_other("/account");
+            return Ok(with_cookie(response, Some(set_cookie(&state, &new.token)?)));
+        }
+        SignInOutcome::Invalid(errors) => {
+            let page = login_view(&state, &session, form.username, errors, None);
+            return Ok(render(StatusCode::OK, &page));
+        }
+        SignInOutcome::Failed { attempts_left } => format!(
+            "The username or password is incorrect. You have {attempts_left} attempt{} left before your account is locked for {}.",
+            if attempts_left == 1 { "" } else { "s" },
+            settings.policy.lockout.duration.for_people()
+        ),
+        SignInOutcome::Locked { until, .. } => format!(
+            "Your account is locked until {}, because the password was entered incorrectly {} times. You cannot log in or reset your password until then, and nobody can lift the lock early.",
+            settings.when(until),
+            settings.policy.lockout.threshold
+        ),
+        SignInOutcome::Disabled => "Your password no longer works, because it was entered incorrectly too many times. Use Forgotten | Request Username/Password | Unlock Account to get an email with a link to set a new password.".to_owned(),
+    };
+    let errors = vec![FieldError {
+        field: "username",
+        message,
+    }];
+    let page = login_view(&state, &session, form.username, errors, None);
+    Ok(render(StatusCode::OK, &page))
+}
+
+fn recover_view(
+    state: &AppState,
+    session: &SessionRecord,
+    input: RecoveryInput,
+    errors: Vec<FieldError>,
+) -> RecoverPage {
+    let s = &state.gatehouse.settings;
+    let first_domain = s
+        .allowed_domains
+        .domains()
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let dob_error = errors
+        .iter()
+        .find(|e| e.field == "dob-day")
+        .map(|e| e.message.clone());
+    RecoverPage {
+        l: layout(state, Some(session), !errors.is_empty()),
+        csrf: session.csrf_token.clone(),
+        email: input.email,
+        day: input.day,
+        month: input.month,
+        year: input.year,
+        username: input.username,
+        email_hint: format!(
+            "(Example: first.last@{first_domain}) This must be your {} email address. If you do not have access to it, call IT to retrieve your login details.",
+            s.allowed_domains.for_people()
+        ),
+        username_hint: format!(
+            "Only required if you have more than one NHS Employer and wish to reset a specific account. If known, enter your {} username to receive details for this account only. We advise you to leave it blank: your username will be in the email.",
+            s.service_name
+        ),
+        errors,
+        dob_error,
+    }
+}
+
+/// `GET /recover`
+pub async fn recover_page(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    let (session, cookie) = ensure(&state, &visitor).await?;
+    let page = recover_view(&state, &session, RecoveryInput::default(), Vec::new());
+    Ok(with_cookie(render(StatusCode::OK, &page), cookie))
+}
+
+/// `POST /recover`
+pub async fn recover(State(state): State<AppState>, form: CsrfForm<RecoveryInput>) -> WebResult {
+    let CsrfForm {
+        form,
+        session,
+        visitor,
+    } = form;
+    let g = &state.gatehouse;
+    let today = g.settings.today(g.clock.now());
+    match check_recovery_form(&form, today, &g.settings.allowed_domains) {
+        Err(errors) => {
+            let page = recover_view(&state, &session, form, errors);
+            Ok(render(StatusCode::OK, &page))
+        }
+        Ok(request) => match g.request_recovery(&request, &visitor.client_ip).await? {
+            RequestOutcome::Recorded => Ok(see_other("/recover/confirmation")),
+            RequestOutcome::ClientLimit => Err(WebError::TooManyRequests),
+        },
+    }
+}
+
+/// `GET /recover/confirmation`
+pub async fn confirmation(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> Response {
+    render(
+        StatusCode::OK,
+        &ConfirmationPage {
+            l: layout(&state, visitor.session.as_ref(), false),
+            ttl: state.gatehouse.settings.policy.reset_link_ttl.for_people(),
+        },
+    )
+}
+
+/// `GET /reset/{token}`: moves the token out of the address bar into the
+/// session and redirects. Never spends the link (mail scanners open links).
+pub async fn open_reset_link(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    Path(token): Path<String>,
+) -> WebResult {
+    let link = state.gatehouse.find_reset_link(&token).await?;
+    let (session, cookie) = ensure(&state, &visitor).await?;
+    state.gatehouse.hold_reset_link(&session, link).await?;
+    Ok(with_cookie(see_other("/reset"), cookie))
+}
+
+fn link_problem(
+    state: &AppState,
+    session: Option<&SessionRecord>,
+    problem: LinkProblem,
+) -> Response {
+    let s = &state.gatehouse.settings;
+    let (heading, paragraphs) = match problem {
+        LinkProblem::Unknown => (
+            "This link is not valid",
+            vec![
+                "Check that you used the whole link from your most recent password reset email. If you copied it, copy all of it.".to_owned(),
+                "Your browser must allow cookies from this site for the link to work.".to_owned(),
+            ],
+        ),
+        LinkProblem::Expired => (
+            "This link is no longer valid",
+            vec![format!(
+                "Password reset links must be used within {}. This one has expired.",
+                s.policy.reset_link_ttl.for_people()
+            )],
+        ),
+        LinkProblem::Used => (
+            "This link is no longer valid",
+            vec!["This link has already been used to set a password. Each link works only once.".to_owned()],
+        ),
+        LinkProblem::Replaced => (
+            "This link is no longer valid",
+            vec!["A newer password reset email has been sent since this one, and it replaces this link. Use the link in your most recent email.".to_owned()],
+        ),
+        LinkProblem::PasswordChanged => (
+            "This link is no longer valid",
+            vec!["The password for this account has been changed since this email was sent.".to_owned()],
+        ),
+        LinkProblem::EmailChanged => (
+            "This link is no longer valid",
+            vec!["The email address for this account has been changed since this email was sent.".to_owned()],
+        ),
+    };
+    render(
+        StatusCode::OK,
+        &LinkProblemPage {
+            l: layout(state, session, false),
+            heading: heading.to_owned(),
+            paragraphs,
+        },
+    )
+}
+
+fn reset_view(
+    state: &AppState,
+    session: &SessionRecord,
+    first_time: bool,
+    locked_until: Option<gatehouse_domain::Timestamp>,
+    username: String,
+    errors: Vec<FieldError>,
+) -> ResetPage {
+    let s = &state.gatehouse.settings;
+    ResetPage {
+        l: layout(state, Some(session), !errors.is_empty()),
+        csrf: session.csrf_token.clone(),
+        first_time,
+        locked_until: locked_until.map(|u| s.when(u)),
+        requirements: s.policy.password.requirements(),
+        min_length: s.policy.password.min_length,
+        username,
+        errors,
+    }
+}
+
+/// `GET /reset`
+pub async fn reset_page(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    let Some(session) = visitor.session.as_ref() else {
+        return Ok(link_problem(&state, None, LinkProblem::Unknown));
+    };
+    let Some(link) = state.gatehouse.held_link(session) else {
+        return Ok(link_problem(&state, Some(session), LinkProblem::Unknown));
+    };
+    match state.gatehouse.reset_page(link).await? {
+        gatehouse_core::reset::ResetPage::Form {
+            first_time,
+            locked_until,
+        } => {
+            let page = reset_view(
+                &state,
+                session,
+                first_time,
+                locked_until,
+                String::new(),
+                Vec::new(),
+            );
+            Ok(render(StatusCode::OK, &page))
+        }
+        gatehouse_core::reset::ResetPage::Unusable(problem) => {
+            Ok(link_problem(&state, Some(session), problem))
+        }
+    }
+}
+
+/// `POST /reset`
+pub async fn reset(State(state): State<AppState>, form: CsrfForm<ResetInput>) -> WebResult {
+    let CsrfForm {
+        form,
+        session,
+        visitor,
+    } = form;
+    let g = &state.gatehouse;
+    let Some(link) = g.held_link(&session) else {
+        return Ok(link_problem(&state, Some(&session), LinkProblem::Unknown));
+    };
+    match g.complete_reset(link, &form, &visitor.client_ip).await? {
+        ResetOutcome::Done => {
+            g.store
+                .set_session_reset(&session.id_hash, None)
+                .await
+                .map_err(gatehouse_core::Error::from)?;
+            g.set_flash(
+                &session,
+                "Your password has been set. Log in with your username and new password.",
+            )
+            .await?;
+            Ok(see_other("/login"))
+        }
+        ResetOutcome::Invalid(errors) => {
+            let first_time = matches!(
+                g.reset_page(link).await?,
+                gatehouse_core::reset::ResetPage::Form {
+                    first_time: true,
+                    ..
+                }
+            );
+            let page = reset_view(&state, &session, first_time, None, form.username, errors);
+            Ok(render(StatusCode::OK, &page))
+        }
+        ResetOutcome::Locked { until } => {
+            let page = reset_view(
+                &state,
+                &session,
+                false,
+                Some(until),
+                String::new(),
+                Vec::new(),
+            );
+            Ok(render(StatusCode::OK, &page))
+        }
+        ResetOutcome::Unusable(problem) => Ok(link_problem(&state, Some(&session), problem)),
+    }
+}
+
+/// `GET /account`
+pub async fn account(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    let (Some(session), Some(account_id)) = (visitor.session.as_ref(), visitor.account_id()) else {
+        return Ok(see_other("/login"));
+    };
+    let g = &state.gatehouse;
+    let Some(account) = g
+        .store
+        .account_by_id(account_id)
+        .await
+        .map_err(gatehouse_core::Error::from)?
+    else {
+        return Ok(see_other("/login"));
+    };
+    let last_sign_in = account.previous_sign_in_at.map_or_else(
+        || "This is your first sign-in".to_owned(),
+        |at| g.settings.when(at),
+    );
+    let flash = g.take_flash(session).await?;
+    let page = AccountPage {
+        l: layout(&state, Some(session), false),
+        csrf: session.csrf_token.clone(),
+        name: format!("{} {}", account.first_name, account.last_name),
+        username: account.username,
+        employer: account.employer_name,
+        last_sign_in,
+        flash,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
+/// `POST /logout`
+pub async fn logout(State(state): State<AppState>, form: CsrfForm<NoFields>) -> WebResult {
+    state
+        .gatehouse
+        .end_session(&form.session, &form.visitor.client_ip)
+        .await?;
+    let mut response = see_other("/logged-out");
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, clear_cookie(&state)?);
+    response.headers_mut().insert(
+        "clear-site-data",
+        HeaderValue::from_static("\"cache\", \"cookies\""),
+    );
+    Ok(response)
+}
+
+/// `GET /logged-out`
+pub async fn logged_out(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &MessagePage {
+            l: layout(&state, None, false),
+            heading: "You have logged out".to_owned(),
+            paragraphs: vec!["Close this window if you are using a shared computer.".to_owned()],
+            reference: None,
+            action: Some(("/login".to_owned(), "Log in".to_owned())),
+        },
+    )
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.gatehouse.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// Any other path.
+pub async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// A known path with the wrong method.
+pub async fn method_not_allowed() -> WebError {
+    WebError::MethodNotAllowed
+}

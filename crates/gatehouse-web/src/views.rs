@@ -1,0 +1,172 @@
+//! The pages, as askama templates over plain structs.
+
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gatehouse_domain::recovery::FieldError;
+
+/// What the page layout needs.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The service's name.
+    pub service: String,
+    /// The form token for the header's "Log out", when someone is signed in.
+    pub signed_in_csrf: Option<String>,
+    /// Whether the page shows errors (the title then starts "Error: ").
+    pub has_error: bool,
+}
+
+impl Layout {
+    /// A layout with no one signed in and no errors.
+    pub fn plain(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            signed_in_csrf: None,
+            has_error: false,
+        }
+    }
+}
+
+/// Renders a page with a status. A template that fails to render (which
+/// askama's compile-time checks make unlikely) is a plain-text 500.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, html).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a page template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sorry, there is a problem with the service. Try again later.",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn error_in<'a>(errors: &'a [FieldError], field: &str) -> Option<&'a str> {
+    errors
+        .iter()
+        .find(|e| e.field == field)
+        .map(|e| e.message.as_str())
+}
+
+/// A heading, some paragraphs, maybe a button: errors and simple notices.
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub l: Layout,
+    pub heading: String,
+    pub paragraphs: Vec<String>,
+    pub reference: Option<String>,
+    pub action: Option<(String, String)>,
+}
+
+/// The home page.
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    pub l: Layout,
+    pub domains: String,
+    pub ttl: String,
+    pub threshold: u32,
+    pub lock: String,
+}
+
+/// Log in.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub username: String,
+    pub errors: Vec<FieldError>,
+    pub flash: Option<String>,
+    pub threshold: u32,
+    pub lock: String,
+}
+
+impl LoginPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
+}
+
+/// Forgotten | Request Username/Password | Unlock Account.
+#[derive(Template)]
+#[template(path = "recover.html")]
+pub struct RecoverPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub email: String,
+    pub day: String,
+    pub month: String,
+    pub year: String,
+    pub username: String,
+    pub email_hint: String,
+    pub username_hint: String,
+    pub errors: Vec<FieldError>,
+    pub dob_error: Option<String>,
+}
+
+impl RecoverPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
+}
+
+/// Confirmation.
+#[derive(Template)]
+#[template(path = "confirmation.html")]
+pub struct ConfirmationPage {
+    pub l: Layout,
+    pub ttl: String,
+}
+
+/// The reset form.
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub struct ResetPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub first_time: bool,
+    pub locked_until: Option<String>,
+    pub requirements: Vec<String>,
+    pub min_length: usize,
+    pub username: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl ResetPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
+}
+
+/// "This link is no longer valid".
+#[derive(Template)]
+#[template(path = "link_problem.html")]
+pub struct LinkProblemPage {
+    pub l: Layout,
+    pub heading: String,
+    pub paragraphs: Vec<String>,
+}
+
+/// My account.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub name: String,
+    pub username: String,
+    pub employer: String,
+    pub last_sign_in: String,
+    pub flash: Option<String>,
+}

@@ -1,0 +1,230 @@
+//! Wiring: configuration in, a running service out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::{Gatehouse, HashParams, PasswordHasher, Settings};
+use gatehouse_domain::{Clock, Span};
+use gatehouse_mail::{Mailer, OutboxWorker};
+use gatehouse_store::{SqliteStore, Store};
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError};
+
+/// How long a sign-in waits for a hashing permit before "busy, try again".
+const HASH_WAIT: Duration = Duration::from_secs(2);
+
+/// How often idle sessions and stale counters are cleared away.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// Options that tests and benchmarks change; the service uses the defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether this process delivers mail and processes recovery requests.
+    pub run_workers: bool,
+    /// How often workers look for work when nothing wakes them.
+    pub poll: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            run_workers: true,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Opens the store a configuration names, applying migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ConfigError> {
+    let store = SqliteStore::open(&config.database_url).await.map_err(|e| {
+        ConfigError(format!(
+            "GATEHOUSE_DATABASE_URL: cannot open {}: {e}",
+            config.database_url
+        ))
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// The services for a configuration (no listener, no workers): for the
+/// command line's import and admin commands, and for [`Application`].
+pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehouse, ConfigError> {
+    let store = open_store(config).await?;
+    let hasher = PasswordHasher::new(HashParams::default(), config.hash_concurrency, HASH_WAIT)
+        .map_err(|e| ConfigError(format!("GATEHOUSE_HASH_CONCURRENCY: {e}")))?;
+    let settings = Settings {
+        service_name: config.service_name.clone(),
+        public_url: config.public_url.clone(),
+        allowed_domains: config.allowed_domains.clone(),
+        policy: config.policy.clone(),
+        time_zone: config.time_zone.clone(),
+    };
+    Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
+}
+
+/// A service ready to run: storage open, port bound, mail configured.
+pub struct Application {
+    gatehouse: Gatehouse,
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+    mailer: Mailer,
+    trust_forwarded_for: bool,
+    options: Options,
+}
+
+impl Application {
+    /// Builds everything that can fail before serving, so start-up fails fast and clearly.
+    pub async fn build(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Self, ConfigError> {
+        let mailer = Mailer::new(&config.mail_url, &config.mail_from)
+            .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
+        let gatehouse = services(config, clock).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| {
+                ConfigError(format!(
+                    "GATEHOUSE_LISTEN: cannot listen on {}: {e}",
+                    config.listen
+                ))
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| ConfigError(format!("GATEHOUSE_LISTEN: {e}")))?;
+        Ok(Self {
+            gatehouse,
+            listener,
+            address,
+            mailer,
+            trust_forwarded_for: config.trust_forwarded_for,
+            options,
+        })
+    }
+
+    /// The address it listens on (useful when the port was 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The services.
+    pub fn gatehouse(&self) -> &Gatehouse {
+        &self.gatehouse
+    }
+
+    /// Serves (and runs the workers) until `shutdown` becomes true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let mut workers = tokio::task::JoinSet::new();
+        if self.options.run_workers {
+            spawn_workers(
+                &mut workers,
+                &self.gatehouse,
+                self.mailer.clone(),
+                self.options.poll,
+                &shutdown,
+            );
+        }
+        let state = gatehouse_web::AppState {
+            gatehouse: self.gatehouse.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+        };
+        let served = gatehouse_web::serve(self.listener, state, stopped(shutdown)).await;
+        while workers.join_next().await.is_some() {}
+        served
+    }
+}
+
+/// Starts the mail, recovery and housekeeping workers.
+pub fn spawn_workers(
+    set: &mut tokio::task::JoinSet<()>,
+    gatehouse: &Gatehouse,
+    mailer: Mailer,
+    poll: Duration,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let outbox = OutboxWorker::new(
+        gatehouse.store.clone(),
+        mailer,
+        gatehouse.clock.clone(),
+        gatehouse.outbox_wake.clone(),
+    )
+    .with_poll_interval(poll);
+    set.spawn(outbox.run(stopped(shutdown.clone())));
+
+    let g = gatehouse.clone();
+    let stop = shutdown.clone();
+    set.spawn(async move {
+        let stop = stopped(stop);
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = g.process_recovery_requests().await {
+                tracing::error!(error = %e, "recovery requests could not be processed; retrying shortly");
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = g.recovery_wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    });
+
+    let g = gatehouse.clone();
+    let stop = shutdown.clone();
+    set.spawn(async move {
+        let stop = stopped(stop);
+        tokio::pin!(stop);
+        loop {
+            let idle = g.settings.policy.session.idle_timeout;
+            match g
+                .store
+                .purge(g.clock.now(), idle.max(Span::minutes(1)))
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+            }
+        }
+    });
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A shutdown signal that becomes true on Ctrl+C or SIGTERM.
+pub fn shutdown_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,333 @@
+//! The test harness: the whole service in-process on a random port, with a
+//! temporary SQLite database, a real SMTP server and a clock the test moves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse::app::{Application, Options};
+use gatehouse::config::Config;
+use gatehouse_core::Gatehouse;
+use gatehouse_domain::{ManualClock, Span, Timestamp};
+use gatehouse_testkit::smtp::{ReceivedMail, SmtpSink};
+use tokio::sync::watch;
+
+/// 2026-11-25T09:00:00Z, a Wednesday morning.
+pub const START: Timestamp = Timestamp::from_unix(1_795_597_200);
+
+/// The public origin the service is told it has: links must use it, whatever the Host header says.
+pub const PUBLIC_URL: &str = "http://gatehouse.test";
+
+pub const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
+999 Demo Hospital NHS Trust,,Jane,Smith,1985-03-14,Jane.Smith@nhs.net,D1\n\
+432 Community Health NHS Trust,,Jane,Smith,14/03/1985,jane.smith@nhs.net,C1\n\
+999 Demo Hospital NHS Trust,,Amir,Khan,1990-07-02,amir.khan@nhs.net,D2\n";
+
+pub const GOOD_PASSWORD: &str = "kettle violin marmalade";
+
+pub struct TestApp {
+    pub address: String,
+    pub gatehouse: Gatehouse,
+    pub clock: ManualClock,
+    pub smtp: SmtpSink,
+    pub client: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Variables for a test's configuration.
+pub fn test_env(dir: &std::path::Path, smtp_url: &str) -> BTreeMap<String, String> {
+    [
+        ("GATEHOUSE_LISTEN", "127.0.0.1:0".to_owned()),
+        ("GATEHOUSE_PUBLIC_URL", PUBLIC_URL.to_owned()),
+        (
+            "GATEHOUSE_DATABASE_URL",
+            format!("sqlite://{}/gatehouse.db", dir.display()),
+        ),
+        ("GATEHOUSE_MAIL_URL", smtp_url.to_owned()),
+        ("GATEHOUSE_HASH_CONCURRENCY", "2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A service with extra configuration variables.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        Self::spawn_full(vars, true).await
+    }
+
+    pub async fn spawn_full(vars: &[(&str, &str)], workers: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let smtp = SmtpSink::start().await.expect("smtp sink");
+        let mut env = test_env(dir.path(), &smtp.url());
+        for (k, v) in vars {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_sources(None, &env).expect("test configuration");
+        let clock = ManualClock::new(START);
+        let app = Application::build(
+            &config,
+            Arc::new(clock.clone()),
+            Options {
+                run_workers: workers,
+                poll: Duration::from_millis(50),
+            },
+        )
+        .await
+        .expect("application builds");
+        let address = format!("http://{}", app.address());
+        let gatehouse = app.gatehouse().clone();
+        let (shutdown, rx) = watch::channel(false);
+        let server = tokio::spawn(app.run(rx));
+        Self {
+            address,
+            gatehouse,
+            clock,
+            smtp,
+            client: client(),
+            shutdown,
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn import(&self, csv: &str) {
+        self.gatehouse
+            .import_staff(csv.as_bytes(), false, "test")
+            .await
+            .expect("import runs")
+            .expect("file is valid");
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_as(&self.client, path).await
+    }
+
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// GETs `form_page` to obtain a form token, then POSTs `fields` with it to `action`.
+    pub async fn submit(
+        &self,
+        client: &reqwest::Client,
+        form_page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = self
+            .get_as(client, form_page)
+            .await
+            .text()
+            .await
+            .expect("body");
+        let token = csrf_token(&page).unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &token));
+        client
+            .post(self.url(action))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn request_recovery_as(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        dob: (&str, &str, &str),
+        username: &str,
+    ) -> reqwest::Response {
+        self.submit(
+            client,
+            "/recover",
+            "/recover",
+            &[
+                ("email", email),
+                ("dob-day", dob.0),
+                ("dob-month", dob.1),
+                ("dob-year", dob.2),
+                ("username", username),
+            ],
+        )
+        .await
+    }
+
+    pub async fn request_recovery(
+        &self,
+        email: &str,
+        dob: (&str, &str, &str),
+    ) -> reqwest::Response {
+        self.request_recovery_as(&client(), email, dob, "").await
+    }
+
+    pub async fn log_in_as(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        self.submit(
+            client,
+            "/login",
+            "/login",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+
+    pub async fn log_in(&self, username: &str, password: &str) -> reqwest::Response {
+        self.log_in_as(&client(), username, password).await
+    }
+
+    /// Runs the workers' work now (they also run on their own).
+    pub async fn settle(&self) {
+        self.gatehouse
+            .process_recovery_requests()
+            .await
+            .expect("recovery processing");
+    }
+
+    /// Waits for `n` emails in all to arrive at the SMTP server.
+    pub async fn emails(&self, n: usize) -> Vec<ReceivedMail> {
+        self.settle().await;
+        let mail = self.smtp.wait_for(n, Duration::from_secs(10)).await;
+        assert!(mail.len() >= n, "expected {n} emails, got {}", mail.len());
+        mail
+    }
+
+    /// Sets a password for `username` through the whole recovery flow.
+    pub async fn set_password(
+        &self,
+        email: &str,
+        dob: (&str, &str, &str),
+        username: &str,
+        password: &str,
+    ) {
+        let before = self.smtp.messages().len();
+        self.request_recovery_as(&client(), email, dob, username)
+            .await;
+        let mail = self.emails(before + 1).await;
+        let links = reset_links(&mail[before]);
+        let c = client();
+        let response = self.open_link(&c, &links[0]).await;
+        assert_eq!(response.headers()["location"], "/reset");
+        let done = self
+            .submit(
+                &c,
+                "/reset",
+                "/reset",
+                &[
+                    ("username", username),
+                    ("password", password),
+                    ("confirm-password", password),
+                ],
+            )
+            .await;
+        assert_eq!(done.status(), 303, "reset should succeed");
+        assert_eq!(done.headers()["location"], "/login");
+    }
+
+    /// Opens a reset link (its path on this server).
+    pub async fn open_link(&self, client: &reqwest::Client, link: &str) -> reqwest::Response {
+        let path = link
+            .strip_prefix(PUBLIC_URL)
+            .expect("links use the public URL");
+        self.get_as(client, path).await
+    }
+
+    pub fn advance(&self, span: Span) {
+        self.clock.advance(span);
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The form token in a page.
+pub fn csrf_token(page: &str) -> Option<String> {
+    let at = page.find("name=\"csrf_token\" value=\"")? + "name=\"csrf_token\" value=\"".len();
+    let end = page[at..].find('"')?;
+    Some(page[at..at + end].to_owned())
+}
+
+/// Every reset link in an email's text part, in order.
+pub fn reset_links(mail: &ReceivedMail) -> Vec<String> {
+    let body = mail.decoded_body();
+    let text = body
+        .split("Content-Type: text/html")
+        .next()
+        .unwrap_or(&body);
+    let prefix = format!("{PUBLIC_URL}/reset/");
+    let mut links = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&prefix) {
+        let token: String = rest[at + prefix.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        links.push(format!("{prefix}{token}"));
+        rest = &rest[at + prefix.len() + token.len()..];
+    }
+    links
+}
+
+/// The text of a page with everything that legitimately differs per visitor removed.
+pub fn comparable(page: &str) -> String {
+    let mut out = page.to_owned();
+    while let Some(token) = csrf_token(&out) {
+        out = out.replace(&token, "TOKEN");
+        if token == "TOKEN" {
+            break;
+        }
+    }
+    out
+}
+
+/// The error summary's messages in a page.
+pub fn error_messages(page: &str) -> Vec<String> {
+    let Some(start) = page.find("nhsuk-error-summary__list") else {
+        return Vec::new();
+    };
+    let list = &page[start
+        ..page[start..]
+            .find("</ul>")
+            .map_or(page.len(), |e| start + e)];
+    list.split("<a href=\"#")
+        .skip(1)
+        .filter_map(|item| {
+            let text = item.split_once("\">")?.1;
+            Some(text.split("</a>").next()?.trim().to_owned())
+        })
+        .collect()
+}
