@@ -33,7 +33,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    pub dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 /// Variables for a test's configuration.
@@ -72,14 +72,26 @@ impl TestApp {
     }
 
     pub async fn spawn_full(vars: &[(&str, &str)], workers: bool) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            gatehouse::telemetry::init(false);
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let smtp = SmtpSink::start().await.expect("smtp sink");
+        Self::build(dir, smtp, ManualClock::new(START), vars, workers).await
+    }
+
+    async fn build(
+        dir: tempfile::TempDir,
+        smtp: SmtpSink,
+        clock: ManualClock,
+        vars: &[(&str, &str)],
+        workers: bool,
+    ) -> Self {
         let mut env = test_env(dir.path(), &smtp.url());
         for (k, v) in vars {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = Config::from_sources(None, &env).expect("test configuration");
-        let clock = ManualClock::new(START);
         let app = Application::build(
             &config,
             Arc::new(clock.clone()),
@@ -102,8 +114,25 @@ impl TestApp {
             client: client(),
             shutdown,
             server: Some(server),
-            dir,
+            dir: Some(dir),
         }
+    }
+
+    /// Stops this service and starts another on the same database, mail
+    /// server and clock, with other settings.
+    pub async fn restart(mut self, vars: &[(&str, &str)], workers: bool) -> Self {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let dir = self.dir.take().expect("dir");
+        let smtp = std::mem::replace(&mut self.smtp, SmtpSink::start().await.expect("sink"));
+        Self::build(dir, smtp, self.clock.clone(), vars, workers).await
+    }
+
+    /// The folder holding this service's database.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("dir").path()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -200,12 +229,54 @@ impl TestApp {
         self.log_in_as(&client(), username, password).await
     }
 
-    /// Runs the workers' work now (they also run on their own).
+    /// Waits until every recorded recovery request has been processed
+    /// (running the work here too, in case workers are off).
     pub async fn settle(&self) {
-        self.gatehouse
-            .process_recovery_requests()
-            .await
-            .expect("recovery processing");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.gatehouse
+                .process_recovery_requests()
+                .await
+                .expect("recovery processing");
+            let depths = self.gatehouse.store.queue_depths().await.expect("depths");
+            if depths.recovery_pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "recovery requests stayed pending"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The recovery emails received so far (not the notices).
+    pub fn recovery_emails(&self) -> Vec<ReceivedMail> {
+        self.smtp
+            .messages()
+            .into_iter()
+            .filter(|m| {
+                m.header("Subject")
+                    .is_some_and(|s| s.contains("username and password reset"))
+            })
+            .collect()
+    }
+
+    /// Waits for the `n`-th recovery email (counting from 1) and returns it.
+    pub async fn recovery_email(&self, n: usize) -> ReceivedMail {
+        self.settle().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mail = self.recovery_emails();
+            if mail.len() >= n {
+                return mail[n - 1].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "recovery email {n} never came"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits for `n` emails in all to arrive at the SMTP server.
@@ -224,11 +295,10 @@ impl TestApp {
         username: &str,
         password: &str,
     ) {
-        let before = self.smtp.messages().len();
+        let before = self.recovery_emails().len();
         self.request_recovery_as(&client(), email, dob, username)
             .await;
-        let mail = self.emails(before + 1).await;
-        let links = reset_links(&mail[before]);
+        let links = reset_links(&self.recovery_email(before + 1).await);
         let c = client();
         let response = self.open_link(&c, &links[0]).await;
         assert_eq!(response.headers()["location"], "/reset");

@@ -3,3 +3,6 @@
 
 mod flows;
 mod helpers;
+mod links;
+mod lockout;
+mod recovery;

@@ -340,6 +340,15 @@ pub struct CounterUpdate {
 /// (each time another writer got there first), always with the latest value.
 pub type CounterChange<'a> = dyn FnMut(AttemptCounter) -> Option<AttemptCounter> + Send + 'a;
 
+/// How much work waits for the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepths {
+    /// Recovery requests recorded and not yet processed.
+    pub recovery_pending: i64,
+    /// Emails queued and not yet sent, expired or given up.
+    pub emails_queued: i64,
+}
+
 /// Which database engine a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -455,6 +464,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many sessions an account has.
     async fn session_count(&self, account_id: i64) -> Result<i64>;
+
+    /// How much work waits: recovery requests not yet processed, emails not yet sent.
+    async fn queue_depths(&self) -> Result<QueueDepths>;
 
     /// Deletes what has outlived its use: idle sessions, counters of unknown
     /// usernames with nothing to remember, recovery request details.

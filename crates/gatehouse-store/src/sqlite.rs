@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::{
     AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
-    DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary,
+    DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary, QueueDepths,
     RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SessionRecord, Store,
     StoreError, Tx,
 };
@@ -781,6 +781,19 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn queue_depths(&self) -> Result<QueueDepths> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM recovery_requests WHERE status = 'pending'), \
+                    (SELECT COUNT(*) FROM outbox WHERE status = 'queued')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueDepths {
+            recovery_pending: row.try_get(0)?,
+            emails_queued: row.try_get(1)?,
+        })
     }
 
     async fn purge(&self, now: Timestamp, session_idle: Span) -> Result<u64> {

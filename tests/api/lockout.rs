@@ -1,0 +1,240 @@
+//! Sign-in and the lockout (DESIGN.md invariants 1 and 3).
+
+use std::sync::Arc;
+
+use gatehouse_domain::Span;
+
+use crate::helpers::*;
+
+async fn app_with_password() -> TestApp {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        GOOD_PASSWORD,
+    )
+    .await;
+    app
+}
+
+async fn attempt(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>) {
+    let response = app.log_in(username, password).await;
+    let status = response.status().as_u16();
+    let page = response.text().await.expect("body");
+    (status, error_messages(&page))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
+    let app = app_with_password().await;
+    let (_, m) = attempt(&app, "999AKHAN01", "wrong password 1").await;
+    assert_eq!(
+        m,
+        [
+            "The username or password is incorrect. You have 2 attempts left before your account is locked for 12 hours."
+        ]
+    );
+    let (_, m) = attempt(&app, "999akhan01 ", "wrong password 2").await;
+    assert_eq!(
+        m,
+        [
+            "The username or password is incorrect. You have 1 attempt left before your account is locked for 12 hours."
+        ]
+    );
+    let (_, m) = attempt(&app, "999AKHAN01", "wrong password 3").await;
+    let locked = "Your account is locked until 9:00pm on 25 November 2026, because the password was entered incorrectly 3 times. You cannot log in or reset your password until then, and nobody can lift the lock early.";
+    assert_eq!(m, [locked]);
+    // The right password is not even checked while locked.
+    let checks = app.gatehouse.hasher.verifications();
+    let (status, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(
+        (status, m.as_slice()),
+        (200, [locked.to_owned()].as_slice())
+    );
+    assert_eq!(app.gatehouse.hasher.verifications(), checks);
+
+    app.advance(Span::from_seconds(12 * 3600 - 1));
+    let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(m, [locked]);
+    app.advance(Span::from_seconds(1));
+    let signed_in = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "the lock ends by itself after 12 hours"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_success_clears_the_count() {
+    let app = app_with_password().await;
+    attempt(&app, "999AKHAN01", "wrong password 1").await;
+    attempt(&app, "999AKHAN01", "wrong password 2").await;
+    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    let (_, m) = attempt(&app, "999AKHAN01", "wrong password 3").await;
+    assert!(m[0].contains("You have 2 attempts left"), "{m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_usernames_get_the_same_messages_lock_included_and_the_same_work() {
+    let app = app_with_password().await;
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..4 {
+        let before = app.gatehouse.hasher.verifications();
+        known.push(attempt(&app, "999AKHAN01", &format!("wrong password {i}")).await);
+        let after_known = app.gatehouse.hasher.verifications();
+        unknown.push(attempt(&app, "999NOBODY01", &format!("wrong password {i}")).await);
+        let after_unknown = app.gatehouse.hasher.verifications();
+        // A real account and an unknown username cost the same: one argon2id
+        // verification (against a dummy hash for the unknown one), or none once locked.
+        assert_eq!(
+            after_known - before,
+            after_unknown - after_known,
+            "attempt {i}"
+        );
+    }
+    assert_eq!(known, unknown);
+    assert!(unknown[2].1[0].starts_with("Your account is locked until"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_without_a_password_behaves_like_a_wrong_password() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let (status, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(status, 200);
+    assert!(m[0].starts_with("The username or password is incorrect"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
+    let app = Arc::new(app_with_password().await);
+    let before = app.gatehouse.hasher.verifications();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            attempt(&app, "999AKHAN01", &format!("wrong guess number {i}")).await
+        }));
+    }
+    let mut incorrect = 0;
+    let mut locked = 0;
+    for t in tasks {
+        let (status, m) = t.await.expect("task");
+        assert_eq!(status, 200, "{m:?}");
+        if m[0].starts_with("The username or password is incorrect") {
+            incorrect += 1;
+        } else if m[0].starts_with("Your account is locked until") {
+            locked += 1;
+        } else {
+            panic!("unexpected message {m:?}");
+        }
+    }
+    assert_eq!(
+        app.gatehouse.hasher.verifications() - before,
+        3,
+        "exactly the threshold of passwords were checked"
+    );
+    assert_eq!(
+        incorrect, 2,
+        "two attempts said 'incorrect', the third locked"
+    );
+    assert_eq!(locked, 48);
+    let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert!(
+        m[0].starts_with("Your account is locked until"),
+        "locked everywhere"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_right_password_inside_a_burst_of_guesses_does_not_beat_the_lock() {
+    let app = Arc::new(app_with_password().await);
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let app = app.clone();
+        let password = if i == 15 {
+            GOOD_PASSWORD.to_owned()
+        } else {
+            format!("guess {i} wrong")
+        };
+        tasks.push(tokio::spawn(async move {
+            app.log_in("999AKHAN01", &password).await.status().as_u16()
+        }));
+    }
+    let mut successes = 0;
+    for t in tasks {
+        if t.await.expect("task") == 303 {
+            successes += 1;
+        }
+    }
+    // At most one success, and only if the right password was among the
+    // first three checked; never more than three checks in all.
+    assert!(successes <= 1);
+    let counter = app
+        .gatehouse
+        .store
+        .attempts(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
+        .await
+        .expect("read");
+    assert!(counter.consecutive <= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_hundred_failures_in_all_disable_the_password_until_a_reset() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_LOCKOUT_MAX_FAILURES", "6")]).await;
+    app.import(STAFF).await;
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        GOOD_PASSWORD,
+    )
+    .await;
+    for _ in 0..2 {
+        for i in 0..3 {
+            attempt(&app, "999AKHAN01", &format!("wrong {i} again")).await;
+        }
+        app.advance(Span::hours(12));
+    }
+    let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert!(m[0].starts_with("Your password no longer works"), "{m:?}");
+    // A reset brings it back.
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        "teapot sunrise harbour",
+    )
+    .await;
+    assert_eq!(
+        app.log_in("999AKHAN01", "teapot sunrise harbour")
+            .await
+            .status(),
+        303
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn empty_fields_are_asked_for_and_not_counted() {
+    let app = app_with_password().await;
+    let (_, m) = attempt(&app, "", "").await;
+    assert_eq!(m, ["Enter your username", "Enter your password"]);
+    for _ in 0..5 {
+        attempt(&app, "999AKHAN01", "").await;
+    }
+    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_password_is_counted_without_hashing() {
+    let app = app_with_password().await;
+    let before = app.gatehouse.hasher.verifications();
+    let huge = "x".repeat(5000);
+    let (_, m) = attempt(&app, "999AKHAN01", &huge).await;
+    assert!(m[0].contains("You have 2 attempts left"));
+    assert_eq!(app.gatehouse.hasher.verifications(), before);
+}
