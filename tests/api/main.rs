@@ -1,8 +1,11 @@
 //! Gatehouse's integration tests: one binary, every flow and invariant,
 //! against the whole service on a random port.
 
+mod cli;
 mod flows;
 mod helpers;
 mod links;
 mod lockout;
+mod mail;
 mod recovery;
+mod security;

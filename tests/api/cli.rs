@@ -1,0 +1,371 @@
+//! The `gatehouse` binary itself: configuration errors, import, admin, and
+//! a process killed with mail queued.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gatehouse_store::Store;
+use gatehouse_testkit::SmtpSink;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn gatehouse(dir: &std::path::Path, extra: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(
+            "GATEHOUSE_DATABASE_URL",
+            format!("sqlite://{}/gatehouse.db", dir.display()),
+        )
+        .env(
+            "GATEHOUSE_MAIL_URL",
+            format!("file://{}/outbox", dir.display()),
+        )
+        .current_dir(dir);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(mut c: Command) -> (i32, String, String) {
+    let out = c.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, value) in [
+        ("GATEHOUSE_LOCKOUT_THRESHOLD", "abc"),
+        ("GATEHOUSE_RESET_LINK_TTL", "four hours"),
+        ("GATEHOUSE_PUBLIC_URL", "not a url"),
+        ("GATEHOUSE_MAIL_URL", "pigeon://loft"),
+    ] {
+        let mut c = gatehouse(dir.path(), &[(name, value)]);
+        c.arg("serve");
+        let (code, stdout, stderr) = run(c);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stdout.is_empty());
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].starts_with(&format!("error: {name}")), "{stderr}");
+    }
+    // The port in use is named too.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let mut c = gatehouse(dir.path(), &[("GATEHOUSE_LISTEN", &addr)]);
+    c.arg("serve");
+    let (code, _, stderr) = run(c);
+    assert_eq!(code, 2);
+    assert!(
+        stderr
+            .trim()
+            .starts_with("error: GATEHOUSE_LISTEN: cannot listen on"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn import_reports_every_bad_row_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "employer,username,first_name,last_name,date_of_birth,email\n\
+         999,,Jane,Smith,1985-03-14,jane@nhs.net\n\
+         999,,,Smith,1985-02-30,jane@gmail.com\n\
+         999,,Bo,Li,2999-01-01,bo@nhs.net\n",
+    )
+    .expect("write");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", bad.to_str().expect("utf8")]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("4 problems found; nothing was imported."),
+        "{stderr}"
+    );
+    for line in [
+        "line 3: first_name is empty",
+        "line 3: date_of_birth \"1985-02-30\"",
+        "line 3: email \"jane@gmail.com\" is not in an allowed domain",
+        "line 4: date_of_birth \"2999-01-01\" is not in the past",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in {stderr}");
+    }
+
+    let good = dir.path().join("staff.csv");
+    std::fs::write(&good, STAFF).expect("write");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", "--dry-run", good.to_str().expect("utf8")]);
+    let (code, stdout, _) = run(c);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("3 people would be added"), "{stdout}");
+    assert!(stdout.contains("Dry run: nothing was changed."));
+    // A dry run wrote nothing, and the bad file before it wrote nothing.
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["admin", "status", "999JSMITH01"]);
+    assert_eq!(run(c).0, 1);
+
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", good.to_str().expect("utf8")]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "3 people were added, 0 updated, 0 already up to date; 2 employers were added"
+        ),
+        "{stdout}"
+    );
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", good.to_str().expect("utf8")]);
+    let (_, stdout, _) = run(c);
+    assert!(
+        stdout.contains("0 people were added, 0 updated, 3 already up to date"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn admin_shows_status_changes_emails_and_lists_the_audit_log() {
+    let dir = tempfile::tempdir().expect("dir");
+    let staff = dir.path().join("staff.csv");
+    std::fs::write(&staff, STAFF).expect("write");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", staff.to_str().expect("utf8")]);
+    assert_eq!(run(c).0, 0);
+
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["admin", "status", "999akhan01"]);
+    let (code, stdout, _) = run(c);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("999AKHAN01"));
+    assert!(stdout.contains("amir.khan@nhs.net"));
+    assert!(stdout.contains("never set (first-time access pending)"));
+    assert!(stdout.contains("not locked"));
+
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args([
+        "admin",
+        "set-email",
+        "999AKHAN01",
+        "amir@gmail.com",
+        "--reason",
+        "moved",
+    ]);
+    let (code, _, stderr) = run(c);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("allowed domain"), "{stderr}");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args([
+        "admin",
+        "set-email",
+        "999AKHAN01",
+        "amir.k@nhs.net",
+        "--reason",
+        "nhs.net address changed",
+    ]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("amir.k@nhs.net"));
+
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["admin", "audit", "--username", "999AKHAN01"]);
+    let (code, stdout, _) = run(c);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("account.email_changed"), "{stdout}");
+    assert!(stdout.contains("nhs.net address changed"));
+
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["admin", "mail", "amir.k@nhs.net"]);
+    let (code, stdout, _) = run(c);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("email_changed_new email"), "{stdout}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file");
+    let mut c = gatehouse(
+        dir,
+        &[
+            ("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}")),
+            ("GATEHOUSE_PUBLIC_URL", &format!("http://127.0.0.1:{port}")),
+            ("GATEHOUSE_MAIL_URL", smtp),
+            ("GATEHOUSE_LOG", "debug,sqlx=debug,hyper=info,h2=info"),
+        ],
+    );
+    c.arg("serve").stdout(Stdio::null()).stderr(log);
+    let server = Server(c.spawn().expect("starts"));
+    for _ in 0..200 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no_secrets() {
+    let dir = tempfile::tempdir().expect("dir");
+    let staff = dir.path().join("staff.csv");
+    std::fs::write(&staff, STAFF).expect("write");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", staff.to_str().expect("utf8")]);
+    assert_eq!(run(c).0, 0);
+
+    let smtp = SmtpSink::start().await.expect("sink");
+    smtp.stop();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = start_server(dir.path(), port, &smtp.url()).await;
+
+    let browser = client();
+    let page = browser
+        .get(format!("{base}/recover"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let token = csrf_token(&page).expect("token");
+    let r = browser
+        .post(format!("{base}/recover"))
+        .form(&[
+            ("email", "amir.khan@nhs.net"),
+            ("dob-day", "2"),
+            ("dob-month", "7"),
+            ("dob-year", "1990"),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 303);
+
+    // Wait until the email is queued and its first try has failed.
+    let store = gatehouse_store::SqliteStore::connect(&format!(
+        "sqlite://{}/gatehouse.db",
+        dir.path().display()
+    ))
+    .await
+    .expect("open");
+    let mut tried = false;
+    for _ in 0..300 {
+        if store
+            .emails_to("amir.khan@nhs.net", 1)
+            .await
+            .expect("list")
+            .first()
+            .is_some_and(|e| e.attempts >= 1 && e.last_error.is_some())
+        {
+            tried = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tried, "the email was queued and tried");
+    drop(server); // SIGKILL: no chance to clean up
+
+    smtp.resume().await.expect("resume");
+    let _server = start_server(dir.path(), port, &smtp.url()).await;
+    let mail = smtp.wait_for(1, Duration::from_secs(40)).await;
+    assert_eq!(mail.len(), 1, "delivered after the restart");
+    let link = {
+        let body = mail[0].decoded_body();
+        let at = body.find("/reset/").expect("link");
+        body[at + 7..at + 7 + 43].to_owned()
+    };
+
+    // Finish the reset, so a password and a token have both been through the process.
+    let c = client();
+    let opened = c
+        .get(format!("{base}/reset/{link}"))
+        .send()
+        .await
+        .expect("GET");
+    let sid = opened
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let page = c
+        .get(format!("{base}/reset"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let token = csrf_token(&page).expect("token");
+    let done = c
+        .post(format!("{base}/reset"))
+        .form(&[
+            ("username", "999AKHAN01"),
+            ("password", GOOD_PASSWORD),
+            ("confirm-password", GOOD_PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(done.status(), 303);
+    drop(_server);
+
+    let log = std::fs::read_to_string(dir.path().join("server.log")).expect("log");
+    assert!(
+        log.contains("route=/reset/{token}"),
+        "requests are logged by route"
+    );
+    for secret in [link.as_str(), GOOD_PASSWORD, token.as_str()] {
+        if let Some(at) = log.find(secret) {
+            let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+            let to = log[at..].find('\n').map_or(log.len(), |i| at + i);
+            panic!(
+                "the log holds a secret: {}",
+                &log[from..to].replace(secret, "<SECRET>")
+            );
+        }
+    }
+    let cookie = sid.expect("opening the link started a session");
+    let value = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default();
+    assert_eq!(value.len(), 43);
+    assert!(!log.contains(&value), "the log holds a session id");
+}

@@ -1,0 +1,236 @@
+//! Mail delivery through the outbox (DESIGN.md invariant 4).
+
+use std::time::Duration;
+
+use gatehouse_domain::Span;
+use gatehouse_testkit::SinkMode;
+
+use crate::helpers::*;
+
+async fn statuses(app: &TestApp, email: &str) -> Vec<(String, i64)> {
+    app.gatehouse
+        .store
+        .emails_to(email, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.status, e.attempts))
+        .collect()
+}
+
+/// Waits until the newest email to `email` has had at least `attempts` tries.
+async fn wait_for_attempts(app: &TestApp, email: &str, attempts: i64) {
+    for _ in 0..500 {
+        let s = statuses(app, email).await;
+        if s.first().is_some_and(|(_, a)| *a >= attempts) {
+            // Give the worker a moment to record the result of the try.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the email was not tried {attempts} times: {:?}",
+        statuses(app, email).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smtp_down_then_up_delivers_with_backoff() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.smtp.stop();
+    let r = app
+        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    assert_eq!(r.status(), 303, "the person still sees the confirmation");
+    app.settle().await;
+    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    let listed = app
+        .gatehouse
+        .store
+        .emails_to("amir.khan@nhs.net", 1)
+        .await
+        .expect("list");
+    assert_eq!(listed[0].status, "queued");
+    assert!(
+        listed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("mail server"),
+        "{listed:?}"
+    );
+    let first_retry = listed[0].next_attempt_at.seconds_since(START);
+    assert!(
+        (1..=30).contains(&first_retry),
+        "the first retry comes within 30 s, not {first_retry}"
+    );
+
+    // Still down at the first retry: the wait doubles.
+    app.advance(Span::from_seconds(first_retry));
+    app.gatehouse.outbox_wake.notify_one();
+    wait_for_attempts(&app, "amir.khan@nhs.net", 2).await;
+    let listed = app
+        .gatehouse
+        .store
+        .emails_to("amir.khan@nhs.net", 1)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed[0].next_attempt_at.seconds_since(app.clock_now()),
+        first_retry * 2
+    );
+
+    // The server comes back: the next try delivers.
+    app.smtp.resume().await.expect("resume");
+    app.advance(Span::from_seconds(first_retry * 2));
+    app.gatehouse.outbox_wake.notify_one();
+    let mail = app.smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mail.len(), 1);
+    assert_eq!(reset_links(&mail[0]).len(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(statuses(&app, "amir.khan@nhs.net").await[0].0, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.smtp.set_mode(SinkMode::TempFail);
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    app.settle().await;
+    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    let listed = app
+        .gatehouse
+        .store
+        .emails_to("amir.khan@nhs.net", 1)
+        .await
+        .expect("list");
+    assert_eq!(listed[0].status, "queued");
+    assert!(
+        listed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("451"),
+        "{listed:?}"
+    );
+    app.smtp.set_mode(SinkMode::Accept);
+    app.advance(Span::minutes(1));
+    app.gatehouse.outbox_wake.notify_one();
+    assert_eq!(app.smtp.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+
+    app.smtp.set_mode(SinkMode::PermFail);
+    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
+        .await;
+    app.settle().await;
+    wait_for_attempts(&app, "jane.smith@nhs.net", 1).await;
+    let listed = app
+        .gatehouse
+        .store
+        .emails_to("jane.smith@nhs.net", 1)
+        .await
+        .expect("list");
+    assert_eq!(listed[0].status, "failed", "{listed:?}");
+    assert!(
+        listed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("554")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_longer_than_the_link_lifetime_is_recorded_and_never_delivered_late() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.smtp.stop();
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    app.settle().await;
+    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    // Five hours later the server is back; the links died after four.
+    app.smtp.resume().await.expect("resume");
+    app.advance(Span::hours(5));
+    app.gatehouse.outbox_wake.notify_one();
+    for _ in 0..500 {
+        if statuses(&app, "amir.khan@nhs.net").await[0].0 != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(statuses(&app, "amir.khan@nhs.net").await[0].0, "expired");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        app.smtp.messages().is_empty(),
+        "an email with dead links is never sent"
+    );
+    let events = app
+        .gatehouse
+        .store
+        .audit_events(&gatehouse_store::AuditFilter {
+            event: Some("email.expired".to_owned()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smtp_without_tls_none_refuses_a_server_that_offers_no_starttls() {
+    let app = TestApp::spawn().await;
+    let url = format!("smtp://127.0.0.1:{}", app.smtp.port());
+    let app = app.restart(&[("GATEHOUSE_MAIL_URL", &url)], true).await;
+    app.import(STAFF).await;
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    app.settle().await;
+    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    let listed = app
+        .gatehouse
+        .store
+        .emails_to("amir.khan@nhs.net", 1)
+        .await
+        .expect("list");
+    assert_eq!(listed[0].status, "queued", "not sent in plain text");
+    assert!(app.smtp.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_transport_writes_eml_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("file://{}", dir.path().display());
+    let app = TestApp::spawn_with(&[("GATEHOUSE_MAIL_URL", &url)]).await;
+    app.import(STAFF).await;
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    app.settle().await;
+    let mut files = Vec::new();
+    for _ in 0..500 {
+        files = std::fs::read_dir(dir.path())
+            .expect("read")
+            .filter_map(Result::ok)
+            .collect();
+        if !files.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(files[0].path()).expect("read");
+    assert!(files[0].path().extension().is_some_and(|e| e == "eml"));
+    assert!(text.contains("Subject: Your Electronic Staff Record username and password reset"));
+    assert!(text.contains("999AKHAN01"));
+}
+
+impl TestApp {
+    fn clock_now(&self) -> gatehouse_domain::Timestamp {
+        use gatehouse_domain::Clock;
+        self.clock.now()
+    }
+}

@@ -1,0 +1,489 @@
+//! Sessions, forms, headers, error pages and the audit log
+//! (DESIGN.md invariants 5, 7 and 8).
+
+use gatehouse_domain::Span;
+use gatehouse_store::AuditFilter;
+
+use crate::helpers::*;
+
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+async fn signed_in_app() -> TestApp {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        GOOD_PASSWORD,
+    )
+    .await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_sends_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/",
+        "/login",
+        "/recover",
+        "/recover/confirmation",
+        "/reset",
+        "/logged-out",
+        "/nope",
+    ] {
+        let r = app.get(path).await;
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().expect("ascii");
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(h["content-type"], "text/html; charset=utf-8", "{path}");
+        assert!(h.get("server").is_none());
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "no HSTS over plain HTTP"
+        );
+        // Pages load nothing from anywhere else.
+        let body = r.text().await.expect("body");
+        for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(!body.contains(attribute), "{path} loads {attribute}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn assets_are_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    let css = app.get("/assets/nhsuk/nhsuk-frontend.min.css").await;
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let css = css.text().await.expect("body");
+    assert!(css.contains(".nhsuk-header"));
+    assert!(!css.contains("https://"), "no third-party fonts or images");
+    let js = app.get("/assets/nhsuk/nhsuk-frontend.min.js").await;
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .contains("javascript")
+    );
+    assert_eq!(app.get("/assets/app/init.mjs").await.status(), 200);
+    assert_eq!(app.get("/assets/nhsuk/LICENSE").await.status(), 200);
+    assert_eq!(app.get("/assets/nhsuk/missing.css").await.status(), 404);
+    assert_eq!(app.get("/assets/../Cargo.toml").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
+    let app = signed_in_app().await;
+    let c = client();
+    let page = app.get_as(&c, "/login").await;
+    let cookies = set_cookies(&page);
+    assert_eq!(cookies.len(), 1);
+    assert!(cookies[0].starts_with("gatehouse="));
+    assert!(cookies[0].contains("; HttpOnly"));
+    assert!(cookies[0].contains("; SameSite=Lax"));
+    assert!(cookies[0].contains("; Path=/"));
+    assert!(!cookies[0].contains("Secure"), "plain HTTP: no Secure");
+    let before = cookie_value(&cookies[0]);
+    let token = csrf_token(&page.text().await.expect("body")).expect("token");
+    let r = c
+        .post(app.url("/login"))
+        .form(&[
+            ("username", "999AKHAN01"),
+            ("password", GOOD_PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 303);
+    let after = cookie_value(&set_cookies(&r)[0]);
+    assert_ne!(before, after, "a new session id at sign-in");
+    // The pre-sign-in id is dead: replaying it is not signed in (session fixation).
+    let replay = client();
+    let r = replay
+        .get(app.url("/account"))
+        .header("cookie", format!("gatehouse={before}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
+    let r = app.get("/login").await;
+    let cookie = &set_cookies(&r)[0];
+    assert!(cookie.starts_with("__Host-gatehouse="), "{cookie}");
+    assert!(cookie.contains("; Secure"));
+    assert!(!cookie.contains("Domain"));
+    assert!(
+        r.headers()["strict-transport-security"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=63072000")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_form_needs_its_session_token_and_a_same_site_origin() {
+    let app = signed_in_app().await;
+    let c = client();
+    let page = app.get_as(&c, "/login").await.text().await.expect("body");
+    let token = csrf_token(&page).expect("token");
+    let form = |t: &str| {
+        vec![
+            ("username".to_owned(), "999AKHAN01".to_owned()),
+            ("password".to_owned(), GOOD_PASSWORD.to_owned()),
+            ("csrf_token".to_owned(), t.to_owned()),
+        ]
+    };
+
+    let none = c
+        .post(app.url("/login"))
+        .form(&form("")[..2])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(none.status(), 403);
+    assert!(none.text().await.expect("body").contains("Reference:"));
+    let other = gatehouse_domain::SecretToken::generate()
+        .expect("random")
+        .encode();
+    assert_eq!(
+        c.post(app.url("/login"))
+            .form(&form(&other))
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        403
+    );
+    // Another visitor's valid token does not work here.
+    let stranger = client();
+    let theirs = csrf_token(
+        &app.get_as(&stranger, "/login")
+            .await
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("token");
+    assert_eq!(
+        c.post(app.url("/login"))
+            .form(&form(&theirs))
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        403
+    );
+    // The right token from another site.
+    let cross = c
+        .post(app.url("/login"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&form(&token))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(cross.status(), 403);
+    let evil = c
+        .post(app.url("/login"))
+        .header("origin", "https://evil.example")
+        .form(&form(&token))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(evil.status(), 403);
+    // No session at all.
+    assert_eq!(
+        client()
+            .post(app.url("/login"))
+            .form(&form(&token))
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        403
+    );
+    // Nothing above counted as an attempt: the password still works first time.
+    // Origin: null (a no-referrer page) is decided by the token.
+    let ok = c
+        .post(app.url("/login"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&form(&token))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(ok.status(), 303);
+    let refused = app
+        .gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            event: Some("csrf.refused".to_owned()),
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(refused.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
+    let app = signed_in_app().await;
+    let c = client();
+    app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    app.advance(Span::minutes(29));
+    assert_eq!(app.get_as(&c, "/account").await.status(), 200);
+    app.advance(Span::minutes(29));
+    assert_eq!(
+        app.get_as(&c, "/account").await.status(),
+        200,
+        "activity keeps it alive"
+    );
+    app.advance(Span::minutes(31));
+    assert_eq!(
+        app.get_as(&c, "/account").await.status(),
+        303,
+        "idle for 31 minutes: ended"
+    );
+
+    let busy = client();
+    app.log_in_as(&busy, "999AKHAN01", GOOD_PASSWORD).await;
+    for _ in 0..48 {
+        app.advance(Span::minutes(15));
+        let status = app.get_as(&busy, "/account").await.status();
+        if status == 303 {
+            return;
+        }
+    }
+    panic!("a session active all day must still end after 12 hours");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logging_out_ends_the_session_on_the_server() {
+    let app = signed_in_app().await;
+    let c = client();
+    let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    let id = cookie_value(&set_cookies(&r)[0]);
+    let account = app.get_as(&c, "/account").await.text().await.expect("body");
+    assert!(account.contains("Log out"));
+    let token = csrf_token(&account).expect("token");
+    let out = c
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "/logged-out");
+    assert!(set_cookies(&out)[0].contains("Max-Age=0"));
+    let replay = client()
+        .get(app.url("/account"))
+        .header("cookie", format!("gatehouse={id}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(replay.status(), 303, "the old cookie is dead");
+    assert!(
+        app.get_as(&c, "/logged-out")
+            .await
+            .text()
+            .await
+            .expect("body")
+            .contains("You have logged out")
+    );
+    // Logging out is a POST only.
+    assert_eq!(app.get("/logout").await.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn error_pages_carry_a_reference_and_nothing_internal() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/no/such/page").await;
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.expect("body");
+    assert!(page.contains("Page not found"));
+    let reference = page
+        .split("Reference: <strong>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("reference");
+    assert_eq!(reference.len(), 9);
+    assert_eq!(&reference[4..5], "-");
+    let other = app.get("/no/such/page").await.text().await.expect("body");
+    assert!(
+        !other.contains(reference),
+        "each request has its own reference"
+    );
+
+    assert_eq!(
+        app.client
+            .put(app.url("/login"))
+            .send()
+            .await
+            .expect("PUT")
+            .status(),
+        405
+    );
+    // An oversized form is refused with a page, not a crash.
+    let c = client();
+    let token =
+        csrf_token(&app.get_as(&c, "/login").await.text().await.expect("body")).expect("token");
+    let big = "x".repeat(100_000);
+    let r = c
+        .post(app.url("/login"))
+        .form(&[("username", big.as_str()), ("csrf_token", token.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.expect("body").contains("Reference:"));
+    // Nonsense in a form is a 400 page too.
+    let r = c
+        .post(app.url("/recover"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={token}&dob-day=%FF%FE"))
+        .send()
+        .await
+        .expect("POST");
+    assert!(matches!(r.status().as_u16(), 200 | 400), "{}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get("/healthz").await.text().await.expect("body"),
+        "ok\n"
+    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_security_event_is_audited_without_secrets() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let link_page = {
+        app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+            .await;
+        app.recovery_email(1).await
+    };
+    let link = reset_links(&link_page).remove(0);
+    let token = link.rsplit('/').next().expect("token").to_owned();
+    let c = client();
+    app.open_link(&c, &link).await;
+    app.submit(
+        &c,
+        "/reset",
+        "/reset",
+        &[
+            ("username", "999AKHAN01"),
+            ("password", GOOD_PASSWORD),
+            ("confirm-password", GOOD_PASSWORD),
+        ],
+    )
+    .await;
+    app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+    for i in 0..3 {
+        app.log_in("999AKHAN01", &format!("secret-wrong-{i}")).await;
+    }
+    app.log_in("999NOBODY99", "another-secret-guess").await;
+    app.gatehouse
+        .change_email("999AKHAN01", "amir.k@nhs.net", "helpdesk", "new address")
+        .await
+        .expect("runs")
+        .expect("changed");
+    app.smtp
+        .wait_for(4, std::time::Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let events = app
+        .gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let names: std::collections::BTreeSet<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    for expected in [
+        "staff.imported",
+        "recovery.requested",
+        "recovery.processed",
+        "reset_link.issued",
+        "email.queued",
+        "email.sent",
+        "password.reset",
+        "sign_in.succeeded",
+        "sign_in.failed",
+        "account.locked",
+        "account.email_changed",
+    ] {
+        assert!(names.contains(expected), "no {expected} event in {names:?}");
+    }
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "sign_in.failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.client_ip.as_deref() == Some("127.0.0.1")),
+        "who and from where"
+    );
+    assert!(failed.iter().any(|e| {
+        e.detail
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("unknown username (ref ")
+    }));
+    let everything = format!("{events:?}");
+    for secret in [
+        token.as_str(),
+        GOOD_PASSWORD,
+        "secret-wrong-0",
+        "another-secret-guess",
+        "999NOBODY99",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "the audit log holds {secret:?}"
+        );
+    }
+}
