@@ -206,9 +206,9 @@ impl Raw {
     }
 }
 
-fn number<T: std::str::FromStr>(min: T, max: T) -> impl FnOnce(&str) -> Result<T, String>
+fn number<T>(min: T, max: T) -> impl FnOnce(&str) -> Result<T, String>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     move |s| match s.parse::<T>() {
         Ok(n) if n >= min && n <= max => Ok(n),
@@ -370,16 +370,27 @@ impl Config {
             "json" => Ok(true),
             _ => Err(format!("expected text or json, got {s:?}")),
         })?;
-        let mut policy = Policy::default();
-        policy.reset_link_ttl = reset_link_ttl;
-        policy.lockout.threshold = threshold;
-        policy.lockout.duration = duration;
-        policy.lockout.max_total_failures = max_failures;
-        policy.recovery.emails_per_address_per_hour = emails_per_hour;
-        policy.recovery.requests_per_client_per_hour = client_limit;
-        policy.password.min_length = min_length;
-        policy.session.idle_timeout = idle;
-        policy.session.absolute_timeout = absolute;
+        let defaults = Policy::default();
+        let policy = Policy {
+            reset_link_ttl,
+            lockout: gatehouse_domain::LockoutPolicy {
+                threshold,
+                duration,
+                max_total_failures: max_failures,
+            },
+            password: gatehouse_domain::PasswordPolicy {
+                min_length,
+                ..defaults.password
+            },
+            recovery: gatehouse_domain::RecoveryPolicy {
+                emails_per_address_per_hour: emails_per_hour,
+                requests_per_client_per_hour: client_limit,
+            },
+            session: gatehouse_domain::SessionPolicy {
+                idle_timeout: idle,
+                absolute_timeout: absolute,
+            },
+        };
         Ok(Config {
             listen,
             public_url,

@@ -60,7 +60,7 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
         "\"Forgotten | Request Username/Password | Unlock Account\" and enter an email and date of birth:"
     );
     println!();
-    println!("  {:<16} {:<24} {}", "Name", "Email", "Date of birth");
+    println!("  {:<16} {:<24} Date of birth", "Name", "Email");
     for (name, email, dob) in &people {
         let dob = gatehouse_domain::DateOfBirth::parse(dob, jiff::civil::date(2100, 1, 1))
             .map(|d| {

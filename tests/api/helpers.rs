@@ -329,13 +329,6 @@ impl TestApp {
     pub fn advance(&self, span: Span) {
         self.clock.advance(span);
     }
-
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-    }
 }
 
 impl Drop for TestApp {

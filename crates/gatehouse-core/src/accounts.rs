@@ -132,12 +132,12 @@ impl Gatehouse {
         tx.audit(&event).await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
-        Ok(self
+        let updated = self
             .store
             .account_by_id(account.id)
             .await?
-            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))
-            .map(Ok)?)
+            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
+        Ok(Ok(updated))
     }
 
     /// The two emails that tell a person their address changed: one to the old, one to the new.

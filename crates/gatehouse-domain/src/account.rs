@@ -243,7 +243,7 @@ impl AllowedDomains {
     /// Whether mail may go to `address`: its domain is one of the list, exactly.
     pub fn permits(&self, address: &EmailAddress) -> bool {
         let domain = address.domain();
-        self.0.iter().any(|d| *d == domain)
+        self.0.contains(&domain)
     }
 
     /// The domains, lower case, in configured order.

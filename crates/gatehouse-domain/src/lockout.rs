@@ -317,12 +317,10 @@ mod tests {
                         }
                     }
                     Step::Finish => {
-                        if let Some((ticket, owner)) = in_flight.pop_front() {
-                            if owner {
-                                counter = counter.after_success(ticket, &p);
-                                last_owner_success_ticket = last_owner_success_ticket.max(ticket);
-                                window_guesses.retain(|t| *t > ticket);
-                            }
+                        if let Some((ticket, true)) = in_flight.pop_front() {
+                            counter = counter.after_success(ticket, &p);
+                            last_owner_success_ticket = last_owner_success_ticket.max(ticket);
+                            window_guesses.retain(|t| *t > ticket);
                         }
                     }
                     Step::Wait(secs) => now = now.plus(Span::from_seconds(secs)),

@@ -1172,20 +1172,10 @@ impl Tx for SqliteTx {
                  last_name, date_of_birth, email, email_key, employee_number, role, created_at, \
                  updated_at) VALUES ",
             );
-            for i in 0..batch.len() {
-                let b = i * 12;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                sql.push_str(
-                    &(1..=12)
-                        .map(|k| format!("${}", b + k))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                sql.push(')');
-            }
+            // Anonymous `?` parameters: sqlx looks up every `$N` by name,
+            // which SQLite answers by a linear scan, so a batch of `$N`
+            // parameters costs time quadratic in its size.
+            sql.push_str(&vec!["(?,?,?,?,?,?,?,?,?,?,?,?)"; batch.len()].join(","));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for c in batch {
                 q = q
@@ -1213,10 +1203,7 @@ impl Tx for SqliteTx {
         // New accounts start with no attempt history, even if their username
         // was tried before it existed.
         for batch in plan.creates.chunks(IMPORT_BATCH) {
-            let placeholders = (1..=batch.len())
-                .map(|k| format!("${k}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let placeholders = vec!["?"; batch.len()].join(",");
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM sign_in_attempts WHERE username_key IN ({placeholders})"
             )));
