@@ -238,3 +238,76 @@ async fn an_oversized_password_is_counted_without_hashing() {
     assert!(m[0].contains("You have 2 attempts left"));
     assert_eq!(app.gatehouse.hasher.verifications(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let amir = app
+        .gatehouse
+        .store
+        .account_by_username(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    // A hash made years ago with weaker parameters.
+    let weak = gatehouse_core::PasswordHasher::new(
+        gatehouse_core::HashParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        },
+        1,
+        std::time::Duration::from_secs(1),
+    )
+    .expect("hasher");
+    let permit = weak.permit().await.expect("permit");
+    let old = weak.hash(&permit, GOOD_PASSWORD).await.expect("hash");
+    let mut tx = app.gatehouse.store.begin().await.expect("begin");
+    tx.set_password(amir.id, &old, START, 4).await.expect("set");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    let stored = app
+        .gatehouse
+        .store
+        .account_by_id(amir.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    let hash = stored.password_hash.expect("hash");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    assert_eq!(
+        app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(),
+        303,
+        "the new hash works"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_hashing_is_at_capacity_sign_in_says_busy_and_counts_nothing() {
+    let app = app_with_password().await;
+    // Every permit is taken (as by a flood of sign-ins).
+    let held = [
+        app.gatehouse.hasher.permit().await.expect("permit"),
+        app.gatehouse.hasher.permit().await.expect("permit"),
+    ];
+    let r = app.log_in("999AKHAN01", "wrong password here").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("The service is busy")
+    );
+    drop(held);
+    let (_, m) = attempt(&app, "999AKHAN01", "wrong password again").await;
+    assert!(
+        m[0].contains("You have 2 attempts left"),
+        "the busy attempt was not counted: {m:?}"
+    );
+}
