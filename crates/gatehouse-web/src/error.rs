@@ -58,8 +58,8 @@ impl WebError {
             ),
             WebError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "Page not found",
-                vec!["This page cannot be used like that.".to_owned()],
+                "This page cannot be used like that",
+                vec!["Use the links and buttons on the pages to move around the service.".to_owned()],
                 Some(("/", "Go to the home page")),
             ),
             WebError::Forbidden => (

@@ -37,7 +37,6 @@ export function initPasswordChecklist(scope) {
     const matchMet = password.value.length > 0 && password.value === confirm.value;
     if (lengthItem) setStatus(lengthItem, lengthMet);
     setStatus(matchItem, matchMet);
-    status.hidden = false;
     status.textContent = `${length} of at least ${min} characters${lengthMet ? '.' : ','} ${
       matchMet ? 'The passwords match.' : 'The passwords do not match yet.'
     }`;
