@@ -48,7 +48,10 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
     println!();
     println!("Gatehouse demo: {}", config.service_name);
     println!();
-    println!("  Open {} in your browser.", config.public_url);
+    println!(
+        "  Open {} in your browser.",
+        config.public_url.as_str().trim_end_matches('/')
+    );
     println!("  {mail}");
     println!("  (open a .eml file with a text editor or email program to find the link).");
     println!();
