@@ -136,7 +136,8 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
     if !demo {
         eprintln!(
             "Gatehouse is serving {} at {}",
-            config.service_name, config.public_url
+            config.service_name,
+            config.public_url.as_str().trim_end_matches('/')
         );
     }
     app.run(app::shutdown_on_signals())
