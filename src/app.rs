@@ -7,13 +7,10 @@ use std::time::Duration;
 use gatehouse_core::{Gatehouse, HashParams, PasswordHasher, Settings};
 use gatehouse_domain::{Clock, Span};
 use gatehouse_mail::{Mailer, OutboxWorker};
-use gatehouse_store::{SqliteStore, Store};
+use gatehouse_store::{PoolSettings, SqlStore, Store};
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
-
-/// How long a sign-in waits for a hashing permit before "busy, try again".
-const HASH_WAIT: Duration = Duration::from_secs(2);
 
 /// How often idle sessions and stale counters are cleared away.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
@@ -36,29 +33,49 @@ impl Default for Options {
     }
 }
 
-/// Opens the store a configuration names, applying migrations.
+/// How the configuration sizes the database pool.
+pub fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.database_max_connections,
+        timeout: config.database_timeout.to_std(),
+    }
+}
+
+/// Opens the store a configuration names, for serving: SQLite is created and
+/// migrated; PostgreSQL must already be at this build's schema.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ConfigError> {
-    let store = SqliteStore::open(&config.database_url).await.map_err(|e| {
-        ConfigError(format!(
-            "GATEHOUSE_DATABASE_URL: cannot open {}: {e}",
-            config.database_url
-        ))
-    })?;
+    let store = SqlStore::open(&config.database_url, pool_settings(config))
+        .await
+        .map_err(|e| database_error(config, &e))?;
     Ok(Arc::new(store))
+}
+
+/// A database failure as one line naming the setting, without its password.
+pub fn database_error(config: &Config, e: &gatehouse_store::StoreError) -> ConfigError {
+    let first_line = e.to_string().lines().next().unwrap_or_default().to_owned();
+    ConfigError(format!(
+        "GATEHOUSE_DATABASE_URL: {}: {first_line}",
+        crate::config::redact_url(&config.database_url)
+    ))
 }
 
 /// The services for a configuration (no listener, no workers): for the
 /// command line's import and admin commands, and for [`Application`].
 pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehouse, ConfigError> {
     let store = open_store(config).await?;
-    let hasher = PasswordHasher::new(HashParams::default(), config.hash_concurrency, HASH_WAIT)
-        .map_err(|e| ConfigError(format!("GATEHOUSE_HASH_CONCURRENCY: {e}")))?;
+    let hasher = PasswordHasher::new(
+        HashParams::default(),
+        config.hash_concurrency,
+        config.hash_wait.to_std(),
+    )
+    .map_err(|e| ConfigError(format!("GATEHOUSE_HASH_CONCURRENCY: {e}")))?;
     let settings = Settings {
         service_name: config.service_name.clone(),
         public_url: config.public_url.clone(),
         allowed_domains: config.allowed_domains.clone(),
         policy: config.policy.clone(),
         time_zone: config.time_zone.clone(),
+        worker_lease: config.worker_lease,
     };
     Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
 }
@@ -80,8 +97,12 @@ impl Application {
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> Result<Self, ConfigError> {
-        let mailer = Mailer::new(&config.mail_url, &config.mail_from)
-            .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
+        let mailer = Mailer::new(
+            &config.mail_url,
+            &config.mail_from,
+            config.mail_timeout.to_std(),
+        )
+        .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
         let gatehouse = services(config, clock).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -150,7 +171,8 @@ pub fn spawn_workers(
         gatehouse.clock.clone(),
         gatehouse.outbox_wake.clone(),
     )
-    .with_poll_interval(poll);
+    .with_poll_interval(poll)
+    .with_lease(gatehouse.settings.worker_lease);
     set.spawn(outbox.run(stopped(shutdown.clone())));
 
     let g = gatehouse.clone();

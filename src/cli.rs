@@ -148,8 +148,12 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
 
 async fn worker(config: &Config) -> Result<ExitCode, ConfigError> {
     let gatehouse = app::services(config, clock()).await?;
-    let mailer = gatehouse_mail::Mailer::new(&config.mail_url, &config.mail_from)
-        .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
+    let mailer = gatehouse_mail::Mailer::new(
+        &config.mail_url,
+        &config.mail_from,
+        config.mail_timeout.to_std(),
+    )
+    .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
     let shutdown = app::shutdown_on_signals();
     let mut set = tokio::task::JoinSet::new();
     app::spawn_workers(
@@ -165,8 +169,32 @@ async fn worker(config: &Config) -> Result<ExitCode, ConfigError> {
 }
 
 async fn migrate(config: &Config) -> Result<ExitCode, ConfigError> {
-    app::open_store(config).await?;
-    println!("The database is up to date.");
+    let store =
+        gatehouse_store::SqlStore::connect(&config.database_url, app::pool_settings(config))
+            .await
+            .map_err(|e| app::database_error(config, &e))?;
+    let before = store
+        .schema()
+        .await
+        .map_err(|e| app::database_error(config, &e))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| app::database_error(config, &e))?;
+    let after = store
+        .schema()
+        .await
+        .map_err(|e| app::database_error(config, &e))?;
+    match (before, after) {
+        (gatehouse_store::SchemaState::Current(v), _) => {
+            println!("The database schema was already up to date (version {v}).");
+        }
+        (_, gatehouse_store::SchemaState::Current(v)) => {
+            println!("The database schema is now up to date (version {v}).");
+        }
+        (_, other) => println!("The database schema is {other:?}."),
+    }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -34,7 +34,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         key: "database_url",
         default: "sqlite://gatehouse-data/gatehouse.db",
-        meaning: "SQLite file (sqlite://PATH)",
+        meaning: "sqlite://PATH (one node; created and migrated on start) or postgres://USER:PASSWORD@HOST/DB (several nodes; run `gatehouse migrate` once per deploy)",
     },
     Setting {
         key: "mail_url",
@@ -117,6 +117,31 @@ const SETTINGS: &[Setting] = &[
         meaning: "take the client address from X-Forwarded-For (only behind a proxy that sets it)",
     },
     Setting {
+        key: "database_max_connections",
+        default: "10",
+        meaning: "database connections per process",
+    },
+    Setting {
+        key: "database_timeout",
+        default: "10s",
+        meaning: "how long to wait for a database connection (and, on SQLite, for the write lock)",
+    },
+    Setting {
+        key: "mail_timeout",
+        default: "20s",
+        meaning: "how long to wait for the mail server before a try counts as failed",
+    },
+    Setting {
+        key: "hash_wait",
+        default: "2s",
+        meaning: "how long a sign-in waits for a free password hasher before \"busy, try again\"",
+    },
+    Setting {
+        key: "worker_lease",
+        default: "60s",
+        meaning: "how long a worker holds an email or request before another node may take it (longer than mail_timeout)",
+    },
+    Setting {
         key: "log_format",
         default: "text",
         meaning: "text or json",
@@ -160,6 +185,16 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// `GATEHOUSE_TRUST_X_FORWARDED_FOR`.
     pub trust_forwarded_for: bool,
+    /// `GATEHOUSE_DATABASE_MAX_CONNECTIONS`.
+    pub database_max_connections: u32,
+    /// `GATEHOUSE_DATABASE_TIMEOUT`.
+    pub database_timeout: Span,
+    /// `GATEHOUSE_MAIL_TIMEOUT`.
+    pub mail_timeout: Span,
+    /// `GATEHOUSE_HASH_WAIT`.
+    pub hash_wait: Span,
+    /// `GATEHOUSE_WORKER_LEASE`.
+    pub worker_lease: Span,
     /// `GATEHOUSE_LOG_FORMAT` is json.
     pub log_json: bool,
 }
@@ -237,8 +272,10 @@ impl Config {
             .filter(|(k, _)| k.starts_with("GATEHOUSE_"))
             .collect();
         for name in env.keys() {
-            let known = SETTINGS.iter().any(|s| variable(s.key) == *name)
-                || matches!(name.as_str(), "GATEHOUSE_CONFIG" | "GATEHOUSE_LOG");
+            let known = SETTINGS.iter().any(|s| {
+                let v = variable(s.key);
+                *name == v || *name == format!("{v}_FILE")
+            }) || matches!(name.as_str(), "GATEHOUSE_CONFIG" | "GATEHOUSE_LOG");
             if !known {
                 eprintln!("warning: unknown environment variable {name} is ignored");
             }
@@ -263,6 +300,18 @@ impl Config {
                 ConfigError(format!("--config {shown}: not valid TOML: {}", e.message()))
             })?;
             for (key, value) in table {
+                if let Some(base) = key.strip_suffix("_file")
+                    && let Some(setting) = SETTINGS.iter().find(|s| s.key == base)
+                {
+                    let toml::Value::String(path) = value else {
+                        return Err(ConfigError(format!(
+                            "--config {shown}: key {key}: expected the path of a file"
+                        )));
+                    };
+                    let text = read_secret(&format!("{key} in {shown}"), &path)?;
+                    values.insert(setting.key, (text, Source::File(shown.clone())));
+                    continue;
+                }
                 let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
                     return Err(ConfigError(format!(
                         "--config {shown}: unknown key {key:?}; the keys are the variable names without GATEHOUSE_, in lower case (listen, public_url, …)"
@@ -283,8 +332,24 @@ impl Config {
             }
         }
         for setting in SETTINGS {
-            if let Some(value) = env.get(&variable(setting.key)) {
-                values.insert(setting.key, (value.clone(), Source::Environment));
+            let name = variable(setting.key);
+            let file_name = format!("{name}_FILE");
+            match (env.get(&name), env.get(&file_name)) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "{name}: set {name} or {file_name}, not both"
+                    )));
+                }
+                (Some(value), None) => {
+                    values.insert(setting.key, (value.clone(), Source::Environment));
+                }
+                (None, Some(path)) => {
+                    values.insert(
+                        setting.key,
+                        (read_secret(&file_name, path)?, Source::Environment),
+                    );
+                }
+                (None, None) => {}
             }
         }
         Self::check(&Raw { values })
@@ -315,9 +380,13 @@ impl Config {
             if s.starts_with("sqlite:") {
                 Ok(s.to_owned())
             } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-                Err("PostgreSQL is not supported by this build yet; use sqlite://PATH".to_owned())
+                url::Url::parse(s).map_err(|e| format!("not a URL ({e}): {:?}", redact_url(s)))?;
+                Ok(s.to_owned())
             } else {
-                Err(format!("expected sqlite://PATH, got {:?}", redact_url(s)))
+                Err(format!(
+                    "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE, got {:?}",
+                    redact_url(s)
+                ))
             }
         })?;
         let mail_url = raw.parse("mail_url", MailUrl::parse)?;
@@ -365,6 +434,17 @@ impl Config {
             hash_concurrency
         };
         let trust_forwarded_for = raw.parse("trust_x_forwarded_for", boolean)?;
+        let database_max_connections = raw.parse("database_max_connections", number(1u32, 1000))?;
+        let database_timeout = raw.parse("database_timeout", span)?;
+        let mail_timeout = raw.parse("mail_timeout", span)?;
+        let hash_wait = raw.parse("hash_wait", span)?;
+        let worker_lease = raw.parse("worker_lease", span)?;
+        if worker_lease <= mail_timeout {
+            return Err(ConfigError(format!(
+                "{}: must be longer than GATEHOUSE_MAIL_TIMEOUT ({mail_timeout}), got {worker_lease}",
+                variable("worker_lease")
+            )));
+        }
         let log_json = raw.parse("log_format", |s| match s {
             "text" => Ok(false),
             "json" => Ok(true),
@@ -403,6 +483,11 @@ impl Config {
             time_zone,
             hash_concurrency,
             trust_forwarded_for,
+            database_max_connections,
+            database_timeout,
+            mail_timeout,
+            hash_wait,
+            worker_lease,
             log_json,
         })
     }
@@ -416,8 +501,15 @@ impl Config {
     }
 }
 
+/// The contents of a secret file (a `*_FILE` setting), without the final line break.
+fn read_secret(name: &str, path: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{name}: cannot read {path}: {e}")))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// A URL with any password replaced, for messages.
-fn redact_url(s: &str) -> String {
+pub fn redact_url(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -461,6 +553,8 @@ mod tests {
             ("GATEHOUSE_MAIL_URL", "http://mail"),
             ("GATEHOUSE_ALLOWED_EMAIL_DOMAINS", " , "),
             ("GATEHOUSE_DATABASE_URL", "mysql://x"),
+            ("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "0"),
+            ("GATEHOUSE_WORKER_LEASE", "10s"),
             ("GATEHOUSE_MAIL_FROM", "not an address"),
             ("GATEHOUSE_TIME_ZONE", "Mars/Olympus"),
             ("GATEHOUSE_LOG_FORMAT", "xml"),
@@ -487,6 +581,48 @@ mod tests {
         assert_eq!(c.service_name, "Staff Portal");
         assert_eq!(c.policy.lockout.threshold, 4);
         assert_eq!(c.policy.reset_link_ttl, Span::minutes(15));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("db-url");
+        std::fs::write(
+            &secret,
+            "postgres://gatehouse:s3cret@db.internal/gatehouse\n",
+        )
+        .expect("write");
+        let path = secret.display().to_string();
+        let c = Config::from_sources(None, &env(&[("GATEHOUSE_DATABASE_URL_FILE", &path)]))
+            .expect("loads");
+        assert_eq!(
+            c.database_url,
+            "postgres://gatehouse:s3cret@db.internal/gatehouse"
+        );
+        let e = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEHOUSE_DATABASE_URL_FILE", &path),
+                ("GATEHOUSE_DATABASE_URL", "sqlite://x"),
+            ]),
+        )
+        .expect_err("both");
+        assert!(e.0.starts_with("GATEHOUSE_DATABASE_URL: set"), "{e}");
+        let e = Config::from_sources(None, &env(&[("GATEHOUSE_MAIL_URL_FILE", "/no/such/file")]))
+            .expect_err("missing");
+        assert!(
+            e.0.starts_with("GATEHOUSE_MAIL_URL_FILE: cannot read /no/such/file"),
+            "{e}"
+        );
+        let toml = dir.path().join("gatehouse.toml");
+        std::fs::write(&toml, format!("database_url_file = {path:?}\n")).expect("write");
+        let c = Config::from_sources(Some(&toml), &env(&[])).expect("loads");
+        assert!(c.database_url.starts_with("postgres://"));
+        // A bad secret's value is never repeated in the error.
+        std::fs::write(&secret, "mysql://user:hunter2@db/x").expect("write");
+        let e = Config::from_sources(None, &env(&[("GATEHOUSE_DATABASE_URL_FILE", &path)]))
+            .expect_err("refused");
+        assert!(!e.0.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -277,10 +277,10 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     assert_eq!(r.status(), 303);
 
     // Wait until the email is queued and its first try has failed.
-    let store = gatehouse_store::SqliteStore::connect(&format!(
-        "sqlite://{}/gatehouse.db",
-        dir.path().display()
-    ))
+    let store = gatehouse_store::SqlStore::connect(
+        &format!("sqlite://{}/gatehouse.db", dir.path().display()),
+        gatehouse_store::PoolSettings::default(),
+    )
     .await
     .expect("open");
     let mut tried = false;

@@ -34,17 +34,48 @@ pub struct TestApp {
     shutdown: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database, when the suite runs on PostgreSQL.
+    postgres: Option<Arc<gatehouse_testkit::TestDatabase>>,
+}
+
+/// Whether this run of the suite uses PostgreSQL (`GATEHOUSE_TEST_BACKEND=postgres`)
+/// rather than SQLite, the default.
+pub fn on_postgres() -> bool {
+    std::env::var("GATEHOUSE_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The database URL for a test: SQLite in `dir`, or a fresh PostgreSQL database.
+async fn database_url(
+    dir: &std::path::Path,
+    postgres: &mut Option<Arc<gatehouse_testkit::TestDatabase>>,
+) -> String {
+    if !on_postgres() {
+        return format!("sqlite://{}/gatehouse.db", dir.display());
+    }
+    if postgres.is_none() {
+        let db = gatehouse_testkit::TestDatabase::create()
+            .await
+            .expect("PostgreSQL must be running: see GATEHOUSE_TEST_POSTGRES_URL");
+        let store =
+            gatehouse_store::SqlStore::connect(&db.url, gatehouse_store::PoolSettings::default())
+                .await
+                .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        *postgres = Some(Arc::new(db));
+    }
+    postgres
+        .as_ref()
+        .map(|db| db.url.clone())
+        .unwrap_or_default()
 }
 
 /// Variables for a test's configuration.
-pub fn test_env(dir: &std::path::Path, smtp_url: &str) -> BTreeMap<String, String> {
+pub fn test_env(database_url: &str, smtp_url: &str) -> BTreeMap<String, String> {
     [
         ("GATEHOUSE_LISTEN", "127.0.0.1:0".to_owned()),
         ("GATEHOUSE_PUBLIC_URL", PUBLIC_URL.to_owned()),
-        (
-            "GATEHOUSE_DATABASE_URL",
-            format!("sqlite://{}/gatehouse.db", dir.display()),
-        ),
+        ("GATEHOUSE_DATABASE_URL", database_url.to_owned()),
         ("GATEHOUSE_MAIL_URL", smtp_url.to_owned()),
         ("GATEHOUSE_HASH_CONCURRENCY", "2".to_owned()),
     ]
@@ -77,17 +108,19 @@ impl TestApp {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let smtp = SmtpSink::start().await.expect("smtp sink");
-        Self::build(dir, smtp, ManualClock::new(START), vars, workers).await
+        Self::build(dir, None, smtp, ManualClock::new(START), vars, workers).await
     }
 
     async fn build(
         dir: tempfile::TempDir,
+        mut postgres: Option<Arc<gatehouse_testkit::TestDatabase>>,
         smtp: SmtpSink,
         clock: ManualClock,
         vars: &[(&str, &str)],
         workers: bool,
     ) -> Self {
-        let mut env = test_env(dir.path(), &smtp.url());
+        let url = database_url(dir.path(), &mut postgres).await;
+        let mut env = test_env(&url, &smtp.url());
         for (k, v) in vars {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
@@ -115,6 +148,7 @@ impl TestApp {
             shutdown,
             server: Some(server),
             dir: Some(dir),
+            postgres,
         }
     }
 
@@ -127,12 +161,26 @@ impl TestApp {
         }
         let dir = self.dir.take().expect("dir");
         let smtp = std::mem::replace(&mut self.smtp, SmtpSink::start().await.expect("sink"));
-        Self::build(dir, smtp, self.clock.clone(), vars, workers).await
+        Self::build(
+            dir,
+            self.postgres.take(),
+            smtp,
+            self.clock.clone(),
+            vars,
+            workers,
+        )
+        .await
     }
 
-    /// The folder holding this service's database.
-    pub fn data_dir(&self) -> &std::path::Path {
-        self.dir.as_ref().expect("dir").path()
+    /// The service's database URL.
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some(db) => db.url.clone(),
+            None => format!(
+                "sqlite://{}/gatehouse.db",
+                self.dir.as_ref().expect("dir").path().display()
+            ),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -68,7 +68,7 @@ async fn only_a_hash_of_the_token_is_stored() {
     );
     // Once the email has gone, no table holds the token or the link, in any column.
     wait_until_sent(&app).await;
-    let dump = dump_database(app.data_dir()).await;
+    let dump = dump_database(&app.database_url()).await;
     assert!(!dump.contains(&token), "a copy of the token is stored");
     assert!(dump.contains("email.sent"));
 }
@@ -92,23 +92,29 @@ async fn wait_until_sent(app: &TestApp) {
 }
 
 /// Every text and blob value in every table, as text.
-async fn dump_database(dir: &std::path::Path) -> String {
+async fn dump_database(url: &str) -> String {
     use sqlx::Row;
-    let url = format!("sqlite://{}/gatehouse.db", dir.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
-    let tables: Vec<String> =
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("open");
+    let tables: Vec<String> = if url.starts_with("sqlite:") {
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
             .fetch_all(&pool)
             .await
-            .expect("tables");
+            .expect("tables")
+    } else {
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()")
+            .fetch_all(&pool)
+            .await
+            .expect("tables")
+    };
     let mut out = String::new();
-    for table in tables {
+    for table in tables.iter().filter(|t| !t.starts_with("_sqlx")) {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
             .fetch_all(&pool)
             .await
             .expect("rows");
         for row in rows {
-            for (i, _) in row.columns().iter().enumerate() {
+            for i in 0..row.len() {
                 if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
                     out.push_str(&text);
                 } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(i) {
@@ -118,6 +124,7 @@ async fn dump_database(dir: &std::path::Path) -> String {
             }
         }
     }
+    pool.close().await;
     out
 }
 

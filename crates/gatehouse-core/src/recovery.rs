@@ -27,9 +27,6 @@ pub enum RequestOutcome {
 /// The kind under which recovery emails are stored and throttled.
 pub const RECOVERY_EMAIL: &str = "recovery";
 
-/// How long a worker holds a request before another may take it.
-const LEASE: Span = Span::from_seconds(60);
-
 impl Gatehouse {
     /// Records a recovery request (or refuses it: too many from this client).
     pub async fn request_recovery(
@@ -85,7 +82,7 @@ impl Gatehouse {
             let now = self.clock.now();
             let batch = self
                 .store
-                .claim_recovery_requests(now, now.plus(LEASE), 16)
+                .claim_recovery_requests(now, now.plus(self.settings.worker_lease), 16)
                 .await?;
             if batch.is_empty() {
                 return Ok(done);

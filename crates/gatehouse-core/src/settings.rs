@@ -15,6 +15,8 @@ pub struct Settings {
     pub policy: Policy,
     /// The time zone in which times are shown to people.
     pub time_zone: jiff::tz::TimeZone,
+    /// How long a worker holds a claimed request or email before another may take it.
+    pub worker_lease: gatehouse_domain::Span,
 }
 
 impl Settings {
@@ -26,6 +28,7 @@ impl Settings {
             allowed_domains: AllowedDomains::default(),
             policy: Policy::default(),
             time_zone: jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC),
+            worker_lease: gatehouse_domain::Span::from_seconds(60),
         }
     }
 

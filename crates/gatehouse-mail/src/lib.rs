@@ -187,8 +187,9 @@ impl std::fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// Builds a mailer for `url`, sending from `from` (`Name <address>`).
-    pub fn new(url: &MailUrl, from: &str) -> Result<Self, String> {
+    /// Builds a mailer for `url`, sending from `from` (`Name <address>`),
+    /// giving up on a silent mail server after `timeout`.
+    pub fn new(url: &MailUrl, from: &str, timeout: Duration) -> Result<Self, String> {
         let from: Mailbox = from
             .parse()
             .map_err(|e| format!("not a sender such as 'Gatehouse <no-reply@example.org>': {e}"))?;
@@ -210,7 +211,7 @@ impl Mailer {
                 };
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                     .port(*port)
-                    .timeout(Some(Duration::from_secs(20)))
+                    .timeout(Some(timeout))
                     .pool_config(
                         PoolConfig::new()
                             .max_size(8)
@@ -332,6 +333,13 @@ impl OutboxWorker {
             poll: Duration::from_secs(1),
             concurrency: 8,
         }
+    }
+
+    /// How long a claimed email is held before another worker may take it;
+    /// must be longer than the mail timeout.
+    pub fn with_lease(mut self, lease: Span) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// How often the outbox is checked when nothing wakes the worker.

@@ -14,9 +14,9 @@ use gatehouse_domain::lockout::AttemptCounter;
 use gatehouse_domain::reset_link::{LinkRecord, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, Timestamp, TokenHash, UsernameKey};
 
-pub mod sqlite;
+pub mod sql;
 
-pub use sqlite::SqliteStore;
+pub use sql::{PoolSettings, SchemaState, SqlStore, backend_of};
 
 /// A storage failure. The text is for operators' logs; people see a page with a reference.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The database URL or file could not be used.
     #[error("{0}")]
     Config(String),
+    /// The database's schema does not match this build.
+    #[error("{0}")]
+    Schema(String),
     /// A compare-and-set kept losing to other writers.
     #[error("too much contention on {0}")]
     Contention(&'static str),
@@ -352,8 +355,10 @@ pub struct QueueDepths {
 /// Which database engine a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// SQLite, one file.
+    /// SQLite, one file: the embedded default, one node.
     Sqlite,
+    /// PostgreSQL: several nodes.
+    Postgres,
 }
 
 /// Storage operations that stand alone.

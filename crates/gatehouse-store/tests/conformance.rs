@@ -11,17 +11,32 @@ use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
 use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
 use gatehouse_store::{
-    AuditFilter, AuditRecord, DeliveryResult, NewEmail, SessionRecord, SqliteStore, Store,
+    AuditFilter, AuditRecord, DeliveryResult, NewEmail, PoolSettings, SessionRecord, SqlStore,
+    Store,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
 /// A fresh SQLite store in its own temporary folder.
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+async fn sqlite() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/test.db", dir.path().display());
-    let store = SqliteStore::open(&url).await.expect("open sqlite");
-    (Arc::new(store), dir)
+    let store = SqlStore::open(&url, PoolSettings::default())
+        .await
+        .expect("open sqlite");
+    (Arc::new(store), Box::new(dir))
+}
+
+/// A fresh PostgreSQL store in its own database.
+async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+    let db = gatehouse_testkit::TestDatabase::create()
+        .await
+        .expect("PostgreSQL must be running: see GATEHOUSE_TEST_POSTGRES_URL");
+    let store = SqlStore::connect(&db.url, PoolSettings::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (Arc::new(store), Box::new(db))
 }
 
 const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
@@ -603,3 +618,4 @@ macro_rules! suite {
 }
 
 suite!(sqlite);
+suite!(postgres);

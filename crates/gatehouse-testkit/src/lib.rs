@@ -1,5 +1,8 @@
-//! Helpers for Gatehouse's tests and benchmarks.
+//! Helpers for Gatehouse's tests and benchmarks: an in-process SMTP server,
+//! and throwaway PostgreSQL databases.
 
+pub mod postgres;
 pub mod smtp;
 
+pub use postgres::TestDatabase;
 pub use smtp::{SinkMode, SmtpSink};
