@@ -269,7 +269,16 @@ impl Mailer {
         // The subject is fixed text; newlines are removed anyway, so nothing
         // could ever add a header through it.
         let subject: String = email.subject.lines().collect::<Vec<_>>().join(" ");
+        // The same Message-ID on every try of one outbox email: if a crash
+        // makes a second node send it again, mail systems see one message.
+        let message_id = format!(
+            "<gatehouse.{}.{}@{}>",
+            email.id,
+            email.created_at.unix(),
+            self.from.email.domain()
+        );
         Message::builder()
+            .message_id(Some(message_id))
             .from(self.from.clone())
             .to(to)
             .subject(subject)
@@ -361,19 +370,21 @@ impl OutboxWorker {
                 return Ok(tried);
             }
             tried += batch.len();
-            let results: Vec<_> = futures_util::stream::iter(batch)
+            // Each result is recorded as soon as its try ends: the shorter the
+            // time between the mail server's "accepted" and the record of it,
+            // the smaller the chance that a crash makes another node send the
+            // email again.
+            let recorded: Vec<_> = futures_util::stream::iter(batch)
                 .map(|email| async move {
                     let result = self.deliver(&email).await;
-                    (email, result)
+                    self.store
+                        .record_delivery(&email, &result, self.clock.now())
+                        .await
                 })
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
-            for (email, result) in results {
-                self.store
-                    .record_delivery(&email, &result, self.clock.now())
-                    .await?;
-            }
+            recorded.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
     }
 
