@@ -369,3 +369,62 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     assert_eq!(value.len(), 43);
     assert!(!log.contains(&value), "the log holds a session id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_schema_it_does_not_know_until_migrate_runs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = gatehouse_testkit::TestDatabase::create()
+        .await
+        .expect("PostgreSQL must be running");
+    // A password in the URL is never repeated in a message.
+    let url = db
+        .url
+        .replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    let env = [
+        ("GATEHOUSE_DATABASE_URL", url.as_str()),
+        ("GATEHOUSE_LISTEN", "127.0.0.1:0"),
+    ];
+
+    let mut c = gatehouse(dir.path(), &env);
+    c.arg("serve");
+    let (code, _, stderr) = run(c);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: GATEHOUSE_DATABASE_URL: postgres://postgres:***@"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run `gatehouse migrate` first"), "{stderr}");
+    assert!(!stderr.contains("hunter2"));
+
+    let mut c = gatehouse(dir.path(), &env);
+    c.arg("migrate");
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("is now up to date (version 1)"), "{stdout}");
+    let mut c = gatehouse(dir.path(), &env);
+    c.arg("migrate");
+    assert!(run(c).1.contains("was already up to date"));
+
+    // A newer gatehouse migrated this database: this build refuses it.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, '\\x00'::bytea, 0)",
+    )
+    .execute(&pool)
+    .await
+    .expect("insert");
+    pool.close().await;
+    for command in ["serve", "migrate"] {
+        let mut c = gatehouse(dir.path(), &env);
+        c.arg(command);
+        let (code, _, stderr) = run(c);
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains("newer than this build knows"),
+            "{command}: {stderr}"
+        );
+    }
+}

@@ -7,5 +7,6 @@ mod helpers;
 mod links;
 mod lockout;
 mod mail;
+mod multinode;
 mod recovery;
 mod security;

@@ -1,0 +1,705 @@
+//! Several nodes: three real `gatehouse serve` processes on one PostgreSQL
+//! database, behind a real nginx, with a real SMTP server. Every guarantee
+//! of the core must hold across them (DESIGN.md: "no in-memory state decides
+//! correctness").
+//!
+//! Needs PostgreSQL (`GATEHOUSE_TEST_POSTGRES_URL`) and nginx on the PATH or
+//! at /usr/sbin/nginx; `.ci/run` provides both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_store::{PoolSettings, SqlStore, Store};
+use gatehouse_testkit::{SmtpSink, TestDatabase};
+use sqlx::Row;
+
+use crate::helpers::{client, csrf_token, error_messages};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+const PASSWORD: &str = "kettle violin marmalade";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn nginx_binary() -> String {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.to_owned();
+        }
+    }
+    "nginx".to_owned()
+}
+
+struct Node {
+    port: u16,
+    child: Option<Child>,
+}
+
+/// One cluster at a time: three nodes each already fill the two cores, and
+/// several clusters at once would exhaust PostgreSQL's connections.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Cluster {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    nodes: Vec<Node>,
+    nginx: Child,
+    nginx_port: u16,
+    smtp: SmtpSink,
+    store: SqlStore,
+    db: TestDatabase,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = self.nginx.kill();
+        let _ = self.nginx.wait();
+    }
+}
+
+fn node_env(c: &mut Command, db: &str, smtp: &str, port: u16, public: u16) {
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GATEHOUSE_DATABASE_URL", db)
+        .env("GATEHOUSE_MAIL_URL", smtp)
+        .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_PUBLIC_URL", format!("http://127.0.0.1:{public}"))
+        .env("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")
+        // Short enough that a killed node's work is taken over within the test.
+        .env("GATEHOUSE_WORKER_LEASE", "5s")
+        .env("GATEHOUSE_MAIL_TIMEOUT", "3s")
+        // A flood of sign-ins waits for a hasher rather than being told "busy".
+        .env("GATEHOUSE_HASH_WAIT", "60s")
+        .env("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "10");
+}
+
+async fn wait_healthy(url: &str) {
+    for _ in 0..400 {
+        if reqwest::get(format!("{url}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} did not become healthy");
+}
+
+impl Cluster {
+    /// A database with `people` staff (usernames U00001…, emails p1@nhs.net…,
+    /// all born 1 January 1980), three nodes and nginx in front.
+    async fn start(people: usize) -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let db = TestDatabase::create()
+            .await
+            .expect("PostgreSQL must be running");
+        let smtp = SmtpSink::start().await.expect("smtp");
+        let nginx_port = free_port();
+
+        let run = |args: &[&str]| {
+            let mut c = Command::new(BIN);
+            node_env(&mut c, &db.url, &smtp.url(), 0, nginx_port);
+            let out = c.args(args).current_dir(dir.path()).output().expect("runs");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["migrate"]);
+        let mut csv = String::from("employer,username,first_name,last_name,date_of_birth,email\n");
+        for i in 1..=people {
+            csv.push_str(&format!(
+                "999 Demo Trust,U{i:05},Person,Number{i},1980-01-01,p{i}@nhs.net\n"
+            ));
+        }
+        let file = dir.path().join("staff.csv");
+        std::fs::write(&file, csv).expect("write");
+        run(&["import", file.to_str().expect("utf8")]);
+
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join(format!("node{i}.log"))).expect("log");
+            let mut c = Command::new(BIN);
+            node_env(&mut c, &db.url, &smtp.url(), port, nginx_port);
+            c.arg("serve")
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(log);
+            nodes.push(Node {
+                port,
+                child: Some(c.spawn().expect("node starts")),
+            });
+        }
+        for node in &nodes {
+            wait_healthy(&format!("http://127.0.0.1:{}", node.port)).await;
+        }
+
+        let servers: String = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "    server 127.0.0.1:{} max_fails=1 fail_timeout=10s;\n",
+                    n.port
+                )
+            })
+            .collect();
+        let prefix = dir.path().join("nginx");
+        std::fs::create_dir_all(prefix.join("tmp")).expect("nginx dir");
+        let config = include_str!("../../docs/nginx.conf")
+            .replace("    server 127.0.0.1:8081;\n    server 127.0.0.1:8082;\n    server 127.0.0.1:8083;\n", &servers)
+            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{nginx_port};"))
+            .replace("    ssl_certificate /etc/ssl/gatehouse/fullchain.pem;\n", "")
+            .replace("    ssl_certificate_key /etc/ssl/gatehouse/privkey.pem;\n", "")
+            .replace("/var/log/nginx/gatehouse-error.log", &prefix.join("error.log").display().to_string())
+            .replace("/var/lib/nginx/gatehouse", &prefix.join("tmp").display().to_string());
+        assert!(
+            config.contains(&format!("127.0.0.1:{}", nodes[0].port)),
+            "the tested config names the nodes"
+        );
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 2;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n{config}\n}}\n",
+                pid = prefix.join("nginx.pid").display(),
+                err = prefix.join("error.log").display(),
+            ),
+        )
+        .expect("nginx.conf");
+        let nginx = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx must be installed (apt-get install nginx-light)");
+        wait_healthy(&format!("http://127.0.0.1:{nginx_port}")).await;
+
+        let store = SqlStore::connect(&db.url, PoolSettings::default())
+            .await
+            .expect("connect");
+        Cluster {
+            _turn: turn,
+            nodes,
+            nginx,
+            nginx_port,
+            smtp,
+            store,
+            db,
+            dir,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.nginx_port)
+    }
+
+    fn node(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("connect");
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&pool)
+            .await
+            .expect("count")
+            .try_get::<i64, _>(0)
+            .expect("number");
+        pool.close().await;
+        n
+    }
+
+    /// Waits until every recovery request is processed and every email has left.
+    async fn drain(&self) {
+        for _ in 0..1200 {
+            let d = self.store.queue_depths().await.expect("depths");
+            if d.recovery_pending == 0 && d.emails_queued == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "work was left undone: {:?}",
+            self.store.queue_depths().await
+        );
+    }
+
+    fn logs(&self) -> String {
+        (0..3)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("node{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// GETs a form page at `page_base` and POSTs it at `post_base` (possibly another node).
+async fn submit(
+    c: &reqwest::Client,
+    page_base: &str,
+    post_base: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = c
+        .get(format!("{page_base}{path}"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let token = csrf_token(&page).unwrap_or_default();
+    let mut form = fields.to_vec();
+    form.push(("csrf_token", &token));
+    c.post(format!("{post_base}{path}"))
+        .form(&form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+async fn recover(c: &reqwest::Client, base: &str, n: usize) -> reqwest::Response {
+    let email = format!("p{n}@nhs.net");
+    submit(
+        c,
+        base,
+        base,
+        "/recover",
+        &[
+            ("email", &email),
+            ("dob-day", "1"),
+            ("dob-month", "1"),
+            ("dob-year", "1980"),
+        ],
+    )
+    .await
+}
+
+fn link_in(mail: &gatehouse_testkit::smtp::ReceivedMail) -> String {
+    let body = mail.decoded_body();
+    let at = body.find("/reset/").expect("a link");
+    body[at..at + 7 + 43].to_owned()
+}
+
+fn recovery_emails_to(cluster: &Cluster, n: usize) -> Vec<gatehouse_testkit::smtp::ReceivedMail> {
+    let to = format!("p{n}@nhs.net");
+    cluster
+        .smtp
+        .messages()
+        .into_iter()
+        .filter(|m| {
+            m.to == [to.clone()]
+                && m.header("Subject")
+                    .is_some_and(|s| s.contains("password reset"))
+        })
+        .collect()
+}
+
+/// Waits for the `k`-th recovery email (from 1) to person `n`.
+async fn email_for(cluster: &Cluster, n: usize, k: usize) -> gatehouse_testkit::smtp::ReceivedMail {
+    for _ in 0..400 {
+        if let Some(m) = recovery_emails_to(cluster, n).get(k - 1) {
+            return m.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no recovery email {k} for p{n}");
+}
+
+async fn set_password(cluster: &Cluster, n: usize) {
+    let k = recovery_emails_to(cluster, n).len() + 1;
+    recover(&client(), &cluster.base(), n).await;
+    let link = link_in(&email_for(cluster, n, k).await);
+    let c = client();
+    c.get(format!("{}{link}", cluster.base()))
+        .send()
+        .await
+        .expect("GET");
+    let r = submit(
+        &c,
+        &cluster.base(),
+        &cluster.base(),
+        "/reset",
+        &[
+            ("username", &format!("U{n:05}")),
+            ("password", PASSWORD),
+            ("confirm-password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_three() {
+    let cluster = Arc::new(Cluster::start(5).await);
+    set_password(&cluster, 1).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(300));
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let cluster = cluster.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            let base = cluster.base();
+            let page = c
+                .get(format!("{base}/login"))
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body");
+            let token = csrf_token(&page).expect("token");
+            barrier.wait().await;
+            let r = c
+                .post(format!("{base}/login"))
+                .form(&[
+                    ("username", "U00001"),
+                    ("password", &format!("wrong guess {i}")),
+                    ("csrf_token", &token),
+                ])
+                .send()
+                .await
+                .expect("POST");
+            (
+                r.status().as_u16(),
+                error_messages(&r.text().await.expect("body")),
+            )
+        }));
+    }
+    let mut incorrect = 0;
+    let mut locked = 0;
+    for t in tasks {
+        let (status, messages) = t.await.expect("task");
+        assert_eq!(status, 200, "{messages:?}");
+        if messages[0].starts_with("The username or password is incorrect") {
+            incorrect += 1;
+        } else if messages[0].starts_with("Your account is locked until") {
+            locked += 1;
+        } else {
+            panic!("unexpected {messages:?}");
+        }
+    }
+    let checked = cluster.count("SELECT COUNT(*) FROM audit_events WHERE event = 'sign_in.failed' AND username = 'U00001'").await;
+    assert_eq!(
+        checked, 3,
+        "exactly the threshold of passwords were checked, across three nodes"
+    );
+    assert_eq!((incorrect, locked), (2, 298));
+    // Locked everywhere: the right password is refused by every node.
+    for i in 0..3 {
+        let r = submit(
+            &client(),
+            &cluster.node(i),
+            &cluster.node(i),
+            "/login",
+            &[("username", "U00001"), ("password", PASSWORD)],
+        )
+        .await;
+        let m = error_messages(&r.text().await.expect("body"));
+        assert!(
+            m[0].starts_with("Your account is locked until"),
+            "node {i}: {m:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() {
+    let cluster = Arc::new(Cluster::start(5).await);
+    recover(&client(), &cluster.base(), 2).await;
+    let link = link_in(&email_for(&cluster, 2, 1).await);
+    let mut ready = Vec::new();
+    for i in 0..30 {
+        let c = client();
+        // Open the link on one node, load the form on another.
+        c.get(format!("{}{link}", cluster.node(i % 3)))
+            .send()
+            .await
+            .expect("GET");
+        let page = c
+            .get(format!("{}/reset", cluster.node((i + 1) % 3)))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        ready.push((
+            c,
+            csrf_token(&page).expect("the form, on another node"),
+            format!("{PASSWORD} {i}"),
+        ));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(30));
+    let mut tasks = Vec::new();
+    for (c, token, password) in ready {
+        let base = cluster.base();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = c
+                .post(format!("{base}/reset"))
+                .form(&[
+                    ("username", "U00002"),
+                    ("password", password.as_str()),
+                    ("confirm-password", password.as_str()),
+                    ("csrf_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .expect("POST");
+            (r.status().as_u16(), password)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (status, password) = t.await.expect("task");
+        if status == 303 {
+            winners.push(password);
+        } else {
+            assert_eq!(status, 200);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    let r = submit(
+        &client(),
+        &cluster.base(),
+        &cluster.base(),
+        "/login",
+        &[("username", "U00002"), ("password", &winners[0])],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere() {
+    let cluster = Cluster::start(5).await;
+    set_password(&cluster, 3).await;
+    let c = client();
+    let r = submit(
+        &c,
+        &cluster.node(0),
+        &cluster.node(0),
+        "/login",
+        &[("username", "U00003"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    for i in 0..3 {
+        assert_eq!(
+            c.get(format!("{}/account", cluster.node(i)))
+                .send()
+                .await
+                .expect("GET")
+                .status(),
+            200,
+            "node {i}"
+        );
+    }
+    // A reset through other nodes ends it on every node.
+    recover(&client(), &cluster.node(1), 3).await;
+    let link = link_in(&email_for(&cluster, 3, 2).await);
+    let other = client();
+    other
+        .get(format!("{}{link}", cluster.node(2)))
+        .send()
+        .await
+        .expect("GET");
+    let r = submit(
+        &other,
+        &cluster.node(1),
+        &cluster.node(2),
+        "/reset",
+        &[
+            ("username", "U00003"),
+            ("password", "teapot sunrise harbour"),
+            ("confirm-password", "teapot sunrise harbour"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    for i in 0..3 {
+        let r = c
+            .get(format!("{}/account", cluster.node(i)))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 303, "node {i} still knows the session");
+    }
+}
+
+/// Sends recovery requests for people `range` through nginx, `parallel` at a
+/// time; returns the people whose request was confirmed.
+async fn flood(
+    cluster: &Arc<Cluster>,
+    range: std::ops::Range<usize>,
+    parallel: usize,
+    on_half: Option<tokio::sync::oneshot::Sender<()>>,
+) -> BTreeSet<usize> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let half = range.start + range.len() / 2;
+    let mut on_half = on_half;
+    let mut tasks = Vec::new();
+    for n in range {
+        let permit = permits.clone().acquire_owned().await.expect("permit");
+        if n == half
+            && let Some(tx) = on_half.take()
+        {
+            let _ = tx.send(());
+        }
+        let cluster = cluster.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let c = client();
+            let base = cluster.base();
+            let Ok(page) = c.get(format!("{base}/recover")).send().await else {
+                return None;
+            };
+            let Ok(page) = page.text().await else {
+                return None;
+            };
+            let token = csrf_token(&page)?;
+            let email = format!("p{n}@nhs.net");
+            let r = c
+                .post(format!("{base}/recover"))
+                .form(&[
+                    ("email", email.as_str()),
+                    ("dob-day", "1"),
+                    ("dob-month", "1"),
+                    ("dob-year", "1980"),
+                    ("csrf_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .ok()?;
+            let ok = r.status() == 303
+                && r.headers()
+                    .get("location")
+                    .is_some_and(|l| l == "/recover/confirmation");
+            if !ok {
+                eprintln!("p{n}: {}", r.status());
+            }
+            ok.then_some(n)
+        }));
+    }
+    let mut confirmed = BTreeSet::new();
+    for t in tasks {
+        if let Some(n) = t.await.expect("task") {
+            confirmed.insert(n);
+        }
+    }
+    confirmed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_recovery_requests_across_nodes_each_get_exactly_one_email_even_when_a_node_dies()
+ {
+    let cluster = Cluster::start(2000).await;
+    let cluster = Arc::new(cluster);
+
+    // Normal operation: 1,000 requests over three nodes.
+    let confirmed = flood(&cluster, 1..1001, 32, None).await;
+    assert_eq!(confirmed.len(), 1000, "every request was confirmed");
+    cluster.drain().await;
+    let mail = cluster.smtp.messages();
+    let mut per_person: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &mail {
+        *per_person.entry(m.to.join(",")).or_default() += 1;
+    }
+    assert_eq!(per_person.len(), 1000, "none lost");
+    assert!(per_person.values().all(|n| *n == 1), "none doubled");
+    let first_phase = mail.len();
+
+    // One node is killed half-way through the next 1,000.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let killer = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let _ = rx.await;
+            // SIGKILL: no graceful shutdown, work in flight is abandoned.
+            let pid = cluster.nodes[1]
+                .child
+                .as_ref()
+                .map(Child::id)
+                .expect("running");
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        })
+    };
+    let confirmed = flood(&cluster, 1001..2001, 32, Some(tx)).await;
+    killer.await.expect("killer");
+    cluster.drain().await;
+    let mail: Vec<_> = cluster
+        .smtp
+        .messages()
+        .into_iter()
+        .skip(first_phase)
+        .collect();
+    let mut ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &mail {
+        let to = m.to.join(",");
+        ids.entry(to.clone())
+            .or_default()
+            .insert(m.header("Message-ID").unwrap_or_default());
+        *copies.entry(to).or_default() += 1;
+    }
+    for n in &confirmed {
+        assert!(
+            ids.contains_key(&format!("p{n}@nhs.net")),
+            "confirmed request for p{n} was lost"
+        );
+    }
+    assert!(
+        ids.values().all(|m| m.len() == 1),
+        "nobody got two different emails"
+    );
+    let resent = copies.values().filter(|n| **n > 1).count();
+    let unconfirmed_delivered = ids.len() - confirmed.len();
+    println!(
+        "multi-node recovery: phase 2 confirmed {} of 1000 (the rest were in flight on the killed node), \
+         {} emails delivered, {unconfirmed_delivered} to people whose confirmation was lost with the node, \
+         {resent} sent twice with the same Message-ID by the node that took over",
+        confirmed.len(),
+        ids.len()
+    );
+    assert!(
+        confirmed.len() >= 900,
+        "nginx moved the traffic to the surviving nodes"
+    );
+    let stuck = cluster
+        .count("SELECT COUNT(*) FROM recovery_requests WHERE status = 'pending'")
+        .await;
+    assert_eq!(stuck, 0);
+    let logs = cluster.logs();
+    assert!(
+        logs.match_indices("/reset/")
+            .all(|(at, _)| logs[at + 7..].starts_with('{')),
+        "no reset token in the nodes' logs"
+    );
+}
