@@ -1,0 +1,626 @@
+//! The scenarios of the storage conformance suite, shared by `conformance.rs`
+//! (every backend must pass each) and `indexes.rs` (every statement they run
+//! must be answered through an index).
+//!
+//! Each scenario takes a fresh, migrated, empty store.
+
+use std::sync::Arc;
+
+use gatehouse_domain::account::AllowedDomains;
+use gatehouse_domain::import::{plan_import, read_staff_file};
+use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
+use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
+use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
+use gatehouse_store::{
+    AuditFilter, AuditRecord, DeliveryResult, NewEmail, PoolSettings, SessionRecord, SqlStore,
+    Store,
+};
+
+const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
+
+/// A fresh SQLite store in its own temporary folder.
+pub async fn sqlite() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = SqlStore::open(&url, PoolSettings::default())
+        .await
+        .expect("open sqlite");
+    (Arc::new(store), Box::new(dir))
+}
+
+/// A fresh PostgreSQL store in its own database.
+pub async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+    let db = gatehouse_testkit::TestDatabase::create()
+        .await
+        .expect("PostgreSQL must be running: see GATEHOUSE_TEST_POSTGRES_URL");
+    let store = SqlStore::connect(&db.url, PoolSettings::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (Arc::new(store), Box::new(db))
+}
+
+const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
+999 Demo Trust,,Jane,Smith,1985-03-14,jane.smith@nhs.net,E1\n\
+432 Other Trust,,Jane,Smith,1985-03-14,jane.smith@nhs.net,\n\
+999 Demo Trust,,John,Smith,1990-01-01,john.smith@nhs.net,E2\n";
+
+pub async fn import(store: &Arc<dyn Store>, csv: &str) -> gatehouse_store::ImportSummary {
+    let allowed = AllowedDomains::parse("nhs.net").expect("valid");
+    let rows = read_staff_file(csv.as_bytes(), jiff::civil::date(2026, 11, 25), &allowed)
+        .expect("valid file");
+    let (employers, accounts) = store.import_index().await.expect("index");
+    let plan = plan_import(rows, &employers, &accounts).expect("plan");
+    let mut tx = store.begin().await.expect("begin");
+    let summary = tx.apply_import(&plan, T0).await.expect("apply");
+    tx.commit().await.expect("commit");
+    summary
+}
+
+pub fn key(s: &str) -> UsernameKey {
+    UsernameKey::from_typed(s)
+}
+
+pub async fn imports_create_then_update_in_place(store: Arc<dyn Store>) {
+    let first = import(&store, STAFF).await;
+    assert_eq!((first.created, first.employers_created), (3, 2));
+    let again = import(&store, STAFF).await;
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 3));
+    let jane = store
+        .account_by_username(&key("999jsmith01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(jane.employer_name, "Demo Trust");
+    assert_eq!(jane.password_hash, None);
+    let changed = import(
+        &store,
+        &STAFF.replace(
+            "Jane,Smith,1985-03-14,jane.smith@nhs.net,E1",
+            "Jane,Jones,1985-03-14,jane.jones@nhs.net,E1",
+        ),
+    )
+    .await;
+    assert_eq!(changed.updated, 1);
+    assert_eq!(changed.email_changes.len(), 1);
+    assert_eq!(changed.email_changes[0].old_email, "jane.smith@nhs.net");
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (jane.last_name.as_str(), jane.email.as_str()),
+        ("Jones", "jane.jones@nhs.net")
+    );
+}
+
+/// More accounts than the store reads in one page when an import loads
+/// every stored account (`IMPORT_INDEX_PAGE`, 20,000).
+pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: Arc<dyn Store>) {
+    let mut csv = String::from(
+        "employer,username,first_name,last_name,date_of_birth,email,employee_number\n",
+    );
+    for i in 0..20_050 {
+        csv.push_str(&format!(
+            "999 Demo Trust,P{i:05},Pat,Doe,1980-01-01,pat.doe.{i}@nhs.net,N{i}\n"
+        ));
+    }
+    assert_eq!(import(&store, &csv).await.created, 20_050);
+    let again = import(&store, &csv).await;
+    assert_eq!(
+        (again.created, again.updated, again.unchanged),
+        (0, 0, 20_050)
+    );
+}
+
+pub async fn attempt_counters_never_lose_a_concurrent_update(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_attempts(&key("ANYONE"), T0, &mut |mut c: AttemptCounter| {
+                    c.claims += 1;
+                    Some(c)
+                })
+                .await
+                .expect("update")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(
+        store.attempts(&key("anyone")).await.expect("read").claims,
+        40
+    );
+}
+
+pub async fn concurrent_claims_check_at_most_the_threshold(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy::default();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut decision = None;
+            store
+                .update_attempts(&key("VICTIM"), T0, &mut |c: AttemptCounter| {
+                    let d = c.claim(T0, &policy);
+                    decision = Some(d);
+                    match d {
+                        ClaimDecision::Check(claim) => Some(claim.next),
+                        _ => None,
+                    }
+                })
+                .await
+                .expect("update");
+            decision
+        }));
+    }
+    let mut checks = 0;
+    for t in tasks {
+        if let Some(ClaimDecision::Check(_)) = t.await.expect("task") {
+            checks += 1;
+        }
+    }
+    assert_eq!(checks, 3);
+    assert!(
+        store
+            .attempts(&key("victim"))
+            .await
+            .expect("read")
+            .locked_at(T0)
+            .is_some()
+    );
+}
+
+pub async fn a_link_is_spent_exactly_once_under_concurrency(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let token = SecretToken::generate().expect("random");
+    let mut tx = store.begin().await.expect("begin");
+    let link = tx
+        .insert_reset_link(jane.id, &token.hash(), None, T0, T0.plus(Span::hours(4)))
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    let found = store
+        .reset_link_by_hash(&token.hash())
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(found.id, link);
+    assert_eq!(found.record.status(T0), LinkStatus::Usable);
+
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = store.begin().await.expect("begin");
+            let won = tx
+                .consume_reset_link(link, T0.plus(Span::minutes(5)))
+                .await
+                .expect("consume");
+            tx.commit().await.expect("commit");
+            won
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    let used = store.reset_link(link).await.expect("read").expect("exists");
+    assert_eq!(used.record.status(T0), LinkStatus::Used);
+}
+
+pub async fn expired_and_voided_links_cannot_be_spent(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let mut tx = store.begin().await.expect("begin");
+    let old = tx
+        .insert_reset_link(
+            jane.id,
+            &SecretToken::generate().expect("r").hash(),
+            None,
+            T0,
+            T0.plus(Span::hours(4)),
+        )
+        .await
+        .expect("insert");
+    let new = tx
+        .insert_reset_link(
+            jane.id,
+            &SecretToken::generate().expect("r").hash(),
+            None,
+            T0,
+            T0.plus(Span::hours(4)),
+        )
+        .await
+        .expect("insert");
+    assert_eq!(
+        tx.void_links(jane.id, VoidReason::Replaced, T0, Some(new))
+            .await
+            .expect("void"),
+        1
+    );
+    assert!(!tx.consume_reset_link(old, T0).await.expect("consume"));
+    assert!(
+        !tx.consume_reset_link(new, T0.plus(Span::hours(4)))
+            .await
+            .expect("consume")
+    );
+    assert!(
+        tx.consume_reset_link(new, T0.plus(Span::hours(4)).minus(Span::from_seconds(1)))
+            .await
+            .expect("consume")
+    );
+    tx.commit().await.expect("commit");
+    let old = store.reset_link(old).await.expect("read").expect("exists");
+    assert_eq!(
+        old.record.status(T0),
+        LinkStatus::Voided(VoidReason::Replaced)
+    );
+}
+
+pub async fn passwords_keep_a_bounded_history(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    for i in 0..6 {
+        let mut tx = store.begin().await.expect("begin");
+        tx.set_password(jane.id, &format!("hash{i}"), T0, 4)
+            .await
+            .expect("set");
+        tx.commit().await.expect("commit");
+    }
+    let history = store.password_history(jane.id).await.expect("history");
+    assert_eq!(history, ["hash5", "hash4", "hash3", "hash2"]);
+    store
+        .upgrade_password_hash(jane.id, "hash5", "better5")
+        .await
+        .expect("upgrade");
+    let jane = store
+        .account_by_id(jane.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(jane.password_hash.as_deref(), Some("better5"));
+    assert_eq!(
+        store.password_history(jane.id).await.expect("history")[0],
+        "better5"
+    );
+}
+
+pub fn session(account_id: Option<i64>) -> SessionRecord {
+    SessionRecord {
+        id_hash: SecretToken::generate().expect("random").hash(),
+        account_id,
+        csrf_token: SecretToken::generate().expect("random").encode(),
+        created_at: T0,
+        last_seen_at: T0,
+        reset_link_id: None,
+        reset_until: None,
+        flash: None,
+    }
+}
+
+pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let a = session(Some(jane.id));
+    let b = session(Some(jane.id));
+    let anon = session(None);
+    for s in [&a, &b, &anon] {
+        store.create_session(s).await.expect("create");
+    }
+    store
+        .set_session_flash(&anon.id_hash, Some("hello"))
+        .await
+        .expect("flash");
+    store
+        .touch_session(&a.id_hash, T0.plus(Span::minutes(1)))
+        .await
+        .expect("touch");
+    let read = store
+        .session(&a.id_hash)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.last_seen_at, T0.plus(Span::minutes(1)));
+    assert_eq!(read.csrf_token, a.csrf_token);
+    assert_eq!(
+        store
+            .session(&anon.id_hash)
+            .await
+            .expect("read")
+            .expect("exists")
+            .flash
+            .as_deref(),
+        Some("hello")
+    );
+    assert_eq!(store.session_count(jane.id).await.expect("count"), 2);
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(tx.delete_sessions_of(jane.id).await.expect("delete"), 2);
+    tx.commit().await.expect("commit");
+    assert!(store.session(&b.id_hash).await.expect("read").is_none());
+    assert!(store.session(&anon.id_hash).await.expect("read").is_some());
+    assert_eq!(
+        store
+            .purge(T0.plus(Span::hours(1)), Span::minutes(30))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert!(store.session(&anon.id_hash).await.expect("read").is_none());
+}
+
+pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: Arc<dyn Store>) {
+    let mut tx = store.begin().await.expect("begin");
+    for i in 0..10 {
+        tx.insert_recovery_request(&format!("p{i}@nhs.net"), "1985-03-14", None, "10.0.0.1", T0)
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        tx.recovery_requests_from("10.0.0.1", T0.minus(Span::hours(1)))
+            .await
+            .expect("count"),
+        10
+    );
+    tx.commit().await.expect("commit");
+    let lease = T0.plus(Span::minutes(1));
+    let (a, b) = tokio::join!(
+        store.claim_recovery_requests(T0, lease, 6),
+        store.claim_recovery_requests(T0, lease, 6)
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    assert_eq!(a.len() + b.len(), 10);
+    let mut ids: Vec<i64> = a.iter().chain(b.iter()).map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "no request was claimed twice");
+    assert!(
+        store
+            .claim_recovery_requests(T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // A crashed worker's lease runs out and another takes the work.
+    let again = store
+        .claim_recovery_requests(lease, lease.plus(Span::minutes(1)), 20)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 10);
+    let mut tx = store.begin().await.expect("begin");
+    assert!(
+        tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, lease)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, lease)
+            .await
+            .expect("finish")
+    );
+    tx.commit().await.expect("commit");
+    let summaries = store
+        .recovery_requests_for("p0@nhs.net", 10)
+        .await
+        .expect("list");
+    assert_eq!(summaries[0].outcome.as_deref(), Some("no_match"));
+}
+
+pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
+    let email = NewEmail {
+        kind: "recovery",
+        recipient: "Jane.Smith@nhs.net".to_owned(),
+        subject: "Subject".to_owned(),
+        text_body: "secret link".to_owned(),
+        html_body: "<p>secret link</p>".to_owned(),
+        account_id: None,
+        recovery_request_id: None,
+        send_by: Some(T0.plus(Span::hours(4))),
+    };
+    let mut tx = store.begin().await.expect("begin");
+    let first = tx.enqueue_email(&email, T0).await.expect("enqueue");
+    let second = tx.enqueue_email(&email, T0).await.expect("enqueue");
+    assert_eq!(
+        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
+            .await
+            .expect("count"),
+        2
+    );
+    tx.commit().await.expect("commit");
+    let lease = T0.plus(Span::minutes(1));
+    let claimed = store.claim_outbox(T0, lease, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].id, first);
+    assert_eq!(claimed[0].attempts, 1);
+    assert_eq!(claimed[0].text_body, "secret link");
+    assert!(
+        store
+            .claim_outbox(T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    store
+        .record_delivery(
+            &claimed[0],
+            &DeliveryResult::Sent("250 OK queued".to_owned()),
+            T0,
+        )
+        .await
+        .expect("record");
+    let retry_at = T0.plus(Span::from_seconds(10));
+    store
+        .record_delivery(
+            &claimed[1],
+            &DeliveryResult::Retry {
+                error: "421 busy".to_owned(),
+                at: retry_at,
+            },
+            T0,
+        )
+        .await
+        .expect("record");
+    assert!(
+        store
+            .claim_outbox(T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
+    let again = store
+        .claim_outbox(retry_at, retry_at.plus(Span::minutes(1)), 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (second, 2));
+    store
+        .record_delivery(
+            &again[0],
+            &DeliveryResult::Expired("links expired".to_owned()),
+            retry_at,
+        )
+        .await
+        .expect("record");
+    let listed = store
+        .emails_to("jane.smith@nhs.net", 10)
+        .await
+        .expect("list");
+    let statuses: Vec<&str> = listed.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(statuses, ["expired", "sent"]);
+    assert_eq!(listed[1].smtp_reply.as_deref(), Some("250 OK queued"));
+    assert!(
+        store
+            .claim_outbox(
+                retry_at.plus(Span::hours(9)),
+                retry_at.plus(Span::hours(10)),
+                10
+            )
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let events = store
+        .audit_events(&AuditFilter {
+            limit: 20,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit");
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "email.expired",
+            "email.retrying",
+            "email.sent",
+            "email.queued",
+            "email.queued"
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.detail.clone().unwrap_or_default().contains("secret"))
+    );
+}
+
+pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
+    for (i, event) in ["a", "b", "a"].iter().enumerate() {
+        store
+            .audit(&AuditRecord {
+                at: Some(T0),
+                event: (*event).to_owned(),
+                account_id: Some(i as i64 % 2),
+                ..AuditRecord::default()
+            })
+            .await
+            .expect("audit");
+    }
+    let only_a = store
+        .audit_events(&AuditFilter {
+            event: Some("a".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(only_a.len(), 2);
+    let account_1 = store
+        .audit_events(&AuditFilter {
+            account_id: Some(1),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(account_1.len(), 1);
+    assert_eq!(account_1[0].event, "b");
+}
+
+pub async fn recovery_matching_ignores_case_and_narrows_by_username(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let mut tx = store.begin().await.expect("begin");
+    let both = tx
+        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", None)
+        .await
+        .expect("match");
+    let names: Vec<&str> = both.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(names, ["432JSMITH01", "999JSMITH01"]);
+    let one = tx
+        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", Some("999JSMITH01"))
+        .await
+        .expect("match");
+    assert_eq!(one.len(), 1);
+    assert!(
+        tx.accounts_for_recovery("jane.smith@nhs.net", "1985-03-15", None)
+            .await
+            .expect("match")
+            .is_empty()
+    );
+}
+
+/// Calls `$callback!($($args)* scenario, …)` with every scenario's name.
+macro_rules! with_scenarios {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback! {$($args)*
+            imports_create_then_update_in_place,
+            reimporting_more_accounts_than_one_page_finds_every_one,
+            attempt_counters_never_lose_a_concurrent_update,
+            concurrent_claims_check_at_most_the_threshold,
+            a_link_is_spent_exactly_once_under_concurrency,
+            expired_and_voided_links_cannot_be_spent,
+            passwords_keep_a_bounded_history,
+            sessions_round_trip_and_end_together,
+            recovery_requests_are_claimed_by_one_worker_at_a_time,
+            outbox_delivers_scrubs_and_retries,
+            audit_events_filter_by_account_and_event,
+            recovery_matching_ignores_case_and_narrows_by_username,
+        }
+    };
+}
