@@ -531,6 +531,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting_with_its_default() {
+        let readme = include_str!("../README.md");
+        for (name, default, _) in Config::table() {
+            let row = format!("| `{name}` | `{default}` |");
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn the_embedded_defaults_are_valid() {
         let c = Config::from_sources(None, &env(&[])).expect("defaults load");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
