@@ -1,0 +1,202 @@
+//! `gatehouse-bench`: the figures in BENCHMARKS.md.
+//!
+//! Every figure is printed beside a baseline measured in the same run, so
+//! that the ratio, not the absolute time, is what carries between machines.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use gatehouse_domain::{EmailAddress, UsernameKey};
+use gatehouse_store::{PoolSettings, SqlStore, Store};
+
+#[derive(Parser)]
+#[command(about = "Gatehouse benchmarks (loopback only; prints a table)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The lookups behind sign-in and recovery, on a large database against
+    /// a small one: if every lookup is indexed the ratio stays near 1 however
+    /// large the database grows; a table scan makes it grow with the rows.
+    Lookups {
+        /// The large database (`sqlite://…` or `postgres://…`), already imported.
+        #[arg(long)]
+        database_url: String,
+        /// The baseline: a small database of the same shape.
+        #[arg(long)]
+        baseline_url: String,
+        /// Lookups of each kind.
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Lookups {
+            database_url,
+            baseline_url,
+            samples,
+        } => lookups(&database_url, &baseline_url, samples).await,
+    }
+}
+
+/// Latencies of one kind of lookup.
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// A fixed-seed generator (splitmix64), so runs pick the same accounts.
+struct Picker(u64);
+
+impl Picker {
+    fn next(&mut self, below: i64) -> i64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        1 + i64::try_from(z % u64::try_from(below.max(1)).unwrap_or(1)).unwrap_or(0)
+    }
+}
+
+/// One database's lookup latencies, by kind.
+struct Measured {
+    accounts: i64,
+    kinds: Vec<(&'static str, Latencies)>,
+}
+
+async fn measure(url: &str, samples: usize) -> Result<Measured> {
+    let store = SqlStore::open(url, PoolSettings::default())
+        .await
+        .with_context(|| format!("cannot open {url}"))?;
+    let pool = sqlx::AnyPool::connect(url).await?;
+    let accounts: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM accounts")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    if accounts == 0 {
+        bail!("{url} holds no accounts: import a staff file first");
+    }
+    let mut picker = Picker(42);
+    let mut people = Vec::with_capacity(samples);
+    while people.len() < samples {
+        if let Some(a) = store.account_by_id(picker.next(accounts)).await? {
+            people.push(a);
+        }
+    }
+    // Warm the caches once, as a running service has them.
+    for a in &people {
+        store.account_by_username(&a.username_key()).await?;
+    }
+
+    let mut by_username = Vec::with_capacity(samples);
+    let mut unknown_username = Vec::with_capacity(samples);
+    let mut attempts = Vec::with_capacity(samples);
+    let mut recovery_match = Vec::with_capacity(samples);
+    let mut recovery_miss = Vec::with_capacity(samples);
+    for a in &people {
+        let key = a.username_key();
+        let t = Instant::now();
+        let found = store.account_by_username(&key).await?;
+        by_username.push(t.elapsed());
+        if found.is_none() {
+            bail!("account {} vanished", a.username);
+        }
+
+        let nobody = UsernameKey::from_typed(&format!("NOBODY{}", a.id));
+        let t = Instant::now();
+        let found = store.account_by_username(&nobody).await?;
+        unknown_username.push(t.elapsed());
+        if found.is_some() {
+            bail!("an unknown username was found");
+        }
+
+        let t = Instant::now();
+        store.attempts(&key).await?;
+        attempts.push(t.elapsed());
+
+        let email_key = EmailAddress::parse(&a.email)
+            .map_err(|e| anyhow::anyhow!("stored email {:?}: {e:?}", a.email))?
+            .key();
+        let t = Instant::now();
+        let mut tx = store.begin().await?;
+        let matched = tx
+            .accounts_for_recovery(&email_key, &a.date_of_birth, None)
+            .await?;
+        tx.commit().await?;
+        recovery_match.push(t.elapsed());
+        if matched.is_empty() {
+            bail!("recovery found nobody for account {}", a.username);
+        }
+
+        let unknown = format!("nobody.{}@nhs.net", a.id);
+        let t = Instant::now();
+        let mut tx = store.begin().await?;
+        let matched = tx
+            .accounts_for_recovery(&unknown, &a.date_of_birth, None)
+            .await?;
+        tx.commit().await?;
+        recovery_miss.push(t.elapsed());
+        if !matched.is_empty() {
+            bail!("recovery matched an unknown address");
+        }
+    }
+    store.close().await;
+    Ok(Measured {
+        accounts,
+        kinds: vec![
+            ("sign-in: account by username", Latencies(by_username)),
+            ("sign-in: unknown username", Latencies(unknown_username)),
+            ("sign-in: attempt counter", Latencies(attempts)),
+            (
+                "recovery: email + date of birth, a match",
+                Latencies(recovery_match),
+            ),
+            (
+                "recovery: email + date of birth, no match",
+                Latencies(recovery_miss),
+            ),
+        ],
+    })
+}
+
+async fn lookups(url: &str, baseline_url: &str, samples: usize) -> Result<()> {
+    let baseline = measure(baseline_url, samples).await?;
+    let large = measure(url, samples).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "| lookup ({samples} each) | p50, {} accounts | p99 | p50, {} accounts (baseline) | p99 | ratio p50 |",
+        large.accounts, baseline.accounts
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for ((name, l), (_, b)) in large.kinds.iter().zip(&baseline.kinds) {
+        let (p50, p99, b50, b99) = (
+            l.quantile(0.5),
+            l.quantile(0.99),
+            b.quantile(0.5),
+            b.quantile(0.99),
+        );
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:.2} |",
+            ms(p50),
+            ms(p99),
+            ms(b50),
+            ms(b99),
+            p50.as_secs_f64() / b50.as_secs_f64().max(1e-9)
+        );
+    }
+    Ok(())
+}
