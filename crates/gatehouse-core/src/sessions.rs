@@ -35,6 +35,7 @@ pub fn fresh_session(account_id: Option<i64>, now: Timestamp) -> Result<NewSessi
         reset_link_id: None,
         reset_until: None,
         flash: None,
+        second_factor_at: None,
     };
     Ok(NewSession { token, record })
 }

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod password;
 pub mod recovery;
 pub mod reset_link;
+pub mod second_factor;
 pub mod session;
 pub mod time;
 pub mod token;

@@ -30,6 +30,13 @@ pub struct TokenHash([u8; 32]);
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(String);
 
+impl RandomnessError {
+    /// The failure, as the operating system described it.
+    pub fn new(why: String) -> Self {
+        Self(why)
+    }
+}
+
 impl SecretToken {
     /// A fresh token from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, RandomnessError> {

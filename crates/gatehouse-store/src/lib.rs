@@ -110,6 +110,29 @@ pub struct SessionRecord {
     pub reset_until: Option<Timestamp>,
     /// A one-time message for the next page.
     pub flash: Option<String>,
+    /// When this session passed the second factor (privileged accounts).
+    pub second_factor_at: Option<Timestamp>,
+}
+
+/// A privileged account's TOTP enrolment.
+#[derive(Clone)]
+pub struct SecondFactorRow {
+    /// The shared secret, base32.
+    pub totp_secret: String,
+    /// When the person first typed a right code; `None` while enrolling.
+    pub confirmed_at: Option<Timestamp>,
+    /// The newest time step accepted.
+    pub last_step: Option<u64>,
+}
+
+impl std::fmt::Debug for SecondFactorRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecondFactorRow")
+            .field("totp_secret", &"<redacted>")
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
 }
 
 /// A reset link (never the token, only what is known about it).
@@ -417,6 +440,52 @@ pub trait Store: Send + Sync + 'static {
         id_hash: &TokenHash,
         link: Option<(i64, Timestamp)>,
     ) -> Result<()>;
+
+    /// Records that a session passed the second factor.
+    async fn set_session_second_factor(&self, id_hash: &TokenHash, at: Timestamp) -> Result<()>;
+
+    /// Sets an account's role (`staff`, `helpdesk`, `admin`); false if no such account.
+    async fn set_role(&self, account_id: i64, role: &str, now: Timestamp) -> Result<bool>;
+
+    /// An account's TOTP enrolment, if any.
+    async fn second_factor(&self, account_id: i64) -> Result<Option<SecondFactorRow>>;
+
+    /// Starts (or restarts, while unconfirmed) a TOTP enrolment; false if a
+    /// confirmed factor exists.
+    async fn start_second_factor(
+        &self,
+        account_id: i64,
+        totp_secret: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Accepts a TOTP time step if it is newer than the last accepted one
+    /// (and confirms an enrolment); false for a replay.
+    async fn accept_second_factor_step(
+        &self,
+        account_id: i64,
+        step: u64,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Replaces an account's recovery codes with these hashes.
+    async fn replace_recovery_codes(
+        &self,
+        account_id: i64,
+        hashes: &[TokenHash],
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Spends a recovery code; false if it is not one of the account's unused codes.
+    async fn use_recovery_code(
+        &self,
+        account_id: i64,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// Unused recovery codes left.
+    async fn recovery_codes_left(&self, account_id: i64) -> Result<i64>;
 
     /// Finds a reset link by its token's hash.
     async fn reset_link_by_hash(&self, hash: &TokenHash) -> Result<Option<ResetLinkRow>>;

@@ -27,8 +27,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 use crate::{
     AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
     DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary, QueueDepths,
-    RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SessionRecord, Store,
-    StoreError, Tx,
+    RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SecondFactorRow,
+    SessionRecord, Store, StoreError, Tx,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -481,13 +481,15 @@ fn session_from(row: &AnyRow) -> Result<SessionRecord> {
         reset_link_id: row.try_get(5)?,
         reset_until: ts(row.try_get(6)?),
         flash: row.try_get(7)?,
+        second_factor_at: ts(row.try_get(8)?),
     })
 }
 
 async fn insert_session(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
-         reset_link_id, reset_until, flash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         reset_link_id, reset_until, flash, second_factor_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(s.id_hash.as_bytes().as_slice())
     .bind(s.account_id)
@@ -497,6 +499,7 @@ async fn insert_session(conn: &mut AnyConnection, s: &SessionRecord) -> Result<(
     .bind(s.reset_link_id)
     .bind(s.reset_until.map(Timestamp::unix))
     .bind(&s.flash)
+    .bind(s.second_factor_at.map(Timestamp::unix))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -695,7 +698,7 @@ impl Store for SqlStore {
     async fn session(&self, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
             "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, reset_link_id, \
-             reset_until, flash FROM sessions WHERE id_hash = $1",
+             reset_until, flash, second_factor_at FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
@@ -741,6 +744,143 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_session_second_factor(&self, id_hash: &TokenHash, at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE sessions SET second_factor_at = $2 WHERE id_hash = $1")
+            .bind(id_hash.as_bytes().as_slice())
+            .bind(at.unix())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_role(&self, account_id: i64, role: &str, now: Timestamp) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE accounts SET role = $2, updated_at = $3 WHERE id = $1")
+                .bind(account_id)
+                .bind(role)
+                .bind(now.unix())
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    async fn second_factor(&self, account_id: i64) -> Result<Option<SecondFactorRow>> {
+        let row = sqlx::query(
+            "SELECT totp_secret, confirmed_at, last_step FROM second_factors WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SecondFactorRow {
+                totp_secret: r.try_get(0)?,
+                confirmed_at: ts(r.try_get(1)?),
+                last_step: r
+                    .try_get::<Option<i64>, _>(2)?
+                    .map(|s| s.max(0).cast_unsigned()),
+            })
+        })
+        .transpose()
+    }
+
+    async fn start_second_factor(
+        &self,
+        account_id: i64,
+        totp_secret: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        // A confirmed factor is never replaced here: only an unconfirmed
+        // enrolment (an abandoned QR code) starts again.
+        Ok(sqlx::query(
+            "INSERT INTO second_factors (account_id, totp_secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id) DO UPDATE SET totp_secret = $2, created_at = $3 \
+             WHERE second_factors.confirmed_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(totp_secret)
+        .bind(now.unix())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn accept_second_factor_step(
+        &self,
+        account_id: i64,
+        step: u64,
+        now: Timestamp,
+    ) -> Result<bool> {
+        // Compare-and-set on the step: of two nodes given the same code at
+        // once, one wins and the other sees a replay.
+        Ok(sqlx::query(
+            "UPDATE second_factors SET last_step = $2, confirmed_at = COALESCE(confirmed_at, $3) \
+             WHERE account_id = $1 AND (last_step IS NULL OR last_step < $2)",
+        )
+        .bind(account_id)
+        .bind(i64::try_from(step).unwrap_or(i64::MAX))
+        .bind(now.unix())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        account_id: i64,
+        hashes: &[TokenHash],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in hashes {
+            sqlx::query(
+                "INSERT INTO recovery_codes (account_id, code_hash, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(account_id)
+            .bind(hash.as_bytes().as_slice())
+            .bind(now.unix())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn use_recovery_code(
+        &self,
+        account_id: i64,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE recovery_codes SET used_at = $3 \
+             WHERE account_id = $1 AND code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(hash.as_bytes().as_slice())
+        .bind(now.unix())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn recovery_codes_left(&self, account_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn reset_link_by_hash(&self, hash: &TokenHash) -> Result<Option<ResetLinkRow>> {

@@ -114,6 +114,133 @@ pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: Arc<
     );
 }
 
+pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(store.set_role(jane.id, "helpdesk", T0).await.expect("role"));
+    assert_eq!(
+        store
+            .account_by_id(jane.id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .role,
+        "helpdesk"
+    );
+    assert!(store.second_factor(jane.id).await.expect("read").is_none());
+    assert!(
+        store
+            .start_second_factor(jane.id, "AAAA", T0)
+            .await
+            .expect("start")
+    );
+    // Restarting an unconfirmed enrolment replaces its secret.
+    assert!(
+        store
+            .start_second_factor(jane.id, "BBBB", T0)
+            .await
+            .expect("restart")
+    );
+    let row = store
+        .second_factor(jane.id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!((row.totp_secret.as_str(), row.confirmed_at), ("BBBB", None));
+
+    // Ten nodes given the same code at once: exactly one accepts it.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .accept_second_factor_step(jane.id, 1000, T0)
+                .await
+                .expect("accept")
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(accepted, 1);
+    let row = store
+        .second_factor(jane.id)
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!((row.confirmed_at, row.last_step), (Some(T0), Some(1000)));
+    assert!(
+        !store
+            .accept_second_factor_step(jane.id, 999, T0)
+            .await
+            .expect("older")
+    );
+    assert!(
+        store
+            .accept_second_factor_step(jane.id, 1001, T0)
+            .await
+            .expect("newer")
+    );
+    // A confirmed factor is never replaced by a new enrolment.
+    assert!(
+        !store
+            .start_second_factor(jane.id, "CCCC", T0)
+            .await
+            .expect("start")
+    );
+
+    let codes: Vec<_> = (0..3)
+        .map(|_| SecretToken::generate().expect("random").hash())
+        .collect();
+    store
+        .replace_recovery_codes(jane.id, &codes, T0)
+        .await
+        .expect("codes");
+    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 3);
+    assert!(
+        store
+            .use_recovery_code(jane.id, &codes[1], T0)
+            .await
+            .expect("use")
+    );
+    assert!(
+        !store
+            .use_recovery_code(jane.id, &codes[1], T0)
+            .await
+            .expect("reuse")
+    );
+    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 2);
+    let john = store
+        .account_by_username(&key("999JSMITH02"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        !store
+            .use_recovery_code(john.id, &codes[0], T0)
+            .await
+            .expect("other account")
+    );
+
+    let mut s = session(Some(jane.id));
+    store.create_session(&s).await.expect("create");
+    store
+        .set_session_second_factor(&s.id_hash, T0)
+        .await
+        .expect("mark");
+    s = store
+        .session(&s.id_hash)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(s.second_factor_at, Some(T0));
+}
+
 pub async fn attempt_counters_never_lose_a_concurrent_update(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for _ in 0..40 {
@@ -316,6 +443,7 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         reset_link_id: None,
         reset_until: None,
         flash: None,
+        second_factor_at: None,
     }
 }
 
@@ -611,6 +739,7 @@ macro_rules! with_scenarios {
         $callback! {$($args)*
             imports_create_then_update_in_place,
             reimporting_more_accounts_than_one_page_finds_every_one,
+            second_factors_accept_each_step_once_and_codes_once,
             attempt_counters_never_lose_a_concurrent_update,
             concurrent_claims_check_at_most_the_threshold,
             a_link_is_spent_exactly_once_under_concurrency,
