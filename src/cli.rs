@@ -91,6 +91,36 @@ pub enum AdminTask {
         /// The email address.
         email: String,
     },
+    /// Set an account's role: staff, helpdesk or admin. Helpdesk and admin
+    /// must set up an authenticator app at their next sign-in to the console.
+    Grant {
+        /// The account's username.
+        username: String,
+        /// staff, helpdesk or admin.
+        role: String,
+    },
+    /// Create an administrator (or make an existing person one) and print a
+    /// one-time link to set their password; no password is typed here.
+    CreateAdmin {
+        /// The employer, as in the staff file (e.g. "999 Demo Trust").
+        #[arg(long)]
+        employer: String,
+        /// First name.
+        #[arg(long)]
+        first_name: String,
+        /// Last name.
+        #[arg(long)]
+        last_name: String,
+        /// Date of birth, YYYY-MM-DD or DD/MM/YYYY.
+        #[arg(long)]
+        date_of_birth: String,
+        /// Email address, in an allowed domain.
+        #[arg(long)]
+        email: String,
+        /// A username; generated ESR style when left out.
+        #[arg(long, default_value = "")]
+        username: String,
+    },
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -324,6 +354,81 @@ async fn admin(config: &Config, task: AdminTask) -> Result<ExitCode, ConfigError
                 println!("{k:<16} {}", printable(&v));
             }
         }
+        AdminTask::Grant { username, role } => {
+            let role = match gatehouse_domain::Role::parse(&role) {
+                Ok(role) => role,
+                Err(why) => {
+                    eprintln!("Not changed: {}.", printable(&why));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match g
+                .set_role(&username, role, "admin (command line)")
+                .await
+                .map_err(db)?
+            {
+                Some(account) => println!(
+                    "{} is now {}.{}",
+                    account.username,
+                    account.role,
+                    if role == gatehouse_domain::Role::Staff {
+                        ""
+                    } else {
+                        " They will set up an authenticator app at their next sign-in to the console."
+                    }
+                ),
+                None => {
+                    eprintln!("No account has the username {}.", printable(&username));
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        AdminTask::CreateAdmin {
+            employer,
+            first_name,
+            last_name,
+            date_of_birth,
+            email,
+            username,
+        } => {
+            let admin = gatehouse_core::privileged::NewAdmin {
+                employer,
+                username,
+                first_name,
+                last_name,
+                date_of_birth,
+                email,
+            };
+            match g
+                .create_admin(&admin, "admin (command line)")
+                .await
+                .map_err(db)?
+            {
+                Ok(created) => {
+                    println!(
+                        "{} ({} {}) is an administrator.",
+                        created.account.username,
+                        printable(&created.account.first_name),
+                        printable(&created.account.last_name)
+                    );
+                    println!(
+                        "Give them this one-time link to set their password (valid until {}):",
+                        g.settings.when(created.expires_at)
+                    );
+                    println!("{}", created.link);
+                    println!(
+                        "At their first sign-in to the console they will set up an authenticator app."
+                    );
+                }
+                Err(problems) => {
+                    eprintln!("Not created:");
+                    for p in problems {
+                        eprintln!("  {}", printable(&p));
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
         AdminTask::SetEmail {
             username,
             email,
@@ -384,65 +489,25 @@ async fn admin(config: &Config, task: AdminTask) -> Result<ExitCode, ConfigError
             }
         }
         AdminTask::Mail { email } => {
-            let key = email.trim().to_ascii_lowercase();
-            let requests = g
-                .store
-                .recovery_requests_for(&key, 50)
-                .await
-                .map_err(|e| db(e.into()))?;
-            let emails = g
-                .store
-                .emails_to(&key, 50)
-                .await
-                .map_err(|e| db(e.into()))?;
-            println!("Recovery requests for {}:", printable(&key));
-            if requests.is_empty() {
+            let history = g.mail_history(&email).await.map_err(db)?;
+            println!("Recovery requests for {}:", printable(&history.email));
+            if history.requests.is_empty() {
                 println!("  none");
             }
-            for r in requests {
-                println!(
-                    "  {}  request {}: {}{}",
-                    g.settings.when(r.created_at),
-                    r.id,
-                    r.outcome.as_deref().unwrap_or("waiting to be processed"),
-                    r.matched_accounts.map_or_else(String::new, |n| format!(
-                        " ({n} account{})",
-                        if n == 1 { "" } else { "s" }
-                    ))
-                );
+            for r in &history.requests {
+                println!("  {}  request {}: {}", r.when, r.id, r.outcome);
             }
-            println!("Emails to {}:", printable(&key));
-            if emails.is_empty() {
+            println!("Emails to {}:", printable(&history.email));
+            if history.emails.is_empty() {
                 println!("  none");
             }
-            for e in emails {
-                let state = match e.status.as_str() {
-                    "sent" => format!(
-                        "sent {} ({})",
-                        when(&g, e.finished_at),
-                        printable(e.smtp_reply.as_deref().unwrap_or(""))
-                    ),
-                    "queued" if e.attempts > 0 => format!(
-                        "retrying, next try {} (last error: {})",
-                        g.settings.when(e.next_attempt_at),
-                        printable(e.last_error.as_deref().unwrap_or(""))
-                    ),
-                    "queued" => "queued".to_owned(),
-                    "expired" => format!(
-                        "expired before delivery {} ({})",
-                        when(&g, e.finished_at),
-                        printable(e.last_error.as_deref().unwrap_or(""))
-                    ),
-                    other => format!(
-                        "{other} ({})",
-                        printable(e.last_error.as_deref().unwrap_or(""))
-                    ),
-                };
+            for e in &history.emails {
                 println!(
-                    "  {}  {} email {}: {state}",
-                    g.settings.when(e.created_at),
+                    "  {}  {} email {}: {}",
+                    e.when,
                     e.kind,
-                    e.id
+                    e.id,
+                    printable(&e.status)
                 );
             }
         }

@@ -428,3 +428,155 @@ async fn serve_refuses_a_schema_it_does_not_know_until_migrate_runs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let env = [("GATEHOUSE_PUBLIC_URL", public.as_str())];
+
+    let mut c = gatehouse(dir.path(), &env);
+    c.args([
+        "admin",
+        "create-admin",
+        "--employer",
+        "999 Demo Trust",
+        "--first-name",
+        "Ada",
+        "--last-name",
+        "Lovelace",
+        "--date-of-birth",
+        "10/12/1980",
+        "--email",
+        "ada.lovelace@gmail.com",
+    ]);
+    let (code, _, stderr) = run(c);
+    assert_eq!(code, 1, "a bad address is refused");
+    assert!(stderr.contains("allowed domain"), "{stderr}");
+
+    let mut c = gatehouse(dir.path(), &env);
+    c.args([
+        "admin",
+        "create-admin",
+        "--employer",
+        "999 Demo Trust",
+        "--first-name",
+        "Ada",
+        "--last-name",
+        "Lovelace",
+        "--date-of-birth",
+        "10/12/1980",
+        "--email",
+        "ada.lovelace@nhs.net",
+    ]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("999ALOVELACE01 (Ada Lovelace) is an administrator."),
+        "{stdout}"
+    );
+    let link = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{public}/reset/")))
+        .expect("a first-access link")
+        .to_owned();
+
+    let smtp = SmtpSink::start().await.expect("smtp");
+    let _server = start_server(dir.path(), port, &smtp.url()).await;
+    let browser = client();
+    let opened = browser.get(&link).send().await.expect("GET");
+    assert_eq!(opened.headers()["location"], "/reset");
+    let form = browser
+        .get(format!("{public}/reset"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let token = csrf_token(&form).expect("token");
+    let done = browser
+        .post(format!("{public}/reset"))
+        .form(&[
+            ("username", "999ALOVELACE01"),
+            ("password", GOOD_PASSWORD),
+            ("confirm-password", GOOD_PASSWORD),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(done.status(), 303, "the link sets the first password");
+    browser.get(&link).send().await.expect("GET");
+    let again = browser
+        .get(format!("{public}/reset"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(again.contains("already been used"), "used once: {again}");
+
+    let login = browser
+        .get(format!("{public}/login"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    let token = csrf_token(&login).expect("token");
+    let signed_in = browser
+        .post(format!("{public}/login"))
+        .form(&[
+            ("username", "999alovelace01"),
+            ("password", GOOD_PASSWORD),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        signed_in.headers()["location"],
+        "/console",
+        "an admin goes to the console"
+    );
+
+    for (args, want_code, want) in [
+        (
+            vec!["admin", "grant", "999ALOVELACE01", "helpdesk"],
+            0,
+            "999ALOVELACE01 is now helpdesk.",
+        ),
+        (
+            vec!["admin", "grant", "999ALOVELACE01", "superuser"],
+            2,
+            "role must be staff, helpdesk or admin",
+        ),
+        (
+            vec!["admin", "grant", "NOBODY99", "admin"],
+            1,
+            "No account has the username NOBODY99",
+        ),
+    ] {
+        let mut c = gatehouse(dir.path(), &env);
+        c.args(&args);
+        let (code, stdout, stderr) = run(c);
+        assert_eq!(code, want_code, "{args:?}: {stderr}");
+        assert!(
+            stdout.contains(want) || stderr.contains(want),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    let mut c = gatehouse(dir.path(), &env);
+    c.args(["admin", "audit", "--username", "999ALOVELACE01"]);
+    let (_, stdout, _) = run(c);
+    assert!(stdout.contains("account.admin_created"), "{stdout}");
+    assert!(stdout.contains("account.role_changed"), "{stdout}");
+    assert!(
+        !stdout.contains("/reset/"),
+        "the link is not in the audit log"
+    );
+}

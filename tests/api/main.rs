@@ -2,6 +2,7 @@
 //! against the whole service on a random port.
 
 mod cli;
+mod console;
 mod flows;
 mod helpers;
 mod links;

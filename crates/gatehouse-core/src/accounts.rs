@@ -179,3 +179,112 @@ impl Gatehouse {
         Ok(vec![to_old, to_new])
     }
 }
+
+/// One recovery request, described for the helpdesk.
+#[derive(Debug, Clone)]
+pub struct RequestLine {
+    /// When it was made, in the service's time zone.
+    pub when: String,
+    /// Its number.
+    pub id: i64,
+    /// How it ended ("matched (2 accounts)", "no match", "throttled", …).
+    pub outcome: String,
+}
+
+/// One email, described for the helpdesk (never its body or link).
+#[derive(Debug, Clone)]
+pub struct EmailLine {
+    /// When it was queued.
+    pub when: String,
+    /// Its number.
+    pub id: i64,
+    /// What kind of email.
+    pub kind: String,
+    /// Where it stands: queued, sent (with the server's reply), retrying
+    /// (with the last error), expired before delivery, failed.
+    pub status: String,
+}
+
+/// "Did the email go out?" for one address.
+#[derive(Debug, Clone)]
+pub struct MailHistory {
+    /// The address, lower case.
+    pub email: String,
+    /// Recovery requests for it, newest first.
+    pub requests: Vec<RequestLine>,
+    /// Emails to it, newest first.
+    pub emails: Vec<EmailLine>,
+}
+
+impl Gatehouse {
+    /// Every recovery request for an address and every email to it (the 50
+    /// newest of each), described in words.
+    pub async fn mail_history(&self, email: &str) -> Result<MailHistory> {
+        let key = email.trim().to_ascii_lowercase();
+        let when = |at: Option<Timestamp>| {
+            at.map_or_else(|| "never".to_owned(), |t| self.settings.when(t))
+        };
+        let requests =
+            self.store
+                .recovery_requests_for(&key, 50)
+                .await?
+                .into_iter()
+                .map(|r| RequestLine {
+                    when: self.settings.when(r.created_at),
+                    id: r.id,
+                    outcome: format!(
+                        "{}{}",
+                        r.outcome
+                            .as_deref()
+                            .map_or("waiting to be processed", |o| match o {
+                                "matched" => "matched",
+                                "no_match" => "no account matched",
+                                "throttled" =>
+                                    "throttled (too many emails to this address this hour)",
+                                "domain_not_allowed" => "address not in an allowed domain",
+                                other => other,
+                            }),
+                        r.matched_accounts.filter(|n| *n > 0).map_or_else(
+                            String::new,
+                            |n| format!(" ({n} account{})", if n == 1 { "" } else { "s" })
+                        )
+                    ),
+                })
+                .collect();
+        let emails = self
+            .store
+            .emails_to(&key, 50)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let detail = |s: &Option<String>| s.clone().unwrap_or_default();
+                let status = match e.status.as_str() {
+                    "sent" => format!("sent {} ({})", when(e.finished_at), detail(&e.smtp_reply)),
+                    "queued" if e.attempts > 0 => format!(
+                        "retrying, next try {} (last error: {})",
+                        self.settings.when(e.next_attempt_at),
+                        detail(&e.last_error)
+                    ),
+                    "queued" => "queued".to_owned(),
+                    "expired" => format!(
+                        "expired before delivery {} ({})",
+                        when(e.finished_at),
+                        detail(&e.last_error)
+                    ),
+                    other => format!("{other} ({})", detail(&e.last_error)),
+                };
+                EmailLine {
+                    when: self.settings.when(e.created_at),
+                    id: e.id,
+                    kind: e.kind,
+                    status,
+                }
+            })
+            .collect();
+        Ok(MailHistory {
+            email: key,
+            requests,
+            emails,
+        })
+    }
+}

@@ -16,6 +16,7 @@ pub mod emails;
 pub mod error;
 pub mod hashing;
 pub mod import;
+pub mod privileged;
 pub mod recovery;
 pub mod reset;
 pub mod sessions;

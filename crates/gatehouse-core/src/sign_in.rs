@@ -40,6 +40,8 @@ pub enum SignInOutcome {
     SignedIn {
         /// The new session (the old one, if any, is gone).
         session: NewSession,
+        /// A helpdesk or admin account: the console (after the second factor) awaits.
+        privileged: bool,
     },
     /// Wrong username or password.
     Failed {
@@ -203,6 +205,10 @@ impl Gatehouse {
                 .upgrade_password_hash(account.id, old, &new)
                 .await?;
         }
-        Ok(SignInOutcome::SignedIn { session })
+        let privileged = crate::privileged::role_of(&account) != gatehouse_domain::Role::Staff;
+        Ok(SignInOutcome::SignedIn {
+            session,
+            privileged,
+        })
     }
 }

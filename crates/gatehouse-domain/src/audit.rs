@@ -45,6 +45,20 @@ pub enum AuditEvent {
     StaffImported,
     /// A form was refused by the cross-site request checks.
     CsrfRefused,
+    /// A privileged account enrolled an authenticator app.
+    SecondFactorEnrolled,
+    /// A privileged session passed the second factor.
+    SecondFactorPassed,
+    /// A wrong second-factor code (or a replayed one).
+    SecondFactorFailed,
+    /// A recovery code stood in for the authenticator.
+    RecoveryCodeUsed,
+    /// An account's role was changed.
+    RoleChanged,
+    /// An administrator account was created from the command line.
+    AdminCreated,
+    /// A privileged page or action was refused.
+    ConsoleRefused,
 }
 
 impl AuditEvent {
@@ -72,6 +86,13 @@ impl AuditEvent {
             AuditEvent::EmailChanged => "account.email_changed",
             AuditEvent::StaffImported => "staff.imported",
             AuditEvent::CsrfRefused => "csrf.refused",
+            AuditEvent::SecondFactorEnrolled => "second_factor.enrolled",
+            AuditEvent::SecondFactorPassed => "second_factor.passed",
+            AuditEvent::SecondFactorFailed => "second_factor.failed",
+            AuditEvent::RecoveryCodeUsed => "second_factor.recovery_code_used",
+            AuditEvent::RoleChanged => "account.role_changed",
+            AuditEvent::AdminCreated => "account.admin_created",
+            AuditEvent::ConsoleRefused => "console.refused",
         }
     }
 }

@@ -447,6 +447,10 @@ pub trait Store: Send + Sync + 'static {
     /// Sets an account's role (`staff`, `helpdesk`, `admin`); false if no such account.
     async fn set_role(&self, account_id: i64, role: &str, now: Timestamp) -> Result<bool>;
 
+    /// Accounts whose username, email address or employee number is `query`,
+    /// or whose surname is `query` without regard to case: at most `limit`.
+    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>>;
+
     /// An account's TOTP enrolment, if any.
     async fn second_factor(&self, account_id: i64) -> Result<Option<SecondFactorRow>>;
 

@@ -768,6 +768,32 @@ impl Store for SqlStore {
         )
     }
 
+    async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>> {
+        let typed = query.trim();
+        if typed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each way of finding someone is its own indexed lookup; UNION
+        // keeps each branch on its index where an OR would not.
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} WHERE a.id IN ( \
+             SELECT id FROM accounts WHERE username_key = $1 \
+             UNION SELECT id FROM accounts WHERE email_key = $2 \
+             UNION SELECT id FROM accounts WHERE employee_number = $3 \
+             UNION SELECT id FROM accounts WHERE last_name_key = $4) \
+             ORDER BY a.last_name_key, a.first_name, a.username_key LIMIT $5"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(typed.to_ascii_uppercase())
+            .bind(typed.to_ascii_lowercase())
+            .bind(typed)
+            .bind(typed.to_lowercase())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account_from).collect()
+    }
+
     async fn second_factor(&self, account_id: i64) -> Result<Option<SecondFactorRow>> {
         let row = sqlx::query(
             "SELECT totp_secret, confirmed_at, last_step FROM second_factors WHERE account_id = $1",
@@ -1661,7 +1687,8 @@ impl SqlTx {
                 .ok_or_else(|| StoreError::Config(format!("employer {code} vanished mid-import")))
         };
         let batch_rows = match self.backend {
-            // Parameters per statement: SQLite allows 32,766, PostgreSQL 65,535.
+            // Parameters per statement (13 per row): SQLite allows 32,766,
+            // PostgreSQL 65,535.
             Backend::Sqlite => 2_500,
             Backend::Postgres => 5_000,
         };
@@ -1669,9 +1696,9 @@ impl SqlTx {
             let mut sql = String::from(
                 "INSERT INTO accounts (employer_id, username, username_key, first_name, \
                  last_name, date_of_birth, email, email_key, employee_number, role, created_at, \
-                 updated_at) VALUES ",
+                 updated_at, last_name_key) VALUES ",
             );
-            sql.push_str(&placeholders(self.backend, batch.len(), 12));
+            sql.push_str(&placeholders(self.backend, batch.len(), 13));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for c in batch {
                 q = q
@@ -1691,7 +1718,8 @@ impl SqlTx {
                     )
                     .bind(c.row.role.as_str())
                     .bind(now.unix())
-                    .bind(now.unix());
+                    .bind(now.unix())
+                    .bind(c.row.last_name.as_str().to_lowercase());
             }
             q.execute(&mut *self.tx).await?;
             summary.created += batch.len();
@@ -1713,8 +1741,8 @@ impl SqlTx {
             sqlx::query(
                 "UPDATE accounts SET username = $2, username_key = $3, first_name = $4, \
                  last_name = $5, date_of_birth = $6, email = $7, email_key = $8, \
-                 employee_number = COALESCE($9, employee_number), role = $10, updated_at = $11 \
-                 WHERE id = $1",
+                 employee_number = COALESCE($9, employee_number), role = $10, updated_at = $11, \
+                 last_name_key = $12 WHERE id = $1",
             )
             .bind(u.id)
             .bind(u.username.as_str())
@@ -1727,6 +1755,7 @@ impl SqlTx {
             .bind(u.row.employee_number.as_ref().map(|n| n.as_str()))
             .bind(u.row.role.as_str())
             .bind(now.unix())
+            .bind(u.row.last_name.as_str().to_lowercase())
             .execute(&mut *self.tx)
             .await?;
             summary.updated += 1;

@@ -19,6 +19,8 @@ pub enum WebError {
     MethodNotAllowed,
     /// A form failed the cross-site checks or its session expired (403).
     Forbidden,
+    /// The signed-in person's role does not allow this page (403).
+    NotAllowed,
     /// The request could not be read (400).
     BadRequest(String),
     /// Too many requests from this client (429).
@@ -70,6 +72,12 @@ impl WebError {
                     "Go back, refresh the page, and try again. Your browser must allow cookies from this site.".to_owned(),
                 ],
                 None,
+            ),
+            WebError::NotAllowed => (
+                StatusCode::FORBIDDEN,
+                "You do not have access to this page",
+                vec!["This page is for the helpdesk and administrators. If you need access, contact the System Administrator.".to_owned()],
+                Some(("/account", "Go to My account")),
             ),
             WebError::BadRequest(why) => {
                 tracing::info!(reason = %why, "bad request");

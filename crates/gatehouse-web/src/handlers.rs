@@ -21,7 +21,7 @@ use crate::views::{
 
 type WebResult = Result<Response, WebError>;
 
-fn layout(state: &AppState, session: Option<&SessionRecord>, has_error: bool) -> Layout {
+pub(crate) fn layout(state: &AppState, session: Option<&SessionRecord>, has_error: bool) -> Layout {
     Layout {
         service: state.gatehouse.settings.service_name.clone(),
         signed_in_csrf: session
@@ -38,7 +38,7 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
     response
 }
 
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
@@ -106,8 +106,9 @@ pub async fn login(State(state): State<AppState>, form: CsrfForm<SignInInput>) -
         .sign_in(&form, &visitor.client_ip, Some(&session.id_hash))
         .await?;
     let message = match outcome {
-        SignInOutcome::SignedIn { session: new } => {
-            let response = see_other("/account");
+        SignInOutcome::SignedIn { session: new, privileged } => {
+            // Helpdesk and admin go on to the second factor and the console.
+            let response = see_other(if privileged { "/console" } else { "/account" });
             return Ok(with_cookie(response, Some(set_cookie(&state, &new.token)?)));
         }
         SignInOutcome::Invalid(errors) => {
@@ -407,10 +408,11 @@ pub async fn account(
         l: layout(&state, Some(session), false),
         csrf: session.csrf_token.clone(),
         name: format!("{} {}", account.first_name, account.last_name),
-        username: account.username,
-        employer: account.employer_name,
+        username: account.username.clone(),
+        employer: account.employer_name.clone(),
         last_sign_in,
         flash,
+        console: gatehouse_core::privileged::role_of(&account) != gatehouse_domain::Role::Staff,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use gatehouse_core::Gatehouse;
 
 mod assets;
+mod console;
 mod context;
 mod csrf;
 pub mod error;
@@ -48,6 +49,13 @@ pub fn router(state: AppState) -> Router {
         .route("/reset/{token}", get(handlers::open_reset_link))
         .route("/reset", get(handlers::reset_page).post(handlers::reset))
         .route("/account", get(handlers::account))
+        .route("/console", get(console::home))
+        .route(
+            "/console/second-factor",
+            get(console::second_factor_page).post(console::second_factor),
+        )
+        .route("/console/accounts/{username}", get(console::account))
+        .route("/console/mail", get(console::mail))
         .route("/logout", post(handlers::logout))
         .route("/logged-out", get(handlers::logged_out))
         .route("/healthz", get(handlers::healthz))

@@ -169,4 +169,66 @@ pub struct AccountPage {
     pub employer: String,
     pub last_sign_in: String,
     pub flash: Option<String>,
+    /// Helpdesk and admin: a way into the console.
+    pub console: bool,
+}
+
+/// Set up or enter the second factor.
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+pub struct SecondFactorPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub service: String,
+    /// While enrolling: the manual key, grouped.
+    pub enrol_key: Option<String>,
+    /// While enrolling: the QR code, as inline SVG.
+    pub qr_svg: String,
+    pub errors: Vec<FieldError>,
+    pub code_error: Option<String>,
+    pub threshold: u32,
+    pub lock: String,
+}
+
+/// The recovery codes, shown once.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage {
+    pub l: Layout,
+    pub codes: Vec<String>,
+}
+
+/// The console's home: find a person, "did the email go out?".
+#[derive(Template)]
+#[template(path = "console_home.html")]
+pub struct ConsoleHomePage {
+    pub l: Layout,
+    pub query: String,
+    pub searched: bool,
+    pub results: Vec<gatehouse_store::AccountRecord>,
+    pub limit: usize,
+}
+
+/// One account, for the helpdesk.
+#[derive(Template)]
+#[template(path = "console_account.html")]
+pub struct ConsoleAccountPage {
+    pub l: Layout,
+    pub name: String,
+    pub username: String,
+    pub email: String,
+    pub email_query: String,
+    pub locked_until: Option<String>,
+    pub threshold: u32,
+    pub rows: Vec<(String, String)>,
+}
+
+/// Requests and emails for one address.
+#[derive(Template)]
+#[template(path = "console_mail.html")]
+pub struct ConsoleMailPage {
+    pub l: Layout,
+    pub email: String,
+    pub requests: Vec<gatehouse_core::accounts::RequestLine>,
+    pub emails: Vec<gatehouse_core::accounts::EmailLine>,
 }

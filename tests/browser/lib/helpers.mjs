@@ -2,6 +2,7 @@
 // file, Chromium through playwright-core, the outbox reader and axe-core.
 
 import { spawn, execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -40,15 +41,17 @@ export const PEOPLE = {
   lockNoJs: { first: 'Mary', last: 'Evans', dob: [9, 1, 1988], email: 'mary.evans@nhs.net' },
   expire: { first: 'David', last: 'Brown', dob: [23, 8, 1969], email: 'david.brown@nhs.net' },
   expireNoJs: { first: 'Ruth', last: 'Green', dob: [5, 12, 1999], email: 'ruth.green@nhs.net' },
+  helpdesk: { first: 'Grace', last: 'Hopper', dob: [9, 12, 1986], email: 'grace.hopper@nhs.net', role: 'helpdesk' },
+  helpdeskNoJs: { first: 'Alan', last: 'Turing', dob: [23, 6, 1982], email: 'alan.turing@nhs.net', role: 'admin' },
 };
 
 const pad = (n) => String(n).padStart(2, '0');
 
 function staffCsv() {
-  const rows = ['employer,username,first_name,last_name,date_of_birth,email'];
+  const rows = ['employer,username,first_name,last_name,date_of_birth,email,role'];
   for (const p of Object.values(PEOPLE)) {
     const [d, m, y] = p.dob;
-    rows.push(`${EMPLOYER},,${p.first},${p.last},${y}-${pad(m)}-${pad(d)},${p.email}`);
+    rows.push(`${EMPLOYER},,${p.first},${p.last},${y}-${pad(m)}-${pad(d)},${p.email},${p.role ?? 'staff'}`);
   }
   return rows.join('\n') + '\n';
 }
@@ -441,4 +444,35 @@ export async function setPasswordFor(page, server, person, seen, password = GOOD
   await submitReset(page, email.username, password);
   assertPath(page, server, '/login');
   return email.username;
+}
+
+/** RFC 4648 base32, as authenticator apps read the manual key. */
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    if (v < 0) throw new Error(`not base32: ${c}`);
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The 6-digit TOTP code (RFC 6238, SHA-1, 30 s) an authenticator app would show. */
+export function totpCode(key, unixSeconds = Date.now() / 1000) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
+  const mac = createHmac('sha1', base32Decode(key)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  const n =
+    (((mac[offset] & 127) << 24) | (mac[offset + 1] << 16) | (mac[offset + 2] << 8) | mac[offset + 3]) %
+    1_000_000;
+  return String(n).padStart(6, '0');
 }

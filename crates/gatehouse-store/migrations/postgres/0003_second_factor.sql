@@ -24,3 +24,10 @@ CREATE INDEX recovery_codes_account ON recovery_codes (account_id, used_at);
 
 -- When this session passed the second factor; privileged pages need it.
 ALTER TABLE sessions ADD COLUMN second_factor_at BIGINT;
+
+-- The helpdesk finds people by surname without regard to case.
+ALTER TABLE accounts ADD COLUMN last_name_key TEXT NOT NULL DEFAULT '';
+UPDATE accounts SET last_name_key = lower(last_name);
+CREATE INDEX accounts_last_name ON accounts (last_name_key);
+-- … and by employee number, whatever the employer.
+CREATE INDEX accounts_number ON accounts (employee_number);

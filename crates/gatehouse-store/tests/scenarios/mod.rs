@@ -241,6 +241,41 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn 
     assert_eq!(s.second_factor_at, Some(T0));
 }
 
+pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let names = |found: Vec<gatehouse_store::AccountRecord>| {
+        found.into_iter().map(|a| a.username).collect::<Vec<_>>()
+    };
+    let search = |q: &'static str, limit: u32| {
+        let store = store.clone();
+        async move { store.search_accounts(q, limit).await.expect("search") }
+    };
+    assert_eq!(
+        names(search("smith", 50).await).len(),
+        3,
+        "surname, any case"
+    );
+    assert_eq!(names(search("SMITH", 50).await).len(), 3);
+    assert_eq!(
+        names(search(" Jane.Smith@NHS.net ", 50).await).len(),
+        2,
+        "email"
+    );
+    assert_eq!(
+        names(search("999jsmith01", 50).await),
+        vec!["999JSMITH01"],
+        "username"
+    );
+    assert_eq!(
+        names(search("E2", 50).await),
+        vec!["999JSMITH02"],
+        "employee number"
+    );
+    assert!(search("   ", 50).await.is_empty());
+    assert!(search("nobody", 50).await.is_empty());
+    assert_eq!(search("smith", 1).await.len(), 1, "the limit");
+}
+
 pub async fn attempt_counters_never_lose_a_concurrent_update(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for _ in 0..40 {
@@ -740,6 +775,7 @@ macro_rules! with_scenarios {
             imports_create_then_update_in_place,
             reimporting_more_accounts_than_one_page_finds_every_one,
             second_factors_accept_each_step_once_and_codes_once,
+            the_helpdesk_finds_people_every_way_without_regard_to_case,
             attempt_counters_never_lose_a_concurrent_update,
             concurrent_claims_check_at_most_the_threshold,
             a_link_is_spent_exactly_once_under_concurrency,

@@ -1,0 +1,369 @@
+//! The helpdesk console: who may reach it, the second factor in front of it,
+//! and what it shows.
+
+use gatehouse_domain::second_factor::TotpSecret;
+use gatehouse_domain::{Role, Span};
+use gatehouse_store::AuditFilter;
+
+use crate::helpers::{GOOD_PASSWORD, STAFF, TestApp, client, csrf_token, error_messages};
+
+const AMIR: &str = "999AKHAN01";
+const JANE: &str = "999JSMITH01";
+
+async fn events(app: &TestApp, event: &str) -> usize {
+    app.gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            account_id: None,
+            event: Some(event.to_owned()),
+            limit: 1000,
+        })
+        .await
+        .expect("audit")
+        .len()
+}
+
+/// Staff loaded, Amir with a password and the given role, signed in.
+async fn signed_in(app: &TestApp, role: Role) -> reqwest::Client {
+    app.import(STAFF).await;
+    app.set_password("amir.khan@nhs.net", ("2", "7", "1990"), AMIR, GOOD_PASSWORD)
+        .await;
+    app.gatehouse
+        .set_role(AMIR, role, "test")
+        .await
+        .expect("role")
+        .expect("account");
+    let c = client();
+    let response = app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    assert_eq!(response.status(), 303);
+    c
+}
+
+fn key_in(page: &str) -> TotpSecret {
+    let start = page
+        .find("<strong class=\"gatehouse-key\">")
+        .expect("the manual key is shown")
+        + "<strong class=\"gatehouse-key\">".len();
+    let end = start + page[start..].find('<').expect("end of key");
+    TotpSecret::from_base32(&page[start..end].replace(' ', "")).expect("a valid key")
+}
+
+fn code_now(app: &TestApp, secret: &TotpSecret) -> String {
+    secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned())
+}
+
+async fn send_code(app: &TestApp, c: &reqwest::Client, code: &str) -> reqwest::Response {
+    app.submit(
+        c,
+        "/console/second-factor",
+        "/console/second-factor",
+        &[("code", code)],
+    )
+    .await
+}
+
+/// A helpdesk member who has enrolled: their client (past the second
+/// factor), the secret, and the recovery codes they were shown.
+async fn enrolled(app: &TestApp) -> (reqwest::Client, TotpSecret, Vec<String>) {
+    let c = signed_in(app, Role::Helpdesk).await;
+    let page = app
+        .get_as(&c, "/console/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let secret = key_in(&page);
+    let response = send_code(app, &c, &code_now(app, &secret)).await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.expect("body");
+    assert!(page.contains("Save your recovery codes"), "{page}");
+    let codes: Vec<String> = page
+        .split("<li><code>")
+        .skip(1)
+        .map(|s| s[..s.find('<').expect("end")].to_owned())
+        .collect();
+    (c, secret, codes)
+}
+
+#[tokio::test]
+async fn staff_reach_no_console_page_and_each_refusal_is_audited() {
+    let app = TestApp::spawn().await;
+    let anonymous = client();
+    let response = app.get_as(&anonymous, "/console").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/login");
+
+    let c = signed_in(&app, Role::Staff).await;
+    let account = app.get_as(&c, "/account").await.text().await.expect("body");
+    assert!(
+        !account.contains("/console"),
+        "staff are not offered the console"
+    );
+    let paths = [
+        "/console",
+        "/console/second-factor",
+        "/console/accounts/999JSMITH01",
+        "/console/mail?email=jane.smith%40nhs.net",
+    ];
+    for path in paths {
+        let response = app.get_as(&c, path).await;
+        assert_eq!(response.status(), 403, "{path}");
+        let page = response.text().await.expect("body");
+        assert!(
+            page.contains("You do not have access to this page"),
+            "{path}"
+        );
+        assert!(!page.contains("Jane"), "{path} leaks nothing");
+    }
+    let response = send_code(&app, &c, "123456").await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(events(&app, "console.refused").await, paths.len() + 1);
+}
+
+#[tokio::test]
+async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
+    let app = TestApp::spawn().await;
+    let c = signed_in(&app, Role::Helpdesk).await;
+    // Signing in leads a privileged person to the console, which first
+    // asks for the second factor.
+    let response = app.get_as(&c, "/console").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/console/second-factor");
+    for path in [
+        "/console/accounts/999JSMITH01",
+        "/console/mail?email=a%40nhs.net",
+    ] {
+        let response = app.get_as(&c, path).await;
+        assert_eq!(
+            response.headers()["location"],
+            "/console/second-factor",
+            "{path}"
+        );
+    }
+
+    let page = app
+        .get_as(&c, "/console/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Set up your authenticator app"));
+    assert!(
+        page.contains("<svg role=\"img\" aria-label=\"QR code"),
+        "a QR code"
+    );
+    let secret = key_in(&page);
+    // Reloading the page shows the same key, so a slow scan still works.
+    let again = app
+        .get_as(&c, "/console/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(key_in(&again), secret);
+
+    let wrong = send_code(&app, &c, "000000")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        error_messages(&wrong)
+            .iter()
+            .any(|m| m.contains("The code is not right") && m.contains("2 attempts left")),
+        "{:?}",
+        error_messages(&wrong)
+    );
+    let response = app.get_as(&c, "/console").await;
+    assert_eq!(response.status(), 303, "still shut");
+
+    let response = send_code(&app, &c, &code_now(&app, &secret)).await;
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.expect("body");
+    assert!(page.contains("Save your recovery codes"));
+    assert_eq!(page.matches("<li><code>").count(), 10, "ten recovery codes");
+
+    let console = app.get_as(&c, "/console").await;
+    assert_eq!(console.status(), 200);
+    assert!(
+        console
+            .text()
+            .await
+            .expect("body")
+            .contains("Helpdesk console")
+    );
+    assert_eq!(events(&app, "second_factor.enrolled").await, 1);
+    assert_eq!(events(&app, "second_factor.failed").await, 1);
+    // The key is never shown again once confirmed.
+    let c2 = client();
+    app.log_in_as(&c2, AMIR, GOOD_PASSWORD).await;
+    let page = app
+        .get_as(&c2, "/console/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Enter the code from your authenticator app"));
+    assert!(!page.contains(&secret.base32_grouped()));
+    assert!(!page.contains("<svg role=\"img\""));
+}
+
+#[tokio::test]
+async fn each_session_needs_a_code_and_a_code_works_only_once() {
+    let app = TestApp::spawn().await;
+    let (_, secret, _) = enrolled(&app).await;
+    let used = code_now(&app, &secret);
+
+    let c = client();
+    app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    assert_eq!(
+        app.get_as(&c, "/console").await.headers()["location"],
+        "/console/second-factor"
+    );
+    // The code that enrolled the app is spent: a replay is refused.
+    let page = send_code(&app, &c, &used).await.text().await.expect("body");
+    assert!(
+        page.contains("The code is not right"),
+        "a replay is refused"
+    );
+    app.advance(Span::from_seconds(30));
+    let response = send_code(&app, &c, &code_now(&app, &secret)).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/console");
+    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
+    assert_eq!(events(&app, "second_factor.passed").await, 1);
+}
+
+#[tokio::test]
+async fn a_recovery_code_stands_in_for_the_app_once() {
+    let app = TestApp::spawn().await;
+    let (_, _, codes) = enrolled(&app).await;
+    assert_eq!(codes.len(), 10);
+
+    let c = client();
+    app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    let typed = codes[3].to_uppercase();
+    let response = send_code(&app, &c, &typed).await;
+    assert_eq!(response.status(), 303, "a recovery code, typed in capitals");
+    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
+
+    let c2 = client();
+    app.log_in_as(&c2, AMIR, GOOD_PASSWORD).await;
+    let page = send_code(&app, &c2, &codes[3])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("The code is not right"), "spent");
+    assert_eq!(events(&app, "second_factor.recovery_code_used").await, 1);
+}
+
+#[tokio::test]
+async fn wrong_codes_lock_the_account_like_wrong_passwords() {
+    let app = TestApp::spawn().await;
+    let (_, secret, _) = enrolled(&app).await;
+    let c = client();
+    app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    for left in [2, 1] {
+        let page = send_code(&app, &c, "111111")
+            .await
+            .text()
+            .await
+            .expect("body");
+        assert!(page.contains(&format!("{left} attempt")), "{left}: {page}");
+    }
+    let page = send_code(&app, &c, "111111")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Your account is locked until"), "{page}");
+    // Locked: not even the right code, nor the right password, gets in.
+    app.advance(Span::from_seconds(30));
+    let page = send_code(&app, &c, &code_now(&app, &secret))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Your account is locked until"));
+    let page = app
+        .log_in(AMIR, GOOD_PASSWORD)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Your account is locked until"), "{page}");
+}
+
+#[tokio::test]
+async fn the_console_finds_people_and_answers_did_the_email_go_out() {
+    let app = TestApp::spawn().await;
+    let (c, _, _) = enrolled(&app).await;
+
+    // Jane asks for an email; then someone locks her account.
+    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
+        .await;
+    app.settle().await;
+    app.recovery_email(1).await;
+    for _ in 0..3 {
+        app.log_in(JANE, "not her password").await;
+    }
+
+    let page = app
+        .get_as(&c, "/console?q=SMITH")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("2 found"), "{page}");
+    assert!(page.contains("/console/accounts/999JSMITH01"));
+    assert!(page.contains("/console/accounts/432JSMITH01"));
+    for (query, found) in [
+        ("jane.smith%40nhs.net", "2 found"),
+        ("999jsmith01", "1 found"),
+        ("D2", "1 found"),
+        ("nobody", "Nobody found"),
+    ] {
+        let page = app
+            .get_as(&c, &format!("/console?q={query}"))
+            .await
+            .text()
+            .await
+            .expect("body");
+        assert!(page.contains(found), "{query}: {page}");
+    }
+
+    let page = app
+        .get_as(&c, "/console/accounts/999jsmith01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Locked until"), "{page}");
+    assert!(page.contains("Nobody can lift it early"));
+    assert!(page.contains("3 in a row now"));
+    assert!(page.contains("Never set: first-time access is pending"));
+    assert_eq!(
+        app.get_as(&c, "/console/accounts/NOBODY01").await.status(),
+        404
+    );
+
+    let page = app
+        .get_as(&c, "/console/mail?email=Jane.Smith%40nhs.net")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("matched (2 accounts)"), "{page}");
+    assert!(page.contains("recovery ("), "{page}");
+    assert!(page.contains("sent "), "{page}");
+    assert!(!page.contains("/reset/"), "never a link");
+    let page = app
+        .get_as(&c, "/console/mail?email=nobody%40nhs.net")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("No recovery request was made for this address."));
+    assert!(csrf_token(&page).is_some(), "the header's sign-out form");
+}
