@@ -76,6 +76,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         policy: config.policy.clone(),
         time_zone: config.time_zone.clone(),
         worker_lease: config.worker_lease,
+        allow_early_unlock: config.allow_early_unlock,
     };
     Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
 }

@@ -473,6 +473,7 @@ async fn admin(config: &Config, task: AdminTask) -> Result<ExitCode, ConfigError
                     account_id,
                     event,
                     limit,
+                    ..Default::default()
                 })
                 .await
                 .map_err(|e| db(e.into()))?;

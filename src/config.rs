@@ -142,6 +142,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "how long a worker holds an email or request before another node may take it (longer than mail_timeout)",
     },
     Setting {
+        key: "allow_early_unlock",
+        default: "false",
+        meaning: "let an administrator lift a lock before it ends (the seed's policy is that nobody can); audited",
+    },
+    Setting {
         key: "log_format",
         default: "text",
         meaning: "text or json",
@@ -185,6 +190,8 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// `GATEHOUSE_TRUST_X_FORWARDED_FOR`.
     pub trust_forwarded_for: bool,
+    /// `GATEHOUSE_ALLOW_EARLY_UNLOCK`.
+    pub allow_early_unlock: bool,
     /// `GATEHOUSE_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
     /// `GATEHOUSE_DATABASE_TIMEOUT`.
@@ -434,6 +441,7 @@ impl Config {
             hash_concurrency
         };
         let trust_forwarded_for = raw.parse("trust_x_forwarded_for", boolean)?;
+        let allow_early_unlock = raw.parse("allow_early_unlock", boolean)?;
         let database_max_connections = raw.parse("database_max_connections", number(1u32, 1000))?;
         let database_timeout = raw.parse("database_timeout", span)?;
         let mail_timeout = raw.parse("mail_timeout", span)?;
@@ -483,6 +491,7 @@ impl Config {
             time_zone,
             hash_concurrency,
             trust_forwarded_for,
+            allow_early_unlock,
             database_max_connections,
             database_timeout,
             mail_timeout,

@@ -401,7 +401,7 @@ async fn serve_refuses_a_schema_it_does_not_know_until_migrate_runs() {
     c.arg("migrate");
     let (code, stdout, stderr) = run(c);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("is now up to date (version 3)"), "{stdout}");
+    assert!(stdout.contains("is now up to date (version 4)"), "{stdout}");
     let mut c = gatehouse(dir.path(), &env);
     c.arg("migrate");
     assert!(run(c).1.contains("was already up to date"));

@@ -17,6 +17,7 @@ async fn events(app: &TestApp, event: &str) -> usize {
             account_id: None,
             event: Some(event.to_owned()),
             limit: 1000,
+            ..Default::default()
         })
         .await
         .expect("audit")
@@ -65,7 +66,11 @@ async fn send_code(app: &TestApp, c: &reqwest::Client, code: &str) -> reqwest::R
 /// A helpdesk member who has enrolled: their client (past the second
 /// factor), the secret, and the recovery codes they were shown.
 async fn enrolled(app: &TestApp) -> (reqwest::Client, TotpSecret, Vec<String>) {
-    let c = signed_in(app, Role::Helpdesk).await;
+    enrolled_as(app, Role::Helpdesk).await
+}
+
+async fn enrolled_as(app: &TestApp, role: Role) -> (reqwest::Client, TotpSecret, Vec<String>) {
+    let c = signed_in(app, role).await;
     let page = app
         .get_as(&c, "/console/second-factor")
         .await
@@ -366,4 +371,368 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
         .expect("body");
     assert!(page.contains("No recovery request was made for this address."));
     assert!(csrf_token(&page).is_some(), "the header's sign-out form");
+}
+
+async fn act(
+    app: &TestApp,
+    c: &reqwest::Client,
+    username: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    app.submit(
+        c,
+        &format!("/console/accounts/{username}"),
+        &format!("/console/accounts/{username}/{action}"),
+        fields,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told() {
+    let app = TestApp::spawn().await;
+    let (c, _, _) = enrolled(&app).await;
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        JANE,
+        GOOD_PASSWORD,
+    )
+    .await;
+    let jane = client();
+    assert_eq!(
+        app.log_in_as(&jane, JANE, GOOD_PASSWORD).await.status(),
+        303
+    );
+    let before = app.recovery_emails().len();
+    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
+        .await;
+    app.settle().await;
+    // The email lists 432JSMITH01 then 999JSMITH01 (by employer number).
+    let links = crate::helpers::reset_links(&app.recovery_email(before + 1).await);
+    assert_eq!(links.len(), 2);
+    let old_link = links[1].clone();
+
+    let page = act(
+        &app,
+        &c,
+        JANE,
+        "email",
+        &[("email", "jane.new@nhs.net"), ("reason", " ")],
+    )
+    .await
+    .text()
+    .await
+    .expect("body");
+    assert!(
+        error_messages(&page)
+            .iter()
+            .any(|m| m == "Enter why the email address is changing"),
+        "{:?}",
+        error_messages(&page)
+    );
+    assert!(
+        page.contains("value=\"jane.new@nhs.net\""),
+        "what was typed is kept"
+    );
+    let page = act(
+        &app,
+        &c,
+        JANE,
+        "email",
+        &[("email", "jane@gmail.com"), ("reason", "asked")],
+    )
+    .await
+    .text()
+    .await
+    .expect("body");
+    assert!(
+        error_messages(&page)
+            .iter()
+            .any(|m| m.contains("allowed domain")),
+        "{:?}",
+        error_messages(&page)
+    );
+
+    let mails_before = app.smtp.messages().len();
+    let done = act(
+        &app,
+        &c,
+        JANE,
+        "email",
+        &[
+            ("email", "jane.new@nhs.net"),
+            ("reason", "phoned; confirmed date of birth"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status(), 303);
+    let page = app
+        .get_as(&c, "/console/accounts/999JSMITH01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("email address is now jane.new@nhs.net"),
+        "{page}"
+    );
+
+    // Both addresses told; the old link dead; Jane signed out everywhere.
+    let mails = app.emails(mails_before + 2).await;
+    let told: Vec<String> = mails[mails_before..]
+        .iter()
+        .flat_map(|m| m.to.clone())
+        .collect();
+    assert!(
+        told.iter()
+            .any(|t| t.eq_ignore_ascii_case("jane.smith@nhs.net")),
+        "{told:?}"
+    );
+    assert!(told.iter().any(|t| t == "jane.new@nhs.net"));
+    let link_page = {
+        let browser = client();
+        app.open_link(&browser, &old_link).await;
+        app.get_as(&browser, "/reset")
+            .await
+            .text()
+            .await
+            .expect("body")
+    };
+    assert!(
+        link_page.contains("email address for this account has been changed"),
+        "{link_page}"
+    );
+    assert_eq!(
+        app.get_as(&jane, "/account").await.headers()["location"],
+        "/login",
+        "Jane's session ended"
+    );
+    let audit = app
+        .gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            event: Some("account.email_changed".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor.as_deref(), Some("helpdesk 999AKHAN01"));
+    assert!(audit[0].detail.as_deref().unwrap_or("").contains("phoned"));
+}
+
+#[tokio::test]
+async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
+    let app = TestApp::spawn().await;
+    let (helpdesk, _, _) = enrolled(&app).await;
+    let page = app
+        .get_as(&helpdesk, "/console/accounts/999JSMITH01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        !page.contains("Disable the account"),
+        "helpdesk is not offered it"
+    );
+    for action in ["disable", "enable", "unlock"] {
+        let refused = act(&app, &helpdesk, JANE, action, &[("reason", "x")]).await;
+        assert_eq!(refused.status(), 403, "{action}");
+    }
+    assert_eq!(events(&app, "console.refused").await, 3);
+
+    app.gatehouse
+        .set_role(AMIR, Role::Admin, "test")
+        .await
+        .expect("role");
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        JANE,
+        GOOD_PASSWORD,
+    )
+    .await;
+    let jane = client();
+    app.log_in_as(&jane, JANE, GOOD_PASSWORD).await;
+
+    let page = act(&app, &helpdesk, JANE, "disable", &[("reason", "")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        error_messages(&page).iter().any(|m| m == "Give a reason"),
+        "{:?}",
+        error_messages(&page)
+    );
+    let own = act(&app, &helpdesk, AMIR, "disable", &[("reason", "oops")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        error_messages(&own)
+            .iter()
+            .any(|m| m.contains("your own account"))
+    );
+    let done = act(
+        &app,
+        &helpdesk,
+        JANE,
+        "disable",
+        &[("reason", "left the trust")],
+    )
+    .await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        app.get_as(&jane, "/account").await.headers()["location"],
+        "/login",
+        "signed out at once"
+    );
+    let page = app
+        .log_in(JANE, GOOD_PASSWORD)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("Your account has been disabled"),
+        "the right password is told"
+    );
+    let page = app
+        .log_in(JANE, "wrong password here")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("The username or password is incorrect"),
+        "a wrong one learns nothing"
+    );
+    let sent = app.recovery_emails().len();
+    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
+        .await;
+    app.settle().await;
+    let latest = app.recovery_email(sent + 1).await;
+    assert!(
+        !latest.decoded_body().contains("999JSMITH01"),
+        "a disabled account gets no link"
+    );
+    assert!(
+        latest.decoded_body().contains("432JSMITH01"),
+        "her other account still does"
+    );
+
+    let done = act(&app, &helpdesk, JANE, "enable", &[("reason", "came back")]).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        app.log_in(JANE, GOOD_PASSWORD).await.headers()["location"],
+        "/account"
+    );
+    assert_eq!(events(&app, "account.disabled").await, 1);
+    assert_eq!(events(&app, "account.enabled").await, 1);
+}
+
+async fn lock_jane(app: &TestApp) {
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        JANE,
+        GOOD_PASSWORD,
+    )
+    .await;
+    for _ in 0..3 {
+        app.log_in(JANE, "not her password").await;
+    }
+}
+
+#[tokio::test]
+async fn by_default_nobody_can_lift_a_lock_early() {
+    let app = TestApp::spawn().await;
+    let (admin, _, _) = enrolled_as(&app, Role::Admin).await;
+    lock_jane(&app).await;
+    let page = app
+        .get_as(&admin, "/console/accounts/999JSMITH01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Nobody can lift it early"));
+    assert!(!page.contains("Lift the lock"));
+    let page = act(&app, &admin, JANE, "unlock", &[("reason", "please")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        error_messages(&page)
+            .iter()
+            .any(|m| m.contains("Nobody can lift a lock early")),
+        "{:?}",
+        error_messages(&page)
+    );
+    assert!(
+        app.log_in(JANE, GOOD_PASSWORD)
+            .await
+            .text()
+            .await
+            .expect("body")
+            .contains("locked until")
+    );
+    assert_eq!(events(&app, "account.lock_lifted").await, 0);
+}
+
+#[tokio::test]
+async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
+    let (admin, _, _) = enrolled_as(&app, Role::Admin).await;
+    lock_jane(&app).await;
+    let page = app
+        .get_as(&admin, "/console/accounts/999JSMITH01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Lift the lock"));
+    let page = act(&app, &admin, JANE, "unlock", &[("unlock-reason", "")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(error_messages(&page).iter().any(|m| m == "Give a reason"));
+    let done = act(
+        &app,
+        &admin,
+        JANE,
+        "unlock",
+        &[("unlock-reason", "verified by phone")],
+    )
+    .await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        app.log_in(JANE, GOOD_PASSWORD).await.headers()["location"],
+        "/account"
+    );
+    let audit = app
+        .gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            event: Some("account.lock_lifted".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor.as_deref(), Some("admin 999AKHAN01"));
+    assert!(
+        audit[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("verified by phone")
+    );
 }

@@ -436,3 +436,119 @@ fn normalise_date(text: &str) -> String {
         _ => t.to_owned(),
     }
 }
+
+/// Why an administrative action on an account was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRefusal {
+    /// No account has that username.
+    NoSuchAccount,
+    /// A reason is required.
+    NoReason,
+    /// The account is already in that state.
+    Unchanged,
+    /// The operator has not allowed early unlocking (the seed's rule).
+    NotAllowed,
+    /// An administrator cannot disable their own account.
+    OwnAccount,
+}
+
+impl std::fmt::Display for ActionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActionRefusal::NoSuchAccount => "no account has that username",
+            ActionRefusal::NoReason => "give a reason",
+            ActionRefusal::Unchanged => "the account is already like that",
+            ActionRefusal::NotAllowed => {
+                "nobody can lift a lock early: the operator setting GATEHOUSE_ALLOW_EARLY_UNLOCK is off"
+            }
+            ActionRefusal::OwnAccount => "you cannot disable your own account",
+        })
+    }
+}
+
+impl Gatehouse {
+    /// Disables or enables an account. Disabling ends its sessions; a
+    /// disabled account cannot sign in, set a password, or be matched by
+    /// recovery. Audited with the actor and the reason.
+    pub async fn set_account_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+        actor: &str,
+        actor_account: Option<i64>,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        let Some(account) = self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
+            return Ok(Err(ActionRefusal::NoSuchAccount));
+        };
+        if account.disabled_at.is_some() == disabled {
+            return Ok(Err(ActionRefusal::Unchanged));
+        }
+        if disabled && actor_account == Some(account.id) {
+            return Ok(Err(ActionRefusal::OwnAccount));
+        }
+        let now = self.clock.now();
+        self.store
+            .set_disabled(account.id, disabled.then_some(now))
+            .await?;
+        let mut event = self.event(if disabled {
+            AuditEvent::AccountDisabled
+        } else {
+            AuditEvent::AccountEnabled
+        });
+        event.actor = Some(actor.to_owned());
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.detail = Some(format!("reason: {}", reason.trim()));
+        self.store.audit(&event).await?;
+        let account = self
+            .store
+            .account_by_id(account.id)
+            .await?
+            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
+        Ok(Ok(account))
+    }
+
+    /// Lifts a lock before it ends: refused unless the operator has turned
+    /// on `GATEHOUSE_ALLOW_EARLY_UNLOCK`. Audited with the actor and reason.
+    pub async fn lift_lock(
+        &self,
+        username: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        if !self.settings.allow_early_unlock {
+            return Ok(Err(ActionRefusal::NotAllowed));
+        }
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        let key = UsernameKey::from_typed(username);
+        let Some(account) = self.store.account_by_username(&key).await? else {
+            return Ok(Err(ActionRefusal::NoSuchAccount));
+        };
+        let now = self.clock.now();
+        let Some(until) = self.store.attempts(&key).await?.locked_at(now) else {
+            return Ok(Err(ActionRefusal::Unchanged));
+        };
+        self.store.lift_lock(&key, now).await?;
+        let mut event = self.event(AuditEvent::LockLifted);
+        event.actor = Some(actor.to_owned());
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.detail = Some(format!(
+            "lock until {} lifted early; reason: {}",
+            until.rfc3339(),
+            reason.trim()
+        ));
+        self.store.audit(&event).await?;
+        Ok(Ok(account))
+    }
+}

@@ -35,6 +35,8 @@ pub enum LinkProblem {
     PasswordChanged,
     /// The email address was changed since it was sent.
     EmailChanged,
+    /// An administrator has disabled the account.
+    AccountDisabled,
 }
 
 impl LinkProblem {
@@ -136,6 +138,7 @@ impl Gatehouse {
             return Ok(Err(problem));
         }
         match self.store.account_by_id(link.account_id).await? {
+            Some(account) if account.disabled_at.is_some() => Ok(Err(LinkProblem::AccountDisabled)),
             Some(account) => Ok(Ok((link, account))),
             None => Ok(Err(LinkProblem::Unknown)),
         }

@@ -17,6 +17,8 @@ pub struct Settings {
     pub time_zone: jiff::tz::TimeZone,
     /// How long a worker holds a claimed request or email before another may take it.
     pub worker_lease: gatehouse_domain::Span,
+    /// Whether an administrator may lift a lock early (off: the seed's rule).
+    pub allow_early_unlock: bool,
 }
 
 impl Settings {
@@ -29,6 +31,7 @@ impl Settings {
             policy: Policy::default(),
             time_zone: jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC),
             worker_lease: gatehouse_domain::Span::from_seconds(60),
+            allow_early_unlock: false,
         }
     }
 

@@ -57,6 +57,8 @@ pub enum SignInOutcome {
     },
     /// Too many failures in all: the password must be reset.
     Disabled,
+    /// The right password, but an administrator has disabled the account.
+    AccountDisabled,
 }
 
 impl Gatehouse {
@@ -179,6 +181,22 @@ impl Gatehouse {
             });
         };
 
+        if account.disabled_at.is_some() {
+            // The right password: the claim is released, and only someone
+            // who knows the password learns that the account is disabled.
+            let mut tx = self.store.begin().await?;
+            let counter = tx.attempts(&key).await?;
+            tx.set_attempts(
+                &key,
+                &counter.after_success(claim.ticket, &policy.lockout),
+                now,
+            )
+            .await?;
+            event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
+            tx.audit(&event).await?;
+            tx.commit().await?;
+            return Ok(SignInOutcome::AccountDisabled);
+        }
         let session = fresh_session(Some(account.id), now)?;
         let mut tx = self.store.begin().await?;
         let counter = tx.attempts(&key).await?;

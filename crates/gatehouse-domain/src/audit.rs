@@ -59,6 +59,14 @@ pub enum AuditEvent {
     AdminCreated,
     /// A privileged page or action was refused.
     ConsoleRefused,
+    /// An administrator disabled an account.
+    AccountDisabled,
+    /// An administrator enabled an account again.
+    AccountEnabled,
+    /// The right password, for an account an administrator has disabled.
+    SignInRefusedAccountDisabled,
+    /// An administrator lifted a lock early (only when the operator allows it).
+    LockLifted,
 }
 
 impl AuditEvent {
@@ -93,6 +101,10 @@ impl AuditEvent {
             AuditEvent::RoleChanged => "account.role_changed",
             AuditEvent::AdminCreated => "account.admin_created",
             AuditEvent::ConsoleRefused => "console.refused",
+            AuditEvent::AccountDisabled => "account.disabled",
+            AuditEvent::AccountEnabled => "account.enabled",
+            AuditEvent::SignInRefusedAccountDisabled => "sign_in.refused_account_disabled",
+            AuditEvent::LockLifted => "account.lock_lifted",
         }
     }
 }

@@ -82,6 +82,8 @@ pub struct AccountRecord {
     pub last_sign_in_at: Option<Timestamp>,
     /// The sign-in before the latest, shown on "My account" as "last signed in".
     pub previous_sign_in_at: Option<Timestamp>,
+    /// When an administrator disabled the account; `None` while enabled.
+    pub disabled_at: Option<Timestamp>,
 }
 
 impl AccountRecord {
@@ -318,6 +320,12 @@ pub struct AuditFilter {
     pub account_id: Option<i64>,
     /// Only events with this name.
     pub event: Option<String>,
+    /// Only events by this actor.
+    pub actor: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -446,6 +454,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets an account's role (`staff`, `helpdesk`, `admin`); false if no such account.
     async fn set_role(&self, account_id: i64, role: &str, now: Timestamp) -> Result<bool>;
+
+    /// Disables (`Some(when)`) or enables (`None`) an account, ending its
+    /// sessions when disabling; false if no such account.
+    async fn set_disabled(&self, account_id: i64, at: Option<Timestamp>) -> Result<bool>;
+
+    /// Lifts a lock early (only when the operator setting allows it).
+    async fn lift_lock(&self, key: &UsernameKey, now: Timestamp) -> Result<()>;
 
     /// Accounts whose username, email address or employee number is `query`,
     /// or whose surname is `query` without regard to case: at most `limit`.

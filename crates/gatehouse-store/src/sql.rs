@@ -376,7 +376,7 @@ const IMPORT_INDEX_PAGE: i64 = 20_000;
 
 const ACCOUNT_COLUMNS: &str = "a.id, e.code, e.name, a.username, a.first_name, a.last_name, \
     a.date_of_birth, a.email, a.employee_number, a.role, a.password_hash, \
-    a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at \
+    a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at, a.disabled_at \
     FROM accounts a JOIN employers e ON e.id = a.employer_id";
 
 fn account_from(row: &AnyRow) -> Result<AccountRecord> {
@@ -395,6 +395,7 @@ fn account_from(row: &AnyRow) -> Result<AccountRecord> {
         password_changed_at: ts(row.try_get(11)?),
         last_sign_in_at: ts(row.try_get(12)?),
         previous_sign_in_at: ts(row.try_get(13)?),
+        disabled_at: ts(row.try_get(14)?),
     })
 }
 
@@ -768,6 +769,35 @@ impl Store for SqlStore {
         )
     }
 
+    async fn set_disabled(&self, account_id: i64, at: Option<Timestamp>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = COALESCE($2, updated_at) WHERE id = $1")
+            .bind(account_id)
+            .bind(at.map(Timestamp::unix))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if at.is_some() {
+            sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn lift_lock(&self, key: &UsernameKey, now: Timestamp) -> Result<()> {
+        self.update_attempts(key, now, &mut |mut counter| {
+            counter.locked_until = None;
+            counter.consecutive = 0;
+            Some(counter)
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>> {
         let typed = query.trim();
         if typed.is_empty() {
@@ -1091,14 +1121,30 @@ impl Store for SqlStore {
         if filter.event.is_some() {
             conditions.push(format!("event = ${}", conditions.len() + 1));
         }
+        if filter.actor.is_some() {
+            conditions.push(format!("actor = ${}", conditions.len() + 1));
+        }
+        if filter.since.is_some() {
+            conditions.push(format!("at >= ${}", conditions.len() + 1));
+        }
+        if filter.until.is_some() {
+            conditions.push(format!("at < ${}", conditions.len() + 1));
+        }
+        // Newest first. With only a time range, in time order, so the range
+        // is read from the index on `at` rather than by walking every id.
+        let only_time = filter.account_id.is_none()
+            && filter.event.is_none()
+            && filter.actor.is_none()
+            && (filter.since.is_some() || filter.until.is_some());
         let sql = format!(
             "SELECT id, at, event, actor, account_id, username, client_ip, detail \
-             FROM audit_events{} ORDER BY id DESC LIMIT ${}",
+             FROM audit_events{} ORDER BY {} LIMIT ${}",
             if conditions.is_empty() {
                 String::new()
             } else {
                 format!(" WHERE {}", conditions.join(" AND "))
             },
+            if only_time { "at DESC, id DESC" } else { "id DESC" },
             conditions.len() + 1
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -1107,6 +1153,15 @@ impl Store for SqlStore {
         }
         if let Some(event) = &filter.event {
             query = query.bind(event.clone());
+        }
+        if let Some(actor) = &filter.actor {
+            query = query.bind(actor.clone());
+        }
+        if let Some(since) = filter.since {
+            query = query.bind(since.unix());
+        }
+        if let Some(until) = filter.until {
+            query = query.bind(until.unix());
         }
         let rows = query
             .bind(i64::from(if filter.limit == 0 {
@@ -1348,7 +1403,8 @@ impl Tx for SqlTx {
     ) -> Result<Vec<AccountRecord>> {
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} WHERE a.email_key = $1 AND a.date_of_birth = $2 \
-             AND ($3 IS NULL OR a.username_key = $3) ORDER BY e.code, a.username_key"
+             AND ($3 IS NULL OR a.username_key = $3) AND a.disabled_at IS NULL \
+             ORDER BY e.code, a.username_key"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(email_key)

@@ -9,7 +9,8 @@ use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use gatehouse_core::privileged::{CodeOutcome, ConsoleAccess};
+use gatehouse_core::accounts::EmailChangeRefusal;
+use gatehouse_core::privileged::{ActionRefusal, CodeOutcome, ConsoleAccess};
 use gatehouse_domain::Role;
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_store::{AccountRecord, SessionRecord};
@@ -33,8 +34,7 @@ const SEARCH_LIMIT: u32 = 50;
 /// the response to send instead.
 struct Privileged {
     session: SessionRecord,
-    /// Admin-only actions check this; the pages so far are for both roles.
-    #[allow(dead_code)]
+    account: AccountRecord,
     role: Role,
 }
 
@@ -47,12 +47,16 @@ async fn privileged(
         return Ok(Err(see_other("/login")));
     };
     let (account, access) = state.gatehouse.console_access(&session).await?;
-    match access {
-        ConsoleAccess::Granted(role) => Ok(Ok(Privileged { session, role })),
-        ConsoleAccess::MustEnrol | ConsoleAccess::MustVerify => {
+    match (access, account) {
+        (ConsoleAccess::Granted(role), Some(account)) => Ok(Ok(Privileged {
+            session,
+            account,
+            role,
+        })),
+        (ConsoleAccess::MustEnrol | ConsoleAccess::MustVerify, _) => {
             Ok(Err(see_other("/console/second-factor")))
         }
-        ConsoleAccess::NotPrivileged => {
+        (_, account) => {
             state
                 .gatehouse
                 .console_refused(account.as_ref(), page, &visitor.client_ip)
@@ -260,8 +264,38 @@ pub async fn account(
         Ok(p) => p,
         Err(response) => return Ok(response),
     };
+    let flash = state.gatehouse.take_flash(&p.session).await?;
+    account_view(
+        &state,
+        &p,
+        &username,
+        Vec::new(),
+        flash,
+        ActionInput::default(),
+    )
+    .await
+}
+
+/// What was typed into the account page's forms, kept when one is refused.
+#[derive(serde::Deserialize, Default, Clone)]
+pub struct ActionInput {
+    #[serde(default)]
+    email: String,
+    /// Each form's reason field has its own id (and so name) on the page.
+    #[serde(default, alias = "unlock-reason", alias = "disable-reason")]
+    reason: String,
+}
+
+async fn account_view(
+    state: &AppState,
+    p: &Privileged,
+    username: &str,
+    errors: Vec<FieldError>,
+    flash: Option<String>,
+    typed: ActionInput,
+) -> WebResult {
     let g = &state.gatehouse;
-    let Some(status) = g.account_status(&username).await? else {
+    let Some(status) = g.account_status(username).await? else {
         return Err(WebError::NotFound);
     };
     let a = &status.account;
@@ -283,6 +317,13 @@ pub async fn account(
         ),
         ("Date of birth".to_owned(), a.date_of_birth.clone()),
         ("Role".to_owned(), a.role.clone()),
+        (
+            "Account".to_owned(),
+            a.disabled_at.map_or_else(
+                || "Enabled".to_owned(),
+                |at| format!("Disabled by an administrator at {}", g.settings.when(at)),
+            ),
+        ),
         (
             "Password".to_owned(),
             match (&a.password_hash, status.password_disabled) {
@@ -311,17 +352,137 @@ pub async fn account(
         ("Last sign-in".to_owned(), when(a.last_sign_in_at)),
         ("Active sessions".to_owned(), status.sessions.to_string()),
     ];
+    let admin = p.role == Role::Admin;
     let page = ConsoleAccountPage {
-        l: layout(&state, Some(&p.session), false),
+        l: layout(state, Some(&p.session), !errors.is_empty()),
+        csrf: p.session.csrf_token.clone(),
         name: format!("{} {}", a.first_name, a.last_name),
         username: a.username.clone(),
         email: a.email.clone(),
         email_query: url::form_urlencoded::byte_serialize(a.email.as_bytes()).collect(),
         locked_until: status.locked_until.map(|u| g.settings.when(u)),
         threshold: g.settings.policy.lockout.threshold,
+        can_unlock: admin && g.settings.allow_early_unlock,
+        can_disable: admin,
+        disabled: a.disabled_at.is_some(),
+        domains: g.settings.allowed_domains.for_people(),
         rows,
+        errors,
+        flash,
+        typed_email: typed.email,
+        typed_reason: typed.reason,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+fn actor(p: &Privileged, account: &AccountRecord) -> String {
+    format!("{} {}", p.role.as_str(), account.username)
+}
+
+/// `POST /console/accounts/{username}/{action}`: change the email address
+/// (helpdesk and admin), disable, enable or unlock (admin only).
+pub async fn account_action(
+    State(state): State<AppState>,
+    Path((username, action)): Path<(String, String)>,
+    form: CsrfForm<ActionInput>,
+) -> WebResult {
+    let CsrfForm {
+        form,
+        session: _,
+        visitor,
+    } = form;
+    let what = format!("/console/accounts/{action}");
+    let p = match privileged(&state, &visitor, &what).await? {
+        Ok(p) => p,
+        Err(response) => return Ok(response),
+    };
+    let g = &state.gatehouse;
+    let admin_only = matches!(action.as_str(), "disable" | "enable" | "unlock");
+    if admin_only && p.role != Role::Admin {
+        g.console_refused(Some(&p.account), &what, &visitor.client_ip)
+            .await?;
+        return Err(WebError::NotAllowed);
+    }
+    let who = actor(&p, &p.account);
+    let refusal = match action.as_str() {
+        "email" => match g
+            .change_email(&username, &form.email, &who, &form.reason)
+            .await?
+        {
+            Ok(a) => Ok(format!(
+                "{}'s email address is now {}. Their reset links were voided, their sessions ended, and both addresses will be told.",
+                a.username, a.email
+            )),
+            Err(refusal) => Err(match refusal {
+                EmailChangeRefusal::NoSuchAccount => return Err(WebError::NotFound),
+                EmailChangeRefusal::BadAddress(why) => FieldError {
+                    field: "email",
+                    message: format!("Enter an email address in an allowed domain: {why}"),
+                },
+                EmailChangeRefusal::Unchanged => FieldError {
+                    field: "email",
+                    message: "That is already the account's email address".to_owned(),
+                },
+                EmailChangeRefusal::NoReason => FieldError {
+                    field: "reason",
+                    message: "Enter why the email address is changing".to_owned(),
+                },
+            }),
+        },
+        "disable" | "enable" => match g
+            .set_account_disabled(
+                &username,
+                action == "disable",
+                &who,
+                Some(p.account.id),
+                &form.reason,
+            )
+            .await?
+        {
+            Ok(a) => Ok(format!(
+                "{} is now {}.",
+                a.username,
+                if a.disabled_at.is_some() {
+                    "disabled: it cannot sign in or set a password, and its sessions have ended"
+                } else {
+                    "enabled"
+                }
+            )),
+            Err(ActionRefusal::NoSuchAccount) => return Err(WebError::NotFound),
+            Err(refusal) => Err(FieldError {
+                field: "disable-reason",
+                message: sentence(&refusal.to_string()),
+            }),
+        },
+        "unlock" => match g.lift_lock(&username, &who, &form.reason).await? {
+            Ok(a) => Ok(format!("{}'s lock has been lifted.", a.username)),
+            Err(ActionRefusal::NoSuchAccount) => return Err(WebError::NotFound),
+            Err(refusal) => Err(FieldError {
+                field: "unlock-reason",
+                message: sentence(&refusal.to_string()),
+            }),
+        },
+        _ => return Err(WebError::NotFound),
+    };
+    match refusal {
+        Ok(message) => {
+            g.set_flash(&p.session, &message).await?;
+            let to = format!(
+                "/console/accounts/{}",
+                url::form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>()
+            );
+            Ok(see_other(&to))
+        }
+        Err(error) => account_view(&state, &p, &username, vec![error], None, form).await,
+    }
+}
+
+/// "give a reason" → "Give a reason".
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_uppercase().collect::<String>() + chars.as_str()
+    })
 }
 
 /// The address to look up.

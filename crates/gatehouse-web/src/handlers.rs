@@ -125,6 +125,7 @@ pub async fn login(State(state): State<AppState>, form: CsrfForm<SignInInput>) -
             settings.when(until),
             settings.policy.lockout.threshold
         ),
+        SignInOutcome::AccountDisabled => "Your account has been disabled by an administrator. Contact the System Administrator if you think this is wrong.".to_owned(),
         SignInOutcome::Disabled => "Your password no longer works, because it was entered incorrectly too many times. Use Forgotten | Request Username/Password | Unlock Account to get an email with a link to set a new password.".to_owned(),
     };
     let errors = vec![FieldError {
@@ -267,6 +268,10 @@ fn link_problem(
         LinkProblem::EmailChanged => (
             "This link is no longer valid",
             vec!["The email address for this account has been changed since this email was sent.".to_owned()],
+        ),
+        LinkProblem::AccountDisabled => (
+            "This account has been disabled",
+            vec!["An administrator has disabled this account, so its password cannot be set. Contact the System Administrator if you think this is wrong.".to_owned()],
         ),
     };
     render(

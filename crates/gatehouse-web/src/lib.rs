@@ -55,6 +55,10 @@ pub fn router(state: AppState) -> Router {
             get(console::second_factor_page).post(console::second_factor),
         )
         .route("/console/accounts/{username}", get(console::account))
+        .route(
+            "/console/accounts/{username}/{action}",
+            post(console::account_action),
+        )
         .route("/console/mail", get(console::mail))
         .route("/logout", post(handlers::logout))
         .route("/logged-out", get(handlers::logged_out))

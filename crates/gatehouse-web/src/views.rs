@@ -214,13 +214,28 @@ pub struct ConsoleHomePage {
 #[template(path = "console_account.html")]
 pub struct ConsoleAccountPage {
     pub l: Layout,
+    pub csrf: String,
     pub name: String,
     pub username: String,
     pub email: String,
     pub email_query: String,
     pub locked_until: Option<String>,
     pub threshold: u32,
+    pub can_unlock: bool,
+    pub can_disable: bool,
+    pub disabled: bool,
+    pub domains: String,
     pub rows: Vec<(String, String)>,
+    pub errors: Vec<FieldError>,
+    pub flash: Option<String>,
+    pub typed_email: String,
+    pub typed_reason: String,
+}
+
+impl ConsoleAccountPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
 }
 
 /// Requests and emails for one address.

@@ -744,6 +744,124 @@ pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
         .expect("list");
     assert_eq!(account_1.len(), 1);
     assert_eq!(account_1[0].event, "b");
+
+    for (at, actor) in [(T0.unix() + 10, "admin X"), (T0.unix() + 20, "helpdesk Y")] {
+        store
+            .audit(&AuditRecord {
+                at: Some(Timestamp::from_unix(at)),
+                event: "c".to_owned(),
+                actor: Some(actor.to_owned()),
+                ..AuditRecord::default()
+            })
+            .await
+            .expect("audit");
+    }
+    let by = |actor: Option<&str>, since: Option<i64>, until: Option<i64>| AuditFilter {
+        actor: actor.map(str::to_owned),
+        since: since.map(|s| Timestamp::from_unix(T0.unix() + s)),
+        until: until.map(|s| Timestamp::from_unix(T0.unix() + s)),
+        limit: 10,
+        ..Default::default()
+    };
+    let count = |f: AuditFilter| {
+        let store = store.clone();
+        async move { store.audit_events(&f).await.expect("list").len() }
+    };
+    assert_eq!(count(by(Some("admin X"), None, None)).await, 1);
+    assert_eq!(
+        count(by(None, Some(10), None)).await,
+        2,
+        "since is inclusive"
+    );
+    assert_eq!(
+        count(by(None, Some(10), Some(20))).await,
+        1,
+        "until is exclusive"
+    );
+    assert_eq!(count(by(Some("helpdesk Y"), Some(0), Some(30))).await, 1);
+    assert_eq!(count(by(None, None, Some(1))).await, 3, "the first three");
+}
+
+pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    store
+        .create_session(&session(Some(jane.id)))
+        .await
+        .expect("session");
+    assert!(
+        store
+            .set_disabled(jane.id, Some(T0))
+            .await
+            .expect("disable")
+    );
+    let read = store
+        .account_by_id(jane.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.disabled_at, Some(T0));
+    assert_eq!(
+        store.session_count(jane.id).await.expect("count"),
+        0,
+        "sessions end"
+    );
+    let mut tx = store.begin().await.expect("begin");
+    let matched = tx
+        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", None)
+        .await
+        .expect("match");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        matched
+            .iter()
+            .map(|a| a.username.as_str())
+            .collect::<Vec<_>>(),
+        ["432JSMITH01"],
+        "recovery skips a disabled account"
+    );
+    assert!(store.set_disabled(jane.id, None).await.expect("enable"));
+    assert_eq!(
+        store
+            .account_by_id(jane.id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .disabled_at,
+        None
+    );
+    assert!(!store.set_disabled(-1, Some(T0)).await.expect("nobody"));
+
+    let policy = LockoutPolicy::default();
+    for _ in 0..policy.threshold {
+        store
+            .update_attempts(&key("999JSMITH01"), T0, &mut |c: AttemptCounter| match c
+                .claim(T0, &policy)
+            {
+                ClaimDecision::Check(claim) => Some(claim.next),
+                _ => None,
+            })
+            .await
+            .expect("claim");
+    }
+    assert!(
+        store
+            .attempts(&key("999JSMITH01"))
+            .await
+            .expect("read")
+            .locked_at(T0)
+            .is_some()
+    );
+    store
+        .lift_lock(&key("999JSMITH01"), T0)
+        .await
+        .expect("lift");
+    let after = store.attempts(&key("999JSMITH01")).await.expect("read");
+    assert_eq!((after.locked_at(T0), after.consecutive), (None, 0));
 }
 
 pub async fn recovery_matching_ignores_case_and_narrows_by_username(store: Arc<dyn Store>) {
@@ -776,6 +894,7 @@ macro_rules! with_scenarios {
             reimporting_more_accounts_than_one_page_finds_every_one,
             second_factors_accept_each_step_once_and_codes_once,
             the_helpdesk_finds_people_every_way_without_regard_to_case,
+            accounts_disable_and_enable_and_locks_can_be_lifted,
             attempt_counters_never_lose_a_concurrent_update,
             concurrent_claims_check_at_most_the_threshold,
             a_link_is_spent_exactly_once_under_concurrency,
