@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_core::Gatehouse;
-use gatehouse_domain::{Clock, SystemClock, Timestamp, UsernameKey};
-use gatehouse_store::AuditFilter;
+use gatehouse_domain::{Clock, SystemClock};
 
+pub use crate::admin::AdminTask;
 use crate::app::{self, Application, Options};
 use crate::config::{Config, ConfigError};
 
@@ -44,8 +43,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Operator tasks: account status, email changes, the audit log.
+    /// Operator tasks: account status, roles, email changes, the audit log.
     Admin {
+        /// Print JSON instead of text, for scripts.
+        #[arg(long, global = true)]
+        json: bool,
         /// The task.
         #[command(subcommand)]
         task: AdminTask,
@@ -54,73 +56,6 @@ pub enum Command {
     Migrate,
     /// Run only the email and recovery worker.
     Worker,
-}
-
-/// Operator tasks.
-#[derive(Debug, Subcommand)]
-pub enum AdminTask {
-    /// Show an account: employer, email, whether a password is set, lock, failures, sessions.
-    Status {
-        /// The account's username.
-        username: String,
-    },
-    /// Change an account's email address (voids its links, ends its sessions, tells both addresses).
-    SetEmail {
-        /// The account's username.
-        username: String,
-        /// The new address (in an allowed domain).
-        email: String,
-        /// Why (recorded in the audit log).
-        #[arg(long)]
-        reason: String,
-    },
-    /// List security events, newest first.
-    Audit {
-        /// Only events about this account.
-        #[arg(long)]
-        username: Option<String>,
-        /// Only events with this name (e.g. sign_in.failed).
-        #[arg(long)]
-        event: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
-    /// For an email address: every recovery request and every email, with its status.
-    Mail {
-        /// The email address.
-        email: String,
-    },
-    /// Set an account's role: staff, helpdesk or admin. Helpdesk and admin
-    /// must set up an authenticator app at their next sign-in to the console.
-    Grant {
-        /// The account's username.
-        username: String,
-        /// staff, helpdesk or admin.
-        role: String,
-    },
-    /// Create an administrator (or make an existing person one) and print a
-    /// one-time link to set their password; no password is typed here.
-    CreateAdmin {
-        /// The employer, as in the staff file (e.g. "999 Demo Trust").
-        #[arg(long)]
-        employer: String,
-        /// First name.
-        #[arg(long)]
-        first_name: String,
-        /// Last name.
-        #[arg(long)]
-        last_name: String,
-        /// Date of birth, YYYY-MM-DD or DD/MM/YYYY.
-        #[arg(long)]
-        date_of_birth: String,
-        /// Email address, in an allowed domain.
-        #[arg(long)]
-        email: String,
-        /// A username; generated ESR style when left out.
-        #[arg(long, default_value = "")]
-        username: String,
-    },
 }
 
 /// Runs the command line; the exit code says whether it worked.
@@ -134,7 +69,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve { no_worker } => serve(&config, !no_worker, false).await,
         Command::Demo => serve(&config, true, true).await,
         Command::Import { file, dry_run } => import(&config, &file, dry_run).await,
-        Command::Admin { task } => admin(&config, task).await,
+        Command::Admin { json, task } => crate::admin::run(&config, task, json).await,
         Command::Migrate => migrate(&config).await,
         Command::Worker => worker(&config).await,
     };
@@ -149,7 +84,8 @@ fn fail(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn clock() -> Arc<dyn Clock> {
+/// The real clock.
+pub fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
@@ -293,225 +229,4 @@ pub fn printable(text: &str) -> String {
             }
         })
         .collect()
-}
-
-fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
-    at.map_or_else(|| "never".to_owned(), |t| g.settings.when(t))
-}
-
-async fn admin(config: &Config, task: AdminTask) -> Result<ExitCode, ConfigError> {
-    let g = app::services(config, clock()).await?;
-    let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
-    match task {
-        AdminTask::Status { username } => {
-            let Some(s) = g.account_status(&username).await.map_err(db)? else {
-                eprintln!("No account has the username {}.", printable(&username));
-                return Ok(ExitCode::from(1));
-            };
-            let a = &s.account;
-            let lock = match s.locked_until {
-                Some(until) => format!(
-                    "locked until {} (nobody can lift it early)",
-                    g.settings.when(until)
-                ),
-                None => "not locked".to_owned(),
-            };
-            let rows = [
-                ("Username", a.username.clone()),
-                ("Name", format!("{} {}", a.first_name, a.last_name)),
-                (
-                    "Employer",
-                    format!("{} {}", a.employer_code, a.employer_name),
-                ),
-                ("Email", a.email.clone()),
-                (
-                    "Employee number",
-                    a.employee_number.clone().unwrap_or_else(|| "-".to_owned()),
-                ),
-                ("Role", a.role.clone()),
-                (
-                    "Password",
-                    match (&a.password_hash, s.password_disabled) {
-                        (None, _) => "never set (first-time access pending)".to_owned(),
-                        (Some(_), true) => {
-                            "disabled after too many failures: a reset is needed".to_owned()
-                        }
-                        (Some(_), false) => format!("set {}", when(&g, a.password_changed_at)),
-                    },
-                ),
-                ("Lock", lock),
-                (
-                    "Failures",
-                    format!(
-                        "{} in a row now, {} since the last success or reset",
-                        s.consecutive_failures, s.total_failures
-                    ),
-                ),
-                ("Last sign-in", when(&g, a.last_sign_in_at)),
-                ("Sessions", s.sessions.to_string()),
-            ];
-            for (k, v) in rows {
-                println!("{k:<16} {}", printable(&v));
-            }
-        }
-        AdminTask::Grant { username, role } => {
-            let role = match gatehouse_domain::Role::parse(&role) {
-                Ok(role) => role,
-                Err(why) => {
-                    eprintln!("Not changed: {}.", printable(&why));
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            match g
-                .set_role(&username, role, "admin (command line)")
-                .await
-                .map_err(db)?
-            {
-                Some(account) => println!(
-                    "{} is now {}.{}",
-                    account.username,
-                    account.role,
-                    if role == gatehouse_domain::Role::Staff {
-                        ""
-                    } else {
-                        " They will set up an authenticator app at their next sign-in to the console."
-                    }
-                ),
-                None => {
-                    eprintln!("No account has the username {}.", printable(&username));
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-        AdminTask::CreateAdmin {
-            employer,
-            first_name,
-            last_name,
-            date_of_birth,
-            email,
-            username,
-        } => {
-            let admin = gatehouse_core::privileged::NewAdmin {
-                employer,
-                username,
-                first_name,
-                last_name,
-                date_of_birth,
-                email,
-            };
-            match g
-                .create_admin(&admin, "admin (command line)")
-                .await
-                .map_err(db)?
-            {
-                Ok(created) => {
-                    println!(
-                        "{} ({} {}) is an administrator.",
-                        created.account.username,
-                        printable(&created.account.first_name),
-                        printable(&created.account.last_name)
-                    );
-                    println!(
-                        "Give them this one-time link to set their password (valid until {}):",
-                        g.settings.when(created.expires_at)
-                    );
-                    println!("{}", created.link);
-                    println!(
-                        "At their first sign-in to the console they will set up an authenticator app."
-                    );
-                }
-                Err(problems) => {
-                    eprintln!("Not created:");
-                    for p in problems {
-                        eprintln!("  {}", printable(&p));
-                    }
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-        AdminTask::SetEmail {
-            username,
-            email,
-            reason,
-        } => match g
-            .change_email(&username, &email, "admin (command line)", &reason)
-            .await
-            .map_err(db)?
-        {
-            Ok(account) => println!(
-                "{}'s email address is now {}. Outstanding reset links were voided, sessions ended, and both addresses will be told.",
-                account.username, account.email
-            ),
-            Err(refusal) => {
-                eprintln!("Not changed: {refusal}.");
-                return Ok(ExitCode::from(1));
-            }
-        },
-        AdminTask::Audit {
-            username,
-            event,
-            limit,
-        } => {
-            let account_id = match &username {
-                Some(u) => match g
-                    .store
-                    .account_by_username(&UsernameKey::from_typed(u))
-                    .await
-                {
-                    Ok(Some(a)) => Some(a.id),
-                    Ok(None) => {
-                        eprintln!("No account has the username {}.", printable(u));
-                        return Ok(ExitCode::from(1));
-                    }
-                    Err(e) => return Err(db(e.into())),
-                },
-                None => None,
-            };
-            let events = g
-                .store
-                .audit_events(&AuditFilter {
-                    account_id,
-                    event,
-                    limit,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| db(e.into()))?;
-            for e in events {
-                println!(
-                    "{}  {:<30} {:<14} {:<14} {:<15} {}",
-                    e.at.rfc3339(),
-                    printable(&e.event),
-                    printable(e.actor.as_deref().unwrap_or("-")),
-                    printable(e.username.as_deref().unwrap_or("-")),
-                    printable(e.client_ip.as_deref().unwrap_or("-")),
-                    printable(e.detail.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        AdminTask::Mail { email } => {
-            let history = g.mail_history(&email).await.map_err(db)?;
-            println!("Recovery requests for {}:", printable(&history.email));
-            if history.requests.is_empty() {
-                println!("  none");
-            }
-            for r in &history.requests {
-                println!("  {}  request {}: {}", r.when, r.id, r.outcome);
-            }
-            println!("Emails to {}:", printable(&history.email));
-            if history.emails.is_empty() {
-                println!("  none");
-            }
-            for e in &history.emails {
-                println!(
-                    "  {}  {} email {}: {}",
-                    e.when,
-                    e.kind,
-                    e.id,
-                    printable(&e.status)
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

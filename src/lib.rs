@@ -2,6 +2,7 @@
 //! and the demo. Kept in a library so integration tests can start the
 //! service in-process.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -580,3 +580,77 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
         "the link is not in the audit log"
     );
 }
+
+#[test]
+fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("staff.csv"), STAFF).expect("write");
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", "staff.csv"]);
+    assert_eq!(run(c).0, 0);
+    let admin = |args: &[&str]| {
+        let mut c = gatehouse(dir.path(), &[]);
+        c.arg("admin").args(args);
+        run(c)
+    };
+
+    let (code, stdout, _) = admin(&["--json", "status", "999akhan01"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(status["username"], "999AKHAN01");
+    assert_eq!(status["password_set"], false);
+    assert_eq!(status["locked_until"], serde_json::Value::Null);
+    assert_eq!(status["disabled_at"], serde_json::Value::Null);
+
+    let (code, stdout, stderr) = admin(&["disable", "999AKHAN01", "--reason", "left"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("999AKHAN01 is now disabled"), "{stdout}");
+    let (code, stdout, _) = admin(&["status", "999AKHAN01", "--json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(status["disabled_at"].is_string(), "{status}");
+    let (code, _, stderr) = admin(&["disable", "999AKHAN01", "--reason", "again"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already"), "{stderr}");
+    let (code, stdout, _) = admin(&["--json", "enable", "999AKHAN01", "--reason", "back"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON")["disabled_at"],
+        serde_json::Value::Null
+    );
+
+    let (code, stdout, _) = admin(&["--json", "unlock", "999AKHAN01", "--reason", "asked"]);
+    assert_eq!(code, 1, "the seed's rule: nobody lifts a lock early");
+    let refusal: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("GATEHOUSE_ALLOW_EARLY_UNLOCK")),
+        "{refusal}"
+    );
+
+    let (code, stdout, _) = admin(&["--json", "audit", "--username", "999AKHAN01"]);
+    assert_eq!(code, 0);
+    let events: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let names: Vec<&str> = events
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(names, ["account.enabled", "account.disabled"], "{stdout}");
+    assert_eq!(events[0]["actor"], "admin (command line)");
+    let (code, stdout, _) = admin(&["audit", "--event", "account.disabled", "--csv"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("at,event,actor,username,client_ip,detail\n"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 2);
+    let (code, _, stderr) = admin(&["audit", "--from", "yesterday"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Enter a real date"), "{stderr}");
+
+    let (code, stdout, _) = admin(&["--json", "mail", "amir.khan@nhs.net"]);
+    assert_eq!(code, 0);
+    let history: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(history["email"], "amir.khan@nhs.net");
+    assert!(history["requests"].as_array().is_some_and(Vec::is_empty));
+}

@@ -736,3 +736,105 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
             .contains("verified by phone")
     );
 }
+
+#[tokio::test]
+async fn the_audit_log_filters_and_downloads_as_csv() {
+    let app = TestApp::spawn().await;
+    let (c, _, _) = enrolled(&app).await;
+    for _ in 0..2 {
+        app.log_in(JANE, "not her password").await;
+    }
+    app.log_in("NOBODY99", "whatever it is").await;
+
+    let page = app
+        .get_as(&c, "/console/audit?username=999jsmith01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("2 events"), "{page}");
+    assert!(page.contains("sign_in.failed"));
+    let page = app
+        .get_as(&c, "/console/audit?event=second_factor.enrolled")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("1 event<"), "{page}");
+    let page = app
+        .get_as(&c, "/console/audit?actor=test")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("account.role_changed"),
+        "the role set by the test harness"
+    );
+    let page = app
+        .get_as(&c, "/console/audit?from=31%2F02%2F2026&username=NOBODY42")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let errors = error_messages(&page);
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.contains("Enter a real date for “From”")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|m| m == "No account has the username NOBODY42"),
+        "{errors:?}"
+    );
+    // Days are read in the service's time zone; the test clock is in 2026.
+    let page = app
+        .get_as(&c, "/console/audit?to=2000-01-01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("No events"), "{page}");
+
+    let csv = app
+        .get_as(&c, "/console/audit?username=999JSMITH01&format=csv")
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment;")
+    );
+    let body = csv.text().await.expect("body");
+    let mut lines = body.lines();
+    assert_eq!(
+        lines.next(),
+        Some("at,event,actor,username,client_ip,detail")
+    );
+    assert_eq!(
+        lines.filter(|l| l.contains(",sign_in.failed,")).count(),
+        2,
+        "{body}"
+    );
+
+    let staff = client();
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        JANE,
+        GOOD_PASSWORD,
+    )
+    .await;
+    app.log_in_as(&staff, JANE, GOOD_PASSWORD).await;
+    assert_eq!(
+        app.get_as(&staff, "/console/audit?format=csv")
+            .await
+            .status(),
+        403
+    );
+}

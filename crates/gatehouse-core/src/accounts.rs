@@ -181,7 +181,7 @@ impl Gatehouse {
 }
 
 /// One recovery request, described for the helpdesk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RequestLine {
     /// When it was made, in the service's time zone.
     pub when: String,
@@ -192,7 +192,7 @@ pub struct RequestLine {
 }
 
 /// One email, described for the helpdesk (never its body or link).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct EmailLine {
     /// When it was queued.
     pub when: String,
@@ -206,7 +206,7 @@ pub struct EmailLine {
 }
 
 /// "Did the email go out?" for one address.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MailHistory {
     /// The address, lower case.
     pub email: String,

@@ -12,6 +12,7 @@ use gatehouse_store::{AuditRecord, Store};
 use tokio::sync::Notify;
 
 pub mod accounts;
+pub mod audit_log;
 pub mod emails;
 pub mod error;
 pub mod hashing;

@@ -1144,7 +1144,11 @@ impl Store for SqlStore {
             } else {
                 format!(" WHERE {}", conditions.join(" AND "))
             },
-            if only_time { "at DESC, id DESC" } else { "id DESC" },
+            if only_time {
+                "at DESC, id DESC"
+            } else {
+                "id DESC"
+            },
             conditions.len() + 1
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
             post(console::account_action),
         )
         .route("/console/mail", get(console::mail))
+        .route("/console/audit", get(console::audit))
         .route("/logout", post(handlers::logout))
         .route("/logged-out", get(handlers::logged_out))
         .route("/healthz", get(handlers::healthz))

@@ -247,3 +247,21 @@ pub struct ConsoleMailPage {
     pub requests: Vec<gatehouse_core::accounts::RequestLine>,
     pub emails: Vec<gatehouse_core::accounts::EmailLine>,
 }
+
+/// The audit log with its filters.
+#[derive(Template)]
+#[template(path = "console_audit.html")]
+pub struct ConsoleAuditPage {
+    pub l: Layout,
+    pub query: gatehouse_core::audit_log::AuditQuery,
+    pub errors: Vec<FieldError>,
+    pub lines: Vec<gatehouse_core::audit_log::AuditLine>,
+    pub limit: usize,
+    pub csv_query: String,
+}
+
+impl ConsoleAuditPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
+}

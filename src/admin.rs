@@ -1,0 +1,475 @@
+//! `gatehouse admin`: the operator's tasks from the command line, the same
+//! services the console uses, with readable output or `--json` for scripts.
+//! Every change is audited with the actor `admin (command line)`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use gatehouse_core::Gatehouse;
+use gatehouse_core::audit_log::{AuditQuery, audit_csv};
+use gatehouse_core::privileged::{NewAdmin, role_of};
+use gatehouse_domain::{Role, Timestamp};
+use serde_json::json;
+
+use crate::app;
+use crate::cli::printable;
+use crate::config::{Config, ConfigError};
+
+/// Who the command line acts as, in the audit log.
+const ACTOR: &str = "admin (command line)";
+
+/// Operator tasks.
+#[derive(Debug, Subcommand)]
+pub enum AdminTask {
+    /// Show an account: employer, email, role, whether a password is set, lock, failures, sessions.
+    Status {
+        /// The account's username.
+        username: String,
+    },
+    /// Change an account's email address (voids its links, ends its sessions, tells both addresses).
+    SetEmail {
+        /// The account's username.
+        username: String,
+        /// The new address (in an allowed domain).
+        email: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List security events, newest first.
+    Audit {
+        /// Only events about this account.
+        #[arg(long)]
+        username: Option<String>,
+        /// Only events with this name (e.g. sign_in.failed).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events done by this actor (e.g. "admin 999PPATEL01").
+        #[arg(long)]
+        actor: Option<String>,
+        /// From this day (YYYY-MM-DD or DD/MM/YYYY).
+        #[arg(long)]
+        from: Option<String>,
+        /// To this day, included.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print CSV (for a spreadsheet) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// For an email address: every recovery request and every email, with its status.
+    Mail {
+        /// The email address.
+        email: String,
+    },
+    /// Set an account's role: staff, helpdesk or admin. Helpdesk and admin
+    /// must set up an authenticator app at their next sign-in to the console.
+    Grant {
+        /// The account's username.
+        username: String,
+        /// staff, helpdesk or admin.
+        role: String,
+    },
+    /// Create an administrator (or make an existing person one) and print a
+    /// one-time link to set their password; no password is typed here.
+    CreateAdmin {
+        /// The employer, as in the staff file (e.g. "999 Demo Trust").
+        #[arg(long)]
+        employer: String,
+        /// First name.
+        #[arg(long)]
+        first_name: String,
+        /// Last name.
+        #[arg(long)]
+        last_name: String,
+        /// Date of birth, YYYY-MM-DD or DD/MM/YYYY.
+        #[arg(long)]
+        date_of_birth: String,
+        /// Email address, in an allowed domain.
+        #[arg(long)]
+        email: String,
+        /// A username; generated ESR style when left out.
+        #[arg(long, default_value = "")]
+        username: String,
+    },
+    /// Disable an account: it cannot sign in, set a password or get recovery emails.
+    Disable {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a lock early: refused unless GATEHOUSE_ALLOW_EARLY_UNLOCK is on.
+    Unlock {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "never".to_owned(), |t| g.settings.when(t))
+}
+
+fn rfc(at: Option<Timestamp>) -> serde_json::Value {
+    at.map_or(serde_json::Value::Null, |t| json!(t.rfc3339()))
+}
+
+/// Prints a refusal (as `{"error": …}` with `--json`) and gives `code`.
+fn refuse(json: bool, code: u8, message: &str) -> ExitCode {
+    if json {
+        println!("{}", json!({ "error": message }));
+    } else {
+        eprintln!("{}", printable(message));
+    }
+    ExitCode::from(code)
+}
+
+/// Runs one task.
+pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, ConfigError> {
+    let g = app::services(config, crate::cli::clock()).await?;
+    let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
+    match task {
+        AdminTask::Status { username } => {
+            let Some(s) = g.account_status(&username).await.map_err(db)? else {
+                return Ok(refuse(
+                    json,
+                    1,
+                    &format!("No account has the username {username}."),
+                ));
+            };
+            let a = &s.account;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "username": a.username,
+                        "first_name": a.first_name,
+                        "last_name": a.last_name,
+                        "employer_code": a.employer_code,
+                        "employer_name": a.employer_name,
+                        "email": a.email,
+                        "employee_number": a.employee_number,
+                        "role": a.role,
+                        "disabled_at": rfc(a.disabled_at),
+                        "password_set": a.password_hash.is_some(),
+                        "password_changed_at": rfc(a.password_changed_at),
+                        "password_disabled": s.password_disabled,
+                        "locked_until": rfc(s.locked_until),
+                        "consecutive_failures": s.consecutive_failures,
+                        "total_failures": s.total_failures,
+                        "last_sign_in_at": rfc(a.last_sign_in_at),
+                        "sessions": s.sessions,
+                    })
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let lock = match s.locked_until {
+                Some(until) => format!(
+                    "locked until {}{}",
+                    g.settings.when(until),
+                    if g.settings.allow_early_unlock {
+                        ""
+                    } else {
+                        " (nobody can lift it early)"
+                    }
+                ),
+                None => "not locked".to_owned(),
+            };
+            let rows = [
+                ("Username", a.username.clone()),
+                ("Name", format!("{} {}", a.first_name, a.last_name)),
+                (
+                    "Employer",
+                    format!("{} {}", a.employer_code, a.employer_name),
+                ),
+                ("Email", a.email.clone()),
+                (
+                    "Employee number",
+                    a.employee_number.clone().unwrap_or_else(|| "-".to_owned()),
+                ),
+                ("Role", a.role.clone()),
+                (
+                    "Account",
+                    a.disabled_at.map_or_else(
+                        || "enabled".to_owned(),
+                        |at| format!("disabled at {}", g.settings.when(at)),
+                    ),
+                ),
+                (
+                    "Password",
+                    match (&a.password_hash, s.password_disabled) {
+                        (None, _) => "never set (first-time access pending)".to_owned(),
+                        (Some(_), true) => {
+                            "disabled after too many failures: a reset is needed".to_owned()
+                        }
+                        (Some(_), false) => format!("set {}", when(&g, a.password_changed_at)),
+                    },
+                ),
+                ("Lock", lock),
+                (
+                    "Failures",
+                    format!(
+                        "{} in a row now, {} since the last success or reset",
+                        s.consecutive_failures, s.total_failures
+                    ),
+                ),
+                ("Last sign-in", when(&g, a.last_sign_in_at)),
+                ("Sessions", s.sessions.to_string()),
+            ];
+            for (k, v) in rows {
+                println!("{k:<16} {}", printable(&v));
+            }
+        }
+        AdminTask::SetEmail {
+            username,
+            email,
+            reason,
+        } => match g
+            .change_email(&username, &email, ACTOR, &reason)
+            .await
+            .map_err(db)?
+        {
+            Ok(account) if json => {
+                println!(
+                    "{}",
+                    json!({ "username": account.username, "email": account.email })
+                );
+            }
+            Ok(account) => println!(
+                "{}'s email address is now {}. Outstanding reset links were voided, sessions ended, and both addresses will be told.",
+                account.username, account.email
+            ),
+            Err(refusal) => return Ok(refuse(json, 1, &format!("Not changed: {refusal}."))),
+        },
+        AdminTask::Audit {
+            username,
+            event,
+            actor,
+            from,
+            to,
+            limit,
+            csv,
+        } => {
+            let query = AuditQuery {
+                username: username.unwrap_or_default(),
+                event: event.unwrap_or_default(),
+                actor: actor.unwrap_or_default(),
+                from: from.unwrap_or_default(),
+                to: to.unwrap_or_default(),
+            };
+            let lines = match g.audit_log(&query, limit).await.map_err(db)? {
+                Ok(lines) => lines,
+                Err(errors) => {
+                    let messages: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+                    return Ok(refuse(json, 1, &format!("{}.", messages.join("; "))));
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&lines).map_err(|e| ConfigError(e.to_string()))?
+                );
+            } else if csv {
+                print!("{}", audit_csv(&lines).map_err(db)?);
+            } else {
+                for e in lines {
+                    println!(
+                        "{}  {:<30} {:<22} {:<14} {:<15} {}",
+                        e.at,
+                        printable(&e.event),
+                        printable(if e.actor.is_empty() { "-" } else { &e.actor }),
+                        printable(if e.username.is_empty() {
+                            "-"
+                        } else {
+                            &e.username
+                        }),
+                        printable(if e.client_ip.is_empty() {
+                            "-"
+                        } else {
+                            &e.client_ip
+                        }),
+                        printable(&e.detail)
+                    );
+                }
+            }
+        }
+        AdminTask::Mail { email } => {
+            let history = g.mail_history(&email).await.map_err(db)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&history).map_err(|e| ConfigError(e.to_string()))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("Recovery requests for {}:", printable(&history.email));
+            if history.requests.is_empty() {
+                println!("  none");
+            }
+            for r in &history.requests {
+                println!("  {}  request {}: {}", r.when, r.id, r.outcome);
+            }
+            println!("Emails to {}:", printable(&history.email));
+            if history.emails.is_empty() {
+                println!("  none");
+            }
+            for e in &history.emails {
+                println!(
+                    "  {}  {} email {}: {}",
+                    e.when,
+                    e.kind,
+                    e.id,
+                    printable(&e.status)
+                );
+            }
+        }
+        AdminTask::Grant { username, role } => {
+            let role = match Role::parse(&role) {
+                Ok(role) => role,
+                Err(why) => return Ok(refuse(json, 2, &format!("Not changed: {why}."))),
+            };
+            match g.set_role(&username, role, ACTOR).await.map_err(db)? {
+                Some(account) if json => {
+                    println!(
+                        "{}",
+                        json!({ "username": account.username, "role": account.role })
+                    );
+                }
+                Some(account) => println!(
+                    "{} is now {}.{}",
+                    account.username,
+                    account.role,
+                    if role_of(&account) == Role::Staff {
+                        ""
+                    } else {
+                        " They will set up an authenticator app at their next sign-in to the console."
+                    }
+                ),
+                None => {
+                    return Ok(refuse(
+                        json,
+                        1,
+                        &format!("No account has the username {username}."),
+                    ));
+                }
+            }
+        }
+        AdminTask::CreateAdmin {
+            employer,
+            first_name,
+            last_name,
+            date_of_birth,
+            email,
+            username,
+        } => {
+            let admin = NewAdmin {
+                employer,
+                username,
+                first_name,
+                last_name,
+                date_of_birth,
+                email,
+            };
+            match g.create_admin(&admin, ACTOR).await.map_err(db)? {
+                Ok(created) if json => println!(
+                    "{}",
+                    json!({
+                        "username": created.account.username,
+                        "link": created.link,
+                        "expires_at": created.expires_at.rfc3339(),
+                    })
+                ),
+                Ok(created) => {
+                    println!(
+                        "{} ({} {}) is an administrator.",
+                        created.account.username,
+                        printable(&created.account.first_name),
+                        printable(&created.account.last_name)
+                    );
+                    println!(
+                        "Give them this one-time link to set their password (valid until {}):",
+                        g.settings.when(created.expires_at)
+                    );
+                    println!("{}", created.link);
+                    println!(
+                        "At their first sign-in to the console they will set up an authenticator app."
+                    );
+                }
+                Err(problems) => {
+                    return Ok(refuse(
+                        json,
+                        1,
+                        &format!("Not created: {}.", problems.join("; ")),
+                    ));
+                }
+            }
+        }
+        AdminTask::Disable { username, reason } => {
+            return disabled(&g, json, &username, true, &reason)
+                .await
+                .map_err(db);
+        }
+        AdminTask::Enable { username, reason } => {
+            return disabled(&g, json, &username, false, &reason)
+                .await
+                .map_err(db);
+        }
+        AdminTask::Unlock { username, reason } => {
+            match g.lift_lock(&username, ACTOR, &reason).await.map_err(db)? {
+                Ok(account) if json => {
+                    println!(
+                        "{}",
+                        json!({ "username": account.username, "locked": false })
+                    );
+                }
+                Ok(account) => println!("{}'s lock has been lifted.", account.username),
+                Err(refusal) => return Ok(refuse(json, 1, &format!("Not unlocked: {refusal}."))),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn disabled(
+    g: &Gatehouse,
+    json: bool,
+    username: &str,
+    disable: bool,
+    reason: &str,
+) -> Result<ExitCode, gatehouse_core::Error> {
+    match g
+        .set_account_disabled(username, disable, ACTOR, None, reason)
+        .await?
+    {
+        Ok(account) if json => println!(
+            "{}",
+            json!({ "username": account.username, "disabled_at": rfc(account.disabled_at) })
+        ),
+        Ok(account) => println!(
+            "{} is now {}.",
+            account.username,
+            if disable {
+                "disabled: it cannot sign in, set a password or get recovery emails, and its sessions have ended"
+            } else {
+                "enabled"
+            }
+        ),
+        Err(refusal) => return Ok(refuse(json, 1, &format!("Not changed: {refusal}."))),
+    }
+    Ok(ExitCode::SUCCESS)
+}
