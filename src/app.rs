@@ -209,6 +209,14 @@ pub fn spawn_workers(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
             }
+            // Staff files previewed in the console and never imported.
+            let stale = g
+                .clock
+                .now()
+                .minus(gatehouse_core::import::STAGED_IMPORT_LIFETIME);
+            if let Err(e) = g.store.drop_staged_imports(None, stale).await {
+                tracing::warn!(error = %e, "housekeeping of staged imports failed");
+            }
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}

@@ -838,3 +838,150 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
         403
     );
 }
+
+async fn upload(app: &TestApp, c: &reqwest::Client, token: &str, file: &str) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", token.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("hr-feed.csv"),
+        );
+    c.post(app.url("/console/import"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+#[tokio::test]
+async fn an_admin_previews_the_staff_file_then_imports_it() {
+    let app = TestApp::spawn().await;
+    let (helpdesk, _, _) = enrolled(&app).await;
+    assert_eq!(app.get_as(&helpdesk, "/console/import").await.status(), 403);
+    let token = csrf_token(
+        &app.get_as(&helpdesk, "/console")
+            .await
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("token");
+    assert_eq!(
+        upload(&app, &helpdesk, &token, STAFF).await.status(),
+        403,
+        "helpdesk cannot import"
+    );
+
+    app.gatehouse
+        .set_role(AMIR, Role::Admin, "test")
+        .await
+        .expect("role");
+    let admin = helpdesk;
+    let page = app
+        .get_as(&admin, "/console/import")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Load the staff file"));
+    let token = csrf_token(&page).expect("token");
+    assert_eq!(
+        upload(&app, &admin, "not-the-token", STAFF).await.status(),
+        403
+    );
+
+    let bad =
+        format!("{STAFF}999 Demo Hospital NHS Trust,,Bad,Date,1990-02-31,bad.date@nhs.net,D9\n");
+    let page = upload(&app, &admin, &token, &bad)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("1 problem in hr-feed.csv: nothing was imported"),
+        "{page}"
+    );
+    assert!(page.contains("line 5"), "{page}");
+
+    let changed = STAFF.replace("Jane.Smith@nhs.net,D1", "jane.s@nhs.net,D1")
+        + "999 Demo Hospital NHS Trust,,Ada,Lovelace,1980-12-10,ada.lovelace@nhs.net,D3\n";
+    let page = upload(&app, &admin, &token, &changed)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("What would change: hr-feed.csv"), "{page}");
+    assert!(
+        page.contains("999JSMITH01: Jane.Smith@nhs.net to jane.s@nhs.net"),
+        "{page}"
+    );
+    let before = app
+        .gatehouse
+        .store
+        .search_accounts("lovelace", 10)
+        .await
+        .expect("search");
+    assert!(before.is_empty(), "a preview changes nothing");
+    let action = page
+        .split("action=\"/console/import/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the import form")
+        .to_owned();
+
+    let done = app
+        .submit(
+            &admin,
+            "/console/import",
+            &format!("/console/import/{action}"),
+            &[],
+        )
+        .await;
+    assert_eq!(done.status(), 303);
+    let page = app
+        .get_as(&admin, "/console/import")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        page.contains("hr-feed.csv was imported: 1 people added, 1 changed"),
+        "{page}"
+    );
+    assert_eq!(
+        app.gatehouse
+            .store
+            .search_accounts("lovelace", 10)
+            .await
+            .expect("search")
+            .len(),
+        1
+    );
+    let audit = app
+        .gatehouse
+        .store
+        .audit_events(&AuditFilter {
+            event: Some("staff.imported".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit[0].actor.as_deref(), Some("admin 999AKHAN01"));
+
+    // A preview imports once.
+    app.submit(
+        &admin,
+        "/console/import",
+        &format!("/console/import/{action}"),
+        &[],
+    )
+    .await;
+    let page = app
+        .get_as(&admin, "/console/import")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("expired or was already imported"), "{page}");
+}

@@ -11,6 +11,9 @@ use gatehouse_store::ImportSummary;
 
 use crate::{Gatehouse, Result};
 
+/// How long a staff file previewed in the console waits for "Import".
+pub const STAGED_IMPORT_LIFETIME: gatehouse_domain::Span = gatehouse_domain::Span::hours(1);
+
 /// What an import did (or, for a dry run, would do).
 #[derive(Debug, Clone)]
 pub struct ImportReport {

@@ -47,8 +47,10 @@ pub struct StaffRow {
     pub email: EmailAddress,
     /// Employee number, if given.
     pub employee_number: Option<EmployeeNumber>,
-    /// Role (staff unless given).
-    pub role: Role,
+    /// Role, if the file gives one. A file without the column, or a blank
+    /// cell, leaves a stored account's role alone (an HR feed never demotes
+    /// an administrator by omission); a new account is then staff.
+    pub role: Option<Role>,
 }
 
 /// A problem with one line of the file.
@@ -245,7 +247,11 @@ fn parse_row(
         Err(EmailProblem::Format) => Err(format!("email {email:?} is not an email address")),
     });
     let employee_number = keep.take(EmployeeNumber::parse(&employee_number));
-    let role = keep.take(Role::parse(&role));
+    let role = if role.trim().is_empty() {
+        Some(None)
+    } else {
+        keep.take(Role::parse(&role).map(Some))
+    };
     let errors = keep.errors;
     match (
         employer,
@@ -640,7 +646,7 @@ pub fn plan_import(
         {
             changed.push("employee_number");
         }
-        if row.role.as_str() != known.role {
+        if row.role.is_some_and(|r| r.as_str() != known.role) {
             changed.push("role");
         }
         if changed.is_empty() {
@@ -729,7 +735,7 @@ mod tests {
             Some("432JDOE01")
         );
         assert_eq!(rows[1].date_of_birth.iso(), "1970-02-01");
-        assert_eq!(rows[1].role, Role::Staff);
+        assert_eq!(rows[1].role, None, "no role column: roles are left alone");
     }
 
     #[test]
@@ -739,7 +745,7 @@ mod tests {
              jane@nhs.net,helpdesk,E123,1985-03-14,Smith,Jane,,999\n",
         )
         .expect("valid");
-        assert_eq!(rows[0].role, Role::Helpdesk);
+        assert_eq!(rows[0].role, Some(Role::Helpdesk));
         assert_eq!(
             rows[0].employee_number.as_ref().map(|n| n.as_str()),
             Some("E123")
@@ -907,10 +913,28 @@ mod tests {
                     .employee_number
                     .as_ref()
                     .map(|n| n.as_str().to_owned()),
-                role: c.row.role.as_str().to_owned(),
+                role: c.row.role.unwrap_or_default().as_str().to_owned(),
             })
             .collect();
         (employers, accounts)
+    }
+
+    #[test]
+    fn a_file_without_roles_never_demotes_but_an_explicit_role_changes_it() {
+        let plan = plan_import(demo_rows(), &[], &[]).expect("plans");
+        let (employers, mut accounts) = stored(&plan);
+        accounts[0].role = "admin".to_owned();
+        let again = plan_import(demo_rows(), &employers, &accounts).expect("plans");
+        assert_eq!(
+            again.updates.len(),
+            0,
+            "no role given: the admin stays admin"
+        );
+        let mut rows = demo_rows();
+        rows[0].role = Some(Role::Staff);
+        let demoted = plan_import(rows, &employers, &accounts).expect("plans");
+        assert_eq!(demoted.updates.len(), 1);
+        assert_eq!(demoted.updates[0].changed, ["role"]);
     }
 
     #[test]

@@ -462,6 +462,27 @@ pub trait Store: Send + Sync + 'static {
     /// Lifts a lock early (only when the operator setting allows it).
     async fn lift_lock(&self, key: &UsernameKey, now: Timestamp) -> Result<()>;
 
+    /// Keeps an uploaded staff file between its preview and its import.
+    async fn stage_import(
+        &self,
+        account_id: i64,
+        file_name: &str,
+        content: &[u8],
+        now: Timestamp,
+    ) -> Result<i64>;
+
+    /// A staged file, if it exists, was uploaded by `account_id`, and is
+    /// younger than `since`: its name and content.
+    async fn staged_import(
+        &self,
+        id: i64,
+        account_id: i64,
+        since: Timestamp,
+    ) -> Result<Option<(String, Vec<u8>)>>;
+
+    /// Forgets a staged file (after its import, or when it is too old).
+    async fn drop_staged_imports(&self, id: Option<i64>, before: Timestamp) -> Result<u64>;
+
     /// Accounts whose username, email address or employee number is `query`,
     /// or whose surname is `query` without regard to case: at most `limit`.
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>>;

@@ -798,6 +798,53 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn stage_import(
+        &self,
+        account_id: i64,
+        file_name: &str,
+        content: &[u8],
+        now: Timestamp,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO staged_imports (account_id, file_name, content, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(account_id)
+        .bind(file_name)
+        .bind(content)
+        .bind(now.unix())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn staged_import(
+        &self,
+        id: i64,
+        account_id: i64,
+        since: Timestamp,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let row = sqlx::query(
+            "SELECT file_name, content FROM staged_imports \
+             WHERE id = $1 AND account_id = $2 AND created_at >= $3",
+        )
+        .bind(id)
+        .bind(account_id)
+        .bind(since.unix())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    async fn drop_staged_imports(&self, id: Option<i64>, before: Timestamp) -> Result<u64> {
+        let query = match id {
+            Some(id) => sqlx::query("DELETE FROM staged_imports WHERE id = $1").bind(id),
+            None => {
+                sqlx::query("DELETE FROM staged_imports WHERE created_at < $1").bind(before.unix())
+            }
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>> {
         let typed = query.trim();
         if typed.is_empty() {
@@ -1776,7 +1823,7 @@ impl SqlTx {
                             .as_ref()
                             .map(|n| n.as_str().to_owned()),
                     )
-                    .bind(c.row.role.as_str())
+                    .bind(c.row.role.unwrap_or_default().as_str())
                     .bind(now.unix())
                     .bind(now.unix())
                     .bind(c.row.last_name.as_str().to_lowercase());
@@ -1801,7 +1848,8 @@ impl SqlTx {
             sqlx::query(
                 "UPDATE accounts SET username = $2, username_key = $3, first_name = $4, \
                  last_name = $5, date_of_birth = $6, email = $7, email_key = $8, \
-                 employee_number = COALESCE($9, employee_number), role = $10, updated_at = $11, \
+                 employee_number = COALESCE($9, employee_number), role = COALESCE($10, role), \
+                 updated_at = $11, \
                  last_name_key = $12 WHERE id = $1",
             )
             .bind(u.id)
@@ -1813,7 +1861,7 @@ impl SqlTx {
             .bind(u.row.email.as_str())
             .bind(u.row.email.key())
             .bind(u.row.employee_number.as_ref().map(|n| n.as_str()))
-            .bind(u.row.role.as_str())
+            .bind(u.row.role.map(|r| r.as_str()))
             .bind(now.unix())
             .bind(u.row.last_name.as_str().to_lowercase())
             .execute(&mut *self.tx)

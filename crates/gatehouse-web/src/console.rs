@@ -6,7 +6,7 @@
 //! audit record) anyone whose role does not allow the console.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
@@ -24,8 +24,8 @@ use crate::error::WebError;
 use crate::handlers::{layout, see_other};
 use crate::session::Visitor;
 use crate::views::{
-    ConsoleAccountPage, ConsoleAuditPage, ConsoleHomePage, ConsoleMailPage, RecoveryCodesPage,
-    SecondFactorPage, render,
+    ConsoleAccountPage, ConsoleAuditPage, ConsoleHomePage, ConsoleImportPage, ConsoleMailPage,
+    RecoveryCodesPage, SecondFactorPage, render,
 };
 
 type WebResult = Result<Response, WebError>;
@@ -249,6 +249,7 @@ pub async fn home(
     };
     let page = ConsoleHomePage {
         l: layout(&state, Some(&p.session), false),
+        admin: p.role == Role::Admin,
         searched: !typed.is_empty(),
         query: typed,
         results,
@@ -554,6 +555,210 @@ pub async fn audit(
         csv_query,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// Problems listed on the page when a file is refused (all are counted).
+const PROBLEMS_SHOWN: usize = 200;
+
+/// Admin only: anyone else is refused, and the refusal audited.
+async fn admin_only(
+    state: &AppState,
+    visitor: &Visitor,
+    what: &str,
+) -> Result<Result<Privileged, Response>, WebError> {
+    let p = match privileged(state, visitor, what).await? {
+        Ok(p) => p,
+        Err(response) => return Ok(Err(response)),
+    };
+    if p.role != Role::Admin {
+        state
+            .gatehouse
+            .console_refused(Some(&p.account), what, &visitor.client_ip)
+            .await?;
+        return Err(WebError::NotAllowed);
+    }
+    Ok(Ok(p))
+}
+
+fn import_page(p: &Privileged, state: &AppState) -> ConsoleImportPage {
+    ConsoleImportPage {
+        l: layout(state, Some(&p.session), false),
+        csrf: p.session.csrf_token.clone(),
+        flash: None,
+        errors: Vec::new(),
+        file_name: String::new(),
+        preview: None,
+        staged_id: 0,
+        problems: Vec::new(),
+        problem_count: 0,
+    }
+}
+
+/// `GET /console/import`: choose a staff file (admin).
+pub async fn import_form(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    let p = match admin_only(&state, &visitor, "/console/import").await? {
+        Ok(p) => p,
+        Err(response) => return Ok(response),
+    };
+    let mut page = import_page(&p, &state);
+    page.flash = state.gatehouse.take_flash(&p.session).await?;
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// `POST /console/import` (multipart): check the file and show what would
+/// change; nothing is written but the staged file.
+pub async fn import_preview(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    headers: axum::http::HeaderMap,
+    mut multipart: Multipart,
+) -> WebResult {
+    // Who is asking is known before the body is read: only an
+    // administrator's upload is read at all.
+    let p = match admin_only(&state, &visitor, "/console/import").await? {
+        Ok(p) => p,
+        Err(response) => return Ok(response),
+    };
+    let mut token = String::new();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?
+    {
+        match field.name() {
+            Some("csrf_token") => {
+                token = field
+                    .text()
+                    .await
+                    .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
+            }
+            Some("file") => {
+                let name = field.file_name().unwrap_or("").chars().take(200).collect();
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
+                file = Some((name, bytes.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    let cross_site = !crate::csrf::same_site(&headers, &state);
+    crate::csrf::check(&state, &visitor, cross_site, &token).await?;
+    let mut page = import_page(&p, &state);
+    let Some((name, content)) = file.filter(|(_, c)| !c.is_empty()) else {
+        page.l.has_error = true;
+        page.errors.push(FieldError {
+            field: "file",
+            message: "Choose a staff file (a CSV file)".to_owned(),
+        });
+        return Ok(render(StatusCode::OK, &page));
+    };
+    page.file_name = if name.is_empty() {
+        "the file".to_owned()
+    } else {
+        name.clone()
+    };
+    let actor = actor(&p, &p.account);
+    match state
+        .gatehouse
+        .import_staff(content.as_slice(), true, &actor)
+        .await?
+    {
+        Ok(report) => {
+            page.staged_id = state
+                .gatehouse
+                .store
+                .stage_import(
+                    p.account.id,
+                    &page.file_name,
+                    &content,
+                    state.gatehouse.clock.now(),
+                )
+                .await
+                .map_err(gatehouse_core::Error::from)?;
+            page.preview = Some(report.summary);
+        }
+        Err(problems) => {
+            page.problem_count = problems.len();
+            page.problems = problems
+                .iter()
+                .take(PROBLEMS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+        }
+    }
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// `POST /console/import/{id}`: import a previewed file.
+pub async fn import_apply(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: CsrfForm<crate::handlers::NoFields>,
+) -> WebResult {
+    let p = match admin_only(&state, &form.visitor, "/console/import").await? {
+        Ok(p) => p,
+        Err(response) => return Ok(response),
+    };
+    let g = &state.gatehouse;
+    let since = g
+        .clock
+        .now()
+        .minus(gatehouse_core::import::STAGED_IMPORT_LIFETIME);
+    let Some((name, content)) = g
+        .store
+        .staged_import(id, p.account.id, since)
+        .await
+        .map_err(gatehouse_core::Error::from)?
+    else {
+        g.set_flash(
+            &p.session,
+            "That preview has expired or was already imported. Choose the file again.",
+        )
+        .await?;
+        return Ok(see_other("/console/import"));
+    };
+    let actor = actor(&p, &p.account);
+    let outcome = g.import_staff(content.as_slice(), false, &actor).await?;
+    g.store
+        .drop_staged_imports(Some(id), since)
+        .await
+        .map_err(gatehouse_core::Error::from)?;
+    match outcome {
+        Ok(report) => {
+            let s = report.summary;
+            g.set_flash(
+                &p.session,
+                &format!(
+                    "{name} was imported: {} people added, {} changed, {} already up to date, {} email address change{}.",
+                    s.created,
+                    s.updated,
+                    s.unchanged,
+                    s.email_changes.len(),
+                    if s.email_changes.len() == 1 { "" } else { "s" }
+                ),
+            )
+            .await?;
+            Ok(see_other("/console/import"))
+        }
+        Err(problems) => {
+            // Something changed between the preview and now (another import).
+            let mut page = import_page(&p, &state);
+            page.file_name = name;
+            page.problem_count = problems.len();
+            page.problems = problems
+                .iter()
+                .take(PROBLEMS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+            Ok(render(StatusCode::OK, &page))
+        }
+    }
 }
 
 /// The address to look up.

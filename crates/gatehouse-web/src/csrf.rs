@@ -34,8 +34,46 @@ struct Token {
     csrf_token: String,
 }
 
+/// The visitor's session, if `token` is its form token and the request is
+/// not cross-site; otherwise the refusal is audited and the answer is 403.
+pub(crate) async fn check(
+    state: &AppState,
+    visitor: &Visitor,
+    cross_site: bool,
+    token: &str,
+) -> Result<SessionRecord, WebError> {
+    let session = visitor.session.clone();
+    let token_ok = match (&session, SecretToken::parse(token)) {
+        (Some(s), Some(given)) => {
+            SecretToken::parse(&s.csrf_token).is_some_and(|expected| expected.matches(&given))
+        }
+        _ => false,
+    };
+    let (Some(session), false, true) = (session, cross_site, token_ok) else {
+        let event = gatehouse_store::AuditRecord {
+            at: Some(state.gatehouse.clock.now()),
+            event: gatehouse_domain::audit::AuditEvent::CsrfRefused
+                .as_str()
+                .to_owned(),
+            client_ip: Some(visitor.client_ip.clone()),
+            account_id: visitor.account_id(),
+            detail: Some(if cross_site {
+                "cross-site request".to_owned()
+            } else if visitor.session.is_none() {
+                "no session".to_owned()
+            } else {
+                "form token missing or wrong".to_owned()
+            }),
+            ..gatehouse_store::AuditRecord::default()
+        };
+        state.gatehouse.store.audit(&event).await.ok();
+        return Err(WebError::Forbidden);
+    };
+    Ok(session)
+}
+
 /// Whether the browser's own account of where the request came from allows it.
-fn same_site(headers: &HeaderMap, state: &AppState) -> bool {
+pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "same-origin" | "none");
     }
@@ -85,33 +123,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
         let token = serde_urlencoded::from_bytes::<Token>(&body)
             .map(|t| t.csrf_token)
             .unwrap_or_default();
-        let session = visitor.session.clone();
-        let token_ok = match (&session, SecretToken::parse(&token)) {
-            (Some(s), Some(given)) => {
-                SecretToken::parse(&s.csrf_token).is_some_and(|expected| expected.matches(&given))
-            }
-            _ => false,
-        };
-        let (Some(session), false, true) = (session, cross_site, token_ok) else {
-            let event = gatehouse_store::AuditRecord {
-                at: Some(state.gatehouse.clock.now()),
-                event: gatehouse_domain::audit::AuditEvent::CsrfRefused
-                    .as_str()
-                    .to_owned(),
-                client_ip: Some(visitor.client_ip.clone()),
-                account_id: visitor.account_id(),
-                detail: Some(if cross_site {
-                    "cross-site request".to_owned()
-                } else if visitor.session.is_none() {
-                    "no session".to_owned()
-                } else {
-                    "form token missing or wrong".to_owned()
-                }),
-                ..gatehouse_store::AuditRecord::default()
-            };
-            state.gatehouse.store.audit(&event).await.ok();
-            return Err(WebError::Forbidden);
-        };
+        let session = check(state, &visitor, cross_site, &token).await?;
         let form = serde_urlencoded::from_bytes::<T>(&body)
             .map_err(|e| WebError::BadRequest(format!("form fields: {e}")))?;
         Ok(CsrfForm {

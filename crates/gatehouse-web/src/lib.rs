@@ -36,6 +36,10 @@ pub struct AppState {
 /// The largest form body accepted: every form here is a few short fields.
 const FORM_LIMIT: usize = 16 * 1024;
 
+/// The largest staff file the console takes (a 2,000,000-row file is about
+/// 170 MiB; bigger files go through `gatehouse import`).
+const IMPORT_LIMIT: usize = 256 * 1024 * 1024;
+
 /// The application's routes, with every layer applied.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -61,6 +65,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/mail", get(console::mail))
         .route("/console/audit", get(console::audit))
+        .route(
+            "/console/import",
+            get(console::import_form)
+                .post(console::import_preview)
+                .layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
+        )
+        .route("/console/import/{id}", post(console::import_apply))
         .route("/logout", post(handlers::logout))
         .route("/logged-out", get(handlers::logged_out))
         .route("/healthz", get(handlers::healthz))

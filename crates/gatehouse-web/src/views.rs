@@ -203,6 +203,7 @@ pub struct RecoveryCodesPage {
 #[template(path = "console_home.html")]
 pub struct ConsoleHomePage {
     pub l: Layout,
+    pub admin: bool,
     pub query: String,
     pub searched: bool,
     pub results: Vec<gatehouse_store::AccountRecord>,
@@ -264,4 +265,19 @@ impl ConsoleAuditPage {
     fn error_for(&self, field: &str) -> Option<&str> {
         error_in(&self.errors, field)
     }
+}
+
+/// Load the staff file: upload, preview, import.
+#[derive(Template)]
+#[template(path = "console_import.html")]
+pub struct ConsoleImportPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub flash: Option<String>,
+    pub errors: Vec<FieldError>,
+    pub file_name: String,
+    pub preview: Option<gatehouse_store::ImportSummary>,
+    pub staged_id: i64,
+    pub problems: Vec<String>,
+    pub problem_count: usize,
 }

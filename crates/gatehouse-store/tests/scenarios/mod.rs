@@ -276,6 +276,53 @@ pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: A
     assert_eq!(search("smith", 1).await.len(), 1, "the limit");
 }
 
+pub async fn staged_imports_belong_to_their_uploader_and_expire(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let file = b"employer,username\n999,X\n".to_vec();
+    let id = store
+        .stage_import(jane.id, "staff.csv", &file, T0)
+        .await
+        .expect("stage");
+    let earlier = Timestamp::from_unix(T0.unix() - 1);
+    assert_eq!(
+        store
+            .staged_import(id, jane.id, earlier)
+            .await
+            .expect("read"),
+        Some(("staff.csv".to_owned(), file))
+    );
+    assert_eq!(
+        store
+            .staged_import(id, jane.id + 1, earlier)
+            .await
+            .expect("read"),
+        None,
+        "another account's"
+    );
+    let later = Timestamp::from_unix(T0.unix() + 1);
+    assert_eq!(
+        store.staged_import(id, jane.id, later).await.expect("read"),
+        None,
+        "too old"
+    );
+    assert_eq!(
+        store.drop_staged_imports(None, later).await.expect("purge"),
+        1
+    );
+    assert_eq!(
+        store
+            .drop_staged_imports(Some(id), later)
+            .await
+            .expect("drop"),
+        0
+    );
+}
+
 pub async fn attempt_counters_never_lose_a_concurrent_update(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for _ in 0..40 {
@@ -895,6 +942,7 @@ macro_rules! with_scenarios {
             second_factors_accept_each_step_once_and_codes_once,
             the_helpdesk_finds_people_every_way_without_regard_to_case,
             accounts_disable_and_enable_and_locks_can_be_lifted,
+            staged_imports_belong_to_their_uploader_and_expire,
             attempt_counters_never_lose_a_concurrent_update,
             concurrent_claims_check_at_most_the_threshold,
             a_link_is_spent_exactly_once_under_concurrency,
