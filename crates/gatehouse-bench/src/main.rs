@@ -107,6 +107,8 @@ async fn measure(url: &str, samples: usize) -> Result<Measured> {
     let mut attempts = Vec::with_capacity(samples);
     let mut recovery_match = Vec::with_capacity(samples);
     let mut recovery_miss = Vec::with_capacity(samples);
+    let mut search_surname = Vec::with_capacity(samples);
+    let mut search_email = Vec::with_capacity(samples);
     for a in &people {
         let key = a.username_key();
         let t = Instant::now();
@@ -153,6 +155,21 @@ async fn measure(url: &str, samples: usize) -> Result<Measured> {
         if !matched.is_empty() {
             bail!("recovery matched an unknown address");
         }
+
+        // The console's search: a surname is shared by many people (the
+        // first 50 are listed), an email address by one or two.
+        let t = Instant::now();
+        let found = store.search_accounts(&a.last_name, 50).await?;
+        search_surname.push(t.elapsed());
+        if found.is_empty() {
+            bail!("the console found nobody called {}", a.last_name);
+        }
+        let t = Instant::now();
+        let found = store.search_accounts(&a.email, 50).await?;
+        search_email.push(t.elapsed());
+        if found.is_empty() {
+            bail!("the console found nobody at {}", a.email);
+        }
     }
     store.close().await;
     Ok(Measured {
@@ -169,6 +186,11 @@ async fn measure(url: &str, samples: usize) -> Result<Measured> {
                 "recovery: email + date of birth, no match",
                 Latencies(recovery_miss),
             ),
+            (
+                "console: find by surname (first 50)",
+                Latencies(search_surname),
+            ),
+            ("console: find by email address", Latencies(search_email)),
         ],
     })
 }

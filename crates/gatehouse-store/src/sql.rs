@@ -850,25 +850,44 @@ impl Store for SqlStore {
         if typed.is_empty() {
             return Ok(Vec::new());
         }
-        // Each way of finding someone is its own indexed lookup; UNION
-        // keeps each branch on its index where an OR would not.
-        let sql = format!(
+        // Exact identifiers first (a handful of rows, each by its index),
+        // then people with that surname in name order, read from the index
+        // already in that order so only `limit` entries are touched.
+        let exact = format!(
             "SELECT {ACCOUNT_COLUMNS} WHERE a.id IN ( \
              SELECT id FROM accounts WHERE username_key = $1 \
              UNION SELECT id FROM accounts WHERE email_key = $2 \
-             UNION SELECT id FROM accounts WHERE employee_number = $3 \
-             UNION SELECT id FROM accounts WHERE last_name_key = $4) \
-             ORDER BY a.last_name_key, a.first_name, a.username_key LIMIT $5"
+             UNION SELECT id FROM accounts WHERE employee_number = $3) \
+             ORDER BY a.last_name_key, a.first_name, a.username_key LIMIT $4"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let by_surname = format!(
+            "SELECT {ACCOUNT_COLUMNS} WHERE a.last_name_key = $1 \
+             ORDER BY a.last_name_key, a.first_name, a.username_key LIMIT $2"
+        );
+        let mut conn = self.conn().await?;
+        let mut found: Vec<AccountRecord> = sqlx::query(AssertSqlSafe(exact))
             .bind(typed.to_ascii_uppercase())
             .bind(typed.to_ascii_lowercase())
             .bind(typed)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(account_from)
+            .collect::<Result<_>>()?;
+        let surname = sqlx::query(AssertSqlSafe(by_surname))
             .bind(typed.to_lowercase())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-        rows.iter().map(account_from).collect()
+        for row in &surname {
+            let account = account_from(row)?;
+            if !found.iter().any(|f| f.id == account.id) {
+                found.push(account);
+            }
+        }
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found)
     }
 
     async fn second_factor(&self, account_id: i64) -> Result<Option<SecondFactorRow>> {
