@@ -96,6 +96,46 @@ for (const mode of JS_MODES) {
       assert.ok(!main.includes('/reset/'), 'never a link');
       await checkA11y(page, 'did the email go out, with emails');
 
+      // An action refused: the error summary on the account page.
+      await page.goto(`${server.origin}/console?q=smith`);
+      await clickAndLoad(page, page.getByRole('table').getByRole('link').first());
+      await page.getByLabel('New email address').fill('john.smith2@nhs.net');
+      await clickAndLoad(page, page.getByRole('button', { name: 'Change the email address' }));
+      const refusal = await errorSummary(page);
+      assert.ok(refusal.includes('Enter why the email address is changing'), refusal);
+      assert.equal(await page.getByLabel('New email address').inputValue(), 'john.smith2@nhs.net', 'kept');
+      await checkA11y(page, 'an account in the console, with an error');
+
+      // The audit log, filtered, and with a filter refused.
+      await page.goto(`${server.origin}/console/audit?username=${username}`);
+      assert.equal(await heading(page), 'Audit log');
+      assert.ok((await page.getByRole('table').innerText()).includes('second_factor.enrolled'));
+      await checkA11y(page, 'the audit log');
+      await page.goto(`${server.origin}/console/audit?from=not-a-day`);
+      assert.ok((await errorSummary(page)).includes('Enter a real date'));
+      await checkA11y(page, 'the audit log with an error');
+
+      if (person.role === 'admin') {
+        // Load the staff file: preview, then import.
+        await page.goto(`${server.origin}/console`);
+        await clickAndLoad(page, page.getByRole('link', { name: 'Load the staff file' }));
+        assertPath(page, server, '/console/import');
+        await checkA11y(page, 'load the staff file');
+        await clickAndLoad(page, page.getByRole('button', { name: 'Preview the changes' }));
+        assert.ok((await errorSummary(page)).includes('Choose a staff file'));
+        await checkA11y(page, 'load the staff file, no file chosen');
+        const csv = 'employer,username,first_name,last_name,date_of_birth,email\n' +
+          '999 Demo Hospital NHS Trust,,Katherine,Johnson,1918-08-26,katherine.johnson@nhs.net\n';
+        await page.setInputFiles('#file', { name: 'hr-feed.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+        await clickAndLoad(page, page.getByRole('button', { name: 'Preview the changes' }));
+        assert.ok((await page.getByRole('main').innerText()).includes('What would change: hr-feed.csv'));
+        await checkA11y(page, 'the staff file preview');
+        await clickAndLoad(page, page.getByRole('button', { name: 'Import these changes' }));
+        assertPath(page, server, '/console/import');
+        assert.ok((await page.locator('.nhsuk-notification-banner').innerText()).includes('1 people added'));
+        await checkA11y(page, 'the staff file imported');
+      }
+
       assertClean();
     } finally {
       await context.close();
