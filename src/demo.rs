@@ -87,6 +87,12 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
         "  Three wrong passwords lock an account for {}.",
         config.policy.lockout.duration.for_people()
     );
+    println!(
+        "  Grace O'Neill (helpdesk) and Priya Patel (admin) reach the helpdesk console at /console"
+    );
+    println!(
+        "  after signing in, once they have set up an authenticator app (any TOTP app: the page shows a QR code and a key)."
+    );
     println!();
     println!("Press Ctrl+C to stop.");
     Ok(())
