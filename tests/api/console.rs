@@ -985,3 +985,35 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         .expect("body");
     assert!(page.contains("expired or was already imported"), "{page}");
 }
+
+#[tokio::test]
+async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let (c, _, _) = enrolled(&app).await;
+    app.set_password("jane.smith@nhs.net", ("14", "3", "1985"), JANE, GOOD_PASSWORD)
+        .await;
+    let (phone, desktop) = (client(), client());
+    app.log_in_as(&phone, JANE, GOOD_PASSWORD).await;
+    app.log_in_as(&desktop, JANE, GOOD_PASSWORD).await;
+    let page = app
+        .get_as(&c, "/console/accounts/999JSMITH01")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("2 active sessions"), "{page}");
+    let page = act(&app, &c, JANE, "sessions", &[("sessions-reason", "")])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(error_messages(&page).iter().any(|m| m == "Give a reason"));
+    assert_eq!(app.get_as(&phone, "/account").await.status(), 200, "nothing ended yet");
+    let done = act(&app, &c, JANE, "sessions", &[("sessions-reason", "lost her phone")]).await;
+    assert_eq!(done.status(), 303);
+    for browser in [&phone, &desktop] {
+        assert_eq!(app.get_as(browser, "/account").await.headers()["location"], "/login");
+    }
+    assert_eq!(app.get_as(&c, "/console").await.status(), 200, "the helpdesk's own session stays");
+    assert_eq!(events(&app, "account.sessions_ended").await, 1);
+}

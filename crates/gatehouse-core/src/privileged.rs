@@ -552,3 +552,38 @@ impl Gatehouse {
         Ok(Ok(account))
     }
 }
+
+impl Gatehouse {
+    /// Ends every session of an account (a lost or shared device), audited.
+    /// `Ok(Err(NoSuchAccount))` if there is no such account.
+    pub async fn end_sessions(
+        &self,
+        username: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<(AccountRecord, u64), ActionRefusal>> {
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        let Some(account) = self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
+            return Ok(Err(ActionRefusal::NoSuchAccount));
+        };
+        let mut tx = self.store.begin().await?;
+        let ended = tx.delete_sessions_of(account.id).await?;
+        let mut event = self.event(AuditEvent::SessionsEnded);
+        event.actor = Some(actor.to_owned());
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.detail = Some(format!(
+            "{ended} session(s) ended; reason: {}",
+            reason.trim()
+        ));
+        tx.audit(&event).await?;
+        tx.commit().await?;
+        Ok(Ok((account, ended)))
+    }
+}

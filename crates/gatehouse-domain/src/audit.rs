@@ -67,6 +67,8 @@ pub enum AuditEvent {
     SignInRefusedAccountDisabled,
     /// An administrator lifted a lock early (only when the operator allows it).
     LockLifted,
+    /// The helpdesk ended every session of an account.
+    SessionsEnded,
 }
 
 impl AuditEvent {
@@ -105,6 +107,7 @@ impl AuditEvent {
             AuditEvent::AccountEnabled => "account.enabled",
             AuditEvent::SignInRefusedAccountDisabled => "sign_in.refused_account_disabled",
             AuditEvent::LockLifted => "account.lock_lifted",
+            AuditEvent::SessionsEnded => "account.sessions_ended",
         }
     }
 }

@@ -880,7 +880,24 @@ impl Store for SqlStore {
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;
-        for row in &surname {
+        let mut rows = surname;
+        // "Jane Smith": a first name and a surname (a surname with a space
+        // in it was tried whole above).
+        if let Some((first, last)) = typed.rsplit_once(char::is_whitespace) {
+            let by_name = format!(
+                "SELECT {ACCOUNT_COLUMNS} WHERE a.last_name_key = $1 AND lower(a.first_name) = $2 \
+                 ORDER BY a.last_name_key, a.first_name, a.username_key LIMIT $3"
+            );
+            rows.extend(
+                sqlx::query(AssertSqlSafe(by_name))
+                    .bind(last.trim().to_lowercase())
+                    .bind(first.trim().to_lowercase())
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?,
+            );
+        }
+        for row in &rows {
             let account = account_from(row)?;
             if !found.iter().any(|f| f.id == account.id) {
                 found.push(account);

@@ -286,7 +286,12 @@ pub struct ActionInput {
     #[serde(default)]
     email: String,
     /// Each form's reason field has its own id (and so name) on the page.
-    #[serde(default, alias = "unlock-reason", alias = "disable-reason")]
+    #[serde(
+        default,
+        alias = "unlock-reason",
+        alias = "disable-reason",
+        alias = "sessions-reason"
+    )]
     reason: String,
 }
 
@@ -358,6 +363,7 @@ async fn account_view(
     ];
     let admin = p.role == Role::Admin;
     let page = ConsoleAccountPage {
+        sessions: status.sessions,
         l: layout(state, Some(&p.session), !errors.is_empty()),
         csrf: p.session.csrf_token.clone(),
         name: format!("{} {}", a.first_name, a.last_name),
@@ -455,6 +461,18 @@ pub async fn account_action(
             Err(ActionRefusal::NoSuchAccount) => return Err(WebError::NotFound),
             Err(refusal) => Err(FieldError {
                 field: "disable-reason",
+                message: sentence(&refusal.to_string()),
+            }),
+        },
+        "sessions" => match g.end_sessions(&username, &who, &form.reason).await? {
+            Ok((a, ended)) => Ok(format!(
+                "{ended} session{} of {} ended: they must log in again everywhere.",
+                if ended == 1 { "" } else { "s" },
+                a.username
+            )),
+            Err(ActionRefusal::NoSuchAccount) => return Err(WebError::NotFound),
+            Err(refusal) => Err(FieldError {
+                field: "sessions-reason",
                 message: sentence(&refusal.to_string()),
             }),
         },

@@ -215,6 +215,7 @@ pub struct ConsoleHomePage {
 #[template(path = "console_account.html")]
 pub struct ConsoleAccountPage {
     pub l: Layout,
+    pub sessions: i64,
     pub csrf: String,
     pub name: String,
     pub username: String,

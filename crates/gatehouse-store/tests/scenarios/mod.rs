@@ -274,6 +274,12 @@ pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: A
     assert!(search("   ", 50).await.is_empty());
     assert!(search("nobody", 50).await.is_empty());
     assert_eq!(search("smith", 1).await.len(), 1, "the limit");
+    assert_eq!(
+        names(search("jane SMITH", 50).await).len(),
+        2,
+        "first name and surname"
+    );
+    assert!(search("amir smith", 50).await.is_empty());
 }
 
 pub async fn staged_imports_belong_to_their_uploader_and_expire(store: Arc<dyn Store>) {
