@@ -111,6 +111,14 @@ pub enum AdminTask {
         #[arg(long)]
         reason: String,
     },
+    /// End every session of an account (a lost or shared device).
+    EndSessions {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Lift a lock early: refused unless GATEHOUSE_ALLOW_EARLY_UNLOCK is on.
     Unlock {
         /// The account's username.
@@ -428,6 +436,26 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
             return disabled(&g, json, &username, false, &reason)
                 .await
                 .map_err(db);
+        }
+        AdminTask::EndSessions { username, reason } => {
+            match g
+                .end_sessions(&username, ACTOR, &reason)
+                .await
+                .map_err(db)?
+            {
+                Ok((account, ended)) if json => {
+                    println!(
+                        "{}",
+                        json!({ "username": account.username, "sessions_ended": ended })
+                    );
+                }
+                Ok((account, ended)) => println!(
+                    "{ended} session{} of {} ended.",
+                    if ended == 1 { "" } else { "s" },
+                    account.username
+                ),
+                Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),
+            }
         }
         AdminTask::Unlock { username, reason } => {
             match g.lift_lock(&username, ACTOR, &reason).await.map_err(db)? {

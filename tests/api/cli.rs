@@ -658,6 +658,22 @@ fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock()
     assert_eq!(code, 1);
     assert!(stderr.contains("Enter a real date"), "{stderr}");
 
+    let (code, stdout, _) = admin(&[
+        "--json",
+        "end-sessions",
+        "999AKHAN01",
+        "--reason",
+        "lost phone",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON")["sessions_ended"],
+        0
+    );
+    let (code, _, stderr) = admin(&["end-sessions", "999AKHAN01", "--reason", ""]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("give a reason"), "{stderr}");
+
     let (code, stdout, _) = admin(&["--json", "mail", "amir.khan@nhs.net"]);
     assert_eq!(code, 0);
     let history: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");

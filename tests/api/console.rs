@@ -313,6 +313,11 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
     for _ in 0..3 {
         app.log_in(JANE, "not her password").await;
     }
+    // Asking again while locked: the email says until when, with no link.
+    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
+        .await;
+    app.settle().await;
+    app.recovery_email(2).await;
 
     let page = app
         .get_as(&c, "/console?q=SMITH")
@@ -359,7 +364,13 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
         .text()
         .await
         .expect("body");
-    assert!(page.contains("matched (2 accounts)"), "{page}");
+    assert!(page.contains("matched (2 accounts)<"), "{page}");
+    assert!(
+        page.contains(
+            "matched (2 accounts, 1 of them locked: the email says until when, with no link for it)"
+        ),
+        "{page}"
+    );
     assert!(page.contains("recovery ("), "{page}");
     assert!(page.contains("sent "), "{page}");
     assert!(!page.contains("/reset/"), "never a link");
@@ -990,8 +1001,13 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
 async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
     let app = TestApp::spawn().await;
     let (c, _, _) = enrolled(&app).await;
-    app.set_password("jane.smith@nhs.net", ("14", "3", "1985"), JANE, GOOD_PASSWORD)
-        .await;
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        JANE,
+        GOOD_PASSWORD,
+    )
+    .await;
     let (phone, desktop) = (client(), client());
     app.log_in_as(&phone, JANE, GOOD_PASSWORD).await;
     app.log_in_as(&desktop, JANE, GOOD_PASSWORD).await;
@@ -1008,12 +1024,30 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
         .await
         .expect("body");
     assert!(error_messages(&page).iter().any(|m| m == "Give a reason"));
-    assert_eq!(app.get_as(&phone, "/account").await.status(), 200, "nothing ended yet");
-    let done = act(&app, &c, JANE, "sessions", &[("sessions-reason", "lost her phone")]).await;
+    assert_eq!(
+        app.get_as(&phone, "/account").await.status(),
+        200,
+        "nothing ended yet"
+    );
+    let done = act(
+        &app,
+        &c,
+        JANE,
+        "sessions",
+        &[("sessions-reason", "lost her phone")],
+    )
+    .await;
     assert_eq!(done.status(), 303);
     for browser in [&phone, &desktop] {
-        assert_eq!(app.get_as(browser, "/account").await.headers()["location"], "/login");
+        assert_eq!(
+            app.get_as(browser, "/account").await.headers()["location"],
+            "/login"
+        );
     }
-    assert_eq!(app.get_as(&c, "/console").await.status(), 200, "the helpdesk's own session stays");
+    assert_eq!(
+        app.get_as(&c, "/console").await.status(),
+        200,
+        "the helpdesk's own session stays"
+    );
     assert_eq!(events(&app, "account.sessions_ended").await, 1);
 }

@@ -244,10 +244,23 @@ impl Gatehouse {
                                 "domain_not_allowed" => "address not in an allowed domain",
                                 other => other,
                             }),
-                        r.matched_accounts.filter(|n| *n > 0).map_or_else(
-                            String::new,
-                            |n| format!(" ({n} account{})", if n == 1 { "" } else { "s" })
-                        )
+                        r.matched_accounts.filter(|n| *n > 0).map_or_else(String::new, |n| {
+                            let locked = r.locked_accounts.unwrap_or(0);
+                            format!(
+                                " ({n} account{}{})",
+                                if n == 1 { "" } else { "s" },
+                                match locked {
+                                    0 => String::new(),
+                                    l if l == n => {
+                                        ", locked: the email says until when, with no link"
+                                            .to_owned()
+                                    }
+                                    l => format!(
+                                        ", {l} of them locked: the email says until when, with no link for it"
+                                    ),
+                                }
+                            )
+                        })
                     ),
                 })
                 .collect();

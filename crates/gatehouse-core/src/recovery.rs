@@ -107,6 +107,7 @@ impl Gatehouse {
             .await?;
         let mut email = None;
         let mut issued = Vec::new();
+        let mut locked_accounts = 0u32;
         let outcome = match accounts.first() {
             None => RecoveryOutcome::NoMatch,
             Some(first) => {
@@ -155,6 +156,9 @@ impl Gatehouse {
                         });
                     }
                     let has_links = entries.iter().any(|e| e.link.is_some());
+                    locked_accounts =
+                        u32::try_from(entries.iter().filter(|e| e.locked_until.is_some()).count())
+                            .unwrap_or(u32::MAX);
                     let content = RecoveryEmail {
                         service: settings.service_name.clone(),
                         accounts: entries,
@@ -176,7 +180,10 @@ impl Gatehouse {
                 }
             }
         };
-        if !tx.finish_recovery_request(request.id, outcome, now).await? {
+        if !tx
+            .finish_recovery_request(request.id, outcome, locked_accounts, now)
+            .await?
+        {
             // Another worker finished it while this one worked: keep theirs.
             return Ok(());
         }

@@ -178,6 +178,8 @@ pub struct RecoveryRequestSummary {
     pub outcome: Option<String>,
     /// How many accounts matched.
     pub matched_accounts: Option<i64>,
+    /// How many of them were locked (told until when, with no link).
+    pub locked_accounts: Option<i64>,
     /// When it was processed.
     pub processed_at: Option<Timestamp>,
 }
@@ -646,6 +648,7 @@ pub trait Tx: Send {
         &mut self,
         id: i64,
         outcome: RecoveryOutcome,
+        locked_accounts: u32,
         now: Timestamp,
     ) -> Result<bool>;
 

@@ -1280,8 +1280,8 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<RecoveryRequestSummary>> {
         let rows = sqlx::query(
-            "SELECT id, created_at, status, outcome, matched_accounts, processed_at \
-             FROM recovery_requests WHERE email_key = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, created_at, status, outcome, matched_accounts, processed_at, \
+             locked_accounts FROM recovery_requests WHERE email_key = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(email_key)
         .bind(i64::from(limit))
@@ -1296,6 +1296,7 @@ impl Store for SqlStore {
                     outcome: r.try_get(3)?,
                     matched_accounts: r.try_get(4)?,
                     processed_at: ts(r.try_get(5)?),
+                    locked_accounts: r.try_get(6)?,
                 })
             })
             .collect()
@@ -1556,6 +1557,7 @@ impl Tx for SqlTx {
         &mut self,
         id: i64,
         outcome: RecoveryOutcome,
+        locked_accounts: u32,
         now: Timestamp,
     ) -> Result<bool> {
         let matched = match outcome {
@@ -1565,13 +1567,14 @@ impl Tx for SqlTx {
         // The date of birth has done its job: it is not kept (data minimisation).
         let changed = sqlx::query(
             "UPDATE recovery_requests SET status = 'processed', outcome = $2, \
-             matched_accounts = $3, processed_at = $4, lease_until = NULL, date_of_birth = '' \
-             WHERE id = $1 AND status = 'pending'",
+             matched_accounts = $3, processed_at = $4, lease_until = NULL, date_of_birth = '', \
+             locked_accounts = $5 WHERE id = $1 AND status = 'pending'",
         )
         .bind(id)
         .bind(outcome.as_str())
         .bind(matched)
         .bind(now.unix())
+        .bind(i64::from(locked_accounts))
         .execute(&mut *self.tx)
         .await?
         .rows_affected();

@@ -629,12 +629,12 @@ pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: Arc<dy
     assert_eq!(again.len(), 10);
     let mut tx = store.begin().await.expect("begin");
     assert!(
-        tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, lease)
+        tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, 0, lease)
             .await
             .expect("finish")
     );
     assert!(
-        !tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, lease)
+        !tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, 0, lease)
             .await
             .expect("finish")
     );
