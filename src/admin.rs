@@ -21,6 +21,14 @@ const ACTOR: &str = "admin (command line)";
 /// Operator tasks.
 #[derive(Debug, Subcommand)]
 pub enum AdminTask {
+    /// Find people by username, email address, employee number, surname, or first name and surname.
+    Find {
+        /// What to look for.
+        query: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Show an account: employer, email, role, whether a password is set, lock, failures, sessions.
     Status {
         /// The account's username.
@@ -152,6 +160,42 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
     let g = app::services(config, crate::cli::clock()).await?;
     let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
     match task {
+        AdminTask::Find { query, limit } => {
+            let found = g
+                .store
+                .search_accounts(&query, limit)
+                .await
+                .map_err(|e| db(e.into()))?;
+            if json {
+                let people: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "username": a.username,
+                            "first_name": a.first_name,
+                            "last_name": a.last_name,
+                            "employer_code": a.employer_code,
+                            "employer_name": a.employer_name,
+                            "email": a.email,
+                            "employee_number": a.employee_number,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(people));
+            } else if found.is_empty() {
+                return Ok(refuse(json, 1, "Nobody found."));
+            } else {
+                for a in &found {
+                    println!(
+                        "{:<16} {:<28} {:<36} {}",
+                        printable(&a.username),
+                        printable(&format!("{} {}", a.first_name, a.last_name)),
+                        printable(&a.email),
+                        printable(&a.employer_name)
+                    );
+                }
+            }
+        }
         AdminTask::Status { username } => {
             let Some(s) = g.account_status(&username).await.map_err(db)? else {
                 return Ok(refuse(

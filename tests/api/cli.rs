@@ -601,6 +601,16 @@ fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock()
         run(c)
     };
 
+    let (code, stdout, _) = admin(&["find", "SMITH"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let (code, stdout, _) = admin(&["--json", "find", "amir.khan@nhs.net"]);
+    assert_eq!(code, 0);
+    let found: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(found[0]["username"], "999AKHAN01");
+    let (code, _, stderr) = admin(&["find", "nobody"]);
+    assert_eq!((code, stderr.trim()), (1, "Nobody found."));
+
     let (code, stdout, _) = admin(&["--json", "status", "999akhan01"]);
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
