@@ -127,6 +127,16 @@ pub enum AdminTask {
         #[arg(long)]
         reason: String,
     },
+    /// Forget a helpdesk or admin account's authenticator app and recovery
+    /// codes (a lost phone, no codes left): they set up a new one at their
+    /// next sign-in to the console. Check who is asking first.
+    ResetSecondFactor {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Lift a lock early: refused unless GATEHOUSE_ALLOW_EARLY_UNLOCK is on.
     Unlock {
         /// The account's username.
@@ -496,6 +506,25 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 Ok((account, ended)) => println!(
                     "{ended} session{} of {} ended.",
                     if ended == 1 { "" } else { "s" },
+                    account.username
+                ),
+                Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),
+            }
+        }
+        AdminTask::ResetSecondFactor { username, reason } => {
+            match g
+                .reset_second_factor(&username, ACTOR, &reason)
+                .await
+                .map_err(db)?
+            {
+                Ok(account) if json => {
+                    println!(
+                        "{}",
+                        json!({ "username": account.username, "second_factor": null })
+                    );
+                }
+                Ok(account) => println!(
+                    "{}'s authenticator app and recovery codes are forgotten; they set up a new one at their next sign-in to the console.",
                     account.username
                 ),
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),

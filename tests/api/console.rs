@@ -1051,3 +1051,36 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
     );
     assert_eq!(events(&app, "account.sessions_ended").await, 1);
 }
+
+#[tokio::test]
+async fn after_a_lost_phone_the_operator_resets_the_second_factor_and_a_new_one_is_enrolled() {
+    let app = TestApp::spawn().await;
+    let (c, old, _) = enrolled(&app).await;
+    let refused = app
+        .gatehouse
+        .reset_second_factor(AMIR, "admin (command line)", " ")
+        .await
+        .expect("runs");
+    assert!(refused.is_err(), "a reason is required");
+    app.gatehouse
+        .reset_second_factor(AMIR, "admin (command line)", "lost phone; identity checked")
+        .await
+        .expect("runs")
+        .expect("reset");
+    assert_eq!(
+        app.get_as(&c, "/console").await.headers()["location"],
+        "/login",
+        "signed out"
+    );
+    let c = client();
+    app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    let page = app
+        .get_as(&c, "/console/second-factor")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("Set up your authenticator app"));
+    assert_ne!(key_in(&page), old, "a new key");
+    assert_eq!(events(&app, "second_factor.reset").await, 1);
+}

@@ -587,3 +587,37 @@ impl Gatehouse {
         Ok(Ok((account, ended)))
     }
 }
+
+impl Gatehouse {
+    /// Clears an account's authenticator and recovery codes (a lost phone
+    /// with no codes left): it enrols again at its next console sign-in.
+    /// Its sessions end. Audited with the actor and reason.
+    pub async fn reset_second_factor(
+        &self,
+        username: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        let Some(account) = self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
+            return Ok(Err(ActionRefusal::NoSuchAccount));
+        };
+        if self.store.second_factor(account.id).await?.is_none() {
+            return Ok(Err(ActionRefusal::Unchanged));
+        }
+        self.store.clear_second_factor(account.id).await?;
+        let mut event = self.event(AuditEvent::SecondFactorReset);
+        event.actor = Some(actor.to_owned());
+        event.account_id = Some(account.id);
+        event.username = Some(account.username.clone());
+        event.detail = Some(format!("reason: {}", reason.trim()));
+        self.store.audit(&event).await?;
+        Ok(Ok(account))
+    }
+}

@@ -69,6 +69,8 @@ pub enum AuditEvent {
     LockLifted,
     /// The helpdesk ended every session of an account.
     SessionsEnded,
+    /// An operator cleared an account's authenticator and recovery codes.
+    SecondFactorReset,
 }
 
 impl AuditEvent {
@@ -108,6 +110,7 @@ impl AuditEvent {
             AuditEvent::SignInRefusedAccountDisabled => "sign_in.refused_account_disabled",
             AuditEvent::LockLifted => "account.lock_lifted",
             AuditEvent::SessionsEnded => "account.sessions_ended",
+            AuditEvent::SecondFactorReset => "second_factor.reset",
         }
     }
 }

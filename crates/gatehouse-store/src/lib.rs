@@ -526,6 +526,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<bool>;
 
+    /// Forgets an account's authenticator and recovery codes (it enrols again
+    /// at its next console sign-in) and ends its sessions.
+    async fn clear_second_factor(&self, account_id: i64) -> Result<()>;
+
     /// Unused recovery codes left.
     async fn recovery_codes_left(&self, account_id: i64) -> Result<i64>;
 

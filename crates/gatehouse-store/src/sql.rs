@@ -1013,6 +1013,19 @@ impl Store for SqlStore {
             == 1)
     }
 
+    async fn clear_second_factor(&self, account_id: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM recovery_codes WHERE account_id = $1",
+            "DELETE FROM second_factors WHERE account_id = $1",
+            "DELETE FROM sessions WHERE account_id = $1",
+        ] {
+            sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn recovery_codes_left(&self, account_id: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL",

@@ -239,6 +239,21 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn 
         .expect("read")
         .expect("exists");
     assert_eq!(s.second_factor_at, Some(T0));
+
+    // A lost phone and no codes left: the operator clears it.
+    store.clear_second_factor(jane.id).await.expect("clear");
+    assert!(store.second_factor(jane.id).await.expect("read").is_none());
+    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 0);
+    assert!(
+        store.session(&s.id_hash).await.expect("read").is_none(),
+        "signed out"
+    );
+    assert!(
+        store
+            .start_second_factor(jane.id, "DDDD", T0)
+            .await
+            .expect("enrol again")
+    );
 }
 
 pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: Arc<dyn Store>) {
