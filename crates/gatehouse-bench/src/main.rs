@@ -17,8 +17,23 @@ struct Cli {
     command: Command,
 }
 
+mod signin;
+
 #[derive(Subcommand)]
 enum Command {
+    /// The raw argon2id rate on every core with the service's parameters,
+    /// then sign-in throughput of `gatehouse serve` at saturation, as a ratio.
+    Signin {
+        /// The release binary to run.
+        #[arg(long, default_value = "target/release/gatehouse")]
+        binary: std::path::PathBuf,
+        /// Seconds for each measurement.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Concurrent clients (the default saturates: twice the cores).
+        #[arg(long)]
+        clients: Option<usize>,
+    },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
     /// large the database grows; a table scan makes it grow with the rows.
@@ -38,6 +53,11 @@ enum Command {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Signin {
+            binary,
+            seconds,
+            clients,
+        } => signin_table(&binary, seconds, clients).await,
         Command::Lookups {
             database_url,
             baseline_url,
@@ -220,5 +240,39 @@ async fn lookups(url: &str, baseline_url: &str, samples: usize) -> Result<()> {
             p50.as_secs_f64() / b50.as_secs_f64().max(1e-9)
         );
     }
+    Ok(())
+}
+
+async fn signin_table(
+    binary: &std::path::Path,
+    seconds: u64,
+    clients: Option<usize>,
+) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let raw = tokio::task::spawn_blocking(move || signin::raw_rate(cores, seconds)).await??;
+    let clients = clients.unwrap_or(cores * 2);
+    let run = signin::saturate(binary, 1000, clients, seconds).await?;
+    let lat = Latencies(run.latencies.clone());
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| measure ({cores} cores, {seconds} s each) | value |");
+    println!("| --- | --- |");
+    println!("| raw argon2id verifications per second, {cores} threads (baseline) | {raw:.1} |");
+    println!(
+        "| sign-ins per second through `gatehouse serve`, {clients} clients | {:.1} |",
+        run.rate
+    );
+    println!(
+        "| ratio sign-ins / raw hash rate (target >= 0.95) | {:.3} |",
+        run.rate / raw.max(1e-9)
+    );
+    println!(
+        "| sign-in POST p50 / p99 | {:.1} / {:.1} ms |",
+        ms(lat.quantile(0.5)),
+        ms(lat.quantile(0.99))
+    );
+    println!(
+        "| busy answers (503) / other failures | {} / {} |",
+        run.busy, run.other
+    );
     Ok(())
 }
