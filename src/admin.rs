@@ -151,6 +151,19 @@ fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
     at.map_or_else(|| "never".to_owned(), |t| g.settings.when(t))
 }
 
+/// Who a person is, for `find` and `status`.
+fn person(a: &gatehouse_store::AccountRecord) -> serde_json::Value {
+    json!({
+        "username": a.username,
+        "first_name": a.first_name,
+        "last_name": a.last_name,
+        "employer_code": a.employer_code,
+        "employer_name": a.employer_name,
+        "email": a.email,
+        "employee_number": a.employee_number,
+    })
+}
+
 fn rfc(at: Option<Timestamp>) -> serde_json::Value {
     at.map_or(serde_json::Value::Null, |t| json!(t.rfc3339()))
 }
@@ -177,20 +190,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 .await
                 .map_err(|e| db(e.into()))?;
             if json {
-                let people: Vec<serde_json::Value> = found
-                    .iter()
-                    .map(|a| {
-                        json!({
-                            "username": a.username,
-                            "first_name": a.first_name,
-                            "last_name": a.last_name,
-                            "employer_code": a.employer_code,
-                            "employer_name": a.employer_name,
-                            "email": a.email,
-                            "employee_number": a.employee_number,
-                        })
-                    })
-                    .collect();
+                let people: Vec<serde_json::Value> = found.iter().map(person).collect();
                 println!("{}", serde_json::Value::Array(people));
             } else if found.is_empty() {
                 return Ok(refuse(json, 1, "Nobody found."));
@@ -216,28 +216,24 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
             };
             let a = &s.account;
             if json {
-                println!(
-                    "{}",
-                    json!({
-                        "username": a.username,
-                        "first_name": a.first_name,
-                        "last_name": a.last_name,
-                        "employer_code": a.employer_code,
-                        "employer_name": a.employer_name,
-                        "email": a.email,
-                        "employee_number": a.employee_number,
-                        "role": a.role,
-                        "disabled_at": rfc(a.disabled_at),
-                        "password_set": a.password_hash.is_some(),
-                        "password_changed_at": rfc(a.password_changed_at),
-                        "password_disabled": s.password_disabled,
-                        "locked_until": rfc(s.locked_until),
-                        "consecutive_failures": s.consecutive_failures,
-                        "total_failures": s.total_failures,
-                        "last_sign_in_at": rfc(a.last_sign_in_at),
-                        "sessions": s.sessions,
-                    })
-                );
+                let mut out = person(a);
+                if let Some(fields) = out.as_object_mut() {
+                    for (k, v) in [
+                        ("role", json!(a.role)),
+                        ("disabled_at", rfc(a.disabled_at)),
+                        ("password_set", json!(a.password_hash.is_some())),
+                        ("password_changed_at", rfc(a.password_changed_at)),
+                        ("password_disabled", json!(s.password_disabled)),
+                        ("locked_until", rfc(s.locked_until)),
+                        ("consecutive_failures", json!(s.consecutive_failures)),
+                        ("total_failures", json!(s.total_failures)),
+                        ("last_sign_in_at", rfc(a.last_sign_in_at)),
+                        ("sessions", json!(s.sessions)),
+                    ] {
+                        fields.insert(k.to_owned(), v);
+                    }
+                }
+                println!("{out}");
                 return Ok(ExitCode::SUCCESS);
             }
             let lock = match s.locked_until {

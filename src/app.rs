@@ -88,6 +88,7 @@ pub struct Application {
     address: SocketAddr,
     mailer: Mailer,
     trust_forwarded_for: bool,
+    console_upload_limit: usize,
     options: Options,
 }
 
@@ -122,6 +123,7 @@ impl Application {
             address,
             mailer,
             trust_forwarded_for: config.trust_forwarded_for,
+            console_upload_limit: config.console_upload_limit,
             options,
         })
     }
@@ -151,6 +153,7 @@ impl Application {
         let state = gatehouse_web::AppState {
             gatehouse: self.gatehouse.clone(),
             trust_forwarded_for: self.trust_forwarded_for,
+            upload_limit: self.console_upload_limit,
         };
         let served = gatehouse_web::serve(self.listener, state, stopped(shutdown)).await;
         while workers.join_next().await.is_some() {}

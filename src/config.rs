@@ -142,6 +142,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "how long a worker holds an email or request before another node may take it (longer than mail_timeout)",
     },
     Setting {
+        key: "console_upload_mib",
+        default: "256",
+        meaning: "largest staff file an administrator can upload in the console, in MiB (bigger files: gatehouse import)",
+    },
+    Setting {
         key: "allow_early_unlock",
         default: "false",
         meaning: "let an administrator lift a lock before it ends (the seed's policy is that nobody can); audited",
@@ -192,6 +197,8 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// `GATEHOUSE_ALLOW_EARLY_UNLOCK`.
     pub allow_early_unlock: bool,
+    /// `GATEHOUSE_CONSOLE_UPLOAD_MIB`, in bytes.
+    pub console_upload_limit: usize,
     /// `GATEHOUSE_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
     /// `GATEHOUSE_DATABASE_TIMEOUT`.
@@ -442,6 +449,8 @@ impl Config {
         };
         let trust_forwarded_for = raw.parse("trust_x_forwarded_for", boolean)?;
         let allow_early_unlock = raw.parse("allow_early_unlock", boolean)?;
+        let console_upload_limit =
+            raw.parse("console_upload_mib", number(1usize, 4096))? * 1024 * 1024;
         let database_max_connections = raw.parse("database_max_connections", number(1u32, 1000))?;
         let database_timeout = raw.parse("database_timeout", span)?;
         let mail_timeout = raw.parse("mail_timeout", span)?;
@@ -492,6 +501,7 @@ impl Config {
             hash_concurrency,
             trust_forwarded_for,
             allow_early_unlock,
+            console_upload_limit,
             database_max_connections,
             database_timeout,
             mail_timeout,

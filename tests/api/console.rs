@@ -71,12 +71,7 @@ async fn enrolled(app: &TestApp) -> (reqwest::Client, TotpSecret, Vec<String>) {
 
 async fn enrolled_as(app: &TestApp, role: Role) -> (reqwest::Client, TotpSecret, Vec<String>) {
     let c = signed_in(app, role).await;
-    let page = app
-        .get_as(&c, "/console/second-factor")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/second-factor").await;
     let secret = key_in(&page);
     let response = send_code(app, &c, &code_now(app, &secret)).await;
     assert_eq!(response.status(), 200);
@@ -99,7 +94,7 @@ async fn staff_reach_no_console_page_and_each_refusal_is_audited() {
     assert_eq!(response.headers()["location"], "/login");
 
     let c = signed_in(&app, Role::Staff).await;
-    let account = app.get_as(&c, "/account").await.text().await.expect("body");
+    let account = app.page_as(&c, "/account").await;
     assert!(
         !account.contains("/console"),
         "staff are not offered the console"
@@ -146,12 +141,7 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
         );
     }
 
-    let page = app
-        .get_as(&c, "/console/second-factor")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/second-factor").await;
     assert!(page.contains("Set up your authenticator app"));
     assert!(
         page.contains("<svg role=\"img\" aria-label=\"QR code"),
@@ -159,12 +149,7 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
     );
     let secret = key_in(&page);
     // Reloading the page shows the same key, so a slow scan still works.
-    let again = app
-        .get_as(&c, "/console/second-factor")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let again = app.page_as(&c, "/console/second-factor").await;
     assert_eq!(key_in(&again), secret);
 
     let wrong = send_code(&app, &c, "000000")
@@ -202,12 +187,7 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
     // The key is never shown again once confirmed.
     let c2 = client();
     app.log_in_as(&c2, AMIR, GOOD_PASSWORD).await;
-    let page = app
-        .get_as(&c2, "/console/second-factor")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c2, "/console/second-factor").await;
     assert!(page.contains("Enter the code from your authenticator app"));
     assert!(!page.contains(&secret.base32_grouped()));
     assert!(!page.contains("<svg role=\"img\""));
@@ -319,12 +299,7 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
     app.settle().await;
     app.recovery_email(2).await;
 
-    let page = app
-        .get_as(&c, "/console?q=SMITH")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console?q=SMITH").await;
     assert!(page.contains("2 found"), "{page}");
     assert!(page.contains("/console/accounts/999JSMITH01"));
     assert!(page.contains("/console/accounts/432JSMITH01"));
@@ -334,21 +309,11 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
         ("D2", "1 found"),
         ("nobody", "Nobody found"),
     ] {
-        let page = app
-            .get_as(&c, &format!("/console?q={query}"))
-            .await
-            .text()
-            .await
-            .expect("body");
+        let page = app.page_as(&c, &format!("/console?q={query}")).await;
         assert!(page.contains(found), "{query}: {page}");
     }
 
-    let page = app
-        .get_as(&c, "/console/accounts/999jsmith01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/accounts/999jsmith01").await;
     assert!(page.contains("Locked until"), "{page}");
     assert!(page.contains("Nobody can lift it early"));
     assert!(page.contains("3 in a row now"));
@@ -359,11 +324,8 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
     );
 
     let page = app
-        .get_as(&c, "/console/mail?email=Jane.Smith%40nhs.net")
-        .await
-        .text()
-        .await
-        .expect("body");
+        .page_as(&c, "/console/mail?email=Jane.Smith%40nhs.net")
+        .await;
     assert!(page.contains("matched (2 accounts)<"), "{page}");
     assert!(
         page.contains(
@@ -375,11 +337,8 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
     assert!(page.contains("sent "), "{page}");
     assert!(!page.contains("/reset/"), "never a link");
     let page = app
-        .get_as(&c, "/console/mail?email=nobody%40nhs.net")
-        .await
-        .text()
-        .await
-        .expect("body");
+        .page_as(&c, "/console/mail?email=nobody%40nhs.net")
+        .await;
     assert!(page.contains("No recovery request was made for this address."));
     assert!(csrf_token(&page).is_some(), "the header's sign-out form");
 }
@@ -479,12 +438,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     )
     .await;
     assert_eq!(done.status(), 303);
-    let page = app
-        .get_as(&c, "/console/accounts/999JSMITH01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/accounts/999JSMITH01").await;
     assert!(
         page.contains("email address is now jane.new@nhs.net"),
         "{page}"
@@ -505,11 +459,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     let link_page = {
         let browser = client();
         app.open_link(&browser, &old_link).await;
-        app.get_as(&browser, "/reset")
-            .await
-            .text()
-            .await
-            .expect("body")
+        app.page_as(&browser, "/reset").await
     };
     assert!(
         link_page.contains("email address for this account has been changed"),
@@ -540,11 +490,8 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
     let app = TestApp::spawn().await;
     let (helpdesk, _, _) = enrolled(&app).await;
     let page = app
-        .get_as(&helpdesk, "/console/accounts/999JSMITH01")
-        .await
-        .text()
-        .await
-        .expect("body");
+        .page_as(&helpdesk, "/console/accounts/999JSMITH01")
+        .await;
     assert!(
         !page.contains("Disable the account"),
         "helpdesk is not offered it"
@@ -665,12 +612,7 @@ async fn by_default_nobody_can_lift_a_lock_early() {
     let app = TestApp::spawn().await;
     let (admin, _, _) = enrolled_as(&app, Role::Admin).await;
     lock_jane(&app).await;
-    let page = app
-        .get_as(&admin, "/console/accounts/999JSMITH01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&admin, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("Nobody can lift it early"));
     assert!(!page.contains("Lift the lock"));
     let page = act(&app, &admin, JANE, "unlock", &[("reason", "please")])
@@ -701,12 +643,7 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
     let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
     let (admin, _, _) = enrolled_as(&app, Role::Admin).await;
     lock_jane(&app).await;
-    let page = app
-        .get_as(&admin, "/console/accounts/999JSMITH01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&admin, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("Lift the lock"));
     let page = act(&app, &admin, JANE, "unlock", &[("unlock-reason", "")])
         .await
@@ -757,37 +694,21 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
     }
     app.log_in("NOBODY99", "whatever it is").await;
 
-    let page = app
-        .get_as(&c, "/console/audit?username=999jsmith01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/audit?username=999jsmith01").await;
     assert!(page.contains("2 events"), "{page}");
     assert!(page.contains("sign_in.failed"));
     let page = app
-        .get_as(&c, "/console/audit?event=second_factor.enrolled")
-        .await
-        .text()
-        .await
-        .expect("body");
+        .page_as(&c, "/console/audit?event=second_factor.enrolled")
+        .await;
     assert!(page.contains("1 event<"), "{page}");
-    let page = app
-        .get_as(&c, "/console/audit?actor=test")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/audit?actor=test").await;
     assert!(
         page.contains("account.role_changed"),
         "the role set by the test harness"
     );
     let page = app
-        .get_as(&c, "/console/audit?from=31%2F02%2F2026&username=NOBODY42")
-        .await
-        .text()
-        .await
-        .expect("body");
+        .page_as(&c, "/console/audit?from=31%2F02%2F2026&username=NOBODY42")
+        .await;
     let errors = error_messages(&page);
     assert!(
         errors
@@ -802,12 +723,7 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
         "{errors:?}"
     );
     // Days are read in the service's time zone; the test clock is in 2026.
-    let page = app
-        .get_as(&c, "/console/audit?to=2000-01-01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/audit?to=2000-01-01").await;
     assert!(page.contains("No events"), "{page}");
 
     let csv = app
@@ -869,14 +785,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
     let app = TestApp::spawn().await;
     let (helpdesk, _, _) = enrolled(&app).await;
     assert_eq!(app.get_as(&helpdesk, "/console/import").await.status(), 403);
-    let token = csrf_token(
-        &app.get_as(&helpdesk, "/console")
-            .await
-            .text()
-            .await
-            .expect("body"),
-    )
-    .expect("token");
+    let token = csrf_token(&app.page_as(&helpdesk, "/console").await).expect("token");
     assert_eq!(
         upload(&app, &helpdesk, &token, STAFF).await.status(),
         403,
@@ -888,12 +797,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         .await
         .expect("role");
     let admin = helpdesk;
-    let page = app
-        .get_as(&admin, "/console/import")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&admin, "/console/import").await;
     assert!(page.contains("Load the staff file"));
     let token = csrf_token(&page).expect("token");
     assert_eq!(
@@ -949,12 +853,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         )
         .await;
     assert_eq!(done.status(), 303);
-    let page = app
-        .get_as(&admin, "/console/import")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&admin, "/console/import").await;
     assert!(
         page.contains("hr-feed.csv was imported: 1 people added, 1 changed"),
         "{page}"
@@ -988,12 +887,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         &[],
     )
     .await;
-    let page = app
-        .get_as(&admin, "/console/import")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&admin, "/console/import").await;
     assert!(page.contains("expired or was already imported"), "{page}");
 }
 
@@ -1011,12 +905,7 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
     let (phone, desktop) = (client(), client());
     app.log_in_as(&phone, JANE, GOOD_PASSWORD).await;
     app.log_in_as(&desktop, JANE, GOOD_PASSWORD).await;
-    let page = app
-        .get_as(&c, "/console/accounts/999JSMITH01")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("2 active sessions"), "{page}");
     let page = act(&app, &c, JANE, "sessions", &[("sessions-reason", "")])
         .await
@@ -1074,13 +963,36 @@ async fn after_a_lost_phone_the_operator_resets_the_second_factor_and_a_new_one_
     );
     let c = client();
     app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
-    let page = app
-        .get_as(&c, "/console/second-factor")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = app.page_as(&c, "/console/second-factor").await;
     assert!(page.contains("Set up your authenticator app"));
     assert_ne!(key_in(&page), old, "a new key");
     assert_eq!(events(&app, "second_factor.reset").await, 1);
+}
+
+#[tokio::test]
+async fn a_staff_file_over_the_upload_limit_is_refused_with_a_clear_message() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_CONSOLE_UPLOAD_MIB", "1")]).await;
+    let (admin, _, _) = enrolled_as(&app, Role::Admin).await;
+    let page = app.page_as(&admin, "/console/import").await;
+    let token = csrf_token(&page).expect("token");
+    let row = "999 Demo Hospital NHS Trust,,Pat,Doe,1980-01-01,pat.doe@nhs.net,X1\n";
+    let big = format!("{STAFF}{}", row.repeat(2 * 1024 * 1024 / row.len()));
+    let response = upload(&app, &admin, &token, &big).await;
+    assert_eq!(response.status(), 413);
+    let page = response.text().await.expect("body");
+    assert!(
+        error_messages(&page)
+            .iter()
+            .any(|m| m.contains("larger than 1 MiB") && m.contains("gatehouse import")),
+        "{:?}",
+        error_messages(&page)
+    );
+    assert!(
+        app.gatehouse
+            .store
+            .search_accounts("doe", 10)
+            .await
+            .expect("search")
+            .is_empty()
+    );
 }

@@ -203,6 +203,11 @@ impl TestApp {
         client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// The body of `path` as `client` sees it.
+    pub async fn page_as(&self, client: &reqwest::Client, path: &str) -> String {
+        self.get_as(client, path).await.text().await.expect("body")
+    }
+
     /// GETs `form_page` to obtain a form token, then POSTs `fields` with it to `action`.
     pub async fn submit(
         &self,

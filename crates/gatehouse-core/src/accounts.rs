@@ -119,17 +119,14 @@ impl Gatehouse {
         for email in self.email_change_notices(&account, &account.email, new.as_str(), now)? {
             tx.enqueue_email(&email, now).await?;
         }
-        let mut event = self.event(AuditEvent::EmailChanged);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!(
+        let detail = format!(
             "{} -> {}; reason: {}; {voided} link(s) voided; {sessions} session(s) ended",
             EmailAddress::from_trusted(account.email.clone()).masked(),
             new.masked(),
             reason.trim()
-        ));
-        tx.audit(&event).await?;
+        );
+        tx.audit(&self.action(AuditEvent::EmailChanged, actor, &account, detail))
+            .await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
         let updated = self

@@ -81,6 +81,25 @@ impl Gatehouse {
     }
 }
 
+impl Gatehouse {
+    /// An audit record of `event`, done by `actor` to `account`.
+    pub(crate) fn action(
+        &self,
+        event: gatehouse_domain::audit::AuditEvent,
+        actor: &str,
+        account: &gatehouse_store::AccountRecord,
+        detail: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            actor: Some(actor.to_owned()),
+            account_id: Some(account.id),
+            username: Some(account.username.clone()),
+            detail: Some(detail),
+            ..self.event(event)
+        }
+    }
+}
+
 /// A short, non-reversible reference to something that must not be stored
 /// as typed (an unknown username may be a password typed in the wrong box).
 pub(crate) fn reference(text: &str) -> String {

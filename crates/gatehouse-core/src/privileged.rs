@@ -208,9 +208,7 @@ impl Gatehouse {
         }
 
         let mut tx = self.store.begin().await?;
-        let counter = tx.attempts(&key).await?;
-        tx.set_attempts(&key, &counter.after_success(claim.ticket, policy), now)
-            .await?;
+        crate::sign_in::release_claim(&mut *tx, &key, claim.ticket, policy, now).await?;
         tx.commit().await?;
         self.store
             .set_session_second_factor(&session.id_hash, now)
@@ -254,12 +252,10 @@ impl Gatehouse {
         };
         let now = self.clock.now();
         self.store.set_role(account.id, role.as_str(), now).await?;
-        let mut event = self.event(AuditEvent::RoleChanged);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!("{} -> {}", account.role, role.as_str()));
-        self.store.audit(&event).await?;
+        let detail = format!("{} -> {}", account.role, role.as_str());
+        self.store
+            .audit(&self.action(AuditEvent::RoleChanged, actor, &account, detail))
+            .await?;
         self.store
             .account_by_id(account.id)
             .await
@@ -405,15 +401,12 @@ impl Gatehouse {
         .await?;
         tx.insert_reset_link(account.id, &token.hash(), None, now, expires_at)
             .await?;
-        let mut event = self.event(AuditEvent::AdminCreated);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!(
+        let detail = format!(
             "first-access link issued, valid until {}",
             expires_at.rfc3339()
-        ));
-        tx.audit(&event).await?;
+        );
+        tx.audit(&self.action(AuditEvent::AdminCreated, actor, &account, detail))
+            .await?;
         tx.commit().await?;
         let account = self
             .store
@@ -467,6 +460,22 @@ impl std::fmt::Display for ActionRefusal {
 }
 
 impl Gatehouse {
+    /// The account an administrative action names, once a reason is given.
+    async fn action_target(
+        &self,
+        username: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        Ok(self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+            .ok_or(ActionRefusal::NoSuchAccount))
+    }
+
     /// Disables or enables an account. Disabling ends its sessions; a
     /// disabled account cannot sign in, set a password, or be matched by
     /// recovery. Audited with the actor and the reason.
@@ -478,15 +487,9 @@ impl Gatehouse {
         actor_account: Option<i64>,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
-        if reason.trim().is_empty() {
-            return Ok(Err(ActionRefusal::NoReason));
-        }
-        let Some(account) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
-        else {
-            return Ok(Err(ActionRefusal::NoSuchAccount));
+        let account = match self.action_target(username, reason).await? {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         if account.disabled_at.is_some() == disabled {
             return Ok(Err(ActionRefusal::Unchanged));
@@ -498,16 +501,14 @@ impl Gatehouse {
         self.store
             .set_disabled(account.id, disabled.then_some(now))
             .await?;
-        let mut event = self.event(if disabled {
+        let kind = if disabled {
             AuditEvent::AccountDisabled
         } else {
             AuditEvent::AccountEnabled
-        });
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!("reason: {}", reason.trim()));
-        self.store.audit(&event).await?;
+        };
+        self.store
+            .audit(&self.action(kind, actor, &account, format!("reason: {}", reason.trim())))
+            .await?;
         let account = self
             .store
             .account_by_id(account.id)
@@ -527,68 +528,47 @@ impl Gatehouse {
         if !self.settings.allow_early_unlock {
             return Ok(Err(ActionRefusal::NotAllowed));
         }
-        if reason.trim().is_empty() {
-            return Ok(Err(ActionRefusal::NoReason));
-        }
-        let key = UsernameKey::from_typed(username);
-        let Some(account) = self.store.account_by_username(&key).await? else {
-            return Ok(Err(ActionRefusal::NoSuchAccount));
+        let account = match self.action_target(username, reason).await? {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
         };
+        let key = account.username_key();
         let now = self.clock.now();
         let Some(until) = self.store.attempts(&key).await?.locked_at(now) else {
             return Ok(Err(ActionRefusal::Unchanged));
         };
         self.store.lift_lock(&key, now).await?;
-        let mut event = self.event(AuditEvent::LockLifted);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!(
+        let detail = format!(
             "lock until {} lifted early; reason: {}",
             until.rfc3339(),
             reason.trim()
-        ));
-        self.store.audit(&event).await?;
+        );
+        self.store
+            .audit(&self.action(AuditEvent::LockLifted, actor, &account, detail))
+            .await?;
         Ok(Ok(account))
     }
-}
 
-impl Gatehouse {
     /// Ends every session of an account (a lost or shared device), audited.
-    /// `Ok(Err(NoSuchAccount))` if there is no such account.
     pub async fn end_sessions(
         &self,
         username: &str,
         actor: &str,
         reason: &str,
     ) -> Result<std::result::Result<(AccountRecord, u64), ActionRefusal>> {
-        if reason.trim().is_empty() {
-            return Ok(Err(ActionRefusal::NoReason));
-        }
-        let Some(account) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
-        else {
-            return Ok(Err(ActionRefusal::NoSuchAccount));
+        let account = match self.action_target(username, reason).await? {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let mut tx = self.store.begin().await?;
         let ended = tx.delete_sessions_of(account.id).await?;
-        let mut event = self.event(AuditEvent::SessionsEnded);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!(
-            "{ended} session(s) ended; reason: {}",
-            reason.trim()
-        ));
-        tx.audit(&event).await?;
+        let detail = format!("{ended} session(s) ended; reason: {}", reason.trim());
+        tx.audit(&self.action(AuditEvent::SessionsEnded, actor, &account, detail))
+            .await?;
         tx.commit().await?;
         Ok(Ok((account, ended)))
     }
-}
 
-impl Gatehouse {
     /// Clears an account's authenticator and recovery codes (a lost phone
     /// with no codes left): it enrols again at its next console sign-in.
     /// Its sessions end. Audited with the actor and reason.
@@ -598,26 +578,18 @@ impl Gatehouse {
         actor: &str,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
-        if reason.trim().is_empty() {
-            return Ok(Err(ActionRefusal::NoReason));
-        }
-        let Some(account) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
-        else {
-            return Ok(Err(ActionRefusal::NoSuchAccount));
+        let account = match self.action_target(username, reason).await? {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         if self.store.second_factor(account.id).await?.is_none() {
             return Ok(Err(ActionRefusal::Unchanged));
         }
         self.store.clear_second_factor(account.id).await?;
-        let mut event = self.event(AuditEvent::SecondFactorReset);
-        event.actor = Some(actor.to_owned());
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.detail = Some(format!("reason: {}", reason.trim()));
-        self.store.audit(&event).await?;
+        let detail = format!("reason: {}", reason.trim());
+        self.store
+            .audit(&self.action(AuditEvent::SecondFactorReset, actor, &account, detail))
+            .await?;
         Ok(Ok(account))
     }
 }

@@ -181,31 +181,18 @@ impl Gatehouse {
             });
         };
 
+        // The right password: the claim is released whatever follows.
+        let mut tx = self.store.begin().await?;
+        release_claim(&mut *tx, &key, claim.ticket, &policy.lockout, now).await?;
         if account.disabled_at.is_some() {
-            // The right password: the claim is released, and only someone
-            // who knows the password learns that the account is disabled.
-            let mut tx = self.store.begin().await?;
-            let counter = tx.attempts(&key).await?;
-            tx.set_attempts(
-                &key,
-                &counter.after_success(claim.ticket, &policy.lockout),
-                now,
-            )
-            .await?;
+            // Only someone who knows the password learns that the account
+            // is disabled.
             event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
             tx.audit(&event).await?;
             tx.commit().await?;
             return Ok(SignInOutcome::AccountDisabled);
         }
         let session = fresh_session(Some(account.id), now)?;
-        let mut tx = self.store.begin().await?;
-        let counter = tx.attempts(&key).await?;
-        tx.set_attempts(
-            &key,
-            &counter.after_success(claim.ticket, &policy.lockout),
-            now,
-        )
-        .await?;
         tx.record_sign_in(account.id, now).await?;
         if let Some(previous) = previous_session {
             tx.delete_session(previous).await?;
@@ -229,4 +216,19 @@ impl Gatehouse {
             privileged,
         })
     }
+}
+
+/// Records a right password (or code) for the attempt `ticket` claimed:
+/// the failure it counted is taken back, with any later ones kept.
+pub(crate) async fn release_claim(
+    tx: &mut dyn gatehouse_store::Tx,
+    key: &gatehouse_domain::UsernameKey,
+    ticket: u64,
+    policy: &gatehouse_domain::LockoutPolicy,
+    now: gatehouse_domain::Timestamp,
+) -> Result<()> {
+    let counter = tx.attempts(key).await?;
+    tx.set_attempts(key, &counter.after_success(ticket, policy), now)
+        .await?;
+    Ok(())
 }

@@ -30,6 +30,17 @@ use crate::views::{
 
 type WebResult = Result<Response, WebError>;
 
+/// What a guard ([`privileged`], [`admin_only`], [`pending`]) allows, or the
+/// redirect it asks for, returned from the handler at once.
+macro_rules! or_redirect {
+    ($guard:expr) => {
+        match $guard.await? {
+            Ok(allowed) => allowed,
+            Err(response) => return Ok(response),
+        }
+    };
+}
+
 /// Most people listed by one search.
 const SEARCH_LIMIT: u32 = 50;
 
@@ -144,10 +155,7 @@ pub async fn second_factor_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
 ) -> WebResult {
-    let (session, account, enrolling) = match pending(&state, &visitor).await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let (session, account, enrolling) = or_redirect!(pending(&state, &visitor));
     let enrolment = if enrolling {
         state.gatehouse.enrolment(&account).await?
     } else {
@@ -171,10 +179,7 @@ pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInp
         session: _,
         visitor,
     } = form;
-    let (session, account, enrolling) = match pending(&state, &visitor).await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let (session, account, enrolling) = or_redirect!(pending(&state, &visitor));
     let g = &state.gatehouse;
     let typed = form.code.trim();
     let error = if typed.is_empty() {
@@ -231,10 +236,7 @@ pub async fn home(
     Extension(visitor): Extension<Visitor>,
     Query(query): Query<SearchQuery>,
 ) -> WebResult {
-    let p = match privileged(&state, &visitor, "/console").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(privileged(&state, &visitor, "/console"));
     let typed = query.q.unwrap_or_default();
     let typed = typed.trim().chars().take(256).collect::<String>();
     let results = if typed.is_empty() {
@@ -264,10 +266,7 @@ pub async fn account(
     Extension(visitor): Extension<Visitor>,
     Path(username): Path<String>,
 ) -> WebResult {
-    let p = match privileged(&state, &visitor, "/console/accounts").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(privileged(&state, &visitor, "/console/accounts"));
     let flash = state.gatehouse.take_flash(&p.session).await?;
     account_view(
         &state,
@@ -402,17 +401,12 @@ pub async fn account_action(
         visitor,
     } = form;
     let what = format!("/console/accounts/{action}");
-    let p = match privileged(&state, &visitor, &what).await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
+    let p = if matches!(action.as_str(), "disable" | "enable" | "unlock") {
+        or_redirect!(admin_only(&state, &visitor, &what))
+    } else {
+        or_redirect!(privileged(&state, &visitor, &what))
     };
     let g = &state.gatehouse;
-    let admin_only = matches!(action.as_str(), "disable" | "enable" | "unlock");
-    if admin_only && p.role != Role::Admin {
-        g.console_refused(Some(&p.account), &what, &visitor.client_ip)
-            .await?;
-        return Err(WebError::NotAllowed);
-    }
     let who = actor(&p, &p.account);
     let refusal = match action.as_str() {
         "email" => match g
@@ -527,10 +521,7 @@ pub async fn audit(
     Extension(visitor): Extension<Visitor>,
     Query(params): Query<AuditParams>,
 ) -> WebResult {
-    let p = match privileged(&state, &visitor, "/console/audit").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(privileged(&state, &visitor, "/console/audit"));
     let csv = params.format == "csv";
     let limit = if csv {
         AUDIT_EXPORT_LIMIT
@@ -617,13 +608,29 @@ pub async fn import_form(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
 ) -> WebResult {
-    let p = match admin_only(&state, &visitor, "/console/import").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
     let mut page = import_page(&p, &state);
     page.flash = state.gatehouse.take_flash(&p.session).await?;
     Ok(render(StatusCode::OK, &page))
+}
+
+/// The form token and the file (its name and bytes) of an upload.
+async fn read_upload(
+    multipart: &mut Multipart,
+) -> Result<(String, Option<(String, Vec<u8>)>), axum::extract::multipart::MultipartError> {
+    let mut token = String::new();
+    let mut file = None;
+    while let Some(field) = multipart.next_field().await? {
+        match field.name() {
+            Some("csrf_token") => token = field.text().await?,
+            Some("file") => {
+                let name = field.file_name().unwrap_or("").chars().take(200).collect();
+                file = Some((name, field.bytes().await?.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    Ok((token, file))
 }
 
 /// `POST /console/import` (multipart): check the file and show what would
@@ -636,35 +643,25 @@ pub async fn import_preview(
 ) -> WebResult {
     // Who is asking is known before the body is read: only an
     // administrator's upload is read at all.
-    let p = match admin_only(&state, &visitor, "/console/import").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
-    let mut token = String::new();
-    let mut file: Option<(String, Vec<u8>)> = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?
-    {
-        match field.name() {
-            Some("csrf_token") => {
-                token = field
-                    .text()
-                    .await
-                    .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
-            }
-            Some("file") => {
-                let name = field.file_name().unwrap_or("").chars().take(200).collect();
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
-                file = Some((name, bytes.to_vec()));
-            }
-            _ => {}
+    let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
+    let (token, file) = match read_upload(&mut multipart).await {
+        Ok(upload) => upload,
+        // Nothing is changed by showing the form again, so no form token
+        // is needed to say the file was too big.
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let mut page = import_page(&p, &state);
+            page.l.has_error = true;
+            page.errors.push(FieldError {
+                field: "file",
+                message: format!(
+                    "The file is larger than {} MiB: load it on the server with gatehouse import",
+                    state.upload_limit / (1024 * 1024)
+                ),
+            });
+            return Ok(render(StatusCode::PAYLOAD_TOO_LARGE, &page));
         }
-    }
+        Err(e) => return Err(WebError::BadRequest(format!("upload: {e}"))),
+    };
     let cross_site = !crate::csrf::same_site(&headers, &state);
     crate::csrf::check(&state, &visitor, cross_site, &token).await?;
     let mut page = import_page(&p, &state);
@@ -719,10 +716,7 @@ pub async fn import_apply(
     Path(id): Path<i64>,
     form: CsrfForm<crate::handlers::NoFields>,
 ) -> WebResult {
-    let p = match admin_only(&state, &form.visitor, "/console/import").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(admin_only(&state, &form.visitor, "/console/import"));
     let g = &state.gatehouse;
     let since = g
         .clock
@@ -792,10 +786,7 @@ pub async fn mail(
     Extension(visitor): Extension<Visitor>,
     Query(query): Query<MailQuery>,
 ) -> WebResult {
-    let p = match privileged(&state, &visitor, "/console/mail").await? {
-        Ok(p) => p,
-        Err(response) => return Ok(response),
-    };
+    let p = or_redirect!(privileged(&state, &visitor, "/console/mail"));
     let typed: String = query.email.trim().chars().take(320).collect();
     if typed.is_empty() {
         return Ok(see_other("/console"));

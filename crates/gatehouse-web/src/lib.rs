@@ -31,14 +31,13 @@ pub struct AppState {
     /// Whether to trust `X-Forwarded-For` from the directly connected peer
     /// (only behind a reverse proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// The largest staff file the console takes, in bytes (a 2,000,000-row
+    /// file is about 170 MiB; bigger files go through `gatehouse import`).
+    pub upload_limit: usize,
 }
 
 /// The largest form body accepted: every form here is a few short fields.
 const FORM_LIMIT: usize = 16 * 1024;
-
-/// The largest staff file the console takes (a 2,000,000-row file is about
-/// 170 MiB; bigger files go through `gatehouse import`).
-const IMPORT_LIMIT: usize = 256 * 1024 * 1024;
 
 /// The application's routes, with every layer applied.
 pub fn router(state: AppState) -> Router {
@@ -69,7 +68,7 @@ pub fn router(state: AppState) -> Router {
             "/console/import",
             get(console::import_form)
                 .post(console::import_preview)
-                .layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
+                .layer(DefaultBodyLimit::max(state.upload_limit)),
         )
         .route("/console/import/{id}", post(console::import_apply))
         .route("/logout", post(handlers::logout))
