@@ -253,15 +253,7 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     let server = start_server(dir.path(), port, &smtp.url()).await;
 
     let browser = client();
-    let page = browser
-        .get(format!("{base}/recover"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    let token = csrf_token(&page).expect("token");
+    let token = form_token(&browser, &format!("{base}/recover")).await;
     let r = browser
         .post(format!("{base}/recover"))
         .form(&[
@@ -321,15 +313,7 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
         .headers()
         .get("set-cookie")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
-    let page = c
-        .get(format!("{base}/reset"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    let token = csrf_token(&page).expect("token");
+    let token = form_token(&c, &format!("{base}/reset")).await;
     let done = c
         .post(format!("{base}/reset"))
         .form(&[
@@ -483,15 +467,7 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
     let browser = client();
     let opened = browser.get(&link).send().await.expect("GET");
     assert_eq!(opened.headers()["location"], "/reset");
-    let form = browser
-        .get(format!("{public}/reset"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    let token = csrf_token(&form).expect("token");
+    let token = form_token(&browser, &format!("{public}/reset")).await;
     let done = browser
         .post(format!("{public}/reset"))
         .form(&[
@@ -515,15 +491,7 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
         .expect("body");
     assert!(again.contains("already been used"), "used once: {again}");
 
-    let login = browser
-        .get(format!("{public}/login"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    let token = csrf_token(&login).expect("token");
+    let token = form_token(&browser, &format!("{public}/login")).await;
     let signed_in = browser
         .post(format!("{public}/login"))
         .form(&[

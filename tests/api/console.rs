@@ -5,7 +5,9 @@ use gatehouse_domain::second_factor::TotpSecret;
 use gatehouse_domain::{Role, Span};
 use gatehouse_store::AuditFilter;
 
-use crate::helpers::{GOOD_PASSWORD, STAFF, TestApp, client, csrf_token, error_messages};
+use crate::helpers::{
+    GOOD_PASSWORD, STAFF, TestApp, assert_error, client, csrf_token, error_messages,
+};
 
 const AMIR: &str = "999AKHAN01";
 const JANE: &str = "999JSMITH01";
@@ -157,13 +159,8 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
         .text()
         .await
         .expect("body");
-    assert!(
-        error_messages(&wrong)
-            .iter()
-            .any(|m| m.contains("The code is not right") && m.contains("2 attempts left")),
-        "{:?}",
-        error_messages(&wrong)
-    );
+    assert_error(&wrong, "The code is not right");
+    assert_error(&wrong, "2 attempts left");
     let response = app.get_as(&c, "/console").await;
     assert_eq!(response.status(), 303, "still shut");
 
@@ -395,13 +392,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     .text()
     .await
     .expect("body");
-    assert!(
-        error_messages(&page)
-            .iter()
-            .any(|m| m == "Enter why the email address is changing"),
-        "{:?}",
-        error_messages(&page)
-    );
+    assert_error(&page, "Enter why the email address is changing");
     assert!(
         page.contains("value=\"jane.new@nhs.net\""),
         "what was typed is kept"
@@ -417,13 +408,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     .text()
     .await
     .expect("body");
-    assert!(
-        error_messages(&page)
-            .iter()
-            .any(|m| m.contains("allowed domain")),
-        "{:?}",
-        error_messages(&page)
-    );
+    assert_error(&page, "allowed domain");
 
     let mails_before = app.smtp.messages().len();
     let done = act(
@@ -521,21 +506,13 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
         .text()
         .await
         .expect("body");
-    assert!(
-        error_messages(&page).iter().any(|m| m == "Give a reason"),
-        "{:?}",
-        error_messages(&page)
-    );
+    assert_error(&page, "Give a reason");
     let own = act(&app, &helpdesk, AMIR, "disable", &[("reason", "oops")])
         .await
         .text()
         .await
         .expect("body");
-    assert!(
-        error_messages(&own)
-            .iter()
-            .any(|m| m.contains("your own account"))
-    );
+    assert_error(&own, "your own account");
     let done = act(
         &app,
         &helpdesk,
@@ -620,13 +597,7 @@ async fn by_default_nobody_can_lift_a_lock_early() {
         .text()
         .await
         .expect("body");
-    assert!(
-        error_messages(&page)
-            .iter()
-            .any(|m| m.contains("Nobody can lift a lock early")),
-        "{:?}",
-        error_messages(&page)
-    );
+    assert_error(&page, "Nobody can lift a lock early");
     assert!(
         app.log_in(JANE, GOOD_PASSWORD)
             .await
@@ -650,7 +621,7 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
         .text()
         .await
         .expect("body");
-    assert!(error_messages(&page).iter().any(|m| m == "Give a reason"));
+    assert_error(&page, "Give a reason");
     let done = act(
         &app,
         &admin,
@@ -912,7 +883,7 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
         .text()
         .await
         .expect("body");
-    assert!(error_messages(&page).iter().any(|m| m == "Give a reason"));
+    assert_error(&page, "Give a reason");
     assert_eq!(
         app.get_as(&phone, "/account").await.status(),
         200,
@@ -980,13 +951,8 @@ async fn a_staff_file_over_the_upload_limit_is_refused_with_a_clear_message() {
     let response = upload(&app, &admin, &token, &big).await;
     assert_eq!(response.status(), 413);
     let page = response.text().await.expect("body");
-    assert!(
-        error_messages(&page)
-            .iter()
-            .any(|m| m.contains("larger than 1 MiB") && m.contains("gatehouse import")),
-        "{:?}",
-        error_messages(&page)
-    );
+    assert_error(&page, "larger than 1 MiB");
+    assert_error(&page, "gatehouse import");
     assert!(
         app.gatehouse
             .store

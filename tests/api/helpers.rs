@@ -390,6 +390,29 @@ impl Drop for TestApp {
     }
 }
 
+/// The form token of the page at `url`, as `client` (with its session) gets it.
+pub async fn form_token(client: &reqwest::Client, url: &str) -> String {
+    let page = client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    csrf_token(&page).expect("the page has a form token")
+}
+
+/// Asserts that the page's error summary has a message containing `text`.
+#[track_caller]
+pub fn assert_error(page: &str, text: &str) {
+    let errors = error_messages(page);
+    assert!(
+        errors.iter().any(|m| m.contains(text)),
+        "no error containing {text:?} in {errors:?}"
+    );
+}
+
 /// The form token in a page.
 pub fn csrf_token(page: &str) -> Option<String> {
     let at = page.find("name=\"csrf_token\" value=\"")? + "name=\"csrf_token\" value=\"".len();

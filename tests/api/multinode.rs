@@ -15,7 +15,7 @@ use gatehouse_store::{PoolSettings, SqlStore, Store};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
 use sqlx::Row;
 
-use crate::helpers::{client, csrf_token, error_messages};
+use crate::helpers::{client, csrf_token, error_messages, form_token};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const PASSWORD: &str = "kettle violin marmalade";
@@ -365,15 +365,7 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
         tasks.push(tokio::spawn(async move {
             let c = client();
             let base = cluster.base();
-            let page = c
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .expect("GET")
-                .text()
-                .await
-                .expect("body");
-            let token = csrf_token(&page).expect("token");
+            let token = form_token(&c, &format!("{base}/login")).await;
             barrier.wait().await;
             let r = c
                 .post(format!("{base}/login"))

@@ -80,18 +80,26 @@ async fn privileged(
     }
 }
 
-fn second_factor_view(
+/// The set-up page (while `enrolling`) or the code page, with an error.
+async fn second_factor_view(
     state: &AppState,
     session: &SessionRecord,
-    enrolment: Option<&gatehouse_core::privileged::Enrolment>,
+    account: &AccountRecord,
+    enrolling: bool,
     error: Option<String>,
-) -> Result<SecondFactorPage, WebError> {
+) -> WebResult {
+    let enrolment = if enrolling {
+        state.gatehouse.enrolment(account).await?
+    } else {
+        None
+    };
+    let enrolment = enrolment.as_ref();
     let settings = &state.gatehouse.settings;
     let qr_svg = match enrolment {
         Some(e) => qr_svg(&e.uri)?,
         None => String::new(),
     };
-    Ok(SecondFactorPage {
+    let page = SecondFactorPage {
         l: layout(state, Some(session), error.is_some()),
         csrf: session.csrf_token.clone(),
         service: settings.service_name.clone(),
@@ -107,7 +115,8 @@ fn second_factor_view(
         code_error: error,
         threshold: settings.policy.lockout.threshold,
         lock: settings.policy.lockout.duration.for_people(),
-    })
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 /// The QR code as inline SVG (no image request, so nothing for the CSP to allow).
@@ -156,13 +165,7 @@ pub async fn second_factor_page(
     Extension(visitor): Extension<Visitor>,
 ) -> WebResult {
     let (session, account, enrolling) = or_redirect!(pending(&state, &visitor));
-    let enrolment = if enrolling {
-        state.gatehouse.enrolment(&account).await?
-    } else {
-        None
-    };
-    let page = second_factor_view(&state, &session, enrolment.as_ref(), None)?;
-    Ok(render(StatusCode::OK, &page))
+    second_factor_view(&state, &session, &account, enrolling, None).await
 }
 
 /// The second-factor form.
@@ -214,13 +217,7 @@ pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInp
             )),
         }
     };
-    let enrolment = if enrolling {
-        g.enrolment(&account).await?
-    } else {
-        None
-    };
-    let page = second_factor_view(&state, &session, enrolment.as_ref(), error)?;
-    Ok(render(StatusCode::OK, &page))
+    second_factor_view(&state, &session, &account, enrolling, error).await
 }
 
 /// The search box.
