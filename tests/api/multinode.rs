@@ -57,14 +57,19 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
+// On the node, not only the cluster, so that nodes started before a failed
+// step (nginx missing, say) do not outlive the test.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
         let _ = self.nginx.kill();
         let _ = self.nginx.wait();
     }

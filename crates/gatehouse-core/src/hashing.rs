@@ -6,14 +6,29 @@
 //! run the machine out of memory, so hashing needs a [`HashPermit`], there are
 //! only as many permits as cores, and a request that cannot get one within a
 //! short wait is told the service is busy.
+//!
+//! Two limits, because a sign-in does more than hash: a [`HashPermit`] admits
+//! a request (twice as many as may hash at once, so that while one request
+//! writes its claimed attempt to the database another is ready to hash), and
+//! the hash itself runs only when one of the `concurrency` hashing slots is
+//! free. Holding one permit per core across the database write left a core
+//! idle during every write: 0.77 of the raw hash rate, against 0.91 with the
+//! admission doubled (BENCHMARKS.md). Memory and CPU stay bounded by the
+//! hashing slots.
+//!
+//! The 19 MiB of each hash is not allocated per hash: a freshly allocated
+//! block costs the kernel a page fault per 4 KiB and glibc keeps freed blocks
+//! in per-thread arenas, so a server hashing on tokio's blocking threads grew
+//! to about 480 MiB and spent a quarter of its time in the kernel
+//! (BENCHMARKS.md). Each hash borrows a block buffer from [`Memory`]
+//! instead, which never holds more buffers than there are permits.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Argon2id cost parameters.
@@ -48,7 +63,7 @@ pub enum HashError {
     Failed(String),
 }
 
-/// The right to run one hashing operation at a time.
+/// Admission to work that hashes: at most twice the hashing slots are out.
 pub struct HashPermit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// The result of checking a password.
@@ -63,10 +78,34 @@ pub enum Verification {
     NoMatch,
 }
 
+/// Reusable argon2 block buffers, at most one per permit.
+#[derive(Default)]
+struct Memory(Mutex<Vec<Box<[Block]>>>);
+
+impl Memory {
+    /// Runs `f` with a buffer of at least `blocks` blocks, returning it to
+    /// the pool afterwards. A stored hash with a larger memory cost than the
+    /// current one (never made by this service) gets a buffer of its own.
+    fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let pooled = self.0.lock().map(|mut pool| pool.pop()).unwrap_or(None);
+        let mut buffer = match pooled {
+            Some(buffer) if buffer.len() >= blocks => buffer,
+            _ => vec![Block::default(); blocks].into_boxed_slice(),
+        };
+        let result = f(&mut buffer[..blocks]);
+        if let Ok(mut pool) = self.0.lock() {
+            pool.push(buffer);
+        }
+        result
+    }
+}
+
 /// Hashes and verifies passwords.
 pub struct PasswordHasher {
     params: Params,
+    memory: Arc<Memory>,
     permits: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
     max_wait: Duration,
     dummy: String,
     verifications: AtomicU64,
@@ -86,11 +125,57 @@ fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// A new argon2id PHC string for `password` with a random salt.
+fn hash_with(memory: &Memory, params: &Params, password: &[u8]) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let salt = Salt::generate();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    memory
+        .with(params.block_count(), |blocks| {
+            argon2(params).hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        })
+        .map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`, and the parameters it
+/// was made with (None when it cannot be read: nothing matches it).
+fn check(memory: &Memory, phc: &str, password: &[u8]) -> Option<(bool, Params)> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&hash).ok()?;
+    let (salt, expected) = (hash.salt.as_ref()?, hash.hash.as_ref()?);
+    let mut out = vec![0u8; expected.len()];
+    let hashed = memory.with(params.block_count(), |blocks| {
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(password, salt, &mut out, blocks)
+    });
+    // Output's equality is constant-time.
+    let matched = hashed.is_ok() && Output::new(&out).is_ok_and(|computed| &computed == expected);
+    Some((matched, params))
+}
+
 impl PasswordHasher {
-    /// A hasher allowing `permits` hashes at once, each waiting at most `max_wait` for its turn.
+    /// A hasher running `concurrency` hashes at once, admitting twice that
+    /// many requests, each waiting at most `max_wait` for admission.
     ///
     /// Computes the dummy hash used for unknown usernames, so it costs one hash.
-    pub fn new(params: HashParams, permits: usize, max_wait: Duration) -> Result<Self, HashError> {
+    pub fn new(
+        params: HashParams,
+        concurrency: usize,
+        max_wait: Duration,
+    ) -> Result<Self, HashError> {
         let params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -101,13 +186,13 @@ impl PasswordHasher {
         let secret = gatehouse_domain::SecretToken::generate()
             .map_err(|e| HashError::Failed(e.to_string()))?
             .encode();
-        let dummy = argon2(&params)
-            .hash_password(secret.as_bytes())
-            .map_err(|e| HashError::Failed(e.to_string()))?
-            .to_string();
+        let memory = Arc::new(Memory::default());
+        let dummy = hash_with(&memory, &params, secret.as_bytes())?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(permits.max(1))),
+            memory,
+            permits: Arc::new(Semaphore::new(concurrency.max(1) * 2)),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
             max_wait,
             dummy,
             verifications: AtomicU64::new(0),
@@ -115,7 +200,7 @@ impl PasswordHasher {
         })
     }
 
-    /// Waits (at most the configured time) for the right to hash.
+    /// Waits (at most the configured time) for admission.
     pub async fn permit(&self) -> Result<HashPermit, HashError> {
         match tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(HashPermit(permit)),
@@ -139,20 +224,20 @@ impl PasswordHasher {
         };
         let password = password.to_owned();
         let current = self.params.clone();
+        let memory = self.memory.clone();
+        let slot = self.slot().await?;
         tokio::task::spawn_blocking(move || {
-            let Ok(hash) = PasswordHash::new(&phc) else {
-                // A corrupt stored hash: nothing can match it.
-                return Verification::NoMatch;
-            };
-            let params = Params::try_from(&hash).ok();
-            match argon2(&current).verify_password(password.as_bytes(), &hash) {
-                Ok(()) if real => Verification::Match {
-                    rehash: params.as_ref() != Some(&current),
-                },
-                _ => Verification::NoMatch,
-            }
+            let _slot = slot;
+            check(&memory, &phc, password.as_bytes())
         })
         .await
+        .map(|checked| match checked {
+            Some((true, params)) if real => Verification::Match {
+                rehash: params != current,
+            },
+            // A wrong password, or a corrupt stored hash nothing can match.
+            _ => Verification::NoMatch,
+        })
         .map_err(|e| HashError::Failed(e.to_string()))
     }
 
@@ -161,14 +246,25 @@ impl PasswordHasher {
         self.hashes.fetch_add(1, Ordering::Relaxed);
         let password = password.to_owned();
         let params = self.params.clone();
+        let memory = self.memory.clone();
+        let slot = self.slot().await?;
         tokio::task::spawn_blocking(move || {
-            argon2(&params)
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| HashError::Failed(e.to_string()))
+            let _slot = slot;
+            hash_with(&memory, &params, password.as_bytes())
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))?
+    }
+
+    /// A hashing slot, moved into the blocking task so that it is held for
+    /// as long as the hash runs even if the request is dropped meanwhile.
+    /// Admission bounds the wait to about one hash.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// How many password checks have run (for tests and metrics).
@@ -257,9 +353,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hashes_agree_with_the_argon2_crates_own_format() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher(1, 1000);
+        let permit = h.permit().await.expect("permit");
+        let standard = argon2(&h.params)
+            .hash_password(b"kettle violin marmalade")
+            .expect("hash")
+            .to_string();
+        assert_eq!(
+            h.verify(&permit, "kettle violin marmalade", Some(&standard))
+                .await
+                .expect("verify"),
+            Verification::Match { rehash: false }
+        );
+        let ours = h
+            .hash(&permit, "kettle violin marmalade")
+            .await
+            .expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("a PHC string");
+        assert!(
+            argon2(&h.params)
+                .verify_password(b"kettle violin marmalade", &parsed)
+                .is_ok()
+        );
+        assert!(
+            argon2(&h.params)
+                .verify_password(b"kettle violin marmalad", &parsed)
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hash_memory_is_held_once_per_permit_however_many_ask() {
+        let h = Arc::new(hasher(2, 10_000));
+        let phc = {
+            let permit = h.permit().await.expect("permit");
+            h.hash(&permit, "kettle violin marmalade")
+                .await
+                .expect("hash")
+        };
+        let mut checks = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let (h, phc) = (h.clone(), phc.clone());
+            checks.spawn(async move {
+                let permit = h.permit().await.expect("permit");
+                h.verify(&permit, "kettle violin marmalade", Some(&phc))
+                    .await
+            });
+        }
+        while let Some(check) = checks.join_next().await {
+            assert_eq!(
+                check.expect("task").expect("verify"),
+                Verification::Match { rehash: false }
+            );
+        }
+        let buffers = h.memory.0.lock().expect("pool").len();
+        assert!(
+            (1..=2).contains(&buffers),
+            "{buffers} buffers for 2 permits"
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_hasher_says_busy_after_the_wait() {
         let h = hasher(1, 50);
         let _held = h.permit().await.expect("permit");
+        let _also = h.permit().await.expect("twice the slots are admitted");
         assert!(matches!(h.permit().await, Err(HashError::Busy)));
     }
 }

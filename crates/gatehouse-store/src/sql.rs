@@ -83,7 +83,15 @@ pub enum SchemaState {
 /// The SQL store.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
+    /// Reads (and on PostgreSQL everything).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: SQLite has one write lock
+    /// per file, and writers that meet it sleep in its busy handler (1 ms,
+    /// 2 ms, 5 ms, … up to 100 ms at a time) while the lock may already be
+    /// free; queueing for one connection instead wakes the next writer at
+    /// once. Under sign-in load that sleeping left the hashing cores idle
+    /// (BENCHMARKS.md). On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -138,17 +146,22 @@ impl SqlStore {
         let backend = backend_of(url).ok_or_else(|| {
             StoreError::Config("expected sqlite://PATH or postgres://…".to_owned())
         })?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => connect_sqlite(url, settings).await?,
             Backend::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(settings.max_connections)
                     .acquire_timeout(settings.timeout)
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
@@ -174,7 +187,7 @@ impl SqlStore {
             SchemaState::Dirty(v) => return Err(dirty(v)),
             _ => {}
         }
-        self.migrator().run(&self.pool).await?;
+        self.migrator().run(&self.writer).await?;
         Ok(())
     }
 
@@ -236,10 +249,16 @@ impl SqlStore {
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.pool.acquire().await?)
+    }
+
+    /// A connection for statements that write (see [`SqlStore::writer`]).
+    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.writer.acquire().await?)
     }
 
     /// The clause that keeps workers on several nodes off each other's rows.
@@ -253,8 +272,8 @@ impl SqlStore {
     /// A write transaction (see the module documentation).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 }
@@ -306,8 +325,9 @@ fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     out
 }
 
-/// Opens a SQLite file (creating it and its folder) in WAL mode.
-async fn connect_sqlite(url: &str, settings: PoolSettings) -> Result<AnyPool> {
+/// Opens a SQLite file (creating it and its folder) in WAL mode: a pool of
+/// readers and a pool of one writer.
+async fn connect_sqlite(url: &str, settings: PoolSettings) -> Result<(AnyPool, AnyPool)> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -337,24 +357,35 @@ async fn connect_sqlite(url: &str, settings: PoolSettings) -> Result<AnyPool> {
     let mut first = AnyConnection::connect(&url).await?;
     first.execute("PRAGMA journal_mode = WAL").await?;
     first.close().await?;
-    let busy = format!("PRAGMA busy_timeout = {}", settings.timeout.as_millis());
-    Ok(AnyPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .min_connections(1)
-        .acquire_timeout(settings.timeout)
-        .after_connect(move |conn, _| {
-            let busy = busy.clone();
-            Box::pin(async move {
-                conn.execute(AssertSqlSafe(busy)).await?;
-                // In WAL mode NORMAL loses no committed data when the process
-                // crashes, only possibly the latest commits on power loss.
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                Ok(())
+    let pool = |connections: u32, read_only: bool| {
+        // The busy timeout still matters: other processes (a separate
+        // `gatehouse worker`, an import) share the file's write lock.
+        let busy = format!("PRAGMA busy_timeout = {}", settings.timeout.as_millis());
+        AnyPoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .acquire_timeout(settings.timeout)
+            .after_connect(move |conn, _| {
+                let busy = busy.clone();
+                Box::pin(async move {
+                    conn.execute(AssertSqlSafe(busy)).await?;
+                    // In WAL mode NORMAL loses no committed data when the process
+                    // crashes, only possibly the latest commits on power loss.
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    if read_only {
+                        // A write sent to the readers fails at once instead of
+                        // competing for the lock, so none can slip past the writer.
+                        conn.execute("PRAGMA query_only = ON").await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .connect(&url)
-        .await?)
+            .connect(&url)
+    };
+    let readers = pool(settings.max_connections, true).await?;
+    let writer = pool(1, false).await?;
+    Ok((readers, writer))
 }
 
 /// An open write transaction.
@@ -592,7 +623,7 @@ impl Store for SqlStore {
         now: Timestamp,
         change: &mut CounterChange<'_>,
     ) -> Result<CounterUpdate> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.write_conn().await?;
         for _ in 0..CAS_ATTEMPTS {
             let current = read_attempts(&mut conn, key).await?;
             let before = current.map(|(c, _)| c).unwrap_or_default();
@@ -708,27 +739,27 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, session: &SessionRecord) -> Result<()> {
-        insert_session(&mut *self.conn().await?, session).await
+        insert_session(&mut *self.write_conn().await?, session).await
     }
 
     async fn touch_session(&self, id_hash: &TokenHash, now: Timestamp) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
             .bind(id_hash.as_bytes().as_slice())
             .bind(now.unix())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn delete_session(&self, id_hash: &TokenHash) -> Result<()> {
-        remove_session(&mut *self.conn().await?, id_hash).await
+        remove_session(&mut *self.write_conn().await?, id_hash).await
     }
 
     async fn set_session_flash(&self, id_hash: &TokenHash, flash: Option<&str>) -> Result<()> {
         sqlx::query("UPDATE sessions SET flash = $2 WHERE id_hash = $1")
             .bind(id_hash.as_bytes().as_slice())
             .bind(flash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -742,7 +773,7 @@ impl Store for SqlStore {
             .bind(id_hash.as_bytes().as_slice())
             .bind(link.map(|(id, _)| id))
             .bind(link.map(|(_, until)| until.unix()))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -751,7 +782,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE sessions SET second_factor_at = $2 WHERE id_hash = $1")
             .bind(id_hash.as_bytes().as_slice())
             .bind(at.unix())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -762,7 +793,7 @@ impl Store for SqlStore {
                 .bind(account_id)
                 .bind(role)
                 .bind(now.unix())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected()
                 == 1,
@@ -813,7 +844,7 @@ impl Store for SqlStore {
         .bind(file_name)
         .bind(content)
         .bind(now.unix())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?)
     }
 
@@ -842,7 +873,7 @@ impl Store for SqlStore {
                 sqlx::query("DELETE FROM staged_imports WHERE created_at < $1").bind(before.unix())
             }
         };
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        Ok(query.execute(&self.writer).await?.rows_affected())
     }
 
     async fn search_accounts(&self, query: &str, limit: u32) -> Result<Vec<AccountRecord>> {
@@ -942,7 +973,7 @@ impl Store for SqlStore {
         .bind(account_id)
         .bind(totp_secret)
         .bind(now.unix())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             == 1)
@@ -963,7 +994,7 @@ impl Store for SqlStore {
         .bind(account_id)
         .bind(i64::try_from(step).unwrap_or(i64::MAX))
         .bind(now.unix())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             == 1)
@@ -1007,7 +1038,7 @@ impl Store for SqlStore {
         .bind(account_id)
         .bind(hash.as_bytes().as_slice())
         .bind(now.unix())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             == 1)
@@ -1065,7 +1096,7 @@ impl Store for SqlStore {
             .bind(now.unix())
             .bind(lease_until.unix())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut out = rows
             .iter()
@@ -1103,7 +1134,7 @@ impl Store for SqlStore {
             .bind(now.unix())
             .bind(lease_until.unix())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut out = rows
             .iter()
@@ -1204,7 +1235,7 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, record: &AuditRecord) -> Result<()> {
-        insert_audit(&mut *self.conn().await?, record).await
+        insert_audit(&mut *self.write_conn().await?, record).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>> {
