@@ -17,22 +17,52 @@ struct Cli {
     command: Command,
 }
 
+mod all;
+mod load;
+mod outbox;
+mod servers;
 mod signin;
 
 #[derive(Subcommand)]
 enum Command {
-    /// The raw argon2id rate on every core with the service's parameters,
-    /// then sign-in throughput of `gatehouse serve` at saturation, as a ratio.
+    /// Every figure for BENCHMARKS.md in one run (about ten minutes with
+    /// the 2,000,000-row import): sign-in against the hash rate, sign-in
+    /// under 1x/2x/4x load, a 1,000-connection flood, recovery on SQLite and
+    /// PostgreSQL, the login page, the outbox drain, idle memory and
+    /// start-up, the import, and the Django + django-axes baseline.
+    All {
+        /// The release binary to run.
+        #[arg(long, default_value = "target/release/gatehouse")]
+        binary: std::path::PathBuf,
+        /// Seconds for each measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds of (raw hash rate, sign-in rate), alternating, so that the
+        /// ratio compares neighbours on a noisy machine.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Staff rows to import (0 skips the import figure).
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: usize,
+        /// PostgreSQL server (no database name); `none` skips PostgreSQL.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+        postgres: String,
+        /// Skip the Django baseline.
+        #[arg(long)]
+        no_django: bool,
+    },
+    /// Only the sign-in ratio: rounds of the raw argon2id rate beside
+    /// `gatehouse serve` at saturation.
     Signin {
         /// The release binary to run.
         #[arg(long, default_value = "target/release/gatehouse")]
         binary: std::path::PathBuf,
         /// Seconds for each measurement.
-        #[arg(long, default_value_t = 15)]
-        seconds: u64,
-        /// Concurrent clients (the default saturates: twice the cores).
-        #[arg(long)]
-        clients: Option<usize>,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
@@ -53,11 +83,41 @@ enum Command {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::All {
+            binary,
+            seconds,
+            rounds,
+            rows,
+            postgres,
+            no_django,
+        } => {
+            all::run(all::Options {
+                binary,
+                seconds,
+                rounds,
+                rows,
+                postgres: (postgres != "none").then_some(postgres),
+                django: !no_django,
+                sign_in_only: false,
+            })
+            .await
+        }
         Command::Signin {
             binary,
             seconds,
-            clients,
-        } => signin_table(&binary, seconds, clients).await,
+            rounds,
+        } => {
+            all::run(all::Options {
+                binary,
+                seconds,
+                rounds,
+                rows: 0,
+                postgres: None,
+                django: false,
+                sign_in_only: true,
+            })
+            .await
+        }
         Command::Lookups {
             database_url,
             baseline_url,
@@ -215,7 +275,8 @@ async fn measure(url: &str, samples: usize) -> Result<Measured> {
     })
 }
 
-async fn lookups(url: &str, baseline_url: &str, samples: usize) -> Result<()> {
+/// Prints the lookup table: `url` against `baseline_url`.
+pub(crate) async fn lookups(url: &str, baseline_url: &str, samples: usize) -> Result<()> {
     let baseline = measure(baseline_url, samples).await?;
     let large = measure(url, samples).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -240,39 +301,5 @@ async fn lookups(url: &str, baseline_url: &str, samples: usize) -> Result<()> {
             p50.as_secs_f64() / b50.as_secs_f64().max(1e-9)
         );
     }
-    Ok(())
-}
-
-async fn signin_table(
-    binary: &std::path::Path,
-    seconds: u64,
-    clients: Option<usize>,
-) -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let raw = tokio::task::spawn_blocking(move || signin::raw_rate(cores, seconds)).await??;
-    let clients = clients.unwrap_or(cores * 2);
-    let run = signin::saturate(binary, 1000, clients, seconds).await?;
-    let lat = Latencies(run.latencies.clone());
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("| measure ({cores} cores, {seconds} s each) | value |");
-    println!("| --- | --- |");
-    println!("| raw argon2id verifications per second, {cores} threads (baseline) | {raw:.1} |");
-    println!(
-        "| sign-ins per second through `gatehouse serve`, {clients} clients | {:.1} |",
-        run.rate
-    );
-    println!(
-        "| ratio sign-ins / raw hash rate (target >= 0.95) | {:.3} |",
-        run.rate / raw.max(1e-9)
-    );
-    println!(
-        "| sign-in POST p50 / p99 | {:.1} / {:.1} ms |",
-        ms(lat.quantile(0.5)),
-        ms(lat.quantile(0.99))
-    );
-    println!(
-        "| busy answers (503) / other failures | {} / {} |",
-        run.busy, run.other
-    );
     Ok(())
 }

@@ -64,7 +64,19 @@ pub enum HashError {
 }
 
 /// Admission to work that hashes: at most twice the hashing slots are out.
-pub struct HashPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+/// How long permits are held is what [`PasswordHasher::permit`] uses to
+/// tell how long a queue would take.
+pub struct HashPermit {
+    _permit: OwnedSemaphorePermit,
+    since: std::time::Instant,
+    held: Arc<AtomicU64>,
+}
+
+impl Drop for HashPermit {
+    fn drop(&mut self) {
+        fold(&self.held, self.since.elapsed());
+    }
+}
 
 /// The result of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +112,40 @@ impl Memory {
     }
 }
 
+/// Counts a request as waiting for admission while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Folds a duration into a moving average of microseconds (7/8 old).
+fn fold(average: &AtomicU64, took: Duration) {
+    let old = average.load(Ordering::Relaxed);
+    average.store(
+        (old.saturating_mul(7) + micros(took)) / 8,
+        Ordering::Relaxed,
+    );
+}
+
 /// Hashes and verifies passwords.
 pub struct PasswordHasher {
     params: Params,
     memory: Arc<Memory>,
     permits: Arc<Semaphore>,
     slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// Requests waiting for admission now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long a permit is held (a moving average, in microseconds): with
+    /// every permit in use, one is released every `held / permits`.
+    held_micros: Arc<AtomicU64>,
     max_wait: Duration,
     dummy: String,
     verifications: AtomicU64,
@@ -187,12 +227,17 @@ impl PasswordHasher {
             .map_err(|e| HashError::Failed(e.to_string()))?
             .encode();
         let memory = Arc::new(Memory::default());
+        let started = std::time::Instant::now();
         let dummy = hash_with(&memory, &params, secret.as_bytes())?;
+        let held_micros = Arc::new(AtomicU64::new(micros(started.elapsed())));
         Ok(Self {
             params,
             memory,
             permits: Arc::new(Semaphore::new(concurrency.max(1) * 2)),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: concurrency.max(1),
+            waiting: Arc::default(),
+            held_micros,
             max_wait,
             dummy,
             verifications: AtomicU64::new(0),
@@ -201,9 +246,32 @@ impl PasswordHasher {
     }
 
     /// Waits (at most the configured time) for admission.
+    ///
+    /// When the requests already waiting would take longer than that to
+    /// hash, this one could only time out: it is told "busy" at once, so
+    /// that excess load gets a quick answer rather than a wait that ends in
+    /// the same refusal.
     pub async fn permit(&self) -> Result<HashPermit, HashError> {
+        let admitted = |permit| HashPermit {
+            _permit: permit,
+            since: std::time::Instant::now(),
+            held: self.held_micros.clone(),
+        };
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(admitted(permit));
+        }
+        let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        let held = Duration::from_micros(self.held_micros.load(Ordering::Relaxed));
+        let permits = u32::try_from(self.concurrency * 2).unwrap_or(u32::MAX);
+        let expected = held.saturating_mul(u32::try_from(ahead + 1).unwrap_or(u32::MAX)) / permits;
+        // With a margin: the estimate is an average, and a request that
+        // waits the whole time only to be refused is the worst answer.
+        if expected > self.max_wait.mul_f64(0.75) {
+            return Err(HashError::Busy);
+        }
         match tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(HashPermit(permit)),
+            Ok(Ok(permit)) => Ok(admitted(permit)),
             Ok(Err(_)) | Err(_) => Err(HashError::Busy),
         }
     }
@@ -412,6 +480,45 @@ mod tests {
         assert!(
             (1..=2).contains(&buffers),
             "{buffers} buffers for 2 permits"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_the_queue_is_longer_than_the_wait_the_excess_is_told_busy_at_once() {
+        let h = Arc::new(hasher(1, 2_000));
+        // A permit is held 200 ms here and 2 are admitted, so the 1.5 s of
+        // waiting it promises (3/4 of the 2 s) serves about 15.
+        h.held_micros.store(200_000, Ordering::Relaxed);
+        let _held = [
+            h.permit().await.expect("permit"),
+            h.permit().await.expect("permit"),
+        ];
+        let mut waiters = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let h = h.clone();
+            waiters.spawn(async move {
+                let started = std::time::Instant::now();
+                let busy = matches!(h.permit().await, Err(HashError::Busy));
+                (busy, started.elapsed())
+            });
+        }
+        let (mut quick, mut waited) = (0, 0);
+        while let Some(done) = waiters.join_next().await {
+            let (busy, took) = done.expect("task");
+            assert!(busy, "nothing is released, so every waiter is refused");
+            if took < Duration::from_millis(1_000) {
+                quick += 1;
+            } else {
+                waited += 1;
+            }
+        }
+        assert!(
+            quick >= 75,
+            "{quick} refused at once, {waited} after waiting"
+        );
+        assert!(
+            waited >= 10,
+            "the ones that could be served in time do wait: {waited}"
         );
     }
 

@@ -153,6 +153,11 @@ impl Gatehouse {
             let stored = account.as_ref().and_then(|a| a.password_hash.as_deref());
             self.hasher.verify(&permit, &password, stored).await?
         };
+        // The permit goes back as soon as the hash is done (unless a rehash
+        // needs it), so that the next sign-in can be admitted while this one
+        // writes its outcome: held to the end, it left a core idle for a
+        // tenth of the time at saturation (BENCHMARKS.md).
+        let permit = matches!(verification, Verification::Match { rehash: true }).then_some(permit);
 
         let (Verification::Match { rehash }, Some(account)) = (verification, account) else {
             self.store.audit(&event).await?;
@@ -202,10 +207,10 @@ impl Gatehouse {
         tx.audit(&event).await?;
         tx.commit().await?;
 
-        if rehash && let Some(old) = &account.password_hash {
+        if let (true, Some(old), Some(permit)) = (rehash, &account.password_hash, &permit) {
             // Parameters were raised since this password was set: store a
             // stronger hash now that the password is at hand.
-            let new = self.hasher.hash(&permit, &password).await?;
+            let new = self.hasher.hash(permit, &password).await?;
             self.store
                 .upgrade_password_hash(account.id, old, &new)
                 .await?;

@@ -1,0 +1,34 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounts import views
+from accounts.forms import DateOfBirthPasswordResetForm
+
+urlpatterns = [
+    path("login", auth_views.LoginView.as_view(), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("account", views.account, name="account"),
+    path(
+        "forgotten",
+        auth_views.PasswordResetView.as_view(
+            form_class=DateOfBirthPasswordResetForm,
+            success_url="/forgotten/done",
+        ),
+        name="password_reset",
+    ),
+    path(
+        "forgotten/done",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+]
