@@ -77,6 +77,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         time_zone: config.time_zone.clone(),
         worker_lease: config.worker_lease,
         allow_early_unlock: config.allow_early_unlock,
+        device_cookies: config.device_cookies,
     };
     Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
 }

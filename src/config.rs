@@ -147,6 +147,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "largest staff file an administrator can upload in the console, in MiB (bigger files: gatehouse import)",
     },
     Setting {
+        key: "device_cookies",
+        default: "false",
+        meaning: "remember browsers that have signed in: their failures are counted apart, so guesses from elsewhere that lock an account do not lock out its owner's own browser (docs/security.md)",
+    },
+    Setting {
         key: "allow_early_unlock",
         default: "false",
         meaning: "let an administrator lift a lock before it ends (the seed's policy is that nobody can); audited",
@@ -197,6 +202,8 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// `GATEHOUSE_ALLOW_EARLY_UNLOCK`.
     pub allow_early_unlock: bool,
+    /// `GATEHOUSE_DEVICE_COOKIES`.
+    pub device_cookies: bool,
     /// `GATEHOUSE_CONSOLE_UPLOAD_MIB`, in bytes.
     pub console_upload_limit: usize,
     /// `GATEHOUSE_DATABASE_MAX_CONNECTIONS`.
@@ -449,6 +456,7 @@ impl Config {
         };
         let trust_forwarded_for = raw.parse("trust_x_forwarded_for", boolean)?;
         let allow_early_unlock = raw.parse("allow_early_unlock", boolean)?;
+        let device_cookies = raw.parse("device_cookies", boolean)?;
         let console_upload_limit =
             raw.parse("console_upload_mib", number(1usize, 4096))? * 1024 * 1024;
         let database_max_connections = raw.parse("database_max_connections", number(1u32, 1000))?;
@@ -501,6 +509,7 @@ impl Config {
             hash_concurrency,
             trust_forwarded_for,
             allow_early_unlock,
+            device_cookies,
             console_upload_limit,
             database_max_connections,
             database_timeout,

@@ -7,7 +7,11 @@ use gatehouse_domain::Span;
 use crate::helpers::*;
 
 async fn app_with_password() -> TestApp {
-    let app = TestApp::spawn().await;
+    app_with_password_and(&[]).await
+}
+
+async fn app_with_password_and(vars: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::spawn_with(vars).await;
     app.import(STAFF).await;
     app.set_password(
         "amir.khan@nhs.net",
@@ -311,4 +315,118 @@ async fn when_hashing_is_at_capacity_sign_in_says_busy_and_counts_nothing() {
         m[0].contains("You have 2 attempts left"),
         "the busy attempt was not counted: {m:?}"
     );
+}
+
+/// The lockout as the seed sets it, and as device cookies soften it.
+mod device_cookies {
+    use super::*;
+
+    const LOCKED: &str = "Your account is locked until 9:00pm on 25 November 2026, because the password was entered incorrectly 3 times. You cannot log in or reset your password until then, and nobody can lift the lock early.";
+
+    fn device_cookie_of(response: &reqwest::Response) -> Option<String> {
+        response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("gatehouse-device="))
+            .map(str::to_owned)
+    }
+
+    /// A browser whose only cookie is `device` (a signed-out visit from a
+    /// browser that signed in before).
+    fn browser_with(app: &TestApp, device: &str) -> reqwest::Client {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let pair = device.split(';').next().expect("name=value");
+        jar.add_cookie_str(
+            &format!("{pair}; Path=/"),
+            &app.address.parse().expect("url"),
+        );
+        reqwest::Client::builder()
+            .cookie_provider(jar)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Three guesses from clients the service has never seen.
+    async fn attacker_guesses(app: &TestApp) {
+        for i in 1..=3 {
+            attempt(app, "999AKHAN01", &format!("a guess number {i}")).await;
+        }
+        let (_, m) = attempt(app, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(
+            m,
+            [LOCKED],
+            "the guesser is locked out, right password or not"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn by_default_three_guesses_from_anywhere_lock_the_owner_out_for_twelve_hours() {
+        let app = app_with_password().await;
+        let own = client();
+        let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(first.status(), 303);
+        assert_eq!(device_cookie_of(&first), None, "off by default");
+        attacker_guesses(&app).await;
+        let again = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+        let m = error_messages(&again.text().await.expect("body"));
+        assert_eq!(m, [LOCKED], "the seed's rule: the owner is locked out too");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_device_cookies_the_owners_browser_gets_in_while_guessers_stay_locked() {
+        let app = app_with_password_and(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
+        let own = client();
+        let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(first.status(), 303);
+        let cookie = device_cookie_of(&first).expect("a device cookie");
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax")
+                && cookie.contains("Max-Age=2592000"),
+            "{cookie}"
+        );
+
+        attacker_guesses(&app).await;
+        let checks = app.gatehouse.hasher.verifications();
+        let own = browser_with(&app, &cookie);
+        let again = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(again.status(), 303, "the remembered browser signs in");
+        assert_eq!(app.gatehouse.hasher.verifications(), checks + 1);
+        let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(m, [LOCKED], "and the lock still holds for everyone else");
+
+        // A cookie the service did not issue counts as an unknown client.
+        let invented = gatehouse_domain::SecretToken::generate()
+            .expect("token")
+            .encode();
+        let forger = browser_with(&app, &format!("gatehouse-device={invented}"));
+        let forged = app.log_in_as(&forger, "999AKHAN01", GOOD_PASSWORD).await;
+        let m = error_messages(&forged.text().await.expect("body"));
+        assert_eq!(m, [LOCKED]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_remembered_browser_has_three_attempts_of_its_own() {
+        let app = app_with_password_and(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
+        let first = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(first.status(), 303);
+        let own = browser_with(&app, &device_cookie_of(&first).expect("a device cookie"));
+        for i in 1..=3 {
+            app.log_in_as(&own, "999AKHAN01", &format!("mistyped {i}"))
+                .await;
+        }
+        let locked = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        let m = error_messages(&locked.text().await.expect("body"));
+        assert_eq!(
+            m,
+            [LOCKED],
+            "three failures lock the remembered browser too"
+        );
+        // Its failures were its own: anywhere else the account is not locked.
+        let (status, _) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
+        assert_eq!(status, 303);
+    }
 }

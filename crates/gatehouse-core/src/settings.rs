@@ -19,6 +19,10 @@ pub struct Settings {
     pub worker_lease: gatehouse_domain::Span,
     /// Whether an administrator may lift a lock early (off: the seed's rule).
     pub allow_early_unlock: bool,
+    /// Whether a browser that has signed in before gets a device cookie, and
+    /// its failures are counted apart from unknown clients' (off: the seed's
+    /// rule, one counter per username).
+    pub device_cookies: bool,
 }
 
 impl Settings {
@@ -32,6 +36,7 @@ impl Settings {
             time_zone: jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC),
             worker_lease: gatehouse_domain::Span::from_seconds(60),
             allow_early_unlock: false,
+            device_cookies: false,
         }
     }
 

@@ -11,10 +11,10 @@
 //! 4. on success, forgive the attempt, and start a new session (new id).
 
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_domain::lockout::ClaimDecision;
+use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision};
 use gatehouse_domain::password::normalise;
 use gatehouse_domain::recovery::FieldError;
-use gatehouse_domain::{Timestamp, TokenHash, UsernameKey};
+use gatehouse_domain::{SecretToken, Timestamp, TokenHash, UsernameKey};
 
 use crate::hashing::Verification;
 use crate::sessions::{NewSession, fresh_session};
@@ -42,6 +42,9 @@ pub enum SignInOutcome {
         session: NewSession,
         /// A helpdesk or admin account: the console (after the second factor) awaits.
         privileged: bool,
+        /// With device cookies on: the cookie that makes this browser a
+        /// remembered one (set again on every sign-in, to renew it).
+        device: Option<Box<SecretToken>>,
     },
     /// Wrong username or password.
     Failed {
@@ -62,12 +65,15 @@ pub enum SignInOutcome {
 }
 
 impl Gatehouse {
-    /// Tries to sign in. `previous_session` is ended on success (a new session id at sign-in).
+    /// Tries to sign in. `previous_session` is ended on success (a new
+    /// session id at sign-in). `device` is the browser's device cookie, if
+    /// it sent one (used only with device cookies on).
     pub async fn sign_in(
         &self,
         input: &SignInInput,
         client_ip: &str,
         previous_session: Option<&TokenHash>,
+        device: Option<&SecretToken>,
     ) -> Result<SignInOutcome> {
         let mut errors = Vec::new();
         let typed = input.username.trim();
@@ -100,9 +106,22 @@ impl Gatehouse {
 
         let permit = self.hasher.permit().await?;
         let now = self.clock.now();
+        // OWASP's device cookies: a browser that has signed in to this
+        // username before is counted on a counter of its own, so guesses
+        // from anywhere else lock the username for everyone but it. A
+        // counter exists (claims > 0) only if this service created it at a
+        // successful sign-in, so an invented cookie counts as unknown.
+        let remembered = match device.filter(|_| self.settings.device_cookies) {
+            Some(token) => {
+                let own = key.for_device(&token.hash());
+                (self.store.attempts(&own).await?.claims > 0).then_some(own)
+            }
+            None => None,
+        };
+        let counter_key = remembered.clone().unwrap_or_else(|| key.clone());
         let mut decision = None;
         self.store
-            .update_attempts(&key, now, &mut |counter| {
+            .update_attempts(&counter_key, now, &mut |counter| {
                 let d = counter.claim(now, &policy.lockout);
                 decision = Some(d);
                 match d {
@@ -188,7 +207,7 @@ impl Gatehouse {
 
         // The right password: the claim is released whatever follows.
         let mut tx = self.store.begin().await?;
-        release_claim(&mut *tx, &key, claim.ticket, &policy.lockout, now).await?;
+        release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
         if account.disabled_at.is_some() {
             // Only someone who knows the password learns that the account
             // is disabled.
@@ -216,9 +235,26 @@ impl Gatehouse {
                 .await?;
         }
         let privileged = crate::privileged::role_of(&account) != gatehouse_domain::Role::Staff;
+        let device = match (self.settings.device_cookies, remembered, device) {
+            (false, ..) => None,
+            (true, Some(_), Some(token)) => Some(Box::new(token.clone())),
+            (true, ..) => {
+                let token = SecretToken::generate()?;
+                self.store
+                    .update_attempts(&key.for_device(&token.hash()), now, &mut |counter| {
+                        Some(AttemptCounter {
+                            claims: counter.claims.max(1),
+                            ..counter
+                        })
+                    })
+                    .await?;
+                Some(Box::new(token))
+            }
+        };
         Ok(SignInOutcome::SignedIn {
             session,
             privileged,
+            device,
         })
     }
 }

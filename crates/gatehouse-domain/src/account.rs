@@ -91,6 +91,19 @@ impl UsernameKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The attempt counter of this username tried from one remembered
+    /// browser (device cookies), named by the hash of its cookie. It cannot
+    /// collide with a typed username, whose ASCII letters are always upper
+    /// case, while this key has lower-case ones.
+    pub fn for_device(&self, device: &crate::TokenHash) -> Self {
+        let hex: String = device
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self(format!("{} device:{hex}", self.0))
+    }
 }
 
 /// The longest email address accepted (RFC 5321 path limit).

@@ -2,7 +2,7 @@
 
 use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::recovery::RequestOutcome;
 use gatehouse_core::reset::{LinkProblem, ResetInput, ResetOutcome};
@@ -94,22 +94,40 @@ pub async fn login_page(
 }
 
 /// `POST /login`
-pub async fn login(State(state): State<AppState>, form: CsrfForm<SignInInput>) -> WebResult {
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CsrfForm<SignInInput>,
+) -> WebResult {
     let CsrfForm {
         form,
         session,
         visitor,
     } = form;
     let settings = &state.gatehouse.settings;
+    let device = crate::session::read_device_cookie(&state, &headers);
     let outcome = state
         .gatehouse
-        .sign_in(&form, &visitor.client_ip, Some(&session.id_hash))
+        .sign_in(
+            &form,
+            &visitor.client_ip,
+            Some(&session.id_hash),
+            device.as_ref(),
+        )
         .await?;
     let message = match outcome {
-        SignInOutcome::SignedIn { session: new, privileged } => {
+        SignInOutcome::SignedIn {
+            session: new,
+            privileged,
+            device,
+        } => {
             // Helpdesk and admin go on to the second factor and the console.
             let response = see_other(if privileged { "/console" } else { "/account" });
-            return Ok(with_cookie(response, Some(set_cookie(&state, &new.token)?)));
+            let response = with_cookie(response, Some(set_cookie(&state, &new.token)?));
+            let device = device
+                .map(|token| crate::session::device_cookie(&state, &token))
+                .transpose()?;
+            return Ok(with_cookie(response, device));
         }
         SignInOutcome::Invalid(errors) => {
             let page = login_view(&state, &session, form.username, errors, None);

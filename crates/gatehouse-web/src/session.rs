@@ -61,6 +61,44 @@ fn cookie(state: &AppState, value: &str, extra: &str) -> Result<HeaderValue, Web
     .map_err(|e| WebError::Internal(format!("cookie header: {e}")))
 }
 
+/// The device cookie's name (see `GATEHOUSE_DEVICE_COOKIES`).
+fn device_cookie_name(state: &AppState) -> &'static str {
+    if state.gatehouse.settings.is_https() {
+        "__Host-gatehouse-device"
+    } else {
+        "gatehouse-device"
+    }
+}
+
+/// How long a remembered browser stays remembered without signing in: as
+/// long as its counter is kept (the housekeeping forgets counters untouched
+/// for 30 days).
+const DEVICE_COOKIE_SECONDS: u32 = 30 * 24 * 60 * 60;
+
+/// The browser's device cookie, when device cookies are on and it sent a
+/// well-formed one.
+pub fn read_device_cookie(state: &AppState, headers: &HeaderMap) -> Option<SecretToken> {
+    if !state.gatehouse.settings.device_cookies {
+        return None;
+    }
+    read_cookie(headers, device_cookie_name(state)).and_then(|v| SecretToken::parse(&v))
+}
+
+/// The `Set-Cookie` value that makes this browser a remembered one.
+pub fn device_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValue, WebError> {
+    let secure = if state.gatehouse.settings.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_SECONDS}{secure}",
+        device_cookie_name(state),
+        token.encode()
+    ))
+    .map_err(|e| WebError::Internal(format!("cookie header: {e}")))
+}
+
 /// The `Set-Cookie` value that gives the visitor `token`.
 pub fn set_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValue, WebError> {
     cookie(state, &token.encode(), "")
