@@ -90,6 +90,7 @@ pub struct Application {
     mailer: Mailer,
     trust_forwarded_for: bool,
     console_upload_limit: usize,
+    header_timeout: std::time::Duration,
     options: Options,
 }
 
@@ -125,6 +126,7 @@ impl Application {
             mailer,
             trust_forwarded_for: config.trust_forwarded_for,
             console_upload_limit: config.console_upload_limit,
+            header_timeout: config.header_timeout.to_std(),
             options,
         })
     }
@@ -155,6 +157,7 @@ impl Application {
             gatehouse: self.gatehouse.clone(),
             trust_forwarded_for: self.trust_forwarded_for,
             upload_limit: self.console_upload_limit,
+            header_timeout: self.header_timeout,
         };
         let served = gatehouse_web::serve(self.listener, state, stopped(shutdown)).await;
         while workers.join_next().await.is_some() {}

@@ -137,6 +137,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "how long a sign-in waits for a free password hasher before \"busy, try again\"",
     },
     Setting {
+        key: "header_timeout",
+        default: "10s",
+        meaning: "how long a client may take to send a request's headers before the connection is closed (slow clients)",
+    },
+    Setting {
         key: "worker_lease",
         default: "60s",
         meaning: "how long a worker holds an email or request before another node may take it (longer than mail_timeout)",
@@ -214,6 +219,8 @@ pub struct Config {
     pub mail_timeout: Span,
     /// `GATEHOUSE_HASH_WAIT`.
     pub hash_wait: Span,
+    /// `GATEHOUSE_HEADER_TIMEOUT`.
+    pub header_timeout: Span,
     /// `GATEHOUSE_WORKER_LEASE`.
     pub worker_lease: Span,
     /// `GATEHOUSE_LOG_FORMAT` is json.
@@ -463,6 +470,7 @@ impl Config {
         let database_timeout = raw.parse("database_timeout", span)?;
         let mail_timeout = raw.parse("mail_timeout", span)?;
         let hash_wait = raw.parse("hash_wait", span)?;
+        let header_timeout = raw.parse("header_timeout", span)?;
         let worker_lease = raw.parse("worker_lease", span)?;
         if worker_lease <= mail_timeout {
             return Err(ConfigError(format!(
@@ -515,6 +523,7 @@ impl Config {
             database_timeout,
             mail_timeout,
             hash_wait,
+            header_timeout,
             worker_lease,
             log_json,
         })

@@ -491,3 +491,92 @@ async fn every_security_event_is_audited_without_secrets() {
         );
     }
 }
+
+/// Input limits: each answered with a clear 4xx, none reaching the handlers.
+mod limits {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use crate::helpers::*;
+
+    fn host_port(app: &TestApp) -> String {
+        app.address.trim_start_matches("http://").to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_client_that_sends_its_headers_slowly_is_cut_off() {
+        let app = TestApp::spawn_with(&[("GATEHOUSE_HEADER_TIMEOUT", "1s")]).await;
+        let mut slow = tokio::net::TcpStream::connect(host_port(&app))
+            .await
+            .expect("connect");
+        slow.write_all(b"GET /login HTTP/1.1\r\nHost: gatehouse\r\n")
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let mut closed = false;
+        while started.elapsed() < Duration::from_secs(10) {
+            // One more header line every 200 ms: never the blank line.
+            if slow.write_all(b"X-Dribble: a\r\n").await.is_err() {
+                closed = true;
+                break;
+            }
+            let mut buf = [0u8; 512];
+            // hyper may answer 408 before it closes; only the close counts.
+            let read = tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await;
+            if let Ok(Ok(0) | Err(_)) = read {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "the connection was still open after 10 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed only after {:?}",
+            started.elapsed()
+        );
+        // Everyone else is served meanwhile and after.
+        assert_eq!(app.get("/login").await.status(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn oversized_headers_and_bodies_get_a_clear_refusal() {
+        let app = TestApp::spawn().await;
+        let huge = "a".repeat(1024 * 1024);
+        let r = client()
+            .get(format!("{}/login", app.address))
+            .header("X-Huge", huge.as_str())
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(r.status(), 431, "request header fields too large");
+
+        // A form body over the 16 KiB limit, with a valid form token: refused
+        // before anything is counted or hashed.
+        let browser = client();
+        let token = form_token(&browser, &format!("{}/login", app.address)).await;
+        let checks = app.gatehouse.hasher.verifications();
+        let r = browser
+            .post(format!("{}/login", app.address))
+            .form(&[
+                ("username", "999AKHAN01"),
+                ("password", huge.as_str()),
+                ("csrf_token", token.as_str()),
+            ])
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(r.status(), 400);
+        let body = r.text().await.expect("body");
+        assert!(body.contains("Sorry, we could not read that"), "{body}");
+        assert!(!body.contains(&huge[..64]), "the input is not echoed");
+        assert_eq!(app.gatehouse.hasher.verifications(), checks);
+        let attempts = app
+            .gatehouse
+            .store
+            .attempts(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
+            .await
+            .expect("counter");
+        assert_eq!(attempts.claims, 0, "nothing was counted");
+    }
+}
