@@ -647,3 +647,29 @@ fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock()
     assert_eq!(history["email"], "amir.khan@nhs.net");
     assert!(history["requests"].as_array().is_some_and(Vec::is_empty));
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_at_start_stops_it_with_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Nothing listens on port 1.
+    let mut serve = gatehouse(
+        dir.path(),
+        &[
+            (
+                "GATEHOUSE_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/gatehouse",
+            ),
+            ("GATEHOUSE_DATABASE_TIMEOUT", "1s"),
+        ],
+    );
+    serve.arg("serve");
+    let (code, _, err) = run(serve);
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: GATEHOUSE_DATABASE_URL: "),
+        "{}",
+        lines[0]
+    );
+}

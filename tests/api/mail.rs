@@ -229,7 +229,7 @@ async fn the_file_transport_writes_eml_files() {
 }
 
 impl TestApp {
-    fn clock_now(&self) -> gatehouse_domain::Timestamp {
+    pub(crate) fn clock_now(&self) -> gatehouse_domain::Timestamp {
         use gatehouse_domain::Clock;
         self.clock.now()
     }

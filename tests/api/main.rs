@@ -3,6 +3,7 @@
 
 mod cli;
 mod console;
+mod faults;
 mod flows;
 mod helpers;
 mod links;

@@ -27,6 +27,8 @@ pub enum WebError {
     TooManyRequests,
     /// Password hashing is at capacity (503 with Retry-After).
     Busy,
+    /// The database cannot be reached or is too busy (503 with Retry-After).
+    Unavailable(String),
     /// Something failed inside (500).
     Internal(String),
 }
@@ -35,6 +37,9 @@ impl From<gatehouse_core::Error> for WebError {
     fn from(e: gatehouse_core::Error) -> Self {
         match e {
             gatehouse_core::Error::Busy => WebError::Busy,
+            gatehouse_core::Error::Store(e) if e.is_unavailable() => {
+                WebError::Unavailable(e.to_string())
+            }
             other => WebError::Internal(other.to_string()),
         }
     }
@@ -103,6 +108,17 @@ impl WebError {
                 vec!["Too many people are logging in at the moment. Wait a few seconds and try again.".to_owned()],
                 None,
             ),
+            WebError::Unavailable(detail) => {
+                tracing::error!(reference = ?reference, error = %detail, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sorry, the service is unavailable",
+                    vec![
+                        "Nothing you sent has been saved. Wait a minute and try again.".to_owned(),
+                    ],
+                    None,
+                )
+            }
             WebError::Internal(detail) => {
                 tracing::error!(reference = ?reference, error = %detail, "request failed");
                 (
@@ -121,10 +137,18 @@ impl WebError {
             action: action.map(|(h, t)| (h.to_owned(), t.to_owned())),
         };
         let mut response = render(status, &page);
-        if matches!(self, WebError::Busy) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            WebError::Busy => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            WebError::Unavailable(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            _ => {}
         }
         response
     }

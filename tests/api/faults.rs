@@ -1,0 +1,133 @@
+//! Faults: the database busy or gone in the middle of a request, the mail
+//! folder unusable. Each must end in a clear answer, with nothing
+//! half-written and nothing lost. (SMTP refusing, timing out or down longer
+//! than a link lives, and `kill -9` with mail queued, are in mail.rs and
+//! cli.rs; a node killed in the middle of 1,000 requests in multinode.rs.)
+
+use sqlx::Connection as _;
+
+use crate::helpers::*;
+
+async fn recovery_requests(app: &TestApp) -> i64 {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    sqlx::query_scalar("SELECT COUNT(*) FROM recovery_requests")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
+/// SQLite's write lock held by another process (a backup, an import) for
+/// longer than `GATEHOUSE_DATABASE_TIMEOUT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
+    if on_postgres() {
+        return; // SQLite's lock; PostgreSQL waits on row locks instead.
+    }
+    let app = TestApp::spawn_full(&[("GATEHOUSE_DATABASE_TIMEOUT", "1s")], false).await;
+    app.import(STAFF).await;
+    let browser = client();
+    let token = form_token(&browser, &app.url("/recover")).await;
+
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let r = browser
+        .post(app.url("/recover"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "amir.khan@nhs.net"),
+            ("dob-day", "2"),
+            ("dob-month", "7"),
+            ("dob-year", "1990"),
+        ])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "30");
+    let page = r.text().await.expect("body");
+    assert!(page.contains("Sorry, the service is unavailable"), "{page}");
+    assert!(page.contains("Nothing you sent has been saved"), "{page}");
+    assert!(
+        !page.to_lowercase().contains("sqlite"),
+        "no internals shown"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    assert_eq!(recovery_requests(&app).await, 0, "nothing half-written");
+
+    // Once the lock is gone the same person gets through.
+    let again = app
+        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    assert_eq!(again.status(), 303);
+    assert_eq!(recovery_requests(&app).await, 1);
+}
+
+/// The mail folder (GATEHOUSE_MAIL_URL=file://…) stops being writable after
+/// start-up: the email waits in the outbox, retried, and goes out once the
+/// folder is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_can() {
+    let dir = tempfile::tempdir().expect("dir");
+    let folder = dir.path().join("outbox");
+    let mail_url = format!("file://{}", folder.display());
+    let app = TestApp::spawn_with(&[("GATEHOUSE_MAIL_URL", mail_url.as_str())]).await;
+    app.import(STAFF).await;
+    // The folder made at start-up is replaced by a file: nothing can be
+    // written into it (the tests may run as root, who ignores permissions).
+    std::fs::remove_dir_all(&folder).expect("remove");
+    std::fs::write(&folder, b"not a folder").expect("file");
+
+    let r = app
+        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    assert_eq!(r.status(), 303);
+    app.settle().await;
+    let listed = wait_for_a_try(&app).await;
+    assert_eq!(listed.status, "queued", "waiting for another try");
+    assert!(listed.last_error.is_some(), "the failure is recorded");
+
+    std::fs::remove_file(&folder).expect("remove the file");
+    std::fs::create_dir_all(&folder).expect("folder back");
+    app.advance(gatehouse_domain::Span::from_seconds(
+        listed.next_attempt_at.seconds_since(app.clock_now()),
+    ));
+    app.gatehouse.outbox_wake.notify_one();
+    for _ in 0..250 {
+        if std::fs::read_dir(&folder).expect("folder").count() == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the email did not go out once the folder was back");
+}
+
+async fn wait_for_a_try(app: &TestApp) -> gatehouse_store::OutboxSummary {
+    for _ in 0..250 {
+        let listed = app
+            .gatehouse
+            .store
+            .emails_to("amir.khan@nhs.net", 1)
+            .await
+            .expect("list");
+        if let Some(e) = listed.into_iter().next()
+            && e.attempts >= 1
+            && e.last_error.is_some()
+        {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the email was never tried");
+}
