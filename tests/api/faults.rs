@@ -30,6 +30,13 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     app.import(STAFF).await;
     let browser = client();
     let token = form_token(&browser, &app.url("/recover")).await;
+    // Forms opened before the database became busy.
+    let mut sign_ins = Vec::new();
+    for username in ["999AKHAN01", "NOBODY99"] {
+        let browser = client();
+        let token = form_token(&browser, &app.url("/login")).await;
+        sign_ins.push((username, browser, token));
+    }
 
     sqlx::any::install_default_drivers();
     let mut holder = sqlx::AnyConnection::connect(&app.database_url())
@@ -60,6 +67,42 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
         !page.to_lowercase().contains("sqlite"),
         "no internals shown"
     );
+    // Sign-in, for a real username and an unknown one: the same answer,
+    // and no session.
+    let mut pages = Vec::new();
+    for (username, browser, token) in &sign_ins {
+        let r = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("username", *username),
+                ("password", "kettle violin marmalade"),
+            ])
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(r.status(), 503, "{username}");
+        assert!(
+            r.headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .all(
+                    |c| !c.to_str().unwrap_or_default().starts_with("gatehouse=")
+                        || c.to_str().unwrap_or_default().contains("Max-Age=0")
+                ),
+            "no new session"
+        );
+        let page = r.text().await.expect("body");
+        // Each page carries its own request reference; the rest is the same.
+        let reference = page
+            .split("Reference: <strong>")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_default()
+            .to_owned();
+        pages.push(comparable(&page).replace(&reference, "REF"));
+    }
+    assert_eq!(pages[0], pages[1], "the same page whoever it is");
     sqlx::query("ROLLBACK")
         .execute(&mut holder)
         .await
@@ -130,4 +173,44 @@ async fn wait_for_a_try(app: &TestApp) -> gatehouse_store::OutboxSummary {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("the email was never tried");
+}
+
+/// The mail server accepts the message and then says nothing: the try ends
+/// after `GATEHOUSE_MAIL_TIMEOUT`, is retried later, and the web pages are
+/// answered as usual meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried() {
+    let app = TestApp::spawn_with(&[
+        ("GATEHOUSE_MAIL_TIMEOUT", "1s"),
+        ("GATEHOUSE_WORKER_LEASE", "5s"),
+    ])
+    .await;
+    app.import(STAFF).await;
+    app.smtp.set_mode(gatehouse_testkit::SinkMode::Hang);
+    let r = app
+        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    assert_eq!(r.status(), 303, "the person is answered at once");
+    app.settle().await;
+    let started = std::time::Instant::now();
+    let tried = wait_for_a_try(&app).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the try ended after about the 1 s timeout, not {:?}",
+        started.elapsed()
+    );
+    assert_eq!(tried.status, "queued", "to be tried again");
+    // Pages are served while the worker waits on the mail server.
+    assert_eq!(app.get("/login").await.status(), 200);
+
+    app.smtp.set_mode(gatehouse_testkit::SinkMode::Accept);
+    app.advance(gatehouse_domain::Span::from_seconds(
+        tried.next_attempt_at.seconds_since(app.clock_now()),
+    ));
+    app.gatehouse.outbox_wake.notify_one();
+    let mail = app
+        .smtp
+        .wait_for(1, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(mail.len(), 1, "delivered once the server answers again");
 }

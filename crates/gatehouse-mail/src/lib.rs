@@ -17,9 +17,9 @@ use gatehouse_domain::mail::{AfterFailure, after_failure, still_sendable};
 use gatehouse_domain::{Clock, Span};
 use gatehouse_store::{DeliveryResult, OutboxEmail, Store};
 use lettre::message::{MultiPart, header};
-use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
 
@@ -168,19 +168,29 @@ pub struct SendFailure {
 pub struct Mailer {
     transport: Transport,
     from: Mailbox,
+    /// The longest one try may take, start to finish.
+    timeout: Duration,
 }
 
 #[derive(Clone)]
 enum Transport {
     File(AsyncFileTransport<Tokio1Executor>, PathBuf),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The transport in use (its connection pool), and how to make a new
+    /// one: after a try times out, its connection may be left half-way
+    /// through a conversation, and lettre would put it back in the pool
+    /// (and wait on it again, for ever, at the next try). So a timeout
+    /// replaces the whole pool.
+    Smtp(
+        Arc<std::sync::Mutex<AsyncSmtpTransport<Tokio1Executor>>>,
+        AsyncSmtpTransportBuilder,
+    ),
 }
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.transport {
             Transport::File(_, dir) => format!("file {}", dir.display()),
-            Transport::Smtp(_) => "smtp".to_owned(),
+            Transport::Smtp(..) => "smtp".to_owned(),
         };
         f.debug_struct("Mailer").field("transport", &kind).finish()
     }
@@ -236,10 +246,17 @@ impl Mailer {
                 if let Some((user, password)) = credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
                 }
-                Transport::Smtp(builder.build())
+                Transport::Smtp(
+                    Arc::new(std::sync::Mutex::new(builder.clone().build())),
+                    builder,
+                )
             }
         };
-        Ok(Self { transport, from })
+        Ok(Self {
+            transport,
+            from,
+            timeout,
+        })
     }
 
     /// Sends one email; on success, the server's reply (or the file written).
@@ -254,17 +271,42 @@ impl Mailer {
                     message: format!("could not write the email file: {e}"),
                     permanent: false,
                 }),
-            Transport::Smtp(t) => match t.send(message).await {
-                Ok(response) => Ok(format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                )),
-                Err(e) => Err(SendFailure {
-                    message: describe_smtp_error(&e),
-                    permanent: e.is_permanent(),
-                }),
-            },
+            // lettre's timeout covers connecting, not a server that takes
+            // the message and then never answers: without this bound a
+            // hanging server held the try past the worker's lease, and
+            // another node would send the email again
+            // (faults.rs::a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried).
+            Transport::Smtp(current, builder) => {
+                let t = current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let sent = tokio::time::timeout(self.timeout, t.send(message)).await;
+                if sent.is_err() {
+                    *current
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        builder.clone().build();
+                }
+                match sent {
+                    Ok(Ok(response)) => Ok(format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    )),
+                    Ok(Err(e)) => Err(SendFailure {
+                        message: describe_smtp_error(&e),
+                        permanent: e.is_permanent(),
+                    }),
+                    Err(_) => Err(SendFailure {
+                        message: format!(
+                            "the mail server did not answer within {} s",
+                            self.timeout.as_secs()
+                        ),
+                        permanent: false,
+                    }),
+                }
+            }
         }
     }
 

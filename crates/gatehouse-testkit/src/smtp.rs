@@ -26,6 +26,8 @@ pub enum SinkMode {
     TempFail = 1,
     /// 554: refused for good.
     PermFail = 2,
+    /// Takes the message and never answers (a mail server that hangs).
+    Hang = 3,
 }
 
 /// One message the sink accepted.
@@ -267,6 +269,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 data.push_str(unstuffed);
             }
             match shared.mode.load(Ordering::SeqCst) {
+                3 => {
+                    // Hold the connection open, saying nothing, until the
+                    // client gives up.
+                    let mut rest = Vec::new();
+                    let _ = tokio::io::AsyncReadExt::read_to_end(&mut lines, &mut rest).await;
+                    return Ok(());
+                }
                 1 => b"451 4.3.0 Try again later\r\n",
                 2 => b"554 5.7.1 Rejected\r\n",
                 _ => {
