@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
     let env: BTreeMap<String, String> = String::from_utf8_lossy(env)
         .lines()
         .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (format!("GATEHOUSE_{}", k.to_ascii_uppercase()), v.to_owned()))
+        .map(|(k, v)| {
+            (
+                format!("GATEHOUSE_{}", k.to_ascii_uppercase()),
+                v.to_owned(),
+            )
+        })
         .collect();
     let Ok(mut file) = tempfile::NamedTempFile::new() else {
         return;
