@@ -55,6 +55,12 @@ fn row(cells: &[String]) {
     println!("| {} |", cells.join(" | "));
 }
 
+/// A table's header row and the line under it.
+fn header(names: &[&str]) {
+    println!("| {} |", names.join(" | "));
+    println!("|{}", " --- |".repeat(names.len()));
+}
+
 /// Sign-ins per second at saturation, closed loop.
 async fn sign_in_rate(target: &Target, clients: usize, seconds: f64) -> Result<Run> {
     let client = load::client()?;
@@ -249,20 +255,7 @@ pub async fn run(options: Options) -> Result<()> {
         ]);
     };
     if options.sign_in_only {
-        row(&[
-            "measure".into(),
-            "target".into(),
-            "Gatehouse".into(),
-            "baseline".into(),
-            "ratio".into(),
-        ]);
-        row(&[
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-            "---".into(),
-        ]);
+        header(&["measure", "target", "Gatehouse", "baseline", "ratio"]);
         ratio_row();
         cpu_row();
         return Ok(());
@@ -345,20 +338,7 @@ pub async fn run(options: Options) -> Result<()> {
         options.rounds
     );
     println!();
-    row(&[
-        "measure".into(),
-        "target".into(),
-        "Gatehouse".into(),
-        "baseline".into(),
-        "ratio".into(),
-    ]);
-    row(&[
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-    ]);
+    header(&["measure", "target", "Gatehouse", "baseline", "ratio"]);
     ratio_row();
     cpu_row();
     if let Some((_, signed, ..)) = &django {
@@ -373,23 +353,14 @@ pub async fn run(options: Options) -> Result<()> {
     println!();
     println!("Sign-in under load (open loop: arrivals at a fixed rate; POST latency):");
     println!();
-    row(&[
-        "offered".into(),
-        "service".into(),
-        "signed in".into(),
-        "503 busy".into(),
-        "other / errors".into(),
-        "p50 / p99 signed in".into(),
-        "p50 / p99 of 503".into(),
-    ]);
-    row(&[
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
-        "---".into(),
+    header(&[
+        "offered",
+        "service",
+        "signed in",
+        "503 busy",
+        "other / errors",
+        "p50 / p99 signed in",
+        "p50 / p99 of 503",
     ]);
     let level_row = |name: &str, factor: f64, run: &Run| {
         let ok = run.count(303) + run.count(302);
@@ -426,13 +397,7 @@ pub async fn run(options: Options) -> Result<()> {
     println!();
     println!("Throughput, memory and start-up:");
     println!();
-    row(&[
-        "measure".into(),
-        "Gatehouse".into(),
-        "p50 / p99".into(),
-        "refused or failed".into(),
-    ]);
-    row(&["---".into(), "---".into(), "---".into(), "---".into()]);
+    header(&["measure", "Gatehouse", "p50 / p99", "refused or failed"]);
     row(&[
         "GET /login, 32 clients".into(),
         format!("{:.0} /s", page.rate(|s| s == 200)),
@@ -489,13 +454,12 @@ pub async fn run(options: Options) -> Result<()> {
         println!();
         println!("Gatehouse against Django + django-axes, same load generator, same run:");
         println!();
-        row(&[
-            "measure".into(),
-            "Gatehouse".into(),
-            "Django + axes".into(),
-            "ratio Gatehouse / Django".into(),
+        header(&[
+            "measure",
+            "Gatehouse",
+            "Django + axes",
+            "ratio Gatehouse / Django",
         ]);
-        row(&["---".into(), "---".into(), "---".into(), "---".into()]);
         let cmp = |name: &str, g: f64, d: f64, unit: &str| {
             row(&[
                 name.to_owned(),

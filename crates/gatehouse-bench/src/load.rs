@@ -235,15 +235,7 @@ where
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..total {
         tokio::time::sleep_until((start + gap * n as u32).into()).await;
-        let flow = flow.clone();
-        tasks.spawn(async move {
-            let mut run = Run::default();
-            match flow(n).await {
-                Ok(a) => run.answers.push(a),
-                Err(_) => run.errors += 1,
-            }
-            run
-        });
+        tasks.spawn(once(flow.clone(), n));
     }
     collect(tasks, start).await
 }
@@ -257,17 +249,23 @@ where
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..count {
-        let flow = flow.clone();
-        tasks.spawn(async move {
-            let mut run = Run::default();
-            match flow(n).await {
-                Ok(a) => run.answers.push(a),
-                Err(_) => run.errors += 1,
-            }
-            run
-        });
+        tasks.spawn(once(flow.clone(), n));
     }
     collect(tasks, start).await
+}
+
+/// One run of `flow`, as a run of its own.
+async fn once<F, Fut>(flow: F, n: usize) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Answer>>,
+{
+    let mut run = Run::default();
+    match flow(n).await {
+        Ok(a) => run.answers.push(a),
+        Err(_) => run.errors += 1,
+    }
+    run
 }
 
 async fn collect(mut tasks: tokio::task::JoinSet<Run>, start: Instant) -> Run {
