@@ -47,7 +47,8 @@ async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
             "The username or password is incorrect. You have 1 attempt left before your account is locked for 12 hours."
         ]
     );
-    let (_, m) = attempt(&app, "999AKHAN01", "wrong password 3").await;
+    // Case and surrounding spaces do not make a new username.
+    let (_, m) = attempt(&app, " 999AKHAN01", "wrong password 3").await;
     let locked = "Your account is locked until 9:00pm on 25 November 2026, because the password was entered incorrectly 3 times. You cannot log in or reset your password until then, and nobody can lift the lock early.";
     assert_eq!(m, [locked]);
     // The right password is not even checked while locked.

@@ -302,6 +302,19 @@ async fn logging_out_ends_the_session_on_the_server() {
     let account = app.get_as(&c, "/account").await.text().await.expect("body");
     assert!(account.contains("Log out"));
     let token = csrf_token(&account).expect("token");
+    // A logout forged from elsewhere (no token) is refused and ends nothing.
+    let forged = c
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", "")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        app.get_as(&c, "/account").await.status(),
+        200,
+        "still signed in"
+    );
     let out = c
         .post(app.url("/logout"))
         .form(&[("csrf_token", token.as_str())])
@@ -311,6 +324,11 @@ async fn logging_out_ends_the_session_on_the_server() {
     assert_eq!(out.status(), 303);
     assert_eq!(out.headers()["location"], "/logged-out");
     assert!(set_cookies(&out)[0].contains("Max-Age=0"));
+    assert_eq!(
+        out.headers()["clear-site-data"],
+        "\"cache\", \"cookies\"",
+        "the browser is told to forget this site's cookies and cache"
+    );
     let replay = client()
         .get(app.url("/account"))
         .header("cookie", format!("gatehouse={id}"))
