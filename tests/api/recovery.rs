@@ -355,3 +355,24 @@ async fn a_domain_no_longer_allowed_is_recorded_and_never_mailed() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.smtp.messages().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_with_query_parameters_sends_nothing() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let query = "email=amir.khan%40nhs.net&dob-day=2&dob-month=7&dob-year=1990";
+    for path in ["/recover", "/recover/confirmation"] {
+        let r = app.get(&format!("{path}?{query}")).await;
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    app.settle().await;
+    let recorded = app
+        .gatehouse
+        .store
+        .recovery_requests_for("amir.khan@nhs.net", 10)
+        .await
+        .expect("list");
+    assert!(recorded.is_empty(), "a GET records no request");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.smtp.messages().is_empty(), "and sends nothing");
+}

@@ -510,6 +510,53 @@ async fn every_security_event_is_audited_without_secrets() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
+    let app = signed_in_app().await;
+    let c = client();
+    let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    let id = cookie_value(&set_cookies(&r)[0]);
+    assert_eq!(app.get_as(&c, "/account").await.status(), 200);
+    // The live id in a URL, from a browser without the cookie: not signed in.
+    for path in [
+        format!("/account?session={id}"),
+        format!("/account?gatehouse={id}"),
+        format!("/account;gatehouse={id}"),
+    ] {
+        let r = client().get(app.url(&path)).send().await.expect("GET");
+        assert_ne!(r.status(), 200, "{path}");
+        let body = r.text().await.expect("body");
+        assert!(!body.contains(&id), "{path} echoes the id");
+    }
+    // A made-up cookie is not adopted: the service issues its own id, and
+    // signing in gives yet another.
+    let invented = gatehouse_domain::SecretToken::generate()
+        .expect("token")
+        .encode();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(
+        &format!("gatehouse={invented}; Path=/"),
+        &app.address.parse().expect("url"),
+    );
+    let fixed = reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = fixed.get(app.url("/account")).send().await.expect("GET");
+    assert_eq!(r.status(), 303, "a made-up id is not a session");
+    let login = fixed.get(app.url("/login")).send().await.expect("GET");
+    let issued: Vec<String> = set_cookies(&login)
+        .iter()
+        .map(|c| cookie_value(c))
+        .collect();
+    assert!(!issued.contains(&invented), "the made-up id is replaced");
+    let signed_in = app.log_in_as(&fixed, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(signed_in.status(), 303);
+    let new_id = cookie_value(&set_cookies(&signed_in)[0]);
+    assert_ne!(new_id, invented);
+}
+
 /// Input limits: each answered with a clear 4xx, none reaching the handlers.
 mod limits {
     use std::time::{Duration, Instant};
