@@ -266,6 +266,11 @@ async fn pages_use_the_seed_wording_and_work_without_javascript() {
     assert!(home.contains("Forgotten | Request Username/Password | Unlock Account"));
     assert!(home.contains("total of 3 attempts"));
     let login = app.get("/login").await.text().await.expect("body");
+    // Password managers can fill the form, and pasting is never blocked.
+    assert!(login.contains(r#"autocomplete="username""#), "{login}");
+    assert!(login.contains(r#"autocomplete="current-password""#));
+    assert!(login.contains(r#"type="password""#));
+    assert!(!login.contains("onpaste"));
     for label in [
         ">Username<",
         ">Password<",

@@ -59,6 +59,13 @@ async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
         (200, [locked.to_owned()].as_slice())
     );
     assert_eq!(app.gatehouse.hasher.verifications(), checks);
+    // More wrong passwords while locked change nothing: the same end, no
+    // checks, and the count is not raised.
+    for i in 4..=6 {
+        let (_, m) = attempt(&app, "999AKHAN01", &format!("wrong password {i}")).await;
+        assert_eq!(m, [locked]);
+    }
+    assert_eq!(app.gatehouse.hasher.verifications(), checks);
 
     app.advance(Span::from_seconds(12 * 3600 - 1));
     let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;

@@ -557,6 +557,34 @@ async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     assert_ne!(new_id, invented);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn other_methods_get_405_and_nothing_is_reflected() {
+    let app = TestApp::spawn().await;
+    for path in ["/login", "/recover", "/reset", "/logout"] {
+        for method in ["TRACE", "DELETE", "OPTIONS", "PUT"] {
+            let r = client()
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                    app.url(path),
+                )
+                .header("x-probe", "marker-123")
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(r.status(), 405, "{method} {path}");
+            let body = r.text().await.expect("body");
+            assert!(
+                !body.contains("marker-123"),
+                "{method} {path} reflects a header"
+            );
+            assert!(
+                body.contains("This page cannot be used like that"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
 /// Input limits: each answered with a clear 4xx, none reaching the handlers.
 mod limits {
     use std::time::{Duration, Instant};
