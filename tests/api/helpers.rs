@@ -84,6 +84,22 @@ pub fn test_env(database_url: &str, smtp_url: &str) -> BTreeMap<String, String> 
     .collect()
 }
 
+/// A browser whose only cookie, to begin with, is `cookie` (`name=value`,
+/// anything after a `;` ignored): a returning browser, or a forged cookie.
+pub fn client_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Client {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let pair = cookie.split(';').next().unwrap_or_default();
+    jar.add_cookie_str(
+        &format!("{pair}; Path=/"),
+        &app.address.parse().expect("url"),
+    );
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)

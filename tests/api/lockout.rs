@@ -341,22 +341,6 @@ mod device_cookies {
             .map(str::to_owned)
     }
 
-    /// A browser whose only cookie is `device` (a signed-out visit from a
-    /// browser that signed in before).
-    fn browser_with(app: &TestApp, device: &str) -> reqwest::Client {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let pair = device.split(';').next().expect("name=value");
-        jar.add_cookie_str(
-            &format!("{pair}; Path=/"),
-            &app.address.parse().expect("url"),
-        );
-        reqwest::Client::builder()
-            .cookie_provider(jar)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-    }
-
     /// Three guesses from clients the service has never seen.
     async fn attacker_guesses(app: &TestApp) {
         for i in 1..=3 {
@@ -399,7 +383,7 @@ mod device_cookies {
 
         attacker_guesses(&app).await;
         let checks = app.gatehouse.hasher.verifications();
-        let own = browser_with(&app, &cookie);
+        let own = client_with_cookie(&app, &cookie);
         let again = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(again.status(), 303, "the remembered browser signs in");
         assert_eq!(app.gatehouse.hasher.verifications(), checks + 1);
@@ -410,7 +394,7 @@ mod device_cookies {
         let invented = gatehouse_domain::SecretToken::generate()
             .expect("token")
             .encode();
-        let forger = browser_with(&app, &format!("gatehouse-device={invented}"));
+        let forger = client_with_cookie(&app, &format!("gatehouse-device={invented}"));
         let forged = app.log_in_as(&forger, "999AKHAN01", GOOD_PASSWORD).await;
         let m = error_messages(&forged.text().await.expect("body"));
         assert_eq!(m, [LOCKED]);
@@ -421,7 +405,7 @@ mod device_cookies {
         let app = app_with_password_and(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
         let first = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
-        let own = browser_with(&app, &device_cookie_of(&first).expect("a device cookie"));
+        let own = client_with_cookie(&app, &device_cookie_of(&first).expect("a device cookie"));
         for i in 1..=3 {
             app.log_in_as(&own, "999AKHAN01", &format!("mistyped {i}"))
                 .await;

@@ -533,16 +533,7 @@ async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     let invented = gatehouse_domain::SecretToken::generate()
         .expect("token")
         .encode();
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    jar.add_cookie_str(
-        &format!("gatehouse={invented}; Path=/"),
-        &app.address.parse().expect("url"),
-    );
-    let fixed = reqwest::Client::builder()
-        .cookie_provider(jar)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let fixed = client_with_cookie(&app, &format!("gatehouse={invented}"));
     let r = fixed.get(app.url("/account")).send().await.expect("GET");
     assert_eq!(r.status(), 303, "a made-up id is not a session");
     let login = fixed.get(app.url("/login")).send().await.expect("GET");

@@ -102,17 +102,23 @@ pub struct Answer {
 pub async fn sign_in(client: &reqwest::Client, target: &Target, n: usize) -> Result<Answer> {
     let form = open_form(client, target, "/login").await?;
     let username = format!("U{n:05}");
+    timed(
+        client
+            .post(format!("{}/login", target.origin))
+            .header(COOKIE, form.cookies)
+            .form(&[
+                ("username", username.as_str()),
+                ("password", PASSWORD),
+                (target.csrf_field, form.token.as_str()),
+            ]),
+    )
+    .await
+}
+
+/// Sends a request and reads the whole answer, timing both.
+async fn timed(request: reqwest::RequestBuilder) -> Result<Answer> {
     let t = Instant::now();
-    let response = client
-        .post(format!("{}/login", target.origin))
-        .header(COOKIE, form.cookies)
-        .form(&[
-            ("username", username.as_str()),
-            ("password", PASSWORD),
-            (target.csrf_field, form.token.as_str()),
-        ])
-        .send()
-        .await?;
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let _ = response.bytes().await;
     Ok(Answer {
@@ -127,34 +133,18 @@ pub async fn recover(client: &reqwest::Client, target: &Target, email: &str) -> 
     let form = open_form(client, target, target.recover_path).await?;
     let mut fields = vec![("email", email), (target.csrf_field, form.token.as_str())];
     fields.extend((target.dob_fields)());
-    let t = Instant::now();
-    let response = client
-        .post(format!("{}{}", target.origin, target.recover_path))
-        .header(COOKIE, form.cookies)
-        .form(&fields)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let _ = response.bytes().await;
-    Ok(Answer {
-        status,
-        latency: t.elapsed(),
-    })
+    timed(
+        client
+            .post(format!("{}{}", target.origin, target.recover_path))
+            .header(COOKIE, form.cookies)
+            .form(&fields),
+    )
+    .await
 }
 
 /// A plain GET of the log in page.
 pub async fn login_page(client: &reqwest::Client, target: &Target, _n: usize) -> Result<Answer> {
-    let t = Instant::now();
-    let response = client
-        .get(format!("{}/login", target.origin))
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let _ = response.bytes().await;
-    Ok(Answer {
-        status,
-        latency: t.elapsed(),
-    })
+    timed(client.get(format!("{}/login", target.origin))).await
 }
 
 /// Everything a run got back.
