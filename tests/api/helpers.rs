@@ -84,6 +84,51 @@ pub fn test_env(database_url: &str, smtp_url: &str) -> BTreeMap<String, String> 
     .collect()
 }
 
+/// Waits until the newest email to `email` is as `ready` wants it, and
+/// returns it as the outbox then has it.
+pub async fn wait_for_email(
+    app: &TestApp,
+    email: &str,
+    ready: impl Fn(&gatehouse_store::OutboxSummary) -> bool,
+) -> gatehouse_store::OutboxSummary {
+    let newest = || async {
+        app.gatehouse
+            .store
+            .emails_to(email, 1)
+            .await
+            .expect("list")
+            .into_iter()
+            .next()
+    };
+    for _ in 0..500 {
+        if let Some(e) = newest().await
+            && ready(&e)
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the email never got there: {:?}", newest().await);
+}
+
+/// Waits until the newest email to `email` has had at least `attempts` tries.
+pub async fn wait_for_attempts(
+    app: &TestApp,
+    email: &str,
+    attempts: i64,
+) -> gatehouse_store::OutboxSummary {
+    wait_for_email(app, email, |e| e.attempts >= attempts).await;
+    // The count goes up when a try starts: give the worker a moment to
+    // record how it ended.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for_email(app, email, |_| true).await
+}
+
+/// Waits until the first try of the newest email to `email` has failed.
+pub async fn wait_for_a_failed_try(app: &TestApp, email: &str) -> gatehouse_store::OutboxSummary {
+    wait_for_email(app, email, |e| e.attempts >= 1 && e.last_error.is_some()).await
+}
+
 /// A browser whose only cookie, to begin with, is `cookie` (`name=value`,
 /// anything after a `;` ignored): a returning browser, or a forged cookie.
 pub fn client_with_cookie(app: &TestApp, cookie: &str) -> reqwest::Client {

@@ -18,23 +18,6 @@ async fn statuses(app: &TestApp, email: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Waits until the newest email to `email` has had at least `attempts` tries.
-async fn wait_for_attempts(app: &TestApp, email: &str, attempts: i64) {
-    for _ in 0..500 {
-        let s = statuses(app, email).await;
-        if s.first().is_some_and(|(_, a)| *a >= attempts) {
-            // Give the worker a moment to record the result of the try.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "the email was not tried {attempts} times: {:?}",
-        statuses(app, email).await
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtp_down_then_up_delivers_with_backoff() {
     let app = TestApp::spawn().await;

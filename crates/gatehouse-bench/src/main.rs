@@ -23,24 +23,31 @@ mod outbox;
 mod servers;
 mod signin;
 
+/// What both `all` and `signin` take.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The release binary to run.
+    #[arg(long, default_value = "target/release/gatehouse")]
+    binary: std::path::PathBuf,
+    /// Seconds for each measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Rounds of (raw hash rate, sign-in rate), alternating, so that the
+    /// ratio compares neighbours on a noisy machine.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Every figure for BENCHMARKS.md in one run (about ten minutes with
+    /// Every figure for BENCHMARKS.md in one run (about six minutes with
     /// the 2,000,000-row import): sign-in against the hash rate, sign-in
     /// under 1x/2x/4x load, a 1,000-connection flood, recovery on SQLite and
     /// PostgreSQL, the login page, the outbox drain, idle memory and
     /// start-up, the import, and the Django + django-axes baseline.
     All {
-        /// The release binary to run.
-        #[arg(long, default_value = "target/release/gatehouse")]
-        binary: std::path::PathBuf,
-        /// Seconds for each measurement.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Rounds of (raw hash rate, sign-in rate), alternating, so that the
-        /// ratio compares neighbours on a noisy machine.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
+        #[command(flatten)]
+        run: RunArgs,
         /// Staff rows to import (0 skips the import figure).
         #[arg(long, default_value_t = 2_000_000)]
         rows: usize,
@@ -54,15 +61,8 @@ enum Command {
     /// Only the sign-in ratio: rounds of the raw argon2id rate beside
     /// `gatehouse serve` at saturation.
     Signin {
-        /// The release binary to run.
-        #[arg(long, default_value = "target/release/gatehouse")]
-        binary: std::path::PathBuf,
-        /// Seconds for each measurement.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Rounds.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
@@ -84,17 +84,15 @@ enum Command {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::All {
-            binary,
-            seconds,
-            rounds,
+            run,
             rows,
             postgres,
             no_django,
         } => {
             all::run(all::Options {
-                binary,
-                seconds,
-                rounds,
+                binary: run.binary,
+                seconds: run.seconds,
+                rounds: run.rounds,
                 rows,
                 postgres: (postgres != "none").then_some(postgres),
                 django: !no_django,
@@ -102,15 +100,11 @@ async fn main() -> Result<()> {
             })
             .await
         }
-        Command::Signin {
-            binary,
-            seconds,
-            rounds,
-        } => {
+        Command::Signin { run } => {
             all::run(all::Options {
-                binary,
-                seconds,
-                rounds,
+                binary: run.binary,
+                seconds: run.seconds,
+                rounds: run.rounds,
                 rows: 0,
                 postgres: None,
                 django: false,
