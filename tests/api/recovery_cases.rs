@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::*;
 
-/// Amir (matches), Lena (to be locked), Dora (to be disabled: her only account).
+/// Amir and Sam (plain matches), Lena (to be locked), Dora (to be disabled:
+/// her only account).
 const PEOPLE: &str = "employer,username,first_name,last_name,date_of_birth,email\n\
 999 Demo Hospital NHS Trust,,Amir,Khan,1990-07-02,amir.khan@nhs.net\n\
 999 Demo Hospital NHS Trust,,Lena,Locke,1980-05-06,lena.locke@nhs.net\n\
