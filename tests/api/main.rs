@@ -11,4 +11,5 @@ mod lockout;
 mod mail;
 mod multinode;
 mod recovery;
+mod recovery_cases;
 mod security;
