@@ -641,11 +641,14 @@ pub async fn import_preview(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
     headers: axum::http::HeaderMap,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> WebResult {
     // Who is asking is known before the body is read: only an
     // administrator's upload is read at all.
     let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
+    // axum's own answer to a body that is not multipart is plain text
+    // naming its internals: this service's 400 page instead.
+    let mut multipart = multipart.map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
     let (token, file) = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
         // Nothing is changed by showing the form again, so no form token
