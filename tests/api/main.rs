@@ -3,6 +3,7 @@
 
 mod cli;
 mod console;
+mod console_cases;
 mod faults;
 mod flows;
 mod helpers;
@@ -12,3 +13,4 @@ mod mail;
 mod multinode;
 mod recovery;
 mod security;
+mod web_cases;
