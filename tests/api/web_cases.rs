@@ -1259,10 +1259,36 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-
+    // An email that never went out: while queued its row holds the link
+    // (it must, to be sent); once it expires, nothing of the link is left.
+    app.smtp.set_mode(gatehouse_testkit::SinkMode::TempFail);
+    app.request_recovery_as(&client(), "jane.smith@nhs.net", ("14", "3", "1985"), "")
+        .await;
+    app.settle().await;
+    let stuck = wait_for_a_failed_try(&app, "jane.smith@nhs.net").await;
     let url = app.database_url();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.expect("open");
+    let queued: Option<String> = sqlx::query_scalar("SELECT text_body FROM outbox WHERE id = $1")
+        .bind(stuck.id)
+        .fetch_one(&pool)
+        .await
+        .expect("the queued row");
+    let queued = queued.expect("a queued email has its body");
+    let prefix = format!("{PUBLIC_URL}/reset/");
+    let never_sent: String = queued
+        .split(prefix.as_str())
+        .nth(1)
+        .expect("the queued body has a link")
+        .chars()
+        .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_')
+        .collect();
+    secrets.push(("an expired email's reset token".to_owned(), never_sent));
+    app.smtp.set_mode(gatehouse_testkit::SinkMode::Accept);
+    app.advance(Span::hours(5));
+    app.gatehouse.outbox_wake.notify_one();
+    wait_for_email(&app, "jane.smith@nhs.net", |e| e.status == "expired").await;
+
     let mut dump = String::new();
     let tables = tables(&pool, &url).await;
     for table in &tables {
