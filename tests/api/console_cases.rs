@@ -820,6 +820,42 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
             .expect("an answer");
         assert_eq!(r.status(), 405, "{method} {base}");
     }
+    // Nor does the command line have such a command; what it shows of an
+    // account has no hash, and its unlock is refused like the console's.
+    for command in [
+        "set-password",
+        "password",
+        "show-hash",
+        "hash",
+        "show-token",
+        "reset-link",
+        "clear-failures",
+        "reset-failures",
+        "unlock-now",
+    ] {
+        let (code, stdout, stderr) = admin_cli(&app, &["admin", command, JANE]);
+        assert_eq!(code, 2, "admin {command}: {stdout}");
+        assert!(
+            stderr.contains("unrecognized subcommand"),
+            "admin {command}: {stderr}"
+        );
+    }
+    for args in [
+        vec!["admin", "status", JANE],
+        vec!["admin", "--json", "status", JANE],
+        vec!["admin", "audit", "--username", JANE],
+        vec!["admin", "mail", "jane.smith@nhs.net"],
+    ] {
+        let (code, stdout, stderr) = admin_cli(&app, &args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            !stdout.contains("$argon2") && !stdout.contains(&hash),
+            "{args:?}"
+        );
+    }
+    let (code, _, stderr) = admin_cli(&app, &["admin", "unlock", JANE, "--reason", "please"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("GATEHOUSE_ALLOW_EARLY_UNLOCK"), "{stderr}");
     // Unlock is refused while the operator setting is off.
     let r = act(&app, &admin, JANE, "unlock", &[("unlock-reason", "please")]).await;
     assert_eq!(r.status(), 200);
