@@ -3,6 +3,7 @@
 
 mod cli;
 mod console;
+mod console_cases;
 mod faults;
 mod flows;
 mod helpers;
@@ -13,3 +14,4 @@ mod multinode;
 mod recovery;
 mod recovery_cases;
 mod security;
+mod web_cases;

@@ -34,6 +34,10 @@ pub enum EmailChangeRefusal {
     BadAddress(String),
     /// The account already has that address.
     Unchanged,
+    /// The address is on file for another person's account (named): their
+    /// reset emails would reach this account's links, and this person's
+    /// theirs. One person's several accounts (one per employer) may share it.
+    OtherPerson(String),
     /// A reason is required.
     NoReason,
 }
@@ -44,6 +48,10 @@ impl std::fmt::Display for EmailChangeRefusal {
             EmailChangeRefusal::NoSuchAccount => f.write_str("no account has that username"),
             EmailChangeRefusal::BadAddress(why) => f.write_str(why),
             EmailChangeRefusal::Unchanged => f.write_str("the account already has that address"),
+            EmailChangeRefusal::OtherPerson(username) => write!(
+                f,
+                "that address is on file for another person (account {username}), and one address must not reach two people's accounts"
+            ),
             EmailChangeRefusal::NoReason => f.write_str("give a reason for the change"),
         }
     }
@@ -79,9 +87,10 @@ impl Gatehouse {
         &self,
         username: &str,
         new_email: &str,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
         reason: &str,
     ) -> Result<Result<AccountRecord, EmailChangeRefusal>> {
+        let actor = actor.into();
         if reason.trim().is_empty() {
             return Ok(Err(EmailChangeRefusal::NoReason));
         }
@@ -100,6 +109,14 @@ impl Gatehouse {
                 )));
             }
         };
+        // Read before the transaction: on SQLite it holds the only writer.
+        let holders: Vec<AccountRecord> = self
+            .store
+            .search_accounts(new.as_str(), 50)
+            .await?
+            .into_iter()
+            .filter(|a| a.email.eq_ignore_ascii_case(new.as_str()))
+            .collect();
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let Some(account) = tx
@@ -110,6 +127,12 @@ impl Gatehouse {
         };
         if account.email == new.as_str() {
             return Ok(Err(EmailChangeRefusal::Unchanged));
+        }
+        if let Some(other) = holders
+            .iter()
+            .find(|h| h.id != account.id && !same_person(h, &account))
+        {
+            return Ok(Err(EmailChangeRefusal::OtherPerson(other.username.clone())));
         }
         tx.set_email(account.id, new.as_str(), now).await?;
         let voided = tx
@@ -175,6 +198,14 @@ impl Gatehouse {
         .to_email("email_changed_new", subject, new, Some(account.id))?;
         Ok(vec![to_old, to_new])
     }
+}
+
+/// Whether two accounts are one person's (one per employer, as the staff
+/// file has Jane Smith twice): same names and date of birth.
+fn same_person(a: &AccountRecord, b: &AccountRecord) -> bool {
+    a.first_name.eq_ignore_ascii_case(&b.first_name)
+        && a.last_name.eq_ignore_ascii_case(&b.last_name)
+        && a.date_of_birth == b.date_of_birth
 }
 
 /// One recovery request, described for the helpdesk.

@@ -63,8 +63,9 @@ impl Gatehouse {
         &self,
         file: impl Read,
         dry_run: bool,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
     ) -> Result<Result<ImportReport, Vec<RowError>>> {
+        let actor = actor.into();
         let now = self.clock.now();
         let rows = match read_staff_file(
             file,
@@ -102,7 +103,8 @@ impl Gatehouse {
                     tx.enqueue_email(&email, now).await?;
                 }
                 let mut event = self.event(AuditEvent::EmailChanged);
-                event.actor = Some(actor.to_owned());
+                event.actor = Some(actor.name.to_owned());
+                event.client_ip = actor.client_ip.map(str::to_owned);
                 event.account_id = Some(account.id);
                 event.username = Some(account.username.clone());
                 event.detail = Some("changed by a staff file import".to_owned());
@@ -110,7 +112,8 @@ impl Gatehouse {
             }
         }
         let mut event = self.event(AuditEvent::StaffImported);
-        event.actor = Some(actor.to_owned());
+        event.actor = Some(actor.name.to_owned());
+        event.client_ip = actor.client_ip.map(str::to_owned);
         event.detail = Some(format!(
             "{} created, {} updated, {} unchanged, {} employer(s) added",
             summary.created, summary.updated, summary.unchanged, summary.employers_created

@@ -81,17 +81,54 @@ impl Gatehouse {
     }
 }
 
+/// Who did an administrative action, and from where: the audit log must
+/// say both (a helpdesk member's client address lets an investigator tie a
+/// change to a desk). The command line has no client address.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// How the audit log names the actor ("helpdesk 999AKHAN01", "admin (command line)").
+    pub name: &'a str,
+    /// The client address the web layer knows, if the action came over the web.
+    pub client_ip: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    /// An actor at a client address.
+    pub fn at(name: &'a str, client_ip: &'a str) -> Self {
+        Self {
+            name,
+            client_ip: Some(client_ip),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(name: &'a str) -> Self {
+        Self {
+            name,
+            client_ip: None,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for Actor<'a> {
+    fn from(name: &'a String) -> Self {
+        Self::from(name.as_str())
+    }
+}
+
 impl Gatehouse {
     /// An audit record of `event`, done by `actor` to `account`.
     pub(crate) fn action(
         &self,
         event: gatehouse_domain::audit::AuditEvent,
-        actor: &str,
+        actor: Actor<'_>,
         account: &gatehouse_store::AccountRecord,
         detail: String,
     ) -> AuditRecord {
         AuditRecord {
-            actor: Some(actor.to_owned()),
+            actor: Some(actor.name.to_owned()),
+            client_ip: actor.client_ip.map(str::to_owned),
             account_id: Some(account.id),
             username: Some(account.username.clone()),
             detail: Some(detail),

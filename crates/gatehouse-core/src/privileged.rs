@@ -244,8 +244,9 @@ impl Gatehouse {
         &self,
         username: &str,
         role: Role,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
     ) -> Result<Option<AccountRecord>> {
+        let actor = actor.into();
         let key = UsernameKey::from_typed(username);
         let Some(account) = self.store.account_by_username(&key).await? else {
             return Ok(None);
@@ -315,8 +316,9 @@ impl Gatehouse {
     pub async fn create_admin(
         &self,
         admin: &NewAdmin,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
     ) -> Result<std::result::Result<CreatedAdmin, Vec<String>>> {
+        let actor = actor.into();
         // Through the staff file's own reader and planner, so an
         // administrator is validated, named and matched like anyone else.
         let mut writer = csv::Writer::from_writer(Vec::new());
@@ -483,10 +485,11 @@ impl Gatehouse {
         &self,
         username: &str,
         disabled: bool,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
         actor_account: Option<i64>,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let actor = actor.into();
         let account = match self.action_target(username, reason).await? {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
@@ -522,9 +525,10 @@ impl Gatehouse {
     pub async fn lift_lock(
         &self,
         username: &str,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let actor = actor.into();
         if !self.settings.allow_early_unlock {
             return Ok(Err(ActionRefusal::NotAllowed));
         }
@@ -553,9 +557,10 @@ impl Gatehouse {
     pub async fn end_sessions(
         &self,
         username: &str,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
         reason: &str,
     ) -> Result<std::result::Result<(AccountRecord, u64), ActionRefusal>> {
+        let actor = actor.into();
         let account = match self.action_target(username, reason).await? {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
@@ -575,9 +580,10 @@ impl Gatehouse {
     pub async fn reset_second_factor(
         &self,
         username: &str,
-        actor: &str,
+        actor: impl Into<crate::Actor<'_>>,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let actor = actor.into();
         let account = match self.action_target(username, reason).await? {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),

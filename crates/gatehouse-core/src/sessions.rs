@@ -1,9 +1,12 @@
 //! Server-side sessions.
 //!
-//! The cookie holds a 256-bit random id; the database holds only its hash,
-//! the form token, and what the session is for (a signed-in account, a reset
-//! link waiting for its form, a one-time message). Sessions are checked
-//! against the idle and absolute timeouts on every request, server-side.
+//! The cookie holds a 256-bit random id; the database holds only its hash
+//! and what the session is for (a signed-in account, a reset link waiting
+//! for its form, a one-time message). The form token is derived from the id
+//! ([`form_token`]), so a copy of the database holds no usable form token
+//! either: the stored record's `csrf_token` is left empty. Sessions are
+//! checked against the idle and absolute timeouts on every request,
+//! server-side.
 
 use gatehouse_domain::{SecretToken, Span, Timestamp};
 use gatehouse_store::SessionRecord;
@@ -23,13 +26,29 @@ pub struct NewSession {
     pub record: SessionRecord,
 }
 
+impl NewSession {
+    /// The record as it is stored: without the form token, which is
+    /// derived from the cookie's id on every request.
+    pub fn stored(&self) -> SessionRecord {
+        SessionRecord {
+            csrf_token: String::new(),
+            ..self.record.clone()
+        }
+    }
+}
+
+/// The form token of the session named by `session_id`.
+pub fn form_token(session_id: &SecretToken) -> SecretToken {
+    session_id.derive("gatehouse form token")
+}
+
 /// Builds a fresh session record (not yet stored).
 pub fn fresh_session(account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
     let token = SecretToken::generate()?;
     let record = SessionRecord {
         id_hash: token.hash(),
         account_id,
-        csrf_token: SecretToken::generate()?.encode(),
+        csrf_token: form_token(&token).encode(),
         created_at: now,
         last_seen_at: now,
         reset_link_id: None,
@@ -60,6 +79,7 @@ impl Gatehouse {
             self.store.delete_session(&hash).await?;
             return Ok(None);
         }
+        record.csrf_token = form_token(&token).encode();
         if now.seconds_since(record.last_seen_at) >= TOUCH_EVERY.seconds() {
             self.store.touch_session(&hash, now).await?;
             record.last_seen_at = now;
@@ -70,7 +90,7 @@ impl Gatehouse {
     /// Starts and stores a session for a visitor who is not signed in (it carries the form token).
     pub async fn start_session(&self) -> Result<NewSession> {
         let session = fresh_session(None, self.clock.now())?;
-        self.store.create_session(&session.record).await?;
+        self.store.create_session(&session.stored()).await?;
         Ok(session)
     }
 

@@ -225,7 +225,7 @@ impl Gatehouse {
         if let Some(previous) = previous_session {
             tx.delete_session(previous).await?;
         }
-        tx.create_session(&session.record).await?;
+        tx.create_session(&session.stored()).await?;
         event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
         tx.audit(&event).await?;
         tx.commit().await?;

@@ -66,6 +66,18 @@ impl SecretToken {
         TokenHash(Sha256::digest(self.0).into())
     }
 
+    /// Another token derived from this one for `purpose`: whoever holds
+    /// this token can compute it, and nobody can from the stored hash
+    /// (SHA-256 over the purpose, a separator and the secret, where the hash
+    /// covers the secret alone).
+    pub fn derive(&self, purpose: &str) -> SecretToken {
+        let mut h = Sha256::new();
+        h.update(purpose.as_bytes());
+        h.update([0u8]);
+        h.update(self.0);
+        Self(h.finalize().into())
+    }
+
     /// Whether `other` is the same token, in constant time (for form tokens,
     /// which are compared rather than looked up).
     pub fn matches(&self, other: &SecretToken) -> bool {
@@ -118,6 +130,20 @@ pub fn reference_of(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_derived_token_is_fixed_per_purpose_and_not_the_stored_hash() {
+        let t = SecretToken::generate().expect("random");
+        let form = t.derive("form");
+        assert_eq!(form, t.derive("form"));
+        assert_ne!(form, t.derive("other"));
+        assert_ne!(form, t);
+        assert_ne!(
+            form.0,
+            t.hash().0,
+            "the stored hash is not the derived token"
+        );
+    }
 
     #[test]
     fn tokens_carry_256_random_bits_and_round_trip() {

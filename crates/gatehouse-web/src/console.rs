@@ -404,10 +404,11 @@ pub async fn account_action(
         or_redirect!(privileged(&state, &visitor, &what))
     };
     let g = &state.gatehouse;
-    let who = actor(&p, &p.account);
+    let name = actor(&p, &p.account);
+    let who = gatehouse_core::Actor::at(&name, &visitor.client_ip);
     let refusal = match action.as_str() {
         "email" => match g
-            .change_email(&username, &form.email, &who, &form.reason)
+            .change_email(&username, &form.email, who, &form.reason)
             .await?
         {
             Ok(a) => Ok(format!(
@@ -419,6 +420,10 @@ pub async fn account_action(
                 EmailChangeRefusal::BadAddress(why) => FieldError {
                     field: "email",
                     message: format!("Enter an email address in an allowed domain: {why}"),
+                },
+                EmailChangeRefusal::OtherPerson(_) => FieldError {
+                    field: "email",
+                    message: sentence(&refusal.to_string()),
                 },
                 EmailChangeRefusal::Unchanged => FieldError {
                     field: "email",
@@ -434,7 +439,7 @@ pub async fn account_action(
             .set_account_disabled(
                 &username,
                 action == "disable",
-                &who,
+                who,
                 Some(p.account.id),
                 &form.reason,
             )
@@ -455,7 +460,7 @@ pub async fn account_action(
                 message: sentence(&refusal.to_string()),
             }),
         },
-        "sessions" => match g.end_sessions(&username, &who, &form.reason).await? {
+        "sessions" => match g.end_sessions(&username, who, &form.reason).await? {
             Ok((a, ended)) => Ok(format!(
                 "{ended} session{} of {} ended: they must log in again everywhere.",
                 if ended == 1 { "" } else { "s" },
@@ -467,7 +472,7 @@ pub async fn account_action(
                 message: sentence(&refusal.to_string()),
             }),
         },
-        "unlock" => match g.lift_lock(&username, &who, &form.reason).await? {
+        "unlock" => match g.lift_lock(&username, who, &form.reason).await? {
             Ok(a) => Ok(format!("{}'s lock has been lifted.", a.username)),
             Err(ActionRefusal::NoSuchAccount) => return Err(WebError::NotFound),
             Err(refusal) => Err(FieldError {
@@ -636,11 +641,14 @@ pub async fn import_preview(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
     headers: axum::http::HeaderMap,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> WebResult {
     // Who is asking is known before the body is read: only an
     // administrator's upload is read at all.
     let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
+    // axum's own answer to a body that is not multipart is plain text
+    // naming its internals: this service's 400 page instead.
+    let mut multipart = multipart.map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
     let (token, file) = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
         // Nothing is changed by showing the form again, so no form token
@@ -678,7 +686,11 @@ pub async fn import_preview(
     let actor = actor(&p, &p.account);
     match state
         .gatehouse
-        .import_staff(content.as_slice(), true, &actor)
+        .import_staff(
+            content.as_slice(),
+            true,
+            gatehouse_core::Actor::at(&actor, &visitor.client_ip),
+        )
         .await?
     {
         Ok(report) => {
@@ -733,7 +745,13 @@ pub async fn import_apply(
         return Ok(see_other("/console/import"));
     };
     let actor = actor(&p, &p.account);
-    let outcome = g.import_staff(content.as_slice(), false, &actor).await?;
+    let outcome = g
+        .import_staff(
+            content.as_slice(),
+            false,
+            gatehouse_core::Actor::at(&actor, &form.visitor.client_ip),
+        )
+        .await?;
     g.store
         .drop_staged_imports(Some(id), since)
         .await

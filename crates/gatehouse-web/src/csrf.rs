@@ -117,8 +117,13 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
             .cloned()
             .unwrap_or_default();
         let cross_site = !same_site(req.headers(), state);
-        let body = Bytes::from_request(req, state)
+        // The header timeout ends at the blank line: without a bound here a
+        // client that then sends the body a byte at a time holds the
+        // connection (and a task) for ever. Forms are at most 16 KiB, so the
+        // same allowance is ample for any real browser.
+        let body = tokio::time::timeout(state.header_timeout, Bytes::from_request(req, state))
             .await
+            .map_err(|_| WebError::RequestTimeout)?
             .map_err(|e| WebError::BadRequest(format!("form body: {e}")))?;
         let token = serde_urlencoded::from_bytes::<Token>(&body)
             .map(|t| t.csrf_token)

@@ -23,6 +23,8 @@ pub enum WebError {
     NotAllowed,
     /// The request could not be read (400).
     BadRequest(String),
+    /// The body did not arrive in time (408).
+    RequestTimeout,
     /// Too many requests from this client (429).
     TooManyRequests,
     /// Password hashing is at capacity (503 with Retry-After).
@@ -93,6 +95,15 @@ impl WebError {
                     None,
                 )
             }
+            WebError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Sorry, that took too long",
+                vec![
+                    "Your browser took too long to send the form, so nothing was done.".to_owned(),
+                    "Go back and try again.".to_owned(),
+                ],
+                None,
+            ),
             WebError::TooManyRequests => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",

@@ -32,10 +32,11 @@ pub struct AppState {
     /// The largest staff file the console takes, in bytes (a 2,000,000-row
     /// file is about 170 MiB; bigger files go through `gatehouse import`).
     pub upload_limit: usize,
-    /// How long a client may take to send a request's headers
-    /// (`GATEHOUSE_HEADER_TIMEOUT`). Without a limit a client that sends
-    /// them a byte at a time holds a connection for ever (slowloris); hyper
-    /// enforces it only when given a timer, which `axum::serve` does not give.
+    /// How long a client may take to send a request's headers, and again a
+    /// form's body (`GATEHOUSE_HEADER_TIMEOUT`). Without a limit a client that
+    /// sends them a byte at a time holds a connection for ever (slowloris);
+    /// hyper enforces the header limit only when given a timer, which
+    /// `axum::serve` does not give, and has no body limit at all.
     pub header_timeout: std::time::Duration,
 }
 
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(assets::serve))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::rejections_as_pages))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::load_session,

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::AppState;
 use crate::context::{RequestContext, new_reference, scope};
+use crate::error::WebError;
 use crate::session::{Visitor, cookie_name, read_cookie};
 
 /// Gives the request a reference and logs it when done. The log line has the
@@ -73,6 +74,31 @@ pub async fn load_session(State(state): State<AppState>, mut req: Request, next:
     };
     req.extensions_mut().insert(Visitor { session, client_ip });
     next.run(req).await
+}
+
+/// axum answers a request it cannot parse (a query string, a path value, a
+/// body) with plain text naming its internals ("Failed to deserialize query
+/// string: duplicate field `q`", a Rust type): that answer becomes this
+/// service's page, with a reference, keeping the status.
+pub async fn rejections_as_pages(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !status.is_client_error() || !plain_text {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => WebError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => WebError::MethodNotAllowed,
+        _ => WebError::BadRequest(format!("refused before the handler: {status}")),
+    };
+    let mut page = error.into_page();
+    *page.status_mut() = status;
+    page
 }
 
 /// The content security policy: nothing from anywhere else, no inline script or style.
