@@ -148,16 +148,16 @@ impl Cluster {
         run(&["import", file.to_str().expect("utf8")]);
 
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for (i, clock) in clocks.iter().enumerate() {
             let port = free_port();
             let log = std::fs::File::create(dir.path().join(format!("node{i}.log"))).expect("log");
             let mut c = Command::new(BIN);
             node_env(&mut c, &db.url, &smtp.url(), port, nginx_port);
-            if let Some(offset) = clocks[i] {
+            if let Some(offset) = clock {
                 // The library itself rather than the faketime wrapper, which
                 // would fork: the node must stay the child the test kills.
                 c.env("LD_PRELOAD", FAKETIME_LIBRARY)
-                    .env("FAKETIME", offset)
+                    .env("FAKETIME", *offset)
                     .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
             }
             c.arg("serve")
