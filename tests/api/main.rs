@@ -3,6 +3,7 @@
 
 mod cli;
 mod console;
+mod crash_cases;
 mod faults;
 mod flows;
 mod helpers;
