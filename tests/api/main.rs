@@ -4,6 +4,7 @@
 mod cli;
 mod console;
 mod console_cases;
+mod crash_cases;
 mod faults;
 mod flows;
 mod helpers;

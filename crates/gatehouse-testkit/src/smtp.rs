@@ -28,6 +28,10 @@ pub enum SinkMode {
     PermFail = 2,
     /// Takes the message and never answers (a mail server that hangs).
     Hang = 3,
+    /// Takes the message and holds its answer while the mode stays `Hold`;
+    /// then answers as the new mode says. A client that goes away first
+    /// has had no answer: the message is not kept.
+    Hold = 4,
 }
 
 /// One message the sink accepted.
@@ -101,6 +105,8 @@ struct Shared {
     mail: Mutex<Vec<ReceivedMail>>,
     arrived: Notify,
     mode: AtomicU8,
+    mode_changed: Notify,
+    held: AtomicU64,
     connections: AtomicU64,
 }
 
@@ -120,6 +126,8 @@ impl SmtpSink {
             mail: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             mode: AtomicU8::new(SinkMode::Accept as u8),
+            mode_changed: Notify::new(),
+            held: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
@@ -176,6 +184,25 @@ impl SmtpSink {
     /// Sets how the end of each message is answered.
     pub fn set_mode(&self, mode: SinkMode) {
         self.shared.mode.store(mode as u8, Ordering::SeqCst);
+        self.shared.mode_changed.notify_waiters();
+    }
+
+    /// How many messages have been held (in [`SinkMode::Hold`]) so far.
+    pub fn held(&self) -> u64 {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` messages have been held, or `timeout` passes.
+    pub async fn wait_held(&self, n: u64, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            let held = self.held();
+            if held >= n || tokio::time::Instant::now() >= deadline {
+                return held;
+            }
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        }
     }
 
     /// Every message accepted so far.
@@ -267,6 +294,29 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 }
                 let unstuffed = line.strip_prefix('.').unwrap_or(&line);
                 data.push_str(unstuffed);
+            }
+            if shared.mode.load(Ordering::SeqCst) == SinkMode::Hold as u8 {
+                shared.held.fetch_add(1, Ordering::SeqCst);
+                shared.arrived.notify_waiters();
+                let mut scratch = [0u8; 512];
+                loop {
+                    let changed = shared.mode_changed.notified();
+                    if shared.mode.load(Ordering::SeqCst) != SinkMode::Hold as u8 {
+                        break;
+                    }
+                    // The client's state first: one that has gone is
+                    // never answered, even if the mode changed meanwhile.
+                    tokio::select! {
+                        biased;
+                        read = tokio::io::AsyncReadExt::read(&mut lines, &mut scratch) => {
+                            // Gone before any answer: the message was never accepted.
+                            if read.map_or(true, |n| n == 0) {
+                                return Ok(());
+                            }
+                        }
+                        () = changed => {}
+                    }
+                }
             }
             match shared.mode.load(Ordering::SeqCst) {
                 3 => {
