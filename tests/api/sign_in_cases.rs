@@ -1,0 +1,1 @@
+//! Sign-in and passwords, case by case (docs/security.md).
