@@ -869,3 +869,61 @@ fn input_tag(page: &str, id: &str) -> String {
         .unwrap_or_else(|| panic!("no input {id}"));
     page[at..at + page[at..].find('>').expect("end")].to_owned()
 }
+
+/// A second node of `app`'s service: another process's worth of state (its
+/// own pools, hasher and caches) on the same database and clock.
+async fn second_node(
+    app: &TestApp,
+    vars: &[(&str, &str)],
+) -> (String, tokio::sync::watch::Sender<bool>) {
+    let mut env = test_env(&app.database_url(), &app.smtp.url());
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = gatehouse::config::Config::from_sources(None, &env).expect("configuration");
+    let node = gatehouse::app::Application::build(
+        &config,
+        std::sync::Arc::new(app.clock.clone()),
+        gatehouse::app::Options {
+            run_workers: false,
+            poll: Duration::from_millis(50),
+        },
+    )
+    .await
+    .expect("second node builds");
+    let address = format!("http://{}", node.address());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(node.run(rx));
+    (address, stop)
+}
+
+// B23, across nodes
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_links_are_counted_across_nodes() {
+    let vars = [
+        ("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true"),
+        ("GATEHOUSE_LINK_GUESSES_PER_CLIENT_PER_HOUR", "4"),
+    ];
+    let app = TestApp::spawn_with(&vars).await;
+    let (other, _stop) = second_node(&app, &vars).await;
+    let nodes = [app.address.clone(), other];
+    let guesser = client_from("198.51.100.20");
+    // Four guesses spread over both nodes use up the address's hour...
+    for i in 0..4 {
+        let r = guesser
+            .get(format!("{}/reset/not-a-link-{i}", nodes[i % 2]))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 303, "guess {i}");
+    }
+    // ...on every node: neither kept its own count.
+    for node in &nodes {
+        let r = guesser
+            .get(format!("{node}/reset/not-a-link-again"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 429, "{node}");
+    }
+}
