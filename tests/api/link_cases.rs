@@ -927,3 +927,25 @@ async fn unknown_links_are_counted_across_nodes() {
         assert_eq!(r.status(), 429, "{node}");
     }
 }
+
+// B24, plain HTTP
+#[test]
+fn the_documented_proxy_serves_the_links_over_tls_only() {
+    // Gatehouse listens for its proxy, not for browsers: refusing plain HTTP
+    // is the proxy's job, so the configuration we ship must not offer it.
+    let config = include_str!("../../docs/nginx.conf");
+    let listens: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("listen "))
+        .collect();
+    assert!(!listens.is_empty());
+    for listen in listens {
+        assert!(
+            listen
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(';') == "ssl"),
+            "{listen}"
+        );
+    }
+}
