@@ -11,7 +11,6 @@ use gatehouse_core::privileged::{NewAdmin, role_of};
 use gatehouse_domain::{Role, Timestamp};
 use serde_json::json;
 
-use crate::app;
 use crate::cli::printable;
 use crate::config::{Config, ConfigError};
 
@@ -180,7 +179,7 @@ fn refuse(json: bool, code: u8, message: &str) -> ExitCode {
 
 /// Runs one task.
 pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, ConfigError> {
-    let g = app::services(config, crate::cli::clock()).await?;
+    let g = crate::cli::services(config, false).await?;
     let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
     match task {
         AdminTask::Find { query, limit } => {

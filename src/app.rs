@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::{Gatehouse, HashParams, PasswordHasher, Settings};
-use gatehouse_domain::{Clock, Span};
+use gatehouse_domain::{Clock, CorrectedClock, Span};
 use gatehouse_mail::{Mailer, OutboxWorker};
 use gatehouse_store::{PoolSettings, SqlStore, Store};
 use tokio::sync::watch;
@@ -80,6 +80,59 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         device_cookies: config.device_cookies,
     };
     Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
+}
+
+/// How often a node re-reads the database's clock.
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// A node whose own clock is further than this from the database's says so
+/// in its log (its decisions use the database's time either way).
+const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
+
+/// Puts `clock` in step with the database's clock, and with `follow` keeps
+/// it there (re-read every minute, in the background): every node then
+/// decides link expiry and lock ends on one time source, so a node whose
+/// clock is minutes fast or slow can neither stretch a link nor shorten a
+/// lock. On SQLite (one machine, one clock) it leaves the clock alone.
+pub async fn keep_in_step(store: Arc<dyn Store>, clock: CorrectedClock, follow: bool) {
+    if !measure_clock(store.as_ref(), &clock).await || !follow {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CLOCK_CHECK_EVERY).await;
+            measure_clock(store.as_ref(), &clock).await;
+        }
+    });
+}
+
+/// Reads the database's clock once into `clock`; false if the database has
+/// no clock of its own to follow (SQLite).
+async fn measure_clock(store: &dyn Store, clock: &CorrectedClock) -> bool {
+    let before = CorrectedClock::local_ms();
+    match store.database_time_ms().await {
+        Ok(Some(reference)) => {
+            let after = CorrectedClock::local_ms();
+            let offset = CorrectedClock::offset_for(reference, before, after);
+            let previous = clock.offset_ms();
+            clock.set_offset_ms(offset);
+            if offset.abs() > CLOCK_SKEW_WARNING_MS
+                && (previous.abs() <= CLOCK_SKEW_WARNING_MS || (offset - previous).abs() > 1_000)
+            {
+                tracing::warn!(
+                    skew_seconds = offset as f64 / -1000.0,
+                    "this machine's clock is away from the database's; expiry and locks follow the database's (fix the machine's time synchronisation)"
+                );
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            // The last correction stays: it was right a minute ago.
+            tracing::warn!(error = %e, "could not read the database's clock");
+            true
+        }
+    }
 }
 
 /// A service ready to run: storage open, port bound, mail configured.

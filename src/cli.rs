@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_domain::{Clock, SystemClock};
+use gatehouse_core::Gatehouse;
+use gatehouse_domain::CorrectedClock;
 
 pub use crate::admin::AdminTask;
 use crate::app::{self, Application, Options};
@@ -84,9 +85,14 @@ fn fail(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The real clock.
-pub fn clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
+/// The services of a short command (import, admin, worker) on the real
+/// clock, put in step with the database's (see [`app::keep_in_step`]);
+/// `follow` keeps it in step for a long-running process.
+pub async fn services(config: &Config, follow: bool) -> Result<Gatehouse, ConfigError> {
+    let clock = CorrectedClock::default();
+    let gatehouse = app::services(config, Arc::new(clock.clone())).await?;
+    app::keep_in_step(gatehouse.store.clone(), clock, follow).await;
+    Ok(gatehouse)
 }
 
 async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, ConfigError> {
@@ -94,7 +100,9 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
         run_workers: workers,
         ..Options::default()
     };
-    let app = Application::build(config, clock(), options).await?;
+    let clock = CorrectedClock::default();
+    let app = Application::build(config, Arc::new(clock.clone()), options).await?;
+    app::keep_in_step(app.gatehouse().store.clone(), clock, true).await;
     if demo {
         crate::demo::prepare(app.gatehouse(), config).await?;
     }
@@ -115,7 +123,7 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
 }
 
 async fn worker(config: &Config) -> Result<ExitCode, ConfigError> {
-    let gatehouse = app::services(config, clock()).await?;
+    let gatehouse = services(config, true).await?;
     let mailer = gatehouse_mail::Mailer::new(
         &config.mail_url,
         &config.mail_from,
@@ -167,7 +175,7 @@ async fn migrate(config: &Config) -> Result<ExitCode, ConfigError> {
 }
 
 async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCode, ConfigError> {
-    let gatehouse = app::services(config, clock()).await?;
+    let gatehouse = services(config, false).await?;
     let reader = std::fs::File::open(file)
         .map_err(|e| ConfigError(format!("{}: cannot open it: {e}", file.display())))?;
     let started = std::time::Instant::now();

@@ -12,5 +12,6 @@ mod lockout;
 mod mail;
 mod multinode;
 mod recovery;
+mod recovery_cases;
 mod security;
 mod sign_in_cases;

@@ -20,6 +20,9 @@ use crate::helpers::{client, csrf_token, error_messages, form_token};
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const PASSWORD: &str = "kettle violin marmalade";
 
+/// Debian's libfaketime (package faketime), thread-safe build.
+const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -108,6 +111,13 @@ impl Cluster {
     /// A database with `people` staff (usernames U00001…, emails p1@nhs.net…,
     /// all born 1 January 1980), three nodes and nginx in front.
     async fn start(people: usize) -> Self {
+        Self::start_with_clocks(people, [None; 3]).await
+    }
+
+    /// As [`Cluster::start`], with node `i`'s own clock moved by
+    /// `clocks[i]` (libfaketime's offsets, `"+5m"`): a machine whose time
+    /// synchronisation has failed.
+    async fn start_with_clocks(people: usize, clocks: [Option<&str>; 3]) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir().expect("dir");
         let db = TestDatabase::create()
@@ -143,6 +153,13 @@ impl Cluster {
             let log = std::fs::File::create(dir.path().join(format!("node{i}.log"))).expect("log");
             let mut c = Command::new(BIN);
             node_env(&mut c, &db.url, &smtp.url(), port, nginx_port);
+            if let Some(offset) = clocks[i] {
+                // The library itself rather than the faketime wrapper, which
+                // would fork: the node must stay the child the test kills.
+                c.env("LD_PRELOAD", FAKETIME_LIBRARY)
+                    .env("FAKETIME", offset)
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            }
             c.arg("serve")
                 .current_dir(dir.path())
                 .stdout(Stdio::null())
@@ -698,5 +715,95 @@ async fn two_thousand_recovery_requests_across_nodes_each_get_exactly_one_email_
         logs.match_indices("/reset/")
             .all(|(at, _)| logs[at + 7..].starts_with('{')),
         "no reset token in the nodes' logs"
+    );
+}
+
+/// Seconds between a stored Unix time and the database's own clock, now.
+async fn seconds_from_database_now(cluster: &Cluster, stored: &str) -> i64 {
+    cluster
+        .count(&format!(
+            "SELECT CAST({stored} - EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"
+        ))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() {
+    assert!(
+        std::path::Path::new(FAKETIME_LIBRARY).exists(),
+        "libfaketime must be installed (apt-get install faketime)"
+    );
+    // Node 1 is five minutes fast, node 2 five minutes slow. Left to their
+    // own clocks, node 1 would end a lock or a link five minutes early and
+    // node 2 would let both run five minutes late.
+    let cluster = Cluster::start_with_clocks(5, [None, Some("+5m"), Some("-5m")]).await;
+
+    // A lock made on the fast node ends twelve hours after the database's now.
+    set_password(&cluster, 1).await;
+    for _ in 0..3 {
+        submit(
+            &client(),
+            &cluster.node(1),
+            &cluster.node(1),
+            "/login",
+            &[("username", "U00001"), ("password", "wrong guess")],
+        )
+        .await;
+    }
+    let ends_in = seconds_from_database_now(
+        &cluster,
+        "(SELECT locked_until FROM sign_in_attempts WHERE username_key = 'U00001')",
+    )
+    .await;
+    assert!(
+        (12 * 3600 - 10..=12 * 3600).contains(&ends_in),
+        "the lock ends {ends_in} s from the database's now, not five minutes off"
+    );
+
+    // A request made on the slow node is stamped with the database's time,
+    // and so is the link its email carries.
+    let r = recover(&client(), &cluster.node(2), 2).await;
+    assert_eq!(r.status(), 303);
+    let link = link_in(&email_for(&cluster, 2, 1).await);
+    let made =
+        seconds_from_database_now(&cluster, "(SELECT MAX(created_at) FROM recovery_requests)")
+            .await;
+    assert!(
+        (-10..=0).contains(&made),
+        "the request was stamped {made} s from the database's now"
+    );
+    let link_ends =
+        seconds_from_database_now(&cluster, "(SELECT MAX(expires_at) FROM reset_links)").await;
+    assert!(
+        (4 * 3600 - 10..=4 * 3600).contains(&link_ends),
+        "the link ends {link_ends} s from the database's now"
+    );
+    // Every node, fast or slow, opens the fresh link.
+    for i in 0..3 {
+        let c = client();
+        let opened = c
+            .get(format!("{}{link}", cluster.node(i)))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(opened.status(), 303, "node {i} takes the link");
+        let page = c
+            .get(format!("{}/reset", cluster.node(i)))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            page.contains("name=\"confirm-password\""),
+            "node {i} shows the reset form: {page}"
+        );
+    }
+    // And the operator is told which machine's time synchronisation failed.
+    let node_logs = cluster.logs();
+    assert!(
+        node_logs.contains("clock is away from the database"),
+        "a skewed node says so at start: {node_logs}"
     );
 }

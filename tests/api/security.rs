@@ -664,3 +664,58 @@ mod limits {
         assert_eq!(attempts.claims, 0, "nothing was counted");
     }
 }
+
+/// D56: there is no redirect parameter to abuse. A sign-in that names
+/// somewhere else to go, in the query or the form, still lands on the fixed
+/// page, and nothing echoes the foreign address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_in_goes_only_to_its_own_page_whatever_next_or_return_to_say() {
+    let app = signed_in_app().await;
+    let evil = "https://evil.example/steal";
+    let query = format!("?next={evil}&return_to=//evil.example&redirect={evil}&continue={evil}");
+    let c = client();
+    let page = app.page_as(&c, &format!("/login{query}")).await;
+    assert!(
+        !page.contains("evil.example"),
+        "the login page echoes nothing"
+    );
+    let token = csrf_token(&page).expect("token");
+    let r = c
+        .post(app.url(&format!("/login{query}")))
+        .form(&[
+            ("username", "999AKHAN01"),
+            ("password", GOOD_PASSWORD),
+            ("csrf_token", &token),
+            ("next", evil),
+            ("return_to", "//evil.example"),
+            ("redirect", evil),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/account");
+    // Signed in, the login page sends the person on to the same fixed page.
+    let again = app.get_as(&c, &format!("/login{query}")).await;
+    assert_eq!(again.status(), 303);
+    assert_eq!(again.headers()["location"], "/account");
+    // And signing out goes back to the login page, not to a named place.
+    let account = app.page_as(&c, "/account").await;
+    let token = csrf_token(&account).expect("token");
+    let out = c
+        .post(app.url(&format!("/logout{query}")))
+        .form(&[("csrf_token", token.as_str()), ("next", evil)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(out.status(), 303);
+    let location = out.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        location.starts_with('/') && !location.starts_with("//"),
+        "{location}"
+    );
+    assert!(!location.contains("evil"), "{location}");
+}

@@ -120,17 +120,21 @@ impl Gatehouse {
         };
         let counter_key = remembered.clone().unwrap_or_else(|| key.clone());
         let mut decision = None;
-        self.store
-            .update_attempts(&counter_key, now, &mut |counter| {
-                let d = counter.claim(now, &policy.lockout);
-                decision = Some(d);
-                match d {
-                    ClaimDecision::Check(claim) => Some(claim.next),
-                    _ => None,
-                }
-            })
-            .await?;
-        let account = self.store.account_by_username(&key).await?;
+        // The claim (on the writer) and the account (on a reader) are
+        // independent, so they are read at once: the sign-in reaches the
+        // hasher one database round trip sooner.
+        let mut claim = |counter: AttemptCounter| {
+            let d = counter.claim(now, &policy.lockout);
+            decision = Some(d);
+            match d {
+                ClaimDecision::Check(claim) => Some(claim.next),
+                _ => None,
+            }
+        };
+        let (_, account) = tokio::try_join!(
+            self.store.update_attempts(&counter_key, now, &mut claim),
+            self.store.account_by_username(&key),
+        )?;
         let mut event = self.event(AuditEvent::SignInFailed);
         event.client_ip = Some(client_ip.to_owned());
         match &account {

@@ -22,7 +22,7 @@ pub use lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
 pub use password::{PasswordPolicy, PasswordRefusal};
 pub use recovery::{RecoveryOutcome, RecoveryPolicy};
 pub use session::SessionPolicy;
-pub use time::{Clock, ManualClock, Span, SystemClock, Timestamp};
+pub use time::{Clock, CorrectedClock, ManualClock, Span, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash};
 
 /// Every policy in one place, with the defaults of DESIGN.md.

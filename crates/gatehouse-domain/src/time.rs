@@ -217,6 +217,42 @@ impl Clock for SystemClock {
     }
 }
 
+/// The operating system's clock moved by an offset, kept in step with a
+/// shared reference clock (the database's, when several nodes share one):
+/// every node then agrees on when a link expires and a lock ends, even if
+/// one node's own clock is minutes out.
+#[derive(Debug, Clone, Default)]
+pub struct CorrectedClock(Arc<AtomicI64>);
+
+impl CorrectedClock {
+    /// Sets the correction: the reference clock minus this machine's, in milliseconds.
+    pub fn set_offset_ms(&self, offset: i64) {
+        self.0.store(offset, Ordering::Relaxed);
+    }
+
+    /// The current correction, in milliseconds.
+    pub fn offset_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The correction that makes this clock read `reference_ms` at the
+    /// midpoint of `[before_ms, after_ms]`, the span in which the reference was read.
+    pub fn offset_for(reference_ms: i64, before_ms: i64, after_ms: i64) -> i64 {
+        reference_ms - (before_ms + (after_ms - before_ms) / 2)
+    }
+
+    /// This machine's clock, in milliseconds since the Unix epoch.
+    pub fn local_ms() -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+}
+
+impl Clock for CorrectedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp((Self::local_ms() + self.offset_ms()).div_euclid(1000))
+    }
+}
+
 /// A clock that only moves when told to: for tests of expiry and lock boundaries.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);
@@ -252,6 +288,25 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrected_clock_reads_the_reference_time() {
+        let clock = CorrectedClock::default();
+        let local = SystemClock.now();
+        assert!(
+            clock.now().0 - local.0 <= 1,
+            "no correction: the system clock"
+        );
+        // The reference is five minutes behind this machine (a node whose
+        // clock is fast): the corrected clock reads the reference's time.
+        let before = CorrectedClock::local_ms();
+        let offset = CorrectedClock::offset_for(before - 300_000, before, before + 40);
+        assert_eq!(offset, -300_020);
+        clock.set_offset_ms(offset);
+        let behind = local.0 - clock.now().0;
+        assert!((299..=301).contains(&behind), "{behind} s behind");
+        assert_eq!(clock.offset_ms(), -300_020);
+    }
 
     #[test]
     fn spans_parse_in_the_documented_forms() {

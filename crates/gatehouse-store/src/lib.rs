@@ -429,6 +429,11 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The database server's clock, in milliseconds since the Unix epoch,
+    /// where several nodes share the database (PostgreSQL); `None` on
+    /// SQLite, whose one machine has one clock.
+    async fn database_time_ms(&self) -> Result<Option<i64>>;
+
     /// Reads and changes a username's attempt counter atomically (compare-and-set, retried).
     async fn update_attempts(
         &self,
