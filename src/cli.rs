@@ -107,7 +107,9 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
         crate::demo::prepare(app.gatehouse(), config).await?;
     }
     tracing::info!(address = %app.address(), public_url = %config.public_url, mail = %config.mail_url.describe(), "serving");
-    if !demo {
+    // With JSON logs every line on standard error must be a JSON record
+    // (log shippers parse each one); the "serving" record above says the same.
+    if !demo && !config.log_json {
         eprintln!(
             "Gatehouse is serving {} at {}",
             config.service_name,

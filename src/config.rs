@@ -87,6 +87,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "recovery requests per client address per hour",
     },
     Setting {
+        key: "link_guesses_per_client_per_hour",
+        default: "100",
+        meaning: "unknown reset links opened per client address per hour before its links are refused",
+    },
+    Setting {
         key: "password_min_length",
         default: "12",
         meaning: "fewest characters in a password",
@@ -448,6 +453,8 @@ impl Config {
             "recovery_requests_per_client_per_hour",
             number(1u32, 10_000_000),
         )?;
+        let link_guesses =
+            raw.parse("link_guesses_per_client_per_hour", number(1u32, 10_000_000))?;
         let min_length = raw.parse("password_min_length", number(8usize, 128))?;
         let idle = raw.parse("session_idle_timeout", span)?;
         let absolute = raw.parse("session_absolute_timeout", span)?;
@@ -498,6 +505,7 @@ impl Config {
             recovery: gatehouse_domain::RecoveryPolicy {
                 emails_per_address_per_hour: emails_per_hour,
                 requests_per_client_per_hour: client_limit,
+                link_guesses_per_client_per_hour: link_guesses,
             },
             session: gatehouse_domain::SessionPolicy {
                 idle_timeout: idle,

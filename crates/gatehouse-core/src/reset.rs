@@ -53,6 +53,17 @@ impl LinkProblem {
     }
 }
 
+/// What opening a reset link found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkLookup {
+    /// A link, in any state (the page after the redirect says which).
+    Found(i64),
+    /// No such link.
+    Unknown,
+    /// Refused: too many unknown links from this client address this hour.
+    TooManyGuesses,
+}
+
 /// What the reset page shows.
 #[derive(Debug, Clone)]
 pub enum ResetPage {
@@ -98,16 +109,55 @@ pub enum ResetOutcome {
 }
 
 impl Gatehouse {
-    /// Looks up the link a token names (in any state), for the session; `None` if unknown.
-    pub async fn find_reset_link(&self, token_text: &str) -> Result<Option<i64>> {
-        let Some(token) = SecretToken::parse(token_text) else {
-            return Ok(None);
+    /// Looks up the link a token names (in any state), for the session,
+    /// throttling guesses: once a client address has opened
+    /// `link_guesses_per_client_per_hour` unknown links within the hour,
+    /// every link it opens is refused, known ones included, since answering
+    /// a guess that hits differently would leave the guessing open.
+    pub async fn open_reset_link(&self, token_text: &str, client_ip: &str) -> Result<LinkLookup> {
+        let now = self.clock.now();
+        let cap = self
+            .settings
+            .policy
+            .recovery
+            .link_guesses_per_client_per_hour;
+        // Looked up before the transaction, so that no request holds a
+        // connection while waiting for another.
+        let found = match SecretToken::parse(token_text) {
+            Some(token) => self.store.reset_link_by_hash(&token.hash()).await?,
+            None => None,
         };
-        Ok(self
-            .store
-            .reset_link_by_hash(&token.hash())
-            .await?
-            .map(|l| l.id))
+        let mut tx = self.store.begin().await?;
+        let guesses = tx
+            .audit_events_from(
+                client_ip,
+                AuditEvent::ResetLinkUnknown.as_str(),
+                now.minus(Span::hours(1)),
+            )
+            .await?;
+        if guesses >= cap {
+            let mut event = self.event(AuditEvent::ResetLinkRefusedClientLimit);
+            event.client_ip = Some(client_ip.to_owned());
+            event.detail = Some(format!(
+                "{guesses} unknown links opened from this address in the last hour"
+            ));
+            tx.audit(&event).await?;
+            tx.commit().await?;
+            return Ok(LinkLookup::TooManyGuesses);
+        }
+        match found {
+            Some(link) => {
+                drop(tx);
+                Ok(LinkLookup::Found(link.id))
+            }
+            None => {
+                let mut event = self.event(AuditEvent::ResetLinkUnknown);
+                event.client_ip = Some(client_ip.to_owned());
+                tx.audit(&event).await?;
+                tx.commit().await?;
+                Ok(LinkLookup::Unknown)
+            }
+        }
     }
 
     /// Puts an opened link (or the fact that it was unknown: `None`) into a session.

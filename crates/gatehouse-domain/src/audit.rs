@@ -39,6 +39,10 @@ pub enum AuditEvent {
     PasswordReset,
     /// A reset was refused because the account is locked.
     PasswordResetRefusedLocked,
+    /// A reset link that names no link was opened (a typo, a cut-off copy, or a guess).
+    ResetLinkUnknown,
+    /// Opening a reset link was refused: too many unknown links from one client address.
+    ResetLinkRefusedClientLimit,
     /// An email address was changed.
     EmailChanged,
     /// Staff were imported.
@@ -95,6 +99,8 @@ impl AuditEvent {
             AuditEvent::EmailExpired => "email.expired",
             AuditEvent::PasswordReset => "password.reset",
             AuditEvent::PasswordResetRefusedLocked => "password.reset_refused_locked",
+            AuditEvent::ResetLinkUnknown => "reset_link.unknown",
+            AuditEvent::ResetLinkRefusedClientLimit => "reset_link.refused_client_limit",
             AuditEvent::EmailChanged => "account.email_changed",
             AuditEvent::StaffImported => "staff.imported",
             AuditEvent::CsrfRefused => "csrf.refused",

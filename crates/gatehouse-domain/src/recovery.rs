@@ -153,6 +153,10 @@ pub struct RecoveryPolicy {
     /// Requests per client address per hour; high, since a whole hospital
     /// can share one address.
     pub requests_per_client_per_hour: u32,
+    /// Unknown reset links opened per client address per hour before every
+    /// link from that address is refused (NIST SP 800-63B-4 §4.2.1.2:
+    /// guessing links SHALL be throttled); generous, for the same reason.
+    pub link_guesses_per_client_per_hour: u32,
 }
 
 impl Default for RecoveryPolicy {
@@ -160,6 +164,7 @@ impl Default for RecoveryPolicy {
         Self {
             emails_per_address_per_hour: 3,
             requests_per_client_per_hour: 10_000,
+            link_guesses_per_client_per_hour: 100,
         }
     }
 }

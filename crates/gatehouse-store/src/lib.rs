@@ -665,6 +665,15 @@ pub trait Tx: Send {
     /// Recovery requests from a client address since `since`.
     async fn recovery_requests_from(&mut self, client_ip: &str, since: Timestamp) -> Result<u32>;
 
+    /// Audit events named `event` recorded for a client address since `since`
+    /// (how per-client throttles that keep no other row count).
+    async fn audit_events_from(
+        &mut self,
+        client_ip: &str,
+        event: &str,
+        since: Timestamp,
+    ) -> Result<u32>;
+
     /// Records a recovery request.
     async fn insert_recovery_request(
         &mut self,

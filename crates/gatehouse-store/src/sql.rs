@@ -1598,6 +1598,23 @@ impl Tx for SqlTx {
         Ok(u32_of(n))
     }
 
+    async fn audit_events_from(
+        &mut self,
+        client_ip: &str,
+        event: &str,
+        since: Timestamp,
+    ) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE client_ip = $1 AND event = $2 AND at > $3",
+        )
+        .bind(client_ip)
+        .bind(event)
+        .bind(since.unix())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(u32_of(n))
+    }
+
     async fn insert_recovery_request(
         &mut self,
         email_key: &str,

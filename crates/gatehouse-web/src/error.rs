@@ -27,6 +27,8 @@ pub enum WebError {
     RequestTimeout,
     /// Too many requests from this client (429).
     TooManyRequests,
+    /// Too many unknown reset links opened from this client (429).
+    TooManyLinkGuesses,
     /// Password hashing is at capacity (503 with Retry-After).
     Busy,
     /// The database cannot be reached or is too busy (503 with Retry-After).
@@ -113,6 +115,15 @@ impl WebError {
                 ],
                 None,
             ),
+            WebError::TooManyLinkGuesses => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many links that are not valid",
+                vec![
+                    "Too many password reset links that are not valid have been opened from your network in the last hour, so for everyone's security no reset link can be opened from it for now.".to_owned(),
+                    "Try again in an hour. If you copied the link from your email, copy all of it.".to_owned(),
+                ],
+                None,
+            ),
             WebError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is busy",
@@ -153,6 +164,13 @@ impl WebError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The counts look back one hour, so after an hour the address is
+            // sure to be under its cap again.
+            WebError::TooManyRequests | WebError::TooManyLinkGuesses => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
             }
             WebError::Unavailable(_) => {
                 response

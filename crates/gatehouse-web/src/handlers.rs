@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::recovery::RequestOutcome;
-use gatehouse_core::reset::{LinkProblem, ResetInput, ResetOutcome};
+use gatehouse_core::reset::{LinkLookup, LinkProblem, ResetInput, ResetOutcome};
 use gatehouse_core::sign_in::{SignInInput, SignInOutcome};
 use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form};
 use gatehouse_store::SessionRecord;
@@ -244,7 +244,15 @@ pub async fn open_reset_link(
     Extension(visitor): Extension<Visitor>,
     Path(token): Path<String>,
 ) -> WebResult {
-    let link = state.gatehouse.find_reset_link(&token).await?;
+    let link = match state
+        .gatehouse
+        .open_reset_link(&token, &visitor.client_ip)
+        .await?
+    {
+        LinkLookup::Found(id) => Some(id),
+        LinkLookup::Unknown => None,
+        LinkLookup::TooManyGuesses => return Err(WebError::TooManyLinkGuesses),
+    };
     let (session, cookie) = ensure(&state, &visitor).await?;
     state.gatehouse.hold_reset_link(&session, link).await?;
     Ok(with_cookie(see_other("/reset"), cookie))

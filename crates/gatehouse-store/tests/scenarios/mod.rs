@@ -848,6 +848,47 @@ pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
     );
     assert_eq!(count(by(Some("helpdesk Y"), Some(0), Some(30))).await, 1);
     assert_eq!(count(by(None, None, Some(1))).await, 3, "the first three");
+
+    // Per-client throttles count one event from one address over a window.
+    for (at, event, ip) in [
+        (0, "d", "10.0.0.1"),
+        (50, "d", "10.0.0.1"),
+        (60, "d", "10.0.0.1"),
+        (60, "e", "10.0.0.1"),
+        (60, "d", "10.0.0.2"),
+    ] {
+        store
+            .audit(&AuditRecord {
+                at: Some(Timestamp::from_unix(T0.unix() + at)),
+                event: event.to_owned(),
+                client_ip: Some(ip.to_owned()),
+                ..AuditRecord::default()
+            })
+            .await
+            .expect("audit");
+    }
+    let mut tx = store.begin().await.expect("begin");
+    let from = |s: i64| Timestamp::from_unix(T0.unix() + s);
+    assert_eq!(
+        tx.audit_events_from("10.0.0.1", "d", from(-1))
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        tx.audit_events_from("10.0.0.1", "d", from(0))
+            .await
+            .expect("count"),
+        2,
+        "since is exclusive"
+    );
+    assert_eq!(
+        tx.audit_events_from("10.0.0.3", "d", from(-1))
+            .await
+            .expect("count"),
+        0
+    );
+    tx.commit().await.expect("commit");
 }
 
 pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: Arc<dyn Store>) {

@@ -1,0 +1,670 @@
+//! Passwords and sign-in, case by case (docs/security.md, cases C30–C34 and
+//! D40–D58): lengths, Unicode and spaces from the reset form to the sign-in,
+//! identical failures, the same work on every path, the counter keyed to the
+//! account, usernames tried before they existed, and log injection.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gatehouse_domain::{SecretToken, Span, UsernameKey};
+
+use crate::helpers::*;
+
+const AMIR: (&str, &str, &str) = ("2", "7", "1990");
+
+/// Amir's account with `GOOD_PASSWORD` set.
+async fn app_with_password(vars: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::spawn_with(vars).await;
+    app.import(STAFF).await;
+    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
+        .await;
+    app
+}
+
+/// A browser holding a fresh link for Amir, and its form token (the clock is
+/// moved on first, so the three emails an hour never get in the way).
+async fn open_amirs_form(app: &TestApp) -> (reqwest::Client, String, String) {
+    app.advance(Span::hours(1));
+    let before = app.recovery_emails().len();
+    app.request_recovery("amir.khan@nhs.net", AMIR).await;
+    let link = reset_links(&app.recovery_email(before + 1).await).remove(0);
+    let c = client();
+    assert_eq!(app.open_link(&c, &link).await.status(), 303);
+    let csrf = csrf_token(&app.page_as(&c, "/reset").await).expect("the form");
+    (c, csrf, link)
+}
+
+async fn post_reset(
+    app: &TestApp,
+    c: &reqwest::Client,
+    csrf: &str,
+    password: &str,
+) -> reqwest::Response {
+    c.post(app.url("/reset"))
+        .form(&[
+            ("username", "999AKHAN01"),
+            ("password", password),
+            ("confirm-password", password),
+            ("csrf_token", csrf),
+        ])
+        .send()
+        .await
+        .expect("POST")
+}
+
+/// Sets Amir's password through a fresh link; panics if refused.
+async fn set_amirs_password(app: &TestApp, password: &str) {
+    let (c, csrf, _) = open_amirs_form(app).await;
+    let r = post_reset(app, &c, &csrf, password).await;
+    let status = r.status();
+    let page = r.text().await.expect("body");
+    assert_eq!(
+        status,
+        303,
+        "{password:?} refused: {:?}",
+        error_messages(&page)
+    );
+}
+
+/// The status of a sign-in and its error messages.
+async fn attempt(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>) {
+    let response = app.log_in(username, password).await;
+    let status = response.status().as_u16();
+    (
+        status,
+        error_messages(&response.text().await.expect("body")),
+    )
+}
+
+/// POSTs `body` over a bare connection and returns what came back before
+/// the server closed it. The server answers an oversized body without
+/// reading it, so writing and reading run side by side (an HTTP client that
+/// stops at the first failed write would lose the answer).
+async fn raw_post(app: &TestApp, path: &str, cookie: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let writing = tokio::spawn(async move {
+        // The server may close before taking it all; that is the point.
+        let _ = writer.write_all(request.as_bytes()).await;
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buffer)).await
+    {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    writing.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A password of `n` varied printable characters that no rule refuses.
+fn varied(n: usize) -> String {
+    const ALPHABET: &[u8] = b"qZ7#mK2!vR9xLp4&Tw8@Nf3%Hb6*Jd5+Gs1=Yc0?";
+    (0..n)
+        .map(|i| char::from(ALPHABET[(i * 17 + i / ALPHABET.len()) % ALPHABET.len()]))
+        .collect()
+}
+
+// C30
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused_with_a_reason() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let (c, csrf, link) = open_amirs_form(&app).await;
+
+    // A 1 MB body, from a browser holding the same link, is refused at once
+    // with 400, and the link survives it.
+    let (cookie, other_csrf) = {
+        let bare = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let opened = app.open_link(&bare, &link).await;
+        let cookie = opened.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let page = bare
+            .get(app.url("/reset"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        (cookie, csrf_token(&page).expect("the form"))
+    };
+    let huge = "x".repeat(1_000_000);
+    let body = format!(
+        "username=999AKHAN01&password={huge}&confirm-password={huge}&csrf_token={other_csrf}"
+    );
+    let started = Instant::now();
+    let head = raw_post(&app, "/reset", &cookie, &body).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("Reference:"), "the usual error page");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for (password, reason) in [
+        (
+            varied(11),
+            "Your password must be at least 12 characters long",
+        ),
+        (varied(257), "Your password must be 256 characters or fewer"),
+    ] {
+        let r = post_reset(&app, &c, &csrf, &password).await;
+        assert_eq!(r.status(), 200);
+        let messages = error_messages(&r.text().await.expect("body"));
+        assert!(
+            messages.iter().any(|m| m == reason),
+            "{}: {messages:?}",
+            password.len()
+        );
+    }
+    let stored = app
+        .gatehouse
+        .store
+        .reset_link_by_hash(
+            &SecretToken::parse(link.rsplit('/').next().expect("token"))
+                .expect("token")
+                .hash(),
+        )
+        .await
+        .expect("read")
+        .expect("link");
+    assert_eq!(stored.record.used_at, None, "no refusal spent the link");
+    assert_eq!(post_reset(&app, &c, &csrf, &varied(12)).await.status(), 303);
+    assert_eq!(app.log_in("999AKHAN01", &varied(12)).await.status(), 303);
+
+    for n in [64, 256] {
+        let password: String = varied(n + 1)[1..].to_owned();
+        set_amirs_password(&app, &password).await;
+        assert_eq!(
+            app.log_in("999AKHAN01", &password).await.status(),
+            303,
+            "{n}"
+        );
+    }
+    // 80 characters work only whole: nothing is cut at 72 (bcrypt's limit) or anywhere else.
+    let eighty: String = varied(82)[2..].to_owned();
+    set_amirs_password(&app, &eighty).await;
+    for cut in [72, 79] {
+        let (status, m) = attempt(&app, "999AKHAN01", &eighty[..cut]).await;
+        assert_eq!(
+            status, 200,
+            "the first {cut} characters are not the password"
+        );
+        assert!(
+            m[0].starts_with("The username or password is incorrect"),
+            "{m:?}"
+        );
+    }
+    assert_eq!(app.log_in("999AKHAN01", &eighty).await.status(), 303);
+}
+
+// C33
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn emoji_cjk_and_accents_are_counted_in_code_points_and_sign_in_in_either_normal_form() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    // 11 emoji are 44 bytes and 22 UTF-16 units, but 11 characters: too short.
+    let emoji = "😀🐈🌧🚲🎻🍋🧩🦉🌋🪁🧲🛶";
+    let (c, csrf, _) = open_amirs_form(&app).await;
+    let eleven: String = emoji.chars().take(11).collect();
+    let r = post_reset(&app, &c, &csrf, &eleven).await;
+    assert_error(
+        &r.text().await.expect("body"),
+        "Your password must be at least 12 characters long",
+    );
+    // 12 are enough, and sign in.
+    assert_eq!(emoji.chars().count(), 12);
+    assert_eq!(post_reset(&app, &c, &csrf, emoji).await.status(), 303);
+    assert_eq!(app.log_in("999AKHAN01", emoji).await.status(), 303);
+
+    let cjk = "漢字仮名交じり文の暗号鍵です";
+    set_amirs_password(&app, cjk).await;
+    assert_eq!(app.log_in("999AKHAN01", cjk).await.status(), 303);
+
+    // Set as NFC (precomposed), typed as NFD (letter + combining mark)...
+    let nfc = "cr\u{e8}me br\u{fb}l\u{e9}e caf\u{e9}";
+    let nfd = "cre\u{300}me bru\u{302}le\u{301}e cafe\u{301}";
+    assert_ne!(nfc, nfd);
+    set_amirs_password(&app, nfc).await;
+    assert_eq!(app.log_in("999AKHAN01", nfd).await.status(), 303);
+    assert_eq!(app.log_in("999AKHAN01", nfc).await.status(), 303);
+    // ...and the other way round.
+    let nfd = "sen\u{303}or pin\u{303}ata jalapen\u{303}o";
+    let nfc = "se\u{f1}or pi\u{f1}ata jalape\u{f1}o";
+    set_amirs_password(&app, nfd).await;
+    assert_eq!(app.log_in("999AKHAN01", nfc).await.status(), 303);
+}
+
+// C34
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spaces_around_and_inside_a_password_are_kept_at_reset_and_at_sign_in() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let spaced = "  kettle violin marmalade  ";
+    set_amirs_password(&app, spaced).await;
+    assert_eq!(app.log_in("999AKHAN01", spaced).await.status(), 303);
+    // Nothing is trimmed or squeezed: each variant is a wrong password.
+    for other in [
+        "kettle violin marmalade",
+        "  kettle violin marmalade",
+        "  kettle  violin marmalade  ",
+    ] {
+        let (status, m) = attempt(&app, "999AKHAN01", other).await;
+        assert_eq!(status, 200, "{other:?}");
+        assert!(
+            m[0].starts_with("The username or password is incorrect"),
+            "{other:?}"
+        );
+        // A success in between keeps the lock away.
+        assert_eq!(app.log_in("999AKHAN01", spaced).await.status(), 303);
+    }
+}
+
+/// A comparable picture of a sign-in answer: status, every header but the
+/// date (cookie values blanked), and the body with form tokens and the typed
+/// username blanked.
+async fn answer(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>, String) {
+    let r = app.log_in(username, password).await;
+    let status = r.status().as_u16();
+    let mut headers: Vec<String> = r
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or_default();
+            let value = match value.split_once('=') {
+                Some((cookie, rest)) if *name == "set-cookie" => {
+                    format!(
+                        "{cookie}=VALUE{}",
+                        rest.find(';').map_or("", |i| &rest[i..])
+                    )
+                }
+                _ => value.to_owned(),
+            };
+            format!("{name}: {value}")
+        })
+        .collect();
+    headers.sort();
+    let body = comparable(&r.text().await.expect("body")).replace(username, "USERNAME");
+    (status, headers, body)
+}
+
+// D40
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_wrong_and_locked_sign_ins_get_byte_for_byte_the_same_answer() {
+    let app = app_with_password(&[]).await;
+    // Same length as the real username, so even Content-Length could not differ.
+    let (known, unknown) = ("999AKHAN01", "999NOBODY1");
+    assert_eq!(known.len(), unknown.len());
+    for i in 0..3 {
+        let wrong = format!("wrong password {i}");
+        let a = answer(&app, known, &wrong).await;
+        let b = answer(&app, unknown, &wrong).await;
+        assert_eq!(a, b, "attempt {}", i + 1);
+        assert_eq!(a.0, 200);
+    }
+    // Both locked now: the right password, a wrong one, and anything for the
+    // unknown name all look the same.
+    let right = answer(&app, known, GOOD_PASSWORD).await;
+    let wrong = answer(&app, known, "wrong password 4").await;
+    let nobody = answer(&app, unknown, GOOD_PASSWORD).await;
+    assert!(right.2.contains("Your account is locked until"));
+    assert_eq!(right, wrong);
+    assert_eq!(right, nobody);
+}
+
+// D40, disabled
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_account_answers_wrong_passwords_like_an_unknown_username() {
+    let app = app_with_password(&[]).await;
+    app.gatehouse
+        .set_account_disabled("999AKHAN01", true, "admin", None, "left the trust")
+        .await
+        .expect("runs")
+        .expect("disabled");
+    for i in 0..3 {
+        let wrong = format!("wrong password {i}");
+        let disabled = answer(&app, "999AKHAN01", &wrong).await;
+        let unknown = answer(&app, "999NOBODY1", &wrong).await;
+        assert_eq!(disabled, unknown, "attempt {}", i + 1);
+    }
+    // By decision, only someone who knows the password is told why
+    // (docs/security.md): and here, after three failures, not even then.
+    let right = answer(&app, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(right, answer(&app, "999NOBODY1", GOOD_PASSWORD).await);
+}
+
+// D41
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_sign_in_path_does_the_same_argon2id_work_and_none_once_locked() {
+    let app = app_with_password(&[]).await;
+    let cost = |username: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let before = app.gatehouse.hasher.verifications();
+            let (status, m) = attempt(app, username, password).await;
+            assert_eq!(status, 200, "{m:?}");
+            app.gatehouse.hasher.verifications() - before
+        }
+    };
+    // Unknown username (a dummy hash), wrong password, an account that has
+    // never had a password (a dummy hash too): one verification each.
+    assert_eq!(cost("999NOBODY01", "wrong password 1").await, 1);
+    assert_eq!(cost("999AKHAN01", "wrong password 1").await, 1);
+    assert_eq!(cost("999JSMITH01", "wrong password 1").await, 1);
+    for _ in 0..2 {
+        assert_eq!(cost("999NOBODY01", "wrong password 2").await, 1);
+        assert_eq!(cost("999AKHAN01", "wrong password 2").await, 1);
+        assert_eq!(cost("999JSMITH01", "wrong password 2").await, 1);
+    }
+    // Locked: nothing is verified, whoever it is and whatever is typed
+    // (the lock is decided before the hash, so the answer cannot depend on it).
+    assert_eq!(cost("999NOBODY01", GOOD_PASSWORD).await, 0);
+    assert_eq!(cost("999AKHAN01", GOOD_PASSWORD).await, 0);
+    assert_eq!(cost("999AKHAN01", "wrong password 4").await, 0);
+    assert_eq!(cost("999JSMITH01", "wrong password 4").await, 0);
+}
+
+// D45
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_from_different_addresses_and_browsers_lock_the_one_account() {
+    let app = app_with_password(&[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")]).await;
+    let browser = |address: &str, agent: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().expect("value"));
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .user_agent(agent)
+            .build()
+            .expect("client")
+    };
+    let attempts = [
+        (
+            "198.51.100.1",
+            "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0",
+        ),
+        ("203.0.113.2", "Mozilla/5.0 (iPhone) Safari/604.1"),
+        ("192.0.2.3", "curl/8.5.0"),
+    ];
+    let mut last = Vec::new();
+    for (i, (address, agent)) in attempts.iter().enumerate() {
+        let r = app
+            .log_in_as(
+                &browser(address, agent),
+                "999AKHAN01",
+                &format!("wrong {i}"),
+            )
+            .await;
+        last = error_messages(&r.text().await.expect("body"));
+    }
+    assert!(
+        last[0].starts_with("Your account is locked until"),
+        "{last:?}"
+    );
+    // The addresses really were different (the proxy's header was used).
+    let failed = app
+        .gatehouse
+        .store
+        .audit_events(&gatehouse_store::AuditFilter {
+            event: Some("sign_in.failed".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    let mut addresses: Vec<_> = failed.iter().filter_map(|e| e.client_ip.clone()).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["192.0.2.3", "198.51.100.1", "203.0.113.2"]);
+    // A fourth address with the right password is locked out too.
+    let r = app
+        .log_in_as(&browser("192.0.2.99", "Edge"), "999AKHAN01", GOOD_PASSWORD)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_error(
+        &r.text().await.expect("body"),
+        "Your account is locked until",
+    );
+}
+
+// D50
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_username_locked_before_its_account_existed_starts_clean_when_imported() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    for i in 0..5 {
+        let (status, m) = attempt(&app, "999NEWBIE01", &format!("guess {i}")).await;
+        assert_eq!(status, 200);
+        if i >= 2 {
+            assert!(m[0].starts_with("Your account is locked until"), "{m:?}");
+        }
+    }
+    let key = UsernameKey::from_typed("999NEWBIE01");
+    let counter = app.gatehouse.store.attempts(&key).await.expect("read");
+    assert_eq!(counter.consecutive, 3);
+    assert!(counter.locked_until.is_some());
+
+    // The person joins, under exactly that username.
+    app.import(
+        "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
+         999 Demo Hospital NHS Trust,999NEWBIE01,Nia,Okafor,1992-05-06,nia.okafor@nhs.net,D9\n",
+    )
+    .await;
+    let counter = app.gatehouse.store.attempts(&key).await.expect("read");
+    assert_eq!(counter.consecutive, 0, "strangers' guesses are not hers");
+    assert_eq!(counter.total, 0);
+    assert_eq!(counter.locked_until, None);
+    let (_, m) = attempt(&app, "999NEWBIE01", "her own typo").await;
+    assert!(m[0].contains("You have 2 attempts left"), "{m:?}");
+    // And she can set a password (no reset completes while locked).
+    app.set_password(
+        "nia.okafor@nhs.net",
+        ("6", "5", "1992"),
+        "999NEWBIE01",
+        GOOD_PASSWORD,
+    )
+    .await;
+    assert_eq!(app.log_in("999NEWBIE01", GOOD_PASSWORD).await.status(), 303);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the real binary with `format` logs to a file, sends sign-ins with
+/// forged usernames, and returns the log.
+async fn log_of_forged_sign_ins(format: &str) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("server.log");
+    let command = |args: &[&str], stderr: Stdio| {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env(
+                "GATEHOUSE_DATABASE_URL",
+                format!("sqlite://{}/gatehouse.db", dir.path().display()),
+            )
+            .env(
+                "GATEHOUSE_MAIL_URL",
+                format!("file://{}/outbox", dir.path().display()),
+            )
+            .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GATEHOUSE_PUBLIC_URL", &base)
+            .env("GATEHOUSE_LOG_FORMAT", format)
+            // Everything the service itself says; sqlx's statements are
+            // multi-line SQL and carry no values, so they stay out.
+            .env("GATEHOUSE_LOG", "debug,sqlx=info,hyper=info,h2=info")
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        c
+    };
+    let staff = dir.path().join("staff.csv");
+    std::fs::write(&staff, STAFF).expect("write");
+    let imported = command(&["import", staff.to_str().expect("utf8")], Stdio::null())
+        .status()
+        .expect("import");
+    assert!(imported.success());
+    let log = std::fs::File::create(&log_path).expect("log");
+    let server = Server(
+        command(&["serve"], Stdio::from(log))
+            .spawn()
+            .expect("serve"),
+    );
+    let mut up = false;
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server did not start");
+
+    // Each within the 64 characters a username may have, so each goes
+    // through the whole sign-in.
+    let forged = [
+        "x\r\n2026-11-29T09:00:00Z  INFO gatehouse: FORGED-CRLF",
+        "x\n{\"level\":\"ERROR\",\"message\":\"FORGED-LF\"}",
+        "\u{1b}[2J\u{1b}[1;31mFORGED-ANSI\u{1b}[0m",
+        "999AKHAN01%0aFORGED-PCT%0d%0a",
+        "\"}{\"level\":\"ERROR\",\"FORGED-JSON\":\"",
+    ];
+    for username in forged {
+        assert!(username.chars().count() <= 64, "{username:?}");
+    }
+    let browser = client();
+    for username in forged {
+        let token = form_token(&browser, &format!("{base}/login")).await;
+        let r = browser
+            .post(format!("{base}/login"))
+            .form(&[
+                ("username", username),
+                ("password", "wrong password"),
+                ("csrf_token", token.as_str()),
+            ])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text()
+                .await
+                .expect("body")
+                .contains("The username or password is incorrect"),
+            "{username:?} went through the sign-in"
+        );
+    }
+    // A raw line break in the body, not percent-encoded, and one in the path.
+    let token = form_token(&browser, &format!("{base}/login")).await;
+    let r = browser
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "username=999AKHAN01\r\nFORGED-RAW\r\n&password=wrong+password&csrf_token={token}"
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let r = browser
+        .get(format!("{base}/login%0d%0aFORGED-PATH%1b[31m"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 404);
+    drop(server);
+    std::fs::read_to_string(&log_path).expect("log")
+}
+
+fn assert_no_injection(log: &str) {
+    assert!(!log.contains('\u{1b}'), "a raw escape reached the log");
+    assert!(!log.contains('\r'), "a raw carriage return reached the log");
+    // Usernames are never logged at all (people type passwords into the
+    // username box), so no part of a forged one can show up.
+    if let Some(line) = log.lines().find(|l| l.contains("FORGED")) {
+        panic!("a typed username reached the log: {line}");
+    }
+    let posts = log
+        .lines()
+        .filter(|l| l.contains("POST") && l.contains("/login"))
+        .count();
+    assert_eq!(posts, 6, "every sign-in was logged, by route: {log}");
+}
+
+// D58
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usernames_with_line_breaks_or_escapes_forge_nothing_in_the_text_log() {
+    let log = log_of_forged_sign_ins("text").await;
+    assert_no_injection(&log);
+    // Every line is one record that starts with its timestamp (but the
+    // banner for people starting the service by hand).
+    for line in log
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("Gatehouse is serving"))
+    {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(10) == Some(&b'T'),
+            "a line that is not a record: {line:?}"
+        );
+    }
+}
+
+// D58
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usernames_with_line_breaks_or_escapes_forge_nothing_in_the_json_log() {
+    let log = log_of_forged_sign_ins("json").await;
+    assert_no_injection(&log);
+    // Every line is one JSON record.
+    let mut records = 0;
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a line that is not a record ({e}): {line:?}"));
+        assert!(record.get("level").is_some() && record.get("timestamp").is_some());
+        records += 1;
+    }
+    assert!(records >= 7);
+}
