@@ -9,8 +9,6 @@ use gatehouse_testkit::SmtpSink;
 
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
 fn gatehouse(dir: &std::path::Path, extra: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
@@ -191,23 +189,6 @@ fn admin_shows_status_changes_emails_and_lists_the_audit_log() {
     assert!(stdout.contains("email_changed_new email"), "{stdout}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -225,16 +206,8 @@ async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
     );
     c.arg("serve").stdout(Stdio::null()).stderr(log);
     let server = Server(c.spawn().expect("starts"));
-    for _ in 0..200 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not start");
+    wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -254,18 +227,18 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
 
     let browser = client();
     let token = form_token(&browser, &format!("{base}/recover")).await;
-    let r = browser
-        .post(format!("{base}/recover"))
-        .form(&[
+    let r = post_form(
+        &browser,
+        &format!("{base}/recover"),
+        &token,
+        &[
             ("email", "amir.khan@nhs.net"),
             ("dob-day", "2"),
             ("dob-month", "7"),
             ("dob-year", "1990"),
-            ("csrf_token", token.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
 
     // Wait until the email is queued and its first try has failed.
@@ -314,17 +287,17 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
         .get("set-cookie")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
     let token = form_token(&c, &format!("{base}/reset")).await;
-    let done = c
-        .post(format!("{base}/reset"))
-        .form(&[
+    let done = post_form(
+        &c,
+        &format!("{base}/reset"),
+        &token,
+        &[
             ("username", "999AKHAN01"),
             ("password", GOOD_PASSWORD),
             ("confirm-password", GOOD_PASSWORD),
-            ("csrf_token", token.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+        ],
+    )
+    .await;
     assert_eq!(done.status(), 303);
     drop(_server);
 
@@ -468,40 +441,30 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
     let opened = browser.get(&link).send().await.expect("GET");
     assert_eq!(opened.headers()["location"], "/reset");
     let token = form_token(&browser, &format!("{public}/reset")).await;
-    let done = browser
-        .post(format!("{public}/reset"))
-        .form(&[
+    let done = post_form(
+        &browser,
+        &format!("{public}/reset"),
+        &token,
+        &[
             ("username", "999ALOVELACE01"),
             ("password", GOOD_PASSWORD),
             ("confirm-password", GOOD_PASSWORD),
-            ("csrf_token", &token),
-        ])
-        .send()
-        .await
-        .expect("POST");
+        ],
+    )
+    .await;
     assert_eq!(done.status(), 303, "the link sets the first password");
     browser.get(&link).send().await.expect("GET");
-    let again = browser
-        .get(format!("{public}/reset"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
+    let again = page_text(&browser, &format!("{public}/reset")).await;
     assert!(again.contains("already been used"), "used once: {again}");
 
     let token = form_token(&browser, &format!("{public}/login")).await;
-    let signed_in = browser
-        .post(format!("{public}/login"))
-        .form(&[
-            ("username", "999alovelace01"),
-            ("password", GOOD_PASSWORD),
-            ("csrf_token", &token),
-        ])
-        .send()
-        .await
-        .expect("POST");
+    let signed_in = post_form(
+        &browser,
+        &format!("{public}/login"),
+        &token,
+        &[("username", "999alovelace01"), ("password", GOOD_PASSWORD)],
+    )
+    .await;
     assert_eq!(
         signed_in.headers()["location"],
         "/console",

@@ -3,53 +3,11 @@
 
 use gatehouse_domain::second_factor::TotpSecret;
 use gatehouse_domain::{Role, Span};
-use gatehouse_store::AuditFilter;
 
-use crate::helpers::{
-    GOOD_PASSWORD, STAFF, TestApp, assert_error, client, csrf_token, error_messages,
-};
+use crate::helpers::*;
 
 const AMIR: &str = "999AKHAN01";
 const JANE: &str = "999JSMITH01";
-
-async fn events(app: &TestApp, event: &str) -> usize {
-    app.gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            account_id: None,
-            event: Some(event.to_owned()),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .len()
-}
-
-/// Staff loaded, Amir with a password and the given role, signed in.
-async fn signed_in(app: &TestApp, role: Role) -> reqwest::Client {
-    app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", ("2", "7", "1990"), AMIR, GOOD_PASSWORD)
-        .await;
-    app.gatehouse
-        .set_role(AMIR, role, "test")
-        .await
-        .expect("role")
-        .expect("account");
-    let c = client();
-    let response = app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
-    assert_eq!(response.status(), 303);
-    c
-}
-
-fn key_in(page: &str) -> TotpSecret {
-    let start = page
-        .find("<strong class=\"gatehouse-key\">")
-        .expect("the manual key is shown")
-        + "<strong class=\"gatehouse-key\">".len();
-    let end = start + page[start..].find('<').expect("end of key");
-    TotpSecret::from_base32(&page[start..end].replace(' ', "")).expect("a valid key")
-}
 
 fn code_now(app: &TestApp, secret: &TotpSecret) -> String {
     secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned())
@@ -119,7 +77,10 @@ async fn staff_reach_no_console_page_and_each_refusal_is_audited() {
     }
     let response = send_code(&app, &c, "123456").await;
     assert_eq!(response.status(), 403);
-    assert_eq!(events(&app, "console.refused").await, paths.len() + 1);
+    assert_eq!(
+        audit_events(&app, "console.refused").await.len(),
+        paths.len() + 1
+    );
 }
 
 #[tokio::test]
@@ -179,8 +140,8 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
             .expect("body")
             .contains("Helpdesk console")
     );
-    assert_eq!(events(&app, "second_factor.enrolled").await, 1);
-    assert_eq!(events(&app, "second_factor.failed").await, 1);
+    assert_eq!(audit_events(&app, "second_factor.enrolled").await.len(), 1);
+    assert_eq!(audit_events(&app, "second_factor.failed").await.len(), 1);
     // The key is never shown again once confirmed.
     let c2 = client();
     app.log_in_as(&c2, AMIR, GOOD_PASSWORD).await;
@@ -213,7 +174,7 @@ async fn each_session_needs_a_code_and_a_code_works_only_once() {
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/console");
     assert_eq!(app.get_as(&c, "/console").await.status(), 200);
-    assert_eq!(events(&app, "second_factor.passed").await, 1);
+    assert_eq!(audit_events(&app, "second_factor.passed").await.len(), 1);
 }
 
 #[tokio::test]
@@ -237,7 +198,12 @@ async fn a_recovery_code_stands_in_for_the_app_once() {
         .await
         .expect("body");
     assert!(page.contains("The code is not right"), "spent");
-    assert_eq!(events(&app, "second_factor.recovery_code_used").await, 1);
+    assert_eq!(
+        audit_events(&app, "second_factor.recovery_code_used")
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -340,33 +306,11 @@ async fn the_console_finds_people_and_answers_did_the_email_go_out() {
     assert!(csrf_token(&page).is_some(), "the header's sign-out form");
 }
 
-async fn act(
-    app: &TestApp,
-    c: &reqwest::Client,
-    username: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    app.submit(
-        c,
-        &format!("/console/accounts/{username}"),
-        &format!("/console/accounts/{username}/{action}"),
-        fields,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told() {
     let app = TestApp::spawn().await;
     let (c, _, _) = enrolled(&app).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     let jane = client();
     assert_eq!(
         app.log_in_as(&jane, JANE, GOOD_PASSWORD).await.status(),
@@ -381,7 +325,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     assert_eq!(links.len(), 2);
     let old_link = links[1].clone();
 
-    let page = act(
+    let page = console_action(
         &app,
         &c,
         JANE,
@@ -397,7 +341,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
         page.contains("value=\"jane.new@nhs.net\""),
         "what was typed is kept"
     );
-    let page = act(
+    let page = console_action(
         &app,
         &c,
         JANE,
@@ -411,7 +355,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
     assert_error(&page, "allowed domain");
 
     let mails_before = app.smtp.messages().len();
-    let done = act(
+    let done = console_action(
         &app,
         &c,
         JANE,
@@ -455,16 +399,7 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
         "/login",
         "Jane's session ended"
     );
-    let audit = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("account.email_changed".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let audit = audit_events(&app, "account.email_changed").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor.as_deref(), Some("helpdesk 999AKHAN01"));
     assert!(audit[0].detail.as_deref().unwrap_or("").contains("phoned"));
@@ -482,38 +417,32 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
         "helpdesk is not offered it"
     );
     for action in ["disable", "enable", "unlock"] {
-        let refused = act(&app, &helpdesk, JANE, action, &[("reason", "x")]).await;
+        let refused = console_action(&app, &helpdesk, JANE, action, &[("reason", "x")]).await;
         assert_eq!(refused.status(), 403, "{action}");
     }
-    assert_eq!(events(&app, "console.refused").await, 3);
+    assert_eq!(audit_events(&app, "console.refused").await.len(), 3);
 
     app.gatehouse
         .set_role(AMIR, Role::Admin, "test")
         .await
         .expect("role");
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     let jane = client();
     app.log_in_as(&jane, JANE, GOOD_PASSWORD).await;
 
-    let page = act(&app, &helpdesk, JANE, "disable", &[("reason", "")])
+    let page = console_action(&app, &helpdesk, JANE, "disable", &[("reason", "")])
         .await
         .text()
         .await
         .expect("body");
     assert_error(&page, "Give a reason");
-    let own = act(&app, &helpdesk, AMIR, "disable", &[("reason", "oops")])
+    let own = console_action(&app, &helpdesk, AMIR, "disable", &[("reason", "oops")])
         .await
         .text()
         .await
         .expect("body");
     assert_error(&own, "your own account");
-    let done = act(
+    let done = console_action(
         &app,
         &helpdesk,
         JANE,
@@ -561,24 +490,18 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
         "her other account still does"
     );
 
-    let done = act(&app, &helpdesk, JANE, "enable", &[("reason", "came back")]).await;
+    let done = console_action(&app, &helpdesk, JANE, "enable", &[("reason", "came back")]).await;
     assert_eq!(done.status(), 303);
     assert_eq!(
         app.log_in(JANE, GOOD_PASSWORD).await.headers()["location"],
         "/account"
     );
-    assert_eq!(events(&app, "account.disabled").await, 1);
-    assert_eq!(events(&app, "account.enabled").await, 1);
+    assert_eq!(audit_events(&app, "account.disabled").await.len(), 1);
+    assert_eq!(audit_events(&app, "account.enabled").await.len(), 1);
 }
 
 async fn lock_jane(app: &TestApp) {
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(app).await;
     for _ in 0..3 {
         app.log_in(JANE, "not her password").await;
     }
@@ -592,7 +515,7 @@ async fn by_default_nobody_can_lift_a_lock_early() {
     let page = app.page_as(&admin, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("Nobody can lift it early"));
     assert!(!page.contains("Lift the lock"));
-    let page = act(&app, &admin, JANE, "unlock", &[("reason", "please")])
+    let page = console_action(&app, &admin, JANE, "unlock", &[("reason", "please")])
         .await
         .text()
         .await
@@ -606,7 +529,7 @@ async fn by_default_nobody_can_lift_a_lock_early() {
             .expect("body")
             .contains("locked until")
     );
-    assert_eq!(events(&app, "account.lock_lifted").await, 0);
+    assert_eq!(audit_events(&app, "account.lock_lifted").await.len(), 0);
 }
 
 #[tokio::test]
@@ -616,13 +539,13 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
     lock_jane(&app).await;
     let page = app.page_as(&admin, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("Lift the lock"));
-    let page = act(&app, &admin, JANE, "unlock", &[("unlock-reason", "")])
+    let page = console_action(&app, &admin, JANE, "unlock", &[("unlock-reason", "")])
         .await
         .text()
         .await
         .expect("body");
     assert_error(&page, "Give a reason");
-    let done = act(
+    let done = console_action(
         &app,
         &admin,
         JANE,
@@ -635,16 +558,7 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
         app.log_in(JANE, GOOD_PASSWORD).await.headers()["location"],
         "/account"
     );
-    let audit = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("account.lock_lifted".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let audit = audit_events(&app, "account.lock_lifted").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor.as_deref(), Some("admin 999AKHAN01"));
     assert!(
@@ -721,13 +635,7 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
     );
 
     let staff = client();
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     app.log_in_as(&staff, JANE, GOOD_PASSWORD).await;
     assert_eq!(
         app.get_as(&staff, "/console/audit?format=csv")
@@ -838,16 +746,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
             .len(),
         1
     );
-    let audit = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("staff.imported".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let audit = audit_events(&app, "staff.imported").await;
     assert_eq!(audit[0].actor.as_deref(), Some("admin 999AKHAN01"));
 
     // A preview imports once.
@@ -866,19 +765,13 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
 async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
     let app = TestApp::spawn().await;
     let (c, _, _) = enrolled(&app).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     let (phone, desktop) = (client(), client());
     app.log_in_as(&phone, JANE, GOOD_PASSWORD).await;
     app.log_in_as(&desktop, JANE, GOOD_PASSWORD).await;
     let page = app.page_as(&c, "/console/accounts/999JSMITH01").await;
     assert!(page.contains("2 active sessions"), "{page}");
-    let page = act(&app, &c, JANE, "sessions", &[("sessions-reason", "")])
+    let page = console_action(&app, &c, JANE, "sessions", &[("sessions-reason", "")])
         .await
         .text()
         .await
@@ -889,7 +782,7 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
         200,
         "nothing ended yet"
     );
-    let done = act(
+    let done = console_action(
         &app,
         &c,
         JANE,
@@ -909,7 +802,7 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
         200,
         "the helpdesk's own session stays"
     );
-    assert_eq!(events(&app, "account.sessions_ended").await, 1);
+    assert_eq!(audit_events(&app, "account.sessions_ended").await.len(), 1);
 }
 
 #[tokio::test]
@@ -937,7 +830,7 @@ async fn after_a_lost_phone_the_operator_resets_the_second_factor_and_a_new_one_
     let page = app.page_as(&c, "/console/second-factor").await;
     assert!(page.contains("Set up your authenticator app"));
     assert_ne!(key_in(&page), old, "a new key");
-    assert_eq!(events(&app, "second_factor.reset").await, 1);
+    assert_eq!(audit_events(&app, "second_factor.reset").await.len(), 1);
 }
 
 #[tokio::test]

@@ -5,8 +5,7 @@
 
 use std::process::Command;
 
-use gatehouse_domain::second_factor::TotpSecret;
-use gatehouse_domain::{Role, UsernameKey};
+use gatehouse_domain::Role;
 use gatehouse_store::AuditFilter;
 
 use crate::helpers::*;
@@ -14,105 +13,14 @@ use crate::helpers::*;
 pub(crate) const AMIR: &str = "999AKHAN01";
 pub(crate) const JANE: &str = "999JSMITH01";
 
-/// Staff loaded, Amir with a password and `role`, signed in (no second factor yet).
-pub(crate) async fn signed_in(app: &TestApp, role: Role) -> reqwest::Client {
-    app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", ("2", "7", "1990"), AMIR, GOOD_PASSWORD)
-        .await;
-    app.gatehouse
-        .set_role(AMIR, role, "test")
-        .await
-        .expect("role")
-        .expect("account");
-    let c = client();
-    assert_eq!(app.log_in_as(&c, AMIR, GOOD_PASSWORD).await.status(), 303);
-    c
-}
-
-fn key_in(page: &str) -> TotpSecret {
-    let marker = "<strong class=\"gatehouse-key\">";
-    let start = page.find(marker).expect("the manual key is shown") + marker.len();
-    let end = start + page[start..].find('<').expect("end of key");
-    TotpSecret::from_base32(&page[start..end].replace(' ', "")).expect("a valid key")
-}
-
-/// Amir with `role`, signed in and past the second factor: the console is open.
-pub(crate) async fn console_as(app: &TestApp, role: Role) -> reqwest::Client {
-    console_with_secret(app, role).await.0
-}
-
-/// As [`console_as`], with the authenticator's secret (for later codes).
-pub(crate) async fn console_with_secret(
-    app: &TestApp,
-    role: Role,
-) -> (reqwest::Client, TotpSecret) {
-    let c = signed_in(app, role).await;
-    let page = app.page_as(&c, "/console/second-factor").await;
-    let secret = key_in(&page);
-    let code = secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned());
-    let r = app
-        .submit(
-            &c,
-            "/console/second-factor",
-            "/console/second-factor",
-            &[("code", code.as_str())],
-        )
-        .await;
-    assert_eq!(r.status(), 200, "enrolled");
-    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
-    (c, secret)
-}
-
-/// Submits one of the account page's forms with its own token.
-async fn act(
-    app: &TestApp,
-    c: &reqwest::Client,
-    username: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    app.submit(
-        c,
-        &format!("/console/accounts/{username}"),
-        &format!("/console/accounts/{username}/{action}"),
-        fields,
-    )
-    .await
-}
-
-async fn audit(app: &TestApp, event: &str) -> Vec<gatehouse_store::AuditRow> {
-    app.gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some(event.to_owned()),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-}
-
 /// The account's address, lower case (the staff file's case is kept).
 async fn email_of(app: &TestApp, username: &str) -> String {
-    app.gatehouse
-        .store
-        .account_by_username(&UsernameKey::from_typed(username))
-        .await
-        .expect("lookup")
-        .expect("account")
-        .email
-        .to_ascii_lowercase()
+    account(app, username).await.email.to_ascii_lowercase()
 }
 
 /// Everything an email change would leave behind, to compare before and after.
 async fn footprint(app: &TestApp, username: &str) -> (String, usize, i64, usize) {
-    let account = app
-        .gatehouse
-        .store
-        .account_by_username(&UsernameKey::from_typed(username))
-        .await
-        .expect("lookup")
-        .expect("account");
+    let account = account(app, username).await;
     let sessions = app
         .gatehouse
         .store
@@ -128,7 +36,7 @@ async fn footprint(app: &TestApp, username: &str) -> (String, usize, i64, usize)
         .len();
     (
         account.email,
-        audit(app, "account.email_changed").await.len(),
+        audit_events(app, "account.email_changed").await.len(),
         sessions,
         queued,
     )
@@ -139,13 +47,7 @@ async fn an_email_change_without_its_form_token_or_from_another_site_is_refused_
  {
     let app = TestApp::spawn().await;
     let helpdesk = console_as(&app, Role::Helpdesk).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     let jane = client();
     assert_eq!(
         app.log_in_as(&jane, JANE, GOOD_PASSWORD).await.status(),
@@ -255,13 +157,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
  {
     let app = TestApp::spawn().await;
     let helpdesk = console_as(&app, Role::Helpdesk).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     for _ in 0..2 {
         app.log_in(JANE, "not her password").await;
     }
@@ -287,7 +183,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
     assert_eq!(stuck.status, "queued");
     assert_eq!(stuck.kind, "recovery");
 
-    let r = act(
+    let r = console_action(
         &app,
         &helpdesk,
         JANE,
@@ -315,7 +211,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
         .expect("account");
     assert!(status.locked_until.is_some(), "the third failure locks");
     let until = status.locked_until;
-    let r = act(
+    let r = console_action(
         &app,
         &helpdesk,
         JANE,
@@ -397,7 +293,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
 /// The binary, on the test service's own database.
 fn admin_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let out = Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GATEHOUSE_DATABASE_URL", app.database_url())
@@ -439,9 +335,9 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
     let app = TestApp::spawn().await;
     let helpdesk = console_as(&app, Role::Helpdesk).await;
     let before = footprint(&app, JANE).await;
-    let audit_before = audit(&app, "account.email_changed").await.len();
+    let audit_before = audit_events(&app, "account.email_changed").await.len();
     for (what, address) in bad_addresses() {
-        let r = act(
+        let r = console_action(
             &app,
             &helpdesk,
             JANE,
@@ -474,7 +370,7 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
         assert_eq!(footprint(&app, JANE).await, before, "{what} (command line)");
     }
     assert_eq!(
-        audit(&app, "account.email_changed").await.len(),
+        audit_events(&app, "account.email_changed").await.len(),
         audit_before
     );
     app.settle().await;
@@ -508,7 +404,7 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
     // Amir's address on Jane's account would send Jane's reset links to
     // Amir: refused, in any letter case, from the console and the CLI.
     for address in ["amir.khan@nhs.net", "Amir.Khan@NHS.net"] {
-        let page = act(
+        let page = console_action(
             &app,
             &helpdesk,
             JANE,
@@ -532,11 +428,11 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
         assert!(stderr.contains("another person"), "{stderr}");
         assert_eq!(email_of(&app, JANE).await, "jane.smith@nhs.net");
     }
-    assert!(audit(&app, "account.email_changed").await.is_empty());
+    assert!(audit_events(&app, "account.email_changed").await.is_empty());
 
     // Jane has two accounts (two employers), one address: moving one of them
     // away and back again is one person's business and allowed.
-    let r = act(
+    let r = console_action(
         &app,
         &helpdesk,
         "432JSMITH01",
@@ -545,7 +441,7 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
     )
     .await;
     assert_eq!(r.status(), 303);
-    let r = act(
+    let r = console_action(
         &app,
         &helpdesk,
         "432JSMITH01",
@@ -564,7 +460,7 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
 async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_client_address() {
     let app = TestApp::spawn().await;
     let admin = console_as(&app, Role::Admin).await;
-    let r = act(
+    let r = console_action(
         &app,
         &admin,
         JANE,
@@ -573,11 +469,11 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
     )
     .await;
     assert_eq!(r.status(), 303);
-    let r = act(&app, &admin, JANE, "disable", &[("disable-reason", "left")]).await;
+    let r = console_action(&app, &admin, JANE, "disable", &[("disable-reason", "left")]).await;
     assert_eq!(r.status(), 303);
-    let r = act(&app, &admin, JANE, "enable", &[("disable-reason", "back")]).await;
+    let r = console_action(&app, &admin, JANE, "enable", &[("disable-reason", "back")]).await;
     assert_eq!(r.status(), 303);
-    let r = act(
+    let r = console_action(
         &app,
         &admin,
         JANE,
@@ -587,7 +483,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
     .await;
     assert_eq!(r.status(), 303);
 
-    let changed = audit(&app, "account.email_changed").await;
+    let changed = audit_events(&app, "account.email_changed").await;
     assert_eq!(changed.len(), 1);
     let e = &changed[0];
     assert_eq!(e.actor.as_deref(), Some("admin 999AKHAN01"));
@@ -612,7 +508,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
         "account.enabled",
         "account.sessions_ended",
     ] {
-        let rows = audit(&app, event).await;
+        let rows = audit_events(&app, event).await;
         assert!(!rows.is_empty(), "no {event}");
         for row in rows {
             assert_eq!(
@@ -651,7 +547,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    let changed = audit(&app, "account.email_changed").await;
+    let changed = audit_events(&app, "account.email_changed").await;
     let cli = changed
         .iter()
         .find(|e| e.actor.as_deref() == Some("admin (command line)"))
@@ -722,13 +618,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
 async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
     let app = TestApp::spawn().await;
     let admin = console_as(&app, Role::Admin).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     for _ in 0..3 {
         app.log_in(JANE, "not her password").await;
     }
@@ -857,7 +747,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("GATEHOUSE_ALLOW_EARLY_UNLOCK"), "{stderr}");
     // Unlock is refused while the operator setting is off.
-    let r = act(&app, &admin, JANE, "unlock", &[("unlock-reason", "please")]).await;
+    let r = console_action(&app, &admin, JANE, "unlock", &[("unlock-reason", "please")]).await;
     assert_eq!(r.status(), 200);
     let after = app
         .gatehouse

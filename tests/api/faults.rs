@@ -4,19 +4,14 @@
 //! than a link lives, and `kill -9` with mail queued, are in mail.rs and
 //! cli.rs; a node killed in the middle of 1,000 requests in multinode.rs.)
 
-use sqlx::Connection as _;
-
 use crate::helpers::*;
 
 async fn recovery_requests(app: &TestApp) -> i64 {
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&app.database_url())
-        .await
-        .expect("connect");
-    sqlx::query_scalar("SELECT COUNT(*) FROM recovery_requests")
-        .fetch_one(&mut conn)
-        .await
-        .expect("count")
+    count(
+        &app.database_url(),
+        "SELECT COUNT(*) FROM recovery_requests",
+    )
+    .await
 }
 
 /// SQLite's write lock held by another process (a backup, an import) for
@@ -38,26 +33,19 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
         sign_ins.push((username, browser, token));
     }
 
-    sqlx::any::install_default_drivers();
-    let mut holder = sqlx::AnyConnection::connect(&app.database_url())
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .expect("lock");
-    let r = browser
-        .post(app.url("/recover"))
-        .form(&[
-            ("csrf_token", token.as_str()),
+    let lock = SqliteWriteLock::take(&app).await;
+    let r = post_form(
+        &browser,
+        &app.url("/recover"),
+        &token,
+        &[
             ("email", "amir.khan@nhs.net"),
             ("dob-day", "2"),
             ("dob-month", "7"),
             ("dob-year", "1990"),
-        ])
-        .send()
-        .await
-        .expect("an answer");
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "30");
     let page = r.text().await.expect("body");
@@ -71,16 +59,16 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     // and no session.
     let mut pages = Vec::new();
     for (username, browser, token) in &sign_ins {
-        let r = browser
-            .post(app.url("/login"))
-            .form(&[
-                ("csrf_token", token.as_str()),
-                ("username", *username),
+        let r = post_form(
+            browser,
+            &app.url("/login"),
+            token,
+            &[
+                ("username", username),
                 ("password", "kettle violin marmalade"),
-            ])
-            .send()
-            .await
-            .expect("an answer");
+            ],
+        )
+        .await;
         assert_eq!(r.status(), 503, "{username}");
         assert!(
             r.headers()
@@ -94,19 +82,11 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
         );
         let page = r.text().await.expect("body");
         // Each page carries its own request reference; the rest is the same.
-        let reference = page
-            .split("Reference: <strong>")
-            .nth(1)
-            .and_then(|r| r.split('<').next())
-            .unwrap_or_default()
-            .to_owned();
+        let reference = reference_of(&page);
         pages.push(comparable(&page).replace(&reference, "REF"));
     }
     assert_eq!(pages[0], pages[1], "the same page whoever it is");
-    sqlx::query("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("unlock");
+    lock.release().await;
     assert_eq!(recovery_requests(&app).await, 0, "nothing half-written");
 
     // Once the lock is gone the same person gets through.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use gatehouse::app::{Application, Options};
 use gatehouse::config::Config;
 use gatehouse_core::Gatehouse;
+use gatehouse_domain::second_factor::TotpSecret;
 use gatehouse_domain::{ManualClock, Span, Timestamp};
 use gatehouse_testkit::smtp::{ReceivedMail, SmtpSink};
 use tokio::sync::watch;
@@ -266,7 +267,7 @@ impl TestApp {
 
     /// The body of `path` as `client` sees it.
     pub async fn page_as(&self, client: &reqwest::Client, path: &str) -> String {
-        self.get_as(client, path).await.text().await.expect("body")
+        page_text(client, &self.url(path)).await
     }
 
     /// GETs `form_page` to obtain a form token, then POSTs `fields` with it to `action`.
@@ -277,21 +278,7 @@ impl TestApp {
         action: &str,
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
-        let page = self
-            .get_as(client, form_page)
-            .await
-            .text()
-            .await
-            .expect("body");
-        let token = csrf_token(&page).unwrap_or_default();
-        let mut form: Vec<(&str, &str)> = fields.to_vec();
-        form.push(("csrf_token", &token));
-        client
-            .post(self.url(action))
-            .form(&form)
-            .send()
-            .await
-            .expect("POST")
+        submit_at(client, &self.url(form_page), &self.url(action), fields).await
     }
 
     pub async fn request_recovery_as(
@@ -453,15 +440,7 @@ impl Drop for TestApp {
 
 /// The form token of the page at `url`, as `client` (with its session) gets it.
 pub async fn form_token(client: &reqwest::Client, url: &str) -> String {
-    let page = client
-        .get(url)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    csrf_token(&page).expect("the page has a form token")
+    csrf_token(&page_text(client, url).await).expect("the page has a form token")
 }
 
 /// Asserts that the page's error summary has a message containing `text`.
@@ -530,4 +509,342 @@ pub fn error_messages(page: &str) -> Vec<String> {
             Some(text.split("</a>").next()?.trim().to_owned())
         })
         .collect()
+}
+
+/// The audit rows of `event`, newest first.
+pub async fn audit_events(app: &TestApp, event: &str) -> Vec<gatehouse_store::AuditRow> {
+    app.gatehouse
+        .store
+        .audit_events(&gatehouse_store::AuditFilter {
+            event: Some(event.to_owned()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+}
+
+/// The account whose username is `username`, as the database has it now.
+pub async fn account(app: &TestApp, username: &str) -> gatehouse_store::AccountRecord {
+    app.gatehouse
+        .store
+        .account_by_username(&gatehouse_domain::UsernameKey::from_typed(username))
+        .await
+        .expect("read")
+        .unwrap_or_else(|| panic!("no account {username}"))
+}
+
+/// Posts a console action form on `username`'s page (`/console/accounts/{username}/{action}`).
+pub async fn console_action(
+    app: &TestApp,
+    c: &reqwest::Client,
+    username: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    app.submit(
+        c,
+        &format!("/console/accounts/{username}"),
+        &format!("/console/accounts/{username}/{action}"),
+        fields,
+    )
+    .await
+}
+
+/// Gives Jane's 999 account (999JSMITH01) `GOOD_PASSWORD` through the recovery flow.
+pub async fn set_janes_password(app: &TestApp) {
+    app.set_password(
+        "jane.smith@nhs.net",
+        ("14", "3", "1985"),
+        "999JSMITH01",
+        GOOD_PASSWORD,
+    )
+    .await;
+}
+
+/// Waits until no email is left queued.
+pub async fn wait_until_sent(app: &TestApp) {
+    for _ in 0..500 {
+        let depths = app.gatehouse.store.queue_depths().await.expect("depths");
+        if depths.emails_queued == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("emails stayed queued");
+}
+
+/// The body of the page at `url`, as `client` gets it.
+pub async fn page_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// GETs `page_url` to obtain a form token (none if the page has no form),
+/// then POSTs `fields` with it to `action_url`.
+pub async fn submit_at(
+    client: &reqwest::Client,
+    page_url: &str,
+    action_url: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let token = csrf_token(&page_text(client, page_url).await).unwrap_or_default();
+    post_form(client, action_url, &token, fields).await
+}
+
+/// POSTs `fields` and the form token `token` to `url`.
+pub async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = fields.to_vec();
+    form.push(("csrf_token", token));
+    client.post(url).form(&form).send().await.expect("POST")
+}
+
+/// A browser that comes from `address` through a trusted proxy.
+pub fn client_from(address: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", address.parse().expect("header value"));
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// Every header but `Date`, sorted, with cookie values (which differ per
+/// visitor by design) blanked: what two answers must share to look the same.
+pub fn comparable_headers(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str() != "date")
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("(not text)").to_owned();
+            let value = match value.split_once('=') {
+                Some((cookie, rest)) if name.as_str() == "set-cookie" => format!(
+                    "{cookie}=VALUE{}",
+                    rest.find(';').map_or("", |i| &rest[i..])
+                ),
+                _ => value,
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The error reference an error page shows (empty if none).
+pub fn reference_of(page: &str) -> String {
+    page.split("Reference: <strong>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Every table of the database at `url` (migration bookkeeping aside), by
+/// name, with each row's values as text: to compare two moments, or to look
+/// for a value anywhere.
+pub async fn snapshot(url: &str) -> BTreeMap<String, Vec<Vec<String>>> {
+    use sqlx::Row as _;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("open");
+    let query = if url.starts_with("sqlite:") {
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+    } else {
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()"
+    };
+    let tables: Vec<String> = sqlx::query_scalar(query)
+        .fetch_all(&pool)
+        .await
+        .expect("tables");
+    let mut out = BTreeMap::new();
+    for table in tables
+        .into_iter()
+        .filter(|t| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"))
+    {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        let rows = rows
+            .iter()
+            .map(|row| (0..row.len()).map(|i| cell(&table, row, i)).collect())
+            .collect();
+        out.insert(table, rows);
+    }
+    pool.close().await;
+    out
+}
+
+/// One value of a row as text (`NULL` for null); panics on a type it cannot
+/// read, so that no column is silently left out of a comparison.
+fn cell(table: &str, row: &sqlx::any::AnyRow, i: usize) -> String {
+    use sqlx::Row as _;
+    let text = if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        v
+    } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        v.map(|v| v.to_string())
+    } else if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        v.map(|b| String::from_utf8_lossy(&b).into_owned())
+    } else if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        v.map(|v| v.to_string())
+    } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        v.map(|v| v.to_string())
+    } else {
+        panic!("{table}: column {i} has a type this test cannot read")
+    };
+    text.unwrap_or_else(|| "NULL".to_owned())
+}
+
+/// The number the query `sql` returns (a count, say), read on a connection
+/// of the test's own; -1 for NULL.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    use sqlx::{Connection as _, Row as _};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .try_get::<Option<i64>, _>(0)
+        .expect("a number")
+        .unwrap_or(-1);
+    let _ = conn.close().await;
+    n
+}
+
+/// The real `gatehouse` binary, for tests that run it as a process.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A TCP port free at the moment of asking, for a process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `gatehouse serve` process, killed (`kill -9`) when dropped so
+/// that none outlives its test.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the service at `base` answers its health check.
+pub async fn wait_healthy(base: &str) {
+    for _ in 0..400 {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{base} did not become healthy");
+}
+
+/// Staff loaded, Amir (999AKHAN01) with `GOOD_PASSWORD` and `role`, signed
+/// in (no second factor yet).
+pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::Client {
+    app.import(STAFF).await;
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        GOOD_PASSWORD,
+    )
+    .await;
+    app.gatehouse
+        .set_role("999AKHAN01", role, "test")
+        .await
+        .expect("role")
+        .expect("account");
+    let c = client();
+    assert_eq!(
+        app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    c
+}
+
+/// The authenticator key the enrolment page shows.
+pub fn key_in(page: &str) -> TotpSecret {
+    let marker = "<strong class=\"gatehouse-key\">";
+    let start = page.find(marker).expect("the manual key is shown") + marker.len();
+    let end = start + page[start..].find('<').expect("end of key");
+    TotpSecret::from_base32(&page[start..end].replace(' ', "")).expect("a valid key")
+}
+
+/// Amir with `role`, signed in and past the second factor: the console is open.
+pub async fn console_as(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::Client {
+    console_with_secret(app, role).await.0
+}
+
+/// As [`console_as`], with the authenticator's secret (for later codes).
+pub async fn console_with_secret(
+    app: &TestApp,
+    role: gatehouse_domain::Role,
+) -> (reqwest::Client, TotpSecret) {
+    let c = signed_in(app, role).await;
+    let page = app.page_as(&c, "/console/second-factor").await;
+    let secret = key_in(&page);
+    let code = secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned());
+    let r = app
+        .submit(
+            &c,
+            "/console/second-factor",
+            "/console/second-factor",
+            &[("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "enrolled");
+    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
+    (c, secret)
+}
+
+/// SQLite's write lock, held on a connection of the test's own until
+/// released: the service's writes wait for it as for a long transaction.
+pub struct SqliteWriteLock(sqlx::AnyConnection);
+
+impl SqliteWriteLock {
+    pub async fn take(app: &TestApp) -> Self {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut holder = sqlx::AnyConnection::connect(&app.database_url())
+            .await
+            .expect("connect");
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut holder)
+            .await
+            .expect("lock");
+        Self(holder)
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("unlock");
+    }
 }

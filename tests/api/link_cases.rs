@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use gatehouse_domain::{Clock, SecretToken, Span, TokenHash};
-use gatehouse_store::AuditFilter;
 
 use crate::helpers::*;
 
@@ -57,16 +56,17 @@ async fn post_reset(
     password: &str,
     confirm: &str,
 ) -> reqwest::Response {
-    c.post(app.url("/reset"))
-        .form(&[
+    post_form(
+        c,
+        &app.url("/reset"),
+        csrf,
+        &[
             ("username", username),
             ("password", password),
             ("confirm-password", confirm),
-            ("csrf_token", csrf),
-        ])
-        .send()
-        .await
-        .expect("POST")
+        ],
+    )
+    .await
 }
 
 /// Opens `link` in a new browser and sets `password` through it.
@@ -81,28 +81,9 @@ async fn reset_through(
     post_reset(app, &c, &csrf, username, password, password).await
 }
 
-async fn audit(app: &TestApp, event: &str) -> Vec<gatehouse_store::AuditRow> {
-    app.gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some(event.to_owned()),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-}
-
-/// A browser that comes from `address` through a trusted proxy.
-fn client_from(address: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-forwarded-for", address.parse().expect("header value"));
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .expect("client")
+/// The status of a GET of `url` by `c`.
+async fn status_of(c: &reqwest::Client, url: &str) -> reqwest::StatusCode {
+    c.get(url).send().await.expect("GET").status()
 }
 
 // B18
@@ -123,15 +104,7 @@ async fn head_and_repeated_get_requests_never_spend_a_link() {
         assert_eq!(r.status(), 200);
     }
     for _ in 0..3 {
-        assert_eq!(
-            scanner
-                .get(app.url(path))
-                .send()
-                .await
-                .expect("GET")
-                .status(),
-            303
-        );
+        assert_eq!(status_of(&scanner, &app.url(path)).await, 303);
     }
     assert!(!spent(&app, &link).await, "no HEAD or GET spends the link");
     let done = reset_through(&app, &link, "999AKHAN01", GOOD_PASSWORD).await;
@@ -197,7 +170,7 @@ async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {
         assert!(!page.contains("name=\"password\""));
     }
     assert_eq!(
-        audit(&app, "reset_link.unknown").await.len(),
+        audit_events(&app, "reset_link.unknown").await.len(),
         tampered.len(),
         "each tampered link is recorded"
     );
@@ -259,15 +232,7 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
     );
     // Other addresses are not affected.
     let colleague = client_from("203.0.113.9");
-    assert_eq!(
-        colleague
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("GET")
-            .status(),
-        303
-    );
+    assert_eq!(status_of(&colleague, &app.url(&path)).await, 303);
     assert!(
         app.page_as(&colleague, "/reset")
             .await
@@ -275,7 +240,7 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
     );
 
     // Every refusal is audited with the address, like the recovery cap.
-    let refusals = audit(&app, "reset_link.refused_client_limit").await;
+    let refusals = audit_events(&app, "reset_link.refused_client_limit").await;
     assert_eq!(refusals.len(), 2);
     assert!(
         refusals
@@ -292,20 +257,12 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
         let d = e.detail.clone().unwrap_or_default();
         !d.contains(&guess) && !d.contains(token_of(&link))
     }));
-    let unknown = audit(&app, "reset_link.unknown").await;
+    let unknown = audit_events(&app, "reset_link.unknown").await;
     assert_eq!(unknown.len(), 100, "refused guesses are not looked up");
 
     // An hour after the guesses, the address may open links again.
     app.advance(Span::from_seconds(3601));
-    assert_eq!(
-        guesser
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("GET")
-            .status(),
-        303
-    );
+    assert_eq!(status_of(&guesser, &app.url(&path)).await, 303);
     assert!(
         app.page_as(&guesser, "/reset")
             .await
@@ -330,15 +287,7 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
     // Opening real links, however often, is not guessing.
     let person = client_from("192.0.2.1");
     for _ in 0..5 {
-        assert_eq!(
-            person
-                .get(app.url(&path))
-                .send()
-                .await
-                .expect("GET")
-                .status(),
-            303
-        );
+        assert_eq!(status_of(&person, &app.url(&path)).await, 303);
     }
     for (address, expected) in [
         ("192.0.2.1", 303),
@@ -355,22 +304,9 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
             .expect("GET");
         assert_eq!(r.status(), expected, "{address}");
     }
+    assert_eq!(status_of(&person, &app.url(&path)).await, 429);
     assert_eq!(
-        person
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("GET")
-            .status(),
-        429
-    );
-    assert_eq!(
-        client_from("192.0.2.2")
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("GET")
-            .status(),
+        status_of(&client_from("192.0.2.2"), &app.url(&path)).await,
         303
     );
 }
@@ -420,13 +356,7 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     let emailed = amirs_link(&app).await;
     // A second usable link for the same account, issued after the email
     // (the store allows it; a newer request would have voided the first).
-    let amir = app
-        .gatehouse
-        .store
-        .account_by_username(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-        .await
-        .expect("read")
-        .expect("Amir");
+    let amir = account(&app, "999AKHAN01").await;
     let second = SecretToken::generate().expect("random");
     let now = app.clock.now();
     let mut tx = app.gatehouse.store.begin().await.expect("begin");
@@ -471,7 +401,7 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     );
     assert!(!spent(&app, &second).await, "voided, not spent");
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
-    let reset = audit(&app, "password.reset").await;
+    let reset = audit_events(&app, "password.reset").await;
     assert!(
         reset[0]
             .detail
@@ -498,63 +428,53 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     } else {
         (links[1].clone(), links[0].clone())
     };
-    let account = |u: &'static str| {
-        let store = app.gatehouse.store.clone();
-        async move {
-            store
-                .account_by_username(&gatehouse_domain::UsernameKey::from_typed(u))
-                .await
-                .expect("read")
-                .expect("account")
-        }
-    };
-    let other = account("432JSMITH01").await;
+    let other = account(&app, "432JSMITH01").await;
     let other_id = other.id.to_string();
 
     let c = client();
     let csrf = open_form(&app, &c, &link_999).await;
     // The other account's username, with ids pointing at it: refused.
-    let r = c
-        .post(app.url("/reset"))
-        .form(&[
+    let r = post_form(
+        &c,
+        &app.url("/reset"),
+        &csrf,
+        &[
             ("username", "432JSMITH01"),
             ("password", GOOD_PASSWORD),
             ("confirm-password", GOOD_PASSWORD),
-            ("user_id", other_id.as_str()),
-            ("account_id", other_id.as_str()),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+            ("user_id", &other_id),
+            ("account_id", &other_id),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_error(
         &r.text().await.expect("body"),
         "Enter the username written in the email that this link came from",
     );
-    assert!(account("432JSMITH01").await.password_hash.is_none());
-    assert!(account("999JSMITH01").await.password_hash.is_none());
+    assert!(account(&app, "432JSMITH01").await.password_hash.is_none());
+    assert!(account(&app, "999JSMITH01").await.password_hash.is_none());
     assert!(!spent(&app, &link_999).await);
 
     // The link's own username with ids of the other account: only the
     // link's account changes; the extra fields are not read at all.
-    let r = c
-        .post(app.url("/reset"))
-        .form(&[
+    let r = post_form(
+        &c,
+        &app.url("/reset"),
+        &csrf,
+        &[
             ("username", "999JSMITH01"),
             ("password", GOOD_PASSWORD),
             ("confirm-password", GOOD_PASSWORD),
-            ("user_id", other_id.as_str()),
-            ("account_id", other_id.as_str()),
-            ("csrf_token", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+            ("user_id", &other_id),
+            ("account_id", &other_id),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
-    assert!(account("999JSMITH01").await.password_hash.is_some());
+    assert!(account(&app, "999JSMITH01").await.password_hash.is_some());
     assert!(
-        account("432JSMITH01").await.password_hash.is_none(),
+        account(&app, "432JSMITH01").await.password_hash.is_none(),
         "the other account is untouched"
     );
     assert_eq!(app.log_in("999JSMITH01", GOOD_PASSWORD).await.status(), 303);
@@ -709,13 +629,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
             .contains("This link is not valid")
     );
     assert!(!spent(&app, &link).await);
-    let account = app
-        .gatehouse
-        .store
-        .account_by_username(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-        .await
-        .expect("read")
-        .expect("Amir");
+    let account = account(&app, "999AKHAN01").await;
     assert!(account.password_hash.is_none(), "no password was set");
     // Opening the link again starts afresh.
     let csrf = open_form(&app, &c, &link).await;
@@ -765,7 +679,7 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
         );
         assert!(!spent(&app, &link).await, "attempt {i} spent the link");
     }
-    assert_eq!(audit(&app, "csrf.refused").await.len(), 5);
+    assert_eq!(audit_events(&app, "csrf.refused").await.len(), 5);
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
     // The same form, sent properly, works.
     let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;

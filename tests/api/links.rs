@@ -73,59 +73,15 @@ async fn only_a_hash_of_the_token_is_stored() {
     assert!(dump.contains("email.sent"));
 }
 
-async fn wait_until_sent(app: &TestApp) {
-    for _ in 0..500 {
-        if app
-            .gatehouse
-            .store
-            .queue_depths()
-            .await
-            .expect("depths")
-            .emails_queued
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("emails stayed queued");
-}
-
-/// Every text and blob value in every table, as text.
+/// Every value in every table, as text.
 async fn dump_database(url: &str) -> String {
-    use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("open");
-    let tables: Vec<String> = if url.starts_with("sqlite:") {
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&pool)
-            .await
-            .expect("tables")
-    } else {
-        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()")
-            .fetch_all(&pool)
-            .await
-            .expect("tables")
-    };
-    let mut out = String::new();
-    for table in tables.iter().filter(|t| !t.starts_with("_sqlx")) {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
-        for row in rows {
-            for i in 0..row.len() {
-                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
-                    out.push_str(&text);
-                } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(i) {
-                    out.push_str(&String::from_utf8_lossy(&bytes));
-                }
-                out.push('\n');
-            }
-        }
-    }
-    pool.close().await;
-    out
+    snapshot(url)
+        .await
+        .into_values()
+        .flatten()
+        .flatten()
+        .map(|v| format!("{v}\n"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

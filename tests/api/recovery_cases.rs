@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use gatehouse_domain::{Clock as _, Span};
-use gatehouse_store::AuditFilter;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::*;
@@ -29,102 +28,28 @@ const DORA: (&str, &str, &str) = ("10", "9", "1975");
 /// body with the form token blanked.
 async fn whole(response: reqwest::Response) -> (u16, Vec<(String, String)>, String) {
     let status = response.status().as_u16();
-    let mut headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| name.as_str() != "date")
-        .map(|(name, value)| {
-            let value = value.to_str().unwrap_or("(not text)").to_owned();
-            let value = if name.as_str() == "set-cookie" {
-                let (cookie, rest) = value.split_once('=').unwrap_or((&value, ""));
-                format!(
-                    "{cookie}=VALUE;{}",
-                    rest.split_once(';').map_or("", |(_, attrs)| attrs)
-                )
-            } else {
-                value
-            };
-            (name.as_str().to_owned(), value)
-        })
-        .collect();
-    headers.sort();
+    let headers = comparable_headers(response.headers());
     let body = comparable(&response.text().await.expect("body"));
     (status, headers, body)
 }
 
 /// The number of rows in every table of the service's database.
 async fn row_counts(url: &str) -> BTreeMap<String, i64> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("open");
-    let tables: Vec<String> = if url.starts_with("sqlite:") {
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&pool)
-            .await
-            .expect("tables")
-    } else {
-        sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
-        )
-        .fetch_all(&pool)
+    snapshot(url)
         .await
-        .expect("tables")
-    };
-    let mut counts = BTreeMap::new();
-    for table in tables
-        .iter()
-        .filter(|t| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"))
-    {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM \"{table}\""
-        )))
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-        counts.insert(table.clone(), n);
-    }
-    pool.close().await;
-    counts
+        .into_iter()
+        .map(|(table, rows)| (table, i64::try_from(rows.len()).expect("a count")))
+        .collect()
 }
 
 /// Every row of every table, each row as text: to see any insert, update
 /// or delete between two moments.
 async fn table_rows(url: &str) -> BTreeMap<String, BTreeSet<String>> {
-    use sqlx::Row as _;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("open");
-    let mut tables = BTreeMap::new();
-    for table in row_counts(url).await.into_keys() {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
-        let rows: BTreeSet<String> = rows
-            .iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| {
-                        if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-                            format!("{v:?}")
-                        } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                            format!("{v:?}")
-                        } else if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
-                            format!("{v:?}")
-                        } else if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
-                            format!("{v:?}")
-                        } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-                            format!("{v:?}")
-                        } else {
-                            panic!("{table}: column {i} has a type this test cannot read")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
-        tables.insert(table, rows);
-    }
-    pool.close().await;
-    tables
+    snapshot(url)
+        .await
+        .into_iter()
+        .map(|(table, rows)| (table, rows.into_iter().map(|r| r.join("|")).collect()))
+        .collect()
 }
 
 /// Per table that changed: how many rows appeared and how many went away
@@ -164,24 +89,26 @@ fn recovery_form<'a>(
     ]
 }
 
+/// POSTs the recovery form (no username) as `c`, with `token`.
+async fn send_recovery(
+    app: &TestApp,
+    c: &reqwest::Client,
+    email: &str,
+    dob: (&str, &str, &str),
+    token: &str,
+) -> reqwest::Response {
+    c.post(app.url("/recover"))
+        .form(&recovery_form(email, dob, "", token))
+        .send()
+        .await
+        .expect("POST")
+}
+
 /// A browser that has opened the recovery form, and the form's token.
 async fn browser_at_form(app: &TestApp) -> (reqwest::Client, String) {
     let c = client();
     let token = form_token(&c, &app.url("/recover")).await;
     (c, token)
-}
-
-async fn events(app: &TestApp, event: &str) -> usize {
-    app.gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some(event.to_owned()),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .len()
 }
 
 async fn requests_for(app: &TestApp, email: &str) -> Vec<gatehouse_store::RecoveryRequestSummary> {
@@ -247,12 +174,7 @@ async fn every_arm_gets_the_same_answer_before_any_matching_after_the_same_datab
     for (arm, email, dob) in arms {
         let (browser, token) = browser_at_form(&app).await;
         let before = table_rows(&url).await;
-        let post = browser
-            .post(app.url("/recover"))
-            .form(&recovery_form(email, dob, "", &token))
-            .send()
-            .await
-            .expect("POST");
+        let post = send_recovery(&app, &browser, email, dob, &token).await;
         let post = whole(post).await;
         let work = changes(&before, &table_rows(&url).await);
         let page = whole(app.get_as(&browser, "/recover/confirmation").await).await;
@@ -338,18 +260,8 @@ async fn compare_with_a_match(
 ) {
     let (a, token_a) = browser_at_form(app).await;
     let (b, token_b) = browser_at_form(app).await;
-    let matched = a
-        .post(app.url("/recover"))
-        .form(&recovery_form("amir.khan@nhs.net", AMIR, "", &token_a))
-        .send()
-        .await
-        .expect("POST");
-    let other = b
-        .post(app.url("/recover"))
-        .form(&recovery_form(email, dob, "", &token_b))
-        .send()
-        .await
-        .expect("POST");
+    let matched = send_recovery(app, &a, "amir.khan@nhs.net", AMIR, &token_a).await;
+    let other = send_recovery(app, &b, email, dob, &token_b).await;
     (whole(matched).await, whole(other).await)
 }
 
@@ -378,7 +290,7 @@ async fn a_locked_account_gets_the_whole_response_of_a_match_and_no_link() {
     );
     let counts = row_counts(&app.database_url()).await;
     assert_eq!(counts["reset_links"], 1, "only Amir's link was issued");
-    assert_eq!(events(&app, "reset_link.issued").await, 1);
+    assert_eq!(audit_events(&app, "reset_link.issued").await.len(), 1);
 }
 
 // ---------------------------------------------------------------- A16
@@ -466,19 +378,19 @@ async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
 
     // `email[]` twice (PHP/Rails style): not the `email` field, so it is missing.
     let (c, token) = browser_at_form(&app).await;
-    let r = c
-        .post(app.url("/recover"))
-        .form(&[
+    let r = post_form(
+        &c,
+        &app.url("/recover"),
+        &token,
+        &[
             ("email[]", "amir.khan@nhs.net"),
             ("email[]", "sam.stone@nhs.net"),
             ("dob-day", "2"),
             ("dob-month", "7"),
             ("dob-year", "1990"),
-            ("csrf_token", token.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         error_messages(&r.text().await.expect("body")),
@@ -719,16 +631,8 @@ async fn requests_for_one_address_from_many_client_addresses_still_get_three_ema
         assert_eq!(r.status(), 303, "request {i}");
         app.settle().await;
     }
-    let clients: std::collections::BTreeSet<String> = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("recovery.requested".to_owned()),
-            limit: 100,
-            ..Default::default()
-        })
+    let clients: std::collections::BTreeSet<String> = audit_events(&app, "recovery.requested")
         .await
-        .expect("audit")
         .into_iter()
         .filter_map(|e| e.client_ip)
         .collect();
@@ -786,12 +690,7 @@ async fn the_per_client_limit_answers_429_at_the_same_count_for_known_and_unknow
             statuses.push(r.status().as_u16());
             if r.status() == 429 {
                 let (status, headers, body) = whole(r).await;
-                let reference = body
-                    .split("Reference: <strong>")
-                    .nth(1)
-                    .and_then(|b| b.split('<').next())
-                    .unwrap_or_default()
-                    .to_owned();
+                let reference = reference_of(&body);
                 refusal = Some((status, headers, body.replace(&reference, "REF")));
             }
         }
@@ -802,7 +701,12 @@ async fn the_per_client_limit_answers_429_at_the_same_count_for_known_and_unknow
         answers[1], answers[0],
         "the same count and the same refusal"
     );
-    assert_eq!(events(&app, "recovery.refused_client_limit").await, 4);
+    assert_eq!(
+        audit_events(&app, "recovery.refused_client_limit")
+            .await
+            .len(),
+        4
+    );
 }
 
 // ---------------------------------------------------------------- A13
@@ -948,8 +852,8 @@ async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_r
         assert!(r.text().await.expect("body").contains("Reference:"));
     }
     assert!(requests_for(&app, "amir.khan@nhs.net").await.is_empty());
-    assert_eq!(events(&app, "recovery.requested").await, 0);
-    assert_eq!(events(&app, "csrf.refused").await, n);
+    assert_eq!(audit_events(&app, "recovery.requested").await.len(), 0);
+    assert_eq!(audit_events(&app, "csrf.refused").await.len(), n);
     assert_no_mail(&app).await;
 
     // The same form with its token, from this site, goes through.

@@ -40,16 +40,17 @@ async fn post_reset(
     csrf: &str,
     password: &str,
 ) -> reqwest::Response {
-    c.post(app.url("/reset"))
-        .form(&[
+    post_form(
+        c,
+        &app.url("/reset"),
+        csrf,
+        &[
             ("username", "999AKHAN01"),
             ("password", password),
             ("confirm-password", password),
-            ("csrf_token", csrf),
-        ])
-        .send()
-        .await
-        .expect("POST")
+        ],
+    )
+    .await
 }
 
 /// Sets Amir's password through a fresh link; panics if refused.
@@ -288,28 +289,14 @@ async fn spaces_around_and_inside_a_password_are_kept_at_reset_and_at_sign_in() 
 /// A comparable picture of a sign-in answer: status, every header but the
 /// date (cookie values blanked), and the body with form tokens and the typed
 /// username blanked.
-async fn answer(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>, String) {
+async fn answer(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let r = app.log_in(username, password).await;
     let status = r.status().as_u16();
-    let mut headers: Vec<String> = r
-        .headers()
-        .iter()
-        .filter(|(name, _)| *name != "date")
-        .map(|(name, value)| {
-            let value = value.to_str().unwrap_or_default();
-            let value = match value.split_once('=') {
-                Some((cookie, rest)) if *name == "set-cookie" => {
-                    format!(
-                        "{cookie}=VALUE{}",
-                        rest.find(';').map_or("", |i| &rest[i..])
-                    )
-                }
-                _ => value.to_owned(),
-            };
-            format!("{name}: {value}")
-        })
-        .collect();
-    headers.sort();
+    let headers = comparable_headers(r.headers());
     let body = comparable(&r.text().await.expect("body")).replace(username, "USERNAME");
     (status, headers, body)
 }
@@ -493,26 +480,11 @@ async fn a_username_locked_before_its_account_existed_starts_clean_when_imported
     assert_eq!(app.log_in("999NEWBIE01", GOOD_PASSWORD).await.status(), 303);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the real binary with `format` logs to a file, sends sign-ins with
 /// forged usernames, and returns the log.
 async fn log_of_forged_sign_ins(format: &str) -> String {
     let dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log_path = dir.path().join("server.log");
     let command = |args: &[&str], stderr: Stdio| {
@@ -551,18 +523,7 @@ async fn log_of_forged_sign_ins(format: &str) -> String {
             .spawn()
             .expect("serve"),
     );
-    let mut up = false;
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not start");
+    wait_healthy(&base).await;
 
     // Each within the 64 characters a username may have, so each goes
     // through the whole sign-in.
@@ -579,16 +540,13 @@ async fn log_of_forged_sign_ins(format: &str) -> String {
     let browser = client();
     for username in forged {
         let token = form_token(&browser, &format!("{base}/login")).await;
-        let r = browser
-            .post(format!("{base}/login"))
-            .form(&[
-                ("username", username),
-                ("password", "wrong password"),
-                ("csrf_token", token.as_str()),
-            ])
-            .send()
-            .await
-            .expect("POST");
+        let r = post_form(
+            &browser,
+            &format!("{base}/login"),
+            &token,
+            &[("username", username), ("password", "wrong password")],
+        )
+        .await;
         assert_eq!(r.status(), 200);
         assert!(
             r.text()

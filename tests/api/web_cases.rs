@@ -10,7 +10,7 @@ use gatehouse_domain::{Role, Span};
 use reqwest::cookie::CookieStore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::console_cases::{AMIR, JANE, console_as, console_with_secret};
+use crate::console_cases::{AMIR, JANE};
 use crate::helpers::*;
 
 /// Two more people, each with one account, for actions that must not
@@ -49,31 +49,18 @@ fn session_id(app: &TestApp, jar: &reqwest::cookie::Jar) -> String {
 /// table, plus the audit events other than form refusals: what a refused
 /// request must leave exactly as it was.
 async fn fingerprint(app: &TestApp) -> String {
-    use sqlx::Row;
-    sqlx::any::install_default_drivers();
     let url = app.database_url();
-    let pool = sqlx::AnyPool::connect(&url).await.expect("open");
     let mut out = String::new();
-    for table in tables(&pool, &url).await {
+    for (table, rows) in snapshot(&url).await {
         if table == "audit_events" {
             continue;
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
-        let mut lines: Vec<String> = rows
-            .iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| value(row, i))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
+        let mut lines: Vec<String> = rows.iter().map(|row| row.join("|")).collect();
         lines.sort();
         out.push_str(&format!("[{table}]\n{}\n", lines.join("\n")));
     }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("open");
     let events: Vec<String> = sqlx::query_scalar(
         "SELECT event FROM audit_events WHERE event <> 'csrf.refused' ORDER BY id",
     )
@@ -83,45 +70,6 @@ async fn fingerprint(app: &TestApp) -> String {
     out.push_str(&format!("[audit]\n{}\n", events.join("\n")));
     pool.close().await;
     out
-}
-
-async fn tables(pool: &sqlx::AnyPool, url: &str) -> Vec<String> {
-    let query = if url.starts_with("sqlite:") {
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-    } else {
-        "SELECT table_name::text FROM information_schema.tables \
-         WHERE table_schema = current_schema() ORDER BY table_name"
-    };
-    sqlx::query_scalar::<_, String>(query)
-        .fetch_all(pool)
-        .await
-        .expect("tables")
-        .into_iter()
-        .filter(|t| !t.starts_with("_sqlx") && !t.starts_with("sqlite_"))
-        .collect()
-}
-
-fn value(row: &sqlx::any::AnyRow, i: usize) -> String {
-    use sqlx::Row;
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return v.unwrap_or_else(|| "NULL".to_owned());
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
-        return v.map_or_else(
-            || "NULL".to_owned(),
-            |b| String::from_utf8_lossy(&b).into_owned(),
-        );
-    }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-        return v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
-        return v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
-    }
-    "?".to_owned()
 }
 
 /// The POST routes the router declares, read from its source: a new POST
@@ -223,13 +171,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
     let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
     let (admin, secret) = console_with_secret(&app, Role::Admin).await;
     app.import(MORE_STAFF).await;
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     app.set_password("bea.jones@nhs.net", ("1", "1", "1980"), BEA, GOOD_PASSWORD)
         .await;
     for _ in 0..3 {
@@ -603,13 +545,7 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
             .expect("POST"),
     ));
     let staff = client();
-    app.set_password(
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        JANE,
-        GOOD_PASSWORD,
-    )
-    .await;
+    set_janes_password(&app).await;
     app.log_in_as(&staff, JANE, GOOD_PASSWORD).await;
     errors.push(("403 role", app.get_as(&staff, "/console").await));
     errors.push(("404", app.get("/no/such/page").await));
@@ -673,33 +609,23 @@ async fn the_service_unavailable_page_sends_every_security_header() {
     app.import(STAFF).await;
     let c = client();
     let token = form_token(&c, &app.url("/recover")).await;
-    sqlx::any::install_default_drivers();
-    let mut holder = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.database_url())
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .expect("lock");
-    let r = c
-        .post(app.url("/recover"))
-        .form(&[
-            ("csrf_token", token.as_str()),
+    let lock = SqliteWriteLock::take(&app).await;
+    let r = post_form(
+        &c,
+        &app.url("/recover"),
+        &token,
+        &[
             ("email", "amir.khan@nhs.net"),
             ("dob-day", "2"),
             ("dob-month", "7"),
             ("dob-year", "1990"),
-        ])
-        .send()
-        .await
-        .expect("an answer");
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 503);
     assert_security_headers("503", &r);
     assert_html("503", &r);
-    sqlx::query("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("unlock");
+    lock.release().await;
 }
 
 fn set_cookies(r: &reqwest::Response) -> Vec<String> {
@@ -1245,20 +1171,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         session_id(&app, &visitor_jar),
     ));
     // Once every email has gone.
-    for _ in 0..500 {
-        if app
-            .gatehouse
-            .store
-            .queue_depths()
-            .await
-            .expect("depths")
-            .emails_queued
-            == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_sent(&app).await;
     // An email that never went out: while queued its row holds the link
     // (it must, to be sent); once it expires, nothing of the link is left.
     app.smtp.set_mode(gatehouse_testkit::SinkMode::TempFail);
@@ -1289,21 +1202,14 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
     app.gatehouse.outbox_wake.notify_one();
     wait_for_email(&app, "jane.smith@nhs.net", |e| e.status == "expired").await;
 
-    let mut dump = String::new();
-    let tables = tables(&pool, &url).await;
-    for table in &tables {
-        use sqlx::Row;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{table}\"")))
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
-        for row in rows {
-            for i in 0..row.len() {
-                dump.push_str(&value(&row, i));
-                dump.push('\n');
-            }
-        }
-    }
+    let snapshot = snapshot(&url).await;
+    let tables: Vec<String> = snapshot.keys().cloned().collect();
+    let dump: String = snapshot
+        .values()
+        .flatten()
+        .flatten()
+        .map(|v| format!("{v}\n"))
+        .collect();
     for expected in [
         "accounts",
         "sessions",
