@@ -227,18 +227,7 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
 
     let browser = client();
     let token = form_token(&browser, &format!("{base}/recover")).await;
-    let r = post_form(
-        &browser,
-        &format!("{base}/recover"),
-        &token,
-        &[
-            ("email", "amir.khan@nhs.net"),
-            ("dob-day", "2"),
-            ("dob-month", "7"),
-            ("dob-year", "1990"),
-        ],
-    )
-    .await;
+    let r = post_form(&browser, &format!("{base}/recover"), &token, &AMIR_RECOVERY).await;
     assert_eq!(r.status(), 303);
 
     // Wait until the email is queued and its first try has failed.

@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use gatehouse_domain::Role;
-use gatehouse_store::AuditFilter;
 
 use crate::helpers::*;
 
@@ -164,12 +163,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
     let counts = |s: &gatehouse_core::accounts::AccountStatus| {
         (s.consecutive_failures, s.total_failures, s.locked_until)
     };
-    let status = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let status = account_status(&app, JANE).await;
     assert_eq!(counts(&status), (2, 2, None));
 
     // The mail server refuses for now: the recovery email, with its link,
@@ -194,21 +188,11 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
     assert_eq!(r.status(), 303);
 
     // The lock state and the failure counts are what they were.
-    let status = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let status = account_status(&app, JANE).await;
     assert_eq!(counts(&status), (2, 2, None), "the change reset nothing");
     // And they still count: one more failure locks the account.
     app.log_in(JANE, "not her password either").await;
-    let status = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let status = account_status(&app, JANE).await;
     assert!(status.locked_until.is_some(), "the third failure locks");
     let until = status.locked_until;
     let r = console_action(
@@ -220,12 +204,7 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
     )
     .await;
     assert_eq!(r.status(), 303);
-    let status = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let status = account_status(&app, JANE).await;
     assert_eq!(status.locked_until, until, "a change does not lift a lock");
     assert_eq!(status.total_failures, 3);
 
@@ -555,16 +534,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
     assert_eq!(cli.client_ip, None);
 
     // Nothing in the app edits or deletes an audit row.
-    let rows = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .len();
+    let rows = audit_log(&app).await.len();
     let id = changed[0].id;
     let token = form_token(&admin, &app.url("/console/audit")).await;
     for path in [
@@ -597,15 +567,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
             );
         }
     }
-    let after = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let after = audit_log(&app).await;
     assert_eq!(
         after.len(),
         rows,
@@ -622,12 +584,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
     for _ in 0..3 {
         app.log_in(JANE, "not her password").await;
     }
-    let locked = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let locked = account_status(&app, JANE).await;
     assert!(locked.locked_until.is_some());
     let hash = locked
         .account
@@ -749,12 +706,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
     // Unlock is refused while the operator setting is off.
     let r = console_action(&app, &admin, JANE, "unlock", &[("unlock-reason", "please")]).await;
     assert_eq!(r.status(), 200);
-    let after = app
-        .gatehouse
-        .account_status(JANE)
-        .await
-        .expect("status")
-        .expect("account");
+    let after = account_status(&app, JANE).await;
     assert_eq!(after.locked_until, locked.locked_until, "still locked");
     assert_eq!(after.total_failures, locked.total_failures);
     assert_eq!(after.account.password_hash.as_deref(), Some(hash.as_str()));
@@ -768,12 +720,8 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
         .iter()
         .filter_map(|l| l.rsplit('/').next().map(str::to_owned))
         .collect();
-    let amir_hash = app
-        .gatehouse
-        .account_status(AMIR)
+    let amir_hash = account_status(&app, AMIR)
         .await
-        .expect("status")
-        .expect("account")
         .account
         .password_hash
         .expect("set");

@@ -12,27 +12,20 @@
 //! service's transactions takes it up front), so those tests always run on
 //! PostgreSQL, as multinode.rs does, whichever backend the suite uses.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gatehouse_testkit::{SinkMode, SmtpSink, TcpProxy, TestDatabase};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection as _, Row as _};
 
-use crate::helpers::{STAFF, client, csrf_token, error_messages, on_postgres};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+use crate::helpers::{
+    BIN, STAFF, Server, client, count, error_messages, form_token, free_port, healthy, log_in_at,
+    on_postgres, post_form, reference_of, request_recovery_at, reset_links_at, submit_reset_at,
+};
 const OLD_PASSWORD: &str = "kettle violin marmalade";
 const NEW_PASSWORD: &str = "orchard lantern pebble";
 const AMIR: (&str, (&str, &str, &str)) = ("amir.khan@nhs.net", ("2", "7", "1990"));
 const JANE: (&str, (&str, &str, &str)) = ("jane.smith@nhs.net", ("14", "3", "1985"));
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Which database a [`Service`] runs on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -54,10 +47,11 @@ struct Service {
     service_db_url: String,
     smtp: SmtpSink,
     port: u16,
-    child: Option<Child>,
+    child: Option<Server>,
     extra: Vec<(String, String)>,
 }
 
+// The process goes first, before its directory and database are removed.
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
@@ -150,25 +144,17 @@ impl Service {
             .expect("log file");
         let mut c = self.command();
         c.arg("serve").stdout(Stdio::null()).stderr(log);
-        self.child = Some(c.spawn().expect("starts"));
-        for _ in 0..400 {
-            if reqwest::get(self.url("/healthz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the server did not start: {}", self.log());
+        self.child = Some(Server(c.spawn().expect("starts")));
+        assert!(
+            healthy(&self.base()).await,
+            "the server did not start: {}",
+            self.log()
+        );
     }
 
     /// `kill -9`: the process finishes nothing, not even a transaction.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child = None;
     }
 
     /// `kill -9`, then start again on the same database and port.
@@ -179,7 +165,8 @@ impl Service {
 
     /// A clean stop (SIGTERM, as systemd sends), then start again.
     async fn stop_and_restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut server) = self.child.take() {
+            let child = &mut server.0;
             let pid = child.id().to_string();
             let killed = Command::new("kill").args(["-TERM", &pid]).status();
             assert!(killed.is_ok_and(|s| s.success()), "SIGTERM sent");
@@ -207,40 +194,11 @@ impl Service {
     }
 
     async fn number(&self, sql: &str) -> i64 {
-        let mut conn = self.db().await;
-        let n = sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .try_get::<Option<i64>, _>(0)
-            .expect("a number")
-            .unwrap_or(-1);
-        let _ = conn.close().await;
-        n
-    }
-
-    /// GETs `page` for a form token, then POSTs `fields` with it to `action`.
-    async fn submit(
-        &self,
-        browser: &reqwest::Client,
-        page: &str,
-        action: &str,
-        fields: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let token = self.form_token(browser, page).await;
-        self.post(browser, action, &token, fields).await
+        count(&self.db_url, sql).await
     }
 
     async fn form_token(&self, browser: &reqwest::Client, page: &str) -> String {
-        let body = browser
-            .get(self.url(page))
-            .send()
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body");
-        csrf_token(&body).unwrap_or_else(|| panic!("no form on {page}: {body}"))
+        form_token(browser, &self.url(page)).await
     }
 
     async fn post(
@@ -250,31 +208,12 @@ impl Service {
         token: &str,
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut form = fields.to_vec();
-        form.push(("csrf_token", token));
-        browser
-            .post(self.url(action))
-            .form(&form)
-            .send()
-            .await
-            .expect("an answer")
+        post_form(browser, &self.url(action), token, fields).await
     }
 
     async fn request_recovery(&self, who: (&str, (&str, &str, &str))) {
-        let (email, (d, m, y)) = who;
-        let r = self
-            .submit(
-                &client(),
-                "/recover",
-                "/recover",
-                &[
-                    ("email", email),
-                    ("dob-day", d),
-                    ("dob-month", m),
-                    ("dob-year", y),
-                ],
-            )
-            .await;
+        let (email, dob) = who;
+        let r = request_recovery_at(&client(), &self.base(), email, dob, "").await;
         assert_eq!(r.status(), 303, "the request is confirmed");
     }
 
@@ -284,13 +223,7 @@ impl Service {
         username: &str,
         password: &str,
     ) -> reqwest::Response {
-        self.submit(
-            browser,
-            "/login",
-            "/login",
-            &[("username", username), ("password", password)],
-        )
-        .await
+        log_in_at(browser, &self.base(), username, password).await
     }
 
     /// Opens `link` in `browser` and sets `password` through it.
@@ -298,19 +231,15 @@ impl Service {
         let browser = client();
         let opened = browser.get(link).send().await.expect("GET");
         assert_eq!(opened.headers()["location"], "/reset", "the link is usable");
-        let done = self
-            .submit(
-                &browser,
-                "/reset",
-                "/reset",
-                &[
-                    ("username", username),
-                    ("password", password),
-                    ("confirm-password", password),
-                ],
-            )
-            .await;
+        let done = submit_reset_at(&browser, &self.base(), username, password).await;
         assert_eq!(done.status(), 303, "the password is set");
+    }
+
+    /// Sets Amir's password to `NEW_PASSWORD` through the first link in
+    /// `mail`: the link the email carried still works.
+    async fn reset_through_first_link(&self, mail: &gatehouse_testkit::smtp::ReceivedMail) {
+        let link = &reset_links_at(mail, &self.base())[0];
+        self.reset_through(link, "999AKHAN01", NEW_PASSWORD).await;
     }
 
     /// Gives Amir (999AKHAN01) a password through the recovery email.
@@ -321,8 +250,25 @@ impl Service {
             .smtp
             .wait_for(before + 1, Duration::from_secs(20))
             .await;
-        let link = links_in(&mail[before], &self.base())[0].clone();
+        let link = reset_links_at(&mail[before], &self.base())[0].clone();
         self.reset_through(&link, "999AKHAN01", OLD_PASSWORD).await;
+    }
+
+    /// Gives Amir a password, signs him in in a browser, then has a fresh
+    /// recovery link sent: the browser and the link.
+    async fn signed_in_with_a_fresh_link(&self) -> (reqwest::Client, String) {
+        self.give_amir_a_password().await;
+        let signed_in = client();
+        assert_eq!(
+            self.log_in(&signed_in, "999AKHAN01", OLD_PASSWORD)
+                .await
+                .status(),
+            303
+        );
+        self.request_recovery(AMIR).await;
+        // The first recovery email, the password-set notice, and this one.
+        let mail = self.smtp.wait_for(3, Duration::from_secs(20)).await;
+        (signed_in, newest_link(&mail, &self.base()))
     }
 
     /// Waits until `n` messages have arrived, then for longer than a lease
@@ -335,30 +281,11 @@ impl Service {
     }
 }
 
-/// Every reset link in an email, in order.
-fn links_in(mail: &gatehouse_testkit::smtp::ReceivedMail, base: &str) -> Vec<String> {
-    let body = mail.decoded_body();
-    let text = body
-        .split("Content-Type: text/html")
-        .next()
-        .unwrap_or(&body);
-    let prefix = format!("{base}/reset/");
-    text.match_indices(&prefix)
-        .map(|(at, _)| {
-            let token: String = text[at + prefix.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect();
-            format!("{prefix}{token}")
-        })
-        .collect()
-}
-
 /// The first link in the newest email that has one.
 fn newest_link(mail: &[gatehouse_testkit::smtp::ReceivedMail], base: &str) -> String {
     mail.iter()
         .rev()
-        .find_map(|m| links_in(m, base).into_iter().next())
+        .find_map(|m| reset_links_at(m, base).into_iter().next())
         .expect("an email with a link")
 }
 
@@ -529,13 +456,7 @@ async fn killed_with_one_request_claimed_and_another_waiting_each_gets_exactly_o
         .iter()
         .find(|m| to(std::slice::from_ref(m), AMIR.0) == 1)
         .expect("Amir's email");
-    service
-        .reset_through(
-            &links_in(amir, &service.base())[0],
-            "999AKHAN01",
-            NEW_PASSWORD,
-        )
-        .await;
+    service.reset_through_first_link(amir).await;
 }
 
 /// Step 3: the worker is let through its first read and stopped at the
@@ -598,13 +519,7 @@ async fn killed_inside_the_matching_transaction_writes_nothing_and_is_matched_on
             .await,
         1
     );
-    service
-        .reset_through(
-            &links_in(&mail[0], &service.base())[0],
-            "999AKHAN01",
-            NEW_PASSWORD,
-        )
-        .await;
+    service.reset_through_first_link(&mail[0]).await;
 }
 
 /// Step 4: the mail server has the whole message and holds its answer.
@@ -640,13 +555,7 @@ async fn killed_while_the_mail_server_holds_its_answer_sends_the_email_once_afte
             .await,
         1
     );
-    service
-        .reset_through(
-            &links_in(&mail[0], &service.base())[0],
-            "999AKHAN01",
-            NEW_PASSWORD,
-        )
-        .await;
+    service.reset_through_first_link(&mail[0]).await;
 }
 
 /// Step 5: the mail server said 250 while the outbox was locked against
@@ -746,19 +655,7 @@ async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_link_still_works() {
     let mut service = Service::start(On::Postgres, &[]).await;
-    service.give_amir_a_password().await;
-    let signed_in = client();
-    assert_eq!(
-        service
-            .log_in(&signed_in, "999AKHAN01", OLD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
-    service.request_recovery(AMIR).await;
-    // The first recovery email, the password-set notice, and this one.
-    let mail = service.smtp.wait_for(3, Duration::from_secs(20)).await;
-    let link = newest_link(&mail, &service.base());
+    let (signed_in, link) = service.signed_in_with_a_fresh_link().await;
     let resetting = client();
     let opened = resetting.get(&link).send().await.expect("GET");
     assert_eq!(opened.headers()["location"], "/reset");
@@ -921,19 +818,7 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and_kill_9() {
     let mut service = Service::start(On::Suite, &[]).await;
-    service.give_amir_a_password().await;
-    let signed_in = client();
-    assert_eq!(
-        service
-            .log_in(&signed_in, "999AKHAN01", OLD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
-    service.request_recovery(AMIR).await;
-    // The first recovery email, the password-set notice, and this one.
-    let mail = service.smtp.wait_for(3, Duration::from_secs(20)).await;
-    let link = newest_link(&mail, &service.base());
+    let (signed_in, link) = service.signed_in_with_a_fresh_link().await;
     for _ in 0..3 {
         service
             .log_in(&client(), "999JSMITH01", "wrong guess one")
@@ -1030,12 +915,7 @@ async fn unavailable_page(r: reqwest::Response, what: &str) -> String {
         !page.to_lowercase().contains("postgres"),
         "no internals shown"
     );
-    let reference = page
-        .split("Reference: <strong>")
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap_or_default()
-        .to_owned();
+    let reference = reference_of(&page);
     page.replace(&reference, "REF")
 }
 
@@ -1072,7 +952,7 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
     };
     service.service_db_url = through_proxy(&service.db_url, proxy.port()).1;
     service.spawn().await;
-    let pid = service.child.as_ref().map(Child::id);
+    let pid = service.child.as_ref().map(|s| s.0.id());
     service.request_recovery(AMIR).await;
     let mail = service.smtp.wait_for(1, Duration::from_secs(20)).await;
     let link = newest_link(&mail, &service.base());
@@ -1172,7 +1052,7 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
 
         proxy.restore();
         // The same process, without a restart.
-        assert_eq!(service.child.as_ref().map(Child::id), pid);
+        assert_eq!(service.child.as_ref().map(|s| s.0.id()), pid);
         for (username, browser, _) in &sign_ins {
             let r = service
                 .log_in(browser, username, "not the password at all")

@@ -34,18 +34,7 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     }
 
     let lock = SqliteWriteLock::take(&app).await;
-    let r = post_form(
-        &browser,
-        &app.url("/recover"),
-        &token,
-        &[
-            ("email", "amir.khan@nhs.net"),
-            ("dob-day", "2"),
-            ("dob-month", "7"),
-            ("dob-year", "1990"),
-        ],
-    )
-    .await;
+    let r = post_form(&browser, &app.url("/recover"), &token, &AMIR_RECOVERY).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "30");
     let page = r.text().await.expect("body");

@@ -249,13 +249,7 @@ async fn a_locked_account_is_told_until_when_and_gets_no_link() {
 
     // After the lock, a new request gets a link that works.
     app.advance(Span::hours(12));
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        GOOD_PASSWORD,
-    )
-    .await;
+    give_amir_a_password(&app).await;
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
 }
 

@@ -288,19 +288,7 @@ impl TestApp {
         dob: (&str, &str, &str),
         username: &str,
     ) -> reqwest::Response {
-        self.submit(
-            client,
-            "/recover",
-            "/recover",
-            &[
-                ("email", email),
-                ("dob-day", dob.0),
-                ("dob-month", dob.1),
-                ("dob-year", dob.2),
-                ("username", username),
-            ],
-        )
-        .await
+        request_recovery_at(client, &self.address, email, dob, username).await
     }
 
     pub async fn request_recovery(
@@ -317,13 +305,7 @@ impl TestApp {
         username: &str,
         password: &str,
     ) -> reqwest::Response {
-        self.submit(
-            client,
-            "/login",
-            "/login",
-            &[("username", username), ("password", password)],
-        )
-        .await
+        log_in_at(client, &self.address, username, password).await
     }
 
     pub async fn log_in(&self, username: &str, password: &str) -> reqwest::Response {
@@ -403,18 +385,7 @@ impl TestApp {
         let c = client();
         let response = self.open_link(&c, &links[0]).await;
         assert_eq!(response.headers()["location"], "/reset");
-        let done = self
-            .submit(
-                &c,
-                "/reset",
-                "/reset",
-                &[
-                    ("username", username),
-                    ("password", password),
-                    ("confirm-password", password),
-                ],
-            )
-            .await;
+        let done = submit_reset_at(&c, &self.address, username, password).await;
         assert_eq!(done.status(), 303, "reset should succeed");
         assert_eq!(done.headers()["location"], "/login");
     }
@@ -462,12 +433,17 @@ pub fn csrf_token(page: &str) -> Option<String> {
 
 /// Every reset link in an email's text part, in order.
 pub fn reset_links(mail: &ReceivedMail) -> Vec<String> {
+    reset_links_at(mail, PUBLIC_URL)
+}
+
+/// Every reset link to the service at `base` in an email's text part, in order.
+pub fn reset_links_at(mail: &ReceivedMail, base: &str) -> Vec<String> {
     let body = mail.decoded_body();
     let text = body
         .split("Content-Type: text/html")
         .next()
         .unwrap_or(&body);
-    let prefix = format!("{PUBLIC_URL}/reset/");
+    let prefix = format!("{base}/reset/");
     let mut links = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find(&prefix) {
@@ -518,6 +494,18 @@ pub async fn audit_events(app: &TestApp, event: &str) -> Vec<gatehouse_store::Au
         .audit_events(&gatehouse_store::AuditFilter {
             event: Some(event.to_owned()),
             limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+}
+
+/// Every audit row, newest first.
+pub async fn audit_log(app: &TestApp) -> Vec<gatehouse_store::AuditRow> {
+    app.gatehouse
+        .store
+        .audit_events(&gatehouse_store::AuditFilter {
+            limit: 10_000,
             ..Default::default()
         })
         .await
@@ -748,31 +736,30 @@ impl Drop for Server {
     }
 }
 
-/// Waits until the service at `base` answers its health check.
-pub async fn wait_healthy(base: &str) {
+/// Whether the service at `base` answers its health check within ten seconds.
+pub async fn healthy(base: &str) -> bool {
     for _ in 0..400 {
         if reqwest::get(format!("{base}/healthz"))
             .await
             .is_ok_and(|r| r.status() == 200)
         {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("{base} did not become healthy");
+    false
+}
+
+/// Waits until the service at `base` answers its health check.
+pub async fn wait_healthy(base: &str) {
+    assert!(healthy(base).await, "{base} did not become healthy");
 }
 
 /// Staff loaded, Amir (999AKHAN01) with `GOOD_PASSWORD` and `role`, signed
 /// in (no second factor yet).
 pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::Client {
     app.import(STAFF).await;
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        GOOD_PASSWORD,
-    )
-    .await;
+    give_amir_a_password(app).await;
     app.gatehouse
         .set_role("999AKHAN01", role, "test")
         .await
@@ -848,3 +835,129 @@ impl SqliteWriteLock {
             .expect("unlock");
     }
 }
+
+/// Amir's recovery form (no username), as he would fill it in.
+pub const AMIR_RECOVERY: [(&str, &str); 4] = [
+    ("email", "amir.khan@nhs.net"),
+    ("dob-day", "2"),
+    ("dob-month", "7"),
+    ("dob-year", "1990"),
+];
+
+/// Gives Amir (999AKHAN01) `GOOD_PASSWORD` through the recovery flow.
+pub async fn give_amir_a_password(app: &TestApp) {
+    app.set_password(
+        "amir.khan@nhs.net",
+        ("2", "7", "1990"),
+        "999AKHAN01",
+        GOOD_PASSWORD,
+    )
+    .await;
+}
+
+/// A service with extra configuration `vars`, STAFF imported and Amir's
+/// password set to `GOOD_PASSWORD`.
+pub async fn app_with_password(vars: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::spawn_with(vars).await;
+    app.import(STAFF).await;
+    give_amir_a_password(&app).await;
+    app
+}
+
+/// What the console knows of `username`'s account now: lock, failure counts, record.
+pub async fn account_status(
+    app: &TestApp,
+    username: &str,
+) -> gatehouse_core::accounts::AccountStatus {
+    app.gatehouse
+        .account_status(username)
+        .await
+        .expect("status")
+        .unwrap_or_else(|| panic!("no account {username}"))
+}
+
+/// The sign-in failure counter kept for `username` (typed as a person would).
+pub async fn sign_in_attempts(
+    app: &TestApp,
+    username: &str,
+) -> gatehouse_domain::lockout::AttemptCounter {
+    app.gatehouse
+        .store
+        .attempts(&gatehouse_domain::UsernameKey::from_typed(username))
+        .await
+        .expect("read")
+}
+
+/// The "password has been set" notices received so far.
+pub fn password_set_notices(app: &TestApp) -> Vec<ReceivedMail> {
+    app.smtp
+        .messages()
+        .into_iter()
+        .filter(|m| {
+            m.header("Subject")
+                .is_some_and(|s| s.contains("password has been set"))
+        })
+        .collect()
+}
+
+/// Fills in and sends the recovery form of the service at `base` as `client`.
+pub async fn request_recovery_at(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    dob: (&str, &str, &str),
+    username: &str,
+) -> reqwest::Response {
+    let url = format!("{base}/recover");
+    let fields = [
+        ("email", email),
+        ("dob-day", dob.0),
+        ("dob-month", dob.1),
+        ("dob-year", dob.2),
+        ("username", username),
+    ];
+    submit_at(client, &url, &url, &fields).await
+}
+
+/// Signs in to the service at `base` as `client`, through the sign-in form.
+pub async fn log_in_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let url = format!("{base}/login");
+    submit_at(
+        client,
+        &url,
+        &url,
+        &[("username", username), ("password", password)],
+    )
+    .await
+}
+
+/// Sends the reset form of the service at `base` as `client` (which has
+/// opened a link), with `password` typed twice.
+pub async fn submit_reset_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let url = format!("{base}/reset");
+    let fields = [
+        ("username", username),
+        ("password", password),
+        ("confirm-password", password),
+    ];
+    submit_at(client, &url, &url, &fields).await
+}
+
+/// The Content-Security-Policy directives every HTML page must carry.
+pub const CSP_DIRECTIVES: [&str; 5] = [
+    "default-src 'self'",
+    "frame-ancestors 'none'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+];

@@ -20,6 +20,14 @@ async fn amirs_link(app: &TestApp) -> String {
     reset_links(&app.recovery_email(before + 1).await).remove(0)
 }
 
+/// A service with STAFF imported and a fresh reset link for Amir.
+async fn app_with_amirs_link() -> (TestApp, String) {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let link = amirs_link(&app).await;
+    (app, link)
+}
+
 fn token_of(link: &str) -> &str {
     link.rsplit('/').next().expect("token")
 }
@@ -69,6 +77,30 @@ async fn post_reset(
     .await
 }
 
+/// The reset form as `username` with `GOOD_PASSWORD`, plus `user_id` and
+/// `account_id` fields naming the account `id`.
+async fn post_reset_with_ids(
+    app: &TestApp,
+    c: &reqwest::Client,
+    csrf: &str,
+    username: &str,
+    id: &str,
+) -> reqwest::Response {
+    post_form(
+        c,
+        &app.url("/reset"),
+        csrf,
+        &[
+            ("username", username),
+            ("password", GOOD_PASSWORD),
+            ("confirm-password", GOOD_PASSWORD),
+            ("user_id", id),
+            ("account_id", id),
+        ],
+    )
+    .await
+}
+
 /// Opens `link` in a new browser and sets `password` through it.
 async fn reset_through(
     app: &TestApp,
@@ -89,9 +121,7 @@ async fn status_of(c: &reqwest::Client, url: &str) -> reqwest::StatusCode {
 // B18
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn head_and_repeated_get_requests_never_spend_a_link() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
     // A scanner that only asks for the headers, several times, with and
     // without keeping its cookies.
@@ -115,9 +145,7 @@ async fn head_and_repeated_get_requests_never_spend_a_link() {
 // B20
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     let token = token_of(&link).to_owned();
     let first = token.chars().next().expect("a character");
     let other = if first == 'A' { 'B' } else { 'A' };
@@ -351,9 +379,7 @@ async fn with_an_https_public_url_every_emailed_link_is_https() {
 // B26 and C35 (other links void)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let emailed = amirs_link(&app).await;
+    let (app, emailed) = app_with_amirs_link().await;
     // A second usable link for the same account, issued after the email
     // (the store allows it; a newer request would have voided the first).
     let amir = account(&app, "999AKHAN01").await;
@@ -434,19 +460,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     let c = client();
     let csrf = open_form(&app, &c, &link_999).await;
     // The other account's username, with ids pointing at it: refused.
-    let r = post_form(
-        &c,
-        &app.url("/reset"),
-        &csrf,
-        &[
-            ("username", "432JSMITH01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-            ("user_id", &other_id),
-            ("account_id", &other_id),
-        ],
-    )
-    .await;
+    let r = post_reset_with_ids(&app, &c, &csrf, "432JSMITH01", &other_id).await;
     assert_eq!(r.status(), 200);
     assert_error(
         &r.text().await.expect("body"),
@@ -458,19 +472,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
 
     // The link's own username with ids of the other account: only the
     // link's account changes; the extra fields are not read at all.
-    let r = post_form(
-        &c,
-        &app.url("/reset"),
-        &csrf,
-        &[
-            ("username", "999JSMITH01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-            ("user_id", &other_id),
-            ("account_id", &other_id),
-        ],
-    )
-    .await;
+    let r = post_reset_with_ids(&app, &c, &csrf, "999JSMITH01", &other_id).await;
     assert_eq!(r.status(), 303);
     assert!(account(&app, "999JSMITH01").await.password_hash.is_some());
     assert!(
@@ -490,8 +492,7 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
 {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
-        .await;
+    give_amir_a_password(&app).await;
     // Two consecutive failures, one short of the lock.
     for i in 0..2 {
         app.log_in("999AKHAN01", &format!("wrong password {i}"))
@@ -527,12 +528,7 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
     );
 
     // The count went back to zero: a wrong password leaves 2 attempts, not the lock.
-    let counter = app
-        .gatehouse
-        .store
-        .attempts(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-        .await
-        .expect("read");
+    let counter = sign_in_attempts(&app, "999AKHAN01").await;
     assert_eq!(counter.consecutive, 0);
     let r = app.log_in("999AKHAN01", "wrong password 3").await;
     assert_error(&r.text().await.expect("body"), "You have 2 attempts left");
@@ -568,15 +564,7 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
 /// Waits for the `n`-th "password set" notice.
 async fn wait_for_notice(app: &TestApp, n: usize) -> gatehouse_testkit::smtp::ReceivedMail {
     for _ in 0..500 {
-        let notices: Vec<_> = app
-            .smtp
-            .messages()
-            .into_iter()
-            .filter(|m| {
-                m.header("Subject")
-                    .is_some_and(|s| s.contains("password has been set"))
-            })
-            .collect();
+        let notices = password_set_notices(app);
         if notices.len() >= n {
             return notices[n - 1].clone();
         }
@@ -588,9 +576,7 @@ async fn wait_for_notice(app: &TestApp, n: usize) -> gatehouse_testkit::smtp::Re
 // C37
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     // A browser that never opened a link, with a perfectly good form token.
     let c = client();
     let csrf = csrf_token(&app.page_as(&c, "/login").await).expect("token");
@@ -640,9 +626,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
 // C38
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spends_nothing() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     let c = client();
     let csrf = open_form(&app, &c, &link).await;
     let fields = |token: Option<&str>| {
@@ -689,9 +673,7 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
 // C39
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn typed_passwords_appear_in_no_page_redirect_or_email() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     let c = client();
     let csrf = open_form(&app, &c, &link).await;
     let typed = "Quokka-Zeppelin-Mango-7731";
@@ -747,9 +729,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
 // D54
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reset_form_asks_password_managers_for_a_new_password() {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    let link = amirs_link(&app).await;
+    let (app, link) = app_with_amirs_link().await;
     let c = client();
     open_form(&app, &c, &link).await;
     let page = app.page_as(&c, "/reset").await;

@@ -233,8 +233,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
 async fn a_password_change_voids_other_links_and_ends_every_session() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
-        .await;
+    give_amir_a_password(&app).await;
     let signed_in = client();
     assert_eq!(
         app.log_in_as(&signed_in, "999AKHAN01", GOOD_PASSWORD)

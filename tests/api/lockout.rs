@@ -6,23 +6,6 @@ use gatehouse_domain::Span;
 
 use crate::helpers::*;
 
-async fn app_with_password() -> TestApp {
-    app_with_password_and(&[]).await
-}
-
-async fn app_with_password_and(vars: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::spawn_with(vars).await;
-    app.import(STAFF).await;
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        GOOD_PASSWORD,
-    )
-    .await;
-    app
-}
-
 async fn attempt(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>) {
     let response = app.log_in(username, password).await;
     let status = response.status().as_u16();
@@ -32,7 +15,7 @@ async fn attempt(app: &TestApp, username: &str, password: &str) -> (u16, Vec<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     let (_, m) = attempt(&app, "999AKHAN01", "wrong password 1").await;
     assert_eq!(
         m,
@@ -81,7 +64,7 @@ async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_success_clears_the_count() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     attempt(&app, "999AKHAN01", "wrong password 1").await;
     attempt(&app, "999AKHAN01", "wrong password 2").await;
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
@@ -91,7 +74,7 @@ async fn a_success_clears_the_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_usernames_get_the_same_messages_lock_included_and_the_same_work() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for i in 0..4 {
@@ -123,7 +106,7 @@ async fn an_account_without_a_password_behaves_like_a_wrong_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
-    let app = Arc::new(app_with_password().await);
+    let app = Arc::new(app_with_password(&[]).await);
     let before = app.gatehouse.hasher.verifications();
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -164,7 +147,7 @@ async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_right_password_inside_a_burst_of_guesses_does_not_beat_the_lock() {
-    let app = Arc::new(app_with_password().await);
+    let app = Arc::new(app_with_password(&[]).await);
     let mut tasks = Vec::new();
     for i in 0..30 {
         let app = app.clone();
@@ -186,26 +169,13 @@ async fn the_right_password_inside_a_burst_of_guesses_does_not_beat_the_lock() {
     // At most one success, and only if the right password was among the
     // first three checked; never more than three checks in all.
     assert!(successes <= 1);
-    let counter = app
-        .gatehouse
-        .store
-        .attempts(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-        .await
-        .expect("read");
+    let counter = sign_in_attempts(&app, "999AKHAN01").await;
     assert!(counter.consecutive <= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hundred_failures_in_all_disable_the_password_until_a_reset() {
-    let app = TestApp::spawn_with(&[("GATEHOUSE_LOCKOUT_MAX_FAILURES", "6")]).await;
-    app.import(STAFF).await;
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        GOOD_PASSWORD,
-    )
-    .await;
+    let app = app_with_password(&[("GATEHOUSE_LOCKOUT_MAX_FAILURES", "6")]).await;
     for _ in 0..2 {
         for i in 0..3 {
             attempt(&app, "999AKHAN01", &format!("wrong {i} again")).await;
@@ -232,7 +202,7 @@ async fn one_hundred_failures_in_all_disable_the_password_until_a_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn empty_fields_are_asked_for_and_not_counted() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     let (_, m) = attempt(&app, "", "").await;
     assert_eq!(m, ["Enter your username", "Enter your password"]);
     for _ in 0..5 {
@@ -243,7 +213,7 @@ async fn empty_fields_are_asked_for_and_not_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_password_is_counted_without_hashing() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     let before = app.gatehouse.hasher.verifications();
     let huge = "x".repeat(5000);
     let (_, m) = attempt(&app, "999AKHAN01", &huge).await;
@@ -301,7 +271,7 @@ async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_hashing_is_at_capacity_sign_in_says_busy_and_counts_nothing() {
-    let app = app_with_password().await;
+    let app = app_with_password(&[]).await;
     // Every permit is taken (as by a flood of sign-ins).
     let mut held = Vec::new();
     while let Ok(permit) = app.gatehouse.hasher.permit().await {
@@ -356,7 +326,7 @@ mod device_cookies {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn by_default_three_guesses_from_anywhere_lock_the_owner_out_for_twelve_hours() {
-        let app = app_with_password().await;
+        let app = app_with_password(&[]).await;
         let own = client();
         let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
@@ -369,7 +339,7 @@ mod device_cookies {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn with_device_cookies_the_owners_browser_gets_in_while_guessers_stay_locked() {
-        let app = app_with_password_and(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
+        let app = app_with_password(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
         let own = client();
         let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
@@ -402,7 +372,7 @@ mod device_cookies {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_remembered_browser_has_three_attempts_of_its_own() {
-        let app = app_with_password_and(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
+        let app = app_with_password(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
         let first = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
         let own = client_with_cookie(&app, &device_cookie_of(&first).expect("a device cookie"));

@@ -13,23 +13,15 @@ use std::time::Duration;
 
 use gatehouse_store::{PoolSettings, SqlStore, Store};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
-use sqlx::Row;
 
-use crate::helpers::{client, csrf_token, error_messages, form_token};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+use crate::helpers::{
+    BIN, client, count, csrf_token, error_messages, form_token, free_port, page_text, post_form,
+    request_recovery_at, submit_at, submit_reset_at, wait_healthy,
+};
 const PASSWORD: &str = "kettle violin marmalade";
 
 /// Debian's libfaketime (package faketime), thread-safe build.
 const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn nginx_binary() -> String {
     for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
@@ -92,19 +84,6 @@ fn node_env(c: &mut Command, db: &str, smtp: &str, port: u16, public: u16) {
         // A flood of sign-ins waits for a hasher rather than being told "busy".
         .env("GATEHOUSE_HASH_WAIT", "60s")
         .env("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "10");
-}
-
-async fn wait_healthy(url: &str) {
-    for _ in 0..400 {
-        if reqwest::get(format!("{url}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{url} did not become healthy");
 }
 
 impl Cluster {
@@ -240,16 +219,7 @@ impl Cluster {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("connect");
-        let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&pool)
-            .await
-            .expect("count")
-            .try_get::<i64, _>(0)
-            .expect("number");
-        pool.close().await;
-        n
+        count(&self.db.url, sql).await
     }
 
     /// Waits until every recovery request is processed and every email has left.
@@ -285,39 +255,18 @@ async fn submit(
     path: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let page = c
-        .get(format!("{page_base}{path}"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    let token = csrf_token(&page).unwrap_or_default();
-    let mut form = fields.to_vec();
-    form.push(("csrf_token", &token));
-    c.post(format!("{post_base}{path}"))
-        .form(&form)
-        .send()
-        .await
-        .expect("POST")
+    submit_at(
+        c,
+        &format!("{page_base}{path}"),
+        &format!("{post_base}{path}"),
+        fields,
+    )
+    .await
 }
 
 async fn recover(c: &reqwest::Client, base: &str, n: usize) -> reqwest::Response {
     let email = format!("p{n}@nhs.net");
-    submit(
-        c,
-        base,
-        base,
-        "/recover",
-        &[
-            ("email", &email),
-            ("dob-day", "1"),
-            ("dob-month", "1"),
-            ("dob-year", "1980"),
-        ],
-    )
-    .await
+    request_recovery_at(c, base, &email, ("1", "1", "1980"), "").await
 }
 
 fn link_in(mail: &gatehouse_testkit::smtp::ReceivedMail) -> String {
@@ -360,18 +309,7 @@ async fn set_password(cluster: &Cluster, n: usize) {
         .send()
         .await
         .expect("GET");
-    let r = submit(
-        &c,
-        &cluster.base(),
-        &cluster.base(),
-        "/reset",
-        &[
-            ("username", &format!("U{n:05}")),
-            ("password", PASSWORD),
-            ("confirm-password", PASSWORD),
-        ],
-    )
-    .await;
+    let r = submit_reset_at(&c, &cluster.base(), &format!("U{n:05}"), PASSWORD).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
 }
 
@@ -389,16 +327,16 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
             let base = cluster.base();
             let token = form_token(&c, &format!("{base}/login")).await;
             barrier.wait().await;
-            let r = c
-                .post(format!("{base}/login"))
-                .form(&[
+            let r = post_form(
+                &c,
+                &format!("{base}/login"),
+                &token,
+                &[
                     ("username", "U00001"),
                     ("password", &format!("wrong guess {i}")),
-                    ("csrf_token", &token),
-                ])
-                .send()
-                .await
-                .expect("POST");
+                ],
+            )
+            .await;
             (
                 r.status().as_u16(),
                 error_messages(&r.text().await.expect("body")),
@@ -455,14 +393,7 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
             .send()
             .await
             .expect("GET");
-        let page = c
-            .get(format!("{}/reset", cluster.node((i + 1) % 3)))
-            .send()
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body");
+        let page = page_text(&c, &format!("{}/reset", cluster.node((i + 1) % 3))).await;
         ready.push((
             c,
             csrf_token(&page).expect("the form, on another node"),
@@ -476,17 +407,17 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let r = c
-                .post(format!("{base}/reset"))
-                .form(&[
+            let r = post_form(
+                &c,
+                &format!("{base}/reset"),
+                &token,
+                &[
                     ("username", "U00002"),
                     ("password", password.as_str()),
                     ("confirm-password", password.as_str()),
-                    ("csrf_token", token.as_str()),
-                ])
-                .send()
-                .await
-                .expect("POST");
+                ],
+            )
+            .await;
             (r.status().as_u16(), password)
         }));
     }
@@ -787,14 +718,7 @@ async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() 
             .await
             .expect("GET");
         assert_eq!(opened.status(), 303, "node {i} takes the link");
-        let page = c
-            .get(format!("{}/reset", cluster.node(i)))
-            .send()
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body");
+        let page = page_text(&c, &format!("{}/reset", cluster.node(i))).await;
         assert!(
             page.contains("name=\"confirm-password\""),
             "node {i} shows the reset form: {page}"

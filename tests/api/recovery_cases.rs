@@ -136,12 +136,7 @@ async fn lock_lena_and_disable_dora(app: &TestApp) {
     for _ in 0..3 {
         app.log_in("999LLOCKE01", "wrong password here").await;
     }
-    let lena = app
-        .gatehouse
-        .store
-        .attempts(&gatehouse_domain::UsernameKey::from_typed("999LLOCKE01"))
-        .await
-        .expect("counter");
+    let lena = sign_in_attempts(app, "999LLOCKE01").await;
     assert!(lena.locked_at(app.clock.now()).is_some(), "Lena is locked");
     app.gatehouse
         .set_account_disabled("999DDENT01", true, "test", None, "left the trust")
@@ -872,8 +867,7 @@ async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_r
 async fn the_reset_email_says_once_only_and_holds_no_date_of_birth_name_or_password() {
     let app = TestApp::spawn().await;
     app.import(PEOPLE).await;
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
-        .await;
+    give_amir_a_password(&app).await;
     app.request_recovery("amir.khan@nhs.net", AMIR).await;
     // The first-time email and the one sent once a password exists.
     for n in [1, 2] {
@@ -980,8 +974,7 @@ async fn a_body_holding_a_lone_dot_line_reaches_the_mail_server_whole_as_one_mes
 async fn every_reset_sends_a_notice_to_the_stored_address_with_what_to_do_and_no_link() {
     let app = TestApp::spawn().await;
     app.import(PEOPLE).await;
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
-        .await;
+    give_amir_a_password(&app).await;
     // A second reset, not first-time, asked for in another case.
     app.advance(Span::minutes(5));
     let second = "thistle gazebo lantern";
@@ -991,15 +984,7 @@ async fn every_reset_sends_a_notice_to_the_stored_address_with_what_to_do_and_no
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let notices = loop {
-        let notices: Vec<_> = app
-            .smtp
-            .messages()
-            .into_iter()
-            .filter(|m| {
-                m.header("Subject")
-                    .is_some_and(|s| s.contains("password has been set"))
-            })
-            .collect();
+        let notices = password_set_notices(&app);
         if notices.len() >= 2 || tokio::time::Instant::now() > deadline {
             break notices;
         }

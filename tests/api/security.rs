@@ -2,7 +2,6 @@
 //! (DESIGN.md invariants 5, 7 and 8).
 
 use gatehouse_domain::Span;
-use gatehouse_store::AuditFilter;
 
 use crate::helpers::*;
 
@@ -23,19 +22,6 @@ fn cookie_value(set_cookie: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn signed_in_app() -> TestApp {
-    let app = TestApp::spawn().await;
-    app.import(STAFF).await;
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        GOOD_PASSWORD,
-    )
-    .await;
-    app
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_page_sends_the_security_headers() {
     let app = TestApp::spawn().await;
@@ -51,13 +37,7 @@ async fn every_page_sends_the_security_headers() {
         let r = app.get(path).await;
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().expect("ascii");
-        for directive in [
-            "default-src 'self'",
-            "frame-ancestors 'none'",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "form-action 'self'",
-        ] {
+        for directive in CSP_DIRECTIVES {
             assert!(csp.contains(directive), "{path}: {csp}");
         }
         assert!(!csp.contains("unsafe-inline"), "{path}");
@@ -104,7 +84,7 @@ async fn assets_are_served_from_the_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let c = client();
     let page = app.get_as(&c, "/login").await;
     let cookies = set_cookies(&page);
@@ -116,16 +96,13 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     assert!(!cookies[0].contains("Secure"), "plain HTTP: no Secure");
     let before = cookie_value(&cookies[0]);
     let token = csrf_token(&page.text().await.expect("body")).expect("token");
-    let r = c
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "999AKHAN01"),
-            ("password", GOOD_PASSWORD),
-            ("csrf_token", token.as_str()),
-        ])
-        .send()
-        .await
-        .expect("POST");
+    let r = post_form(
+        &c,
+        &app.url("/login"),
+        &token,
+        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let after = cookie_value(&set_cookies(&r)[0]);
     assert_ne!(before, after, "a new session id at sign-in");
@@ -158,7 +135,7 @@ async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_form_needs_its_session_token_and_a_same_site_origin() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let c = client();
     let page = app.get_as(&c, "/login").await.text().await.expect("body");
     let token = csrf_token(&page).expect("token");
@@ -248,22 +225,13 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
         .await
         .expect("POST");
     assert_eq!(ok.status(), 303);
-    let refused = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("csrf.refused".to_owned()),
-            limit: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let refused = audit_events(&app, "csrf.refused").await;
     assert_eq!(refused.len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let c = client();
     app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
     app.advance(Span::minutes(29));
@@ -295,7 +263,7 @@ async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logging_out_ends_the_session_on_the_server() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let c = client();
     let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
     let id = cookie_value(&set_cookies(&r)[0]);
@@ -454,15 +422,7 @@ async fn every_security_event_is_audited_without_secrets() {
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let events = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            limit: 200,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let events = audit_log(&app).await;
     let names: std::collections::BTreeSet<&str> = events.iter().map(|e| e.event.as_str()).collect();
     for expected in [
         "staff.imported",
@@ -512,7 +472,7 @@ async fn every_security_event_is_audited_without_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let c = client();
     let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
     let id = cookie_value(&set_cookies(&r)[0]);
@@ -655,12 +615,7 @@ mod limits {
         assert!(body.contains("Sorry, we could not read that"), "{body}");
         assert!(!body.contains(&huge[..64]), "the input is not echoed");
         assert_eq!(app.gatehouse.hasher.verifications(), checks);
-        let attempts = app
-            .gatehouse
-            .store
-            .attempts(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-            .await
-            .expect("counter");
+        let attempts = sign_in_attempts(&app, "999AKHAN01").await;
         assert_eq!(attempts.claims, 0, "nothing was counted");
     }
 }
@@ -670,7 +625,7 @@ mod limits {
 /// page, and nothing echoes the foreign address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sign_in_goes_only_to_its_own_page_whatever_next_or_return_to_say() {
-    let app = signed_in_app().await;
+    let app = app_with_password(&[]).await;
     let evil = "https://evil.example/steal";
     let query = format!("?next={evil}&return_to=//evil.example&redirect={evil}&continue={evil}");
     let c = client();

@@ -6,20 +6,11 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_domain::{SecretToken, Span, UsernameKey};
+use gatehouse_domain::{SecretToken, Span};
 
 use crate::helpers::*;
 
 const AMIR: (&str, &str, &str) = ("2", "7", "1990");
-
-/// Amir's account with `GOOD_PASSWORD` set.
-async fn app_with_password(vars: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::spawn_with(vars).await;
-    app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", GOOD_PASSWORD)
-        .await;
-    app
-}
 
 /// A browser holding a fresh link for Amir, and its form token (the clock is
 /// moved on first, so the three emails an hour never get in the way).
@@ -452,8 +443,7 @@ async fn a_username_locked_before_its_account_existed_starts_clean_when_imported
             assert!(m[0].starts_with("Your account is locked until"), "{m:?}");
         }
     }
-    let key = UsernameKey::from_typed("999NEWBIE01");
-    let counter = app.gatehouse.store.attempts(&key).await.expect("read");
+    let counter = sign_in_attempts(&app, "999NEWBIE01").await;
     assert_eq!(counter.consecutive, 3);
     assert!(counter.locked_until.is_some());
 
@@ -463,7 +453,7 @@ async fn a_username_locked_before_its_account_existed_starts_clean_when_imported
          999 Demo Hospital NHS Trust,999NEWBIE01,Nia,Okafor,1992-05-06,nia.okafor@nhs.net,D9\n",
     )
     .await;
-    let counter = app.gatehouse.store.attempts(&key).await.expect("read");
+    let counter = sign_in_attempts(&app, "999NEWBIE01").await;
     assert_eq!(counter.consecutive, 0, "strangers' guesses are not hers");
     assert_eq!(counter.total, 0);
     assert_eq!(counter.locked_until, None);

@@ -453,13 +453,7 @@ fn assert_security_headers(what: &str, r: &reqwest::Response) {
         .unwrap_or_else(|| panic!("{what}: no CSP"))
         .to_str()
         .expect("ascii");
-    for directive in [
-        "default-src 'self'",
-        "frame-ancestors 'none'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-    ] {
+    for directive in CSP_DIRECTIVES {
         assert!(csp.contains(directive), "{what}: {csp}");
     }
     assert!(
@@ -610,18 +604,7 @@ async fn the_service_unavailable_page_sends_every_security_header() {
     let c = client();
     let token = form_token(&c, &app.url("/recover")).await;
     let lock = SqliteWriteLock::take(&app).await;
-    let r = post_form(
-        &c,
-        &app.url("/recover"),
-        &token,
-        &[
-            ("email", "amir.khan@nhs.net"),
-            ("dob-day", "2"),
-            ("dob-month", "7"),
-            ("dob-year", "1990"),
-        ],
-    )
-    .await;
+    let r = post_form(&c, &app.url("/recover"), &token, &AMIR_RECOVERY).await;
     assert_eq!(r.status(), 503);
     assert_security_headers("503", &r);
     assert_html("503", &r);
@@ -1082,16 +1065,13 @@ async fn a_client_that_sends_a_form_body_slowly_gets_408_and_is_cut_off() {
     assert_eq!(app.get("/login").await.status(), 200);
     let c = client();
     let token = form_token(&c, &app.url("/login")).await;
-    let r = c
-        .post(app.url("/login"))
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("username", "x"),
-            ("password", "y"),
-        ])
-        .send()
-        .await
-        .expect("POST");
+    let r = post_form(
+        &c,
+        &app.url("/login"),
+        &token,
+        &[("username", "x"), ("password", "y")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
