@@ -20,7 +20,8 @@ use sqlx::{AnyConnection, AssertSqlSafe, Connection as _, Row as _};
 
 use crate::helpers::{
     BIN, STAFF, Server, client, count, error_messages, form_token, free_port, healthy, log_in_at,
-    on_postgres, post_form, reference_of, request_recovery_at, reset_links_at, submit_reset_at,
+    on_postgres, post_form, reference_of, request_recovery_at, reset_links_at, sets_a_session,
+    submit_reset_at,
 };
 const OLD_PASSWORD: &str = "kettle violin marmalade";
 const NEW_PASSWORD: &str = "orchard lantern pebble";
@@ -293,14 +294,6 @@ fn to(mail: &[gatehouse_testkit::smtp::ReceivedMail], email: &str) -> usize {
     mail.iter()
         .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(email)))
         .count()
-}
-
-fn sets_a_session(r: &reqwest::Response) -> bool {
-    r.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|c| c.to_str().ok())
-        .any(|c| c.starts_with("gatehouse=") && !c.contains("Max-Age=0"))
 }
 
 /// A PostgreSQL table lock held on a connection of the test's own, until released.

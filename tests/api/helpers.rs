@@ -493,7 +493,7 @@ pub async fn audit_events(app: &TestApp, event: &str) -> Vec<gatehouse_store::Au
         .store
         .audit_events(&gatehouse_store::AuditFilter {
             event: Some(event.to_owned()),
-            limit: 1000,
+            limit: 10_000,
             ..Default::default()
         })
         .await
@@ -961,3 +961,45 @@ pub const CSP_DIRECTIVES: [&str; 5] = [
     "base-uri 'none'",
     "form-action 'self'",
 ];
+
+/// Every `Set-Cookie` header of a response, as text.
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The value of a `Set-Cookie` header (`name=value; attributes`).
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a response gives the browser a session cookie (not one that
+/// clears it).
+pub fn sets_a_session(r: &reqwest::Response) -> bool {
+    set_cookies(r)
+        .iter()
+        .any(|c| c.starts_with("gatehouse=") && !c.contains("Max-Age=0"))
+}
+
+/// A new reset link for Amir, from the next recovery email to him.
+pub async fn link_for_amir(app: &TestApp) -> String {
+    let before = app.recovery_emails().len();
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    reset_links(&app.recovery_email(before + 1).await).remove(0)
+}
+
+/// Opens `link` in `c` and returns the reset form's token.
+pub async fn open_reset_form(app: &TestApp, c: &reqwest::Client, link: &str) -> String {
+    assert_eq!(app.open_link(c, link).await.status(), 303);
+    let page = app.page_as(c, "/reset").await;
+    csrf_token(&page).unwrap_or_else(|| panic!("the form is shown: {page}"))
+}

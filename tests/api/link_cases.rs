@@ -15,9 +15,7 @@ const JANE: (&str, &str, &str) = ("14", "3", "1985");
 /// emails an hour per address never get in the way).
 async fn amirs_link(app: &TestApp) -> String {
     app.advance(Span::hours(1));
-    let before = app.recovery_emails().len();
-    app.request_recovery("amir.khan@nhs.net", AMIR).await;
-    reset_links(&app.recovery_email(before + 1).await).remove(0)
+    link_for_amir(app).await
 }
 
 /// A service with STAFF imported and a fresh reset link for Amir.
@@ -47,13 +45,6 @@ async fn spent(app: &TestApp, link: &str) -> bool {
         .record
         .used_at
         .is_some()
-}
-
-/// The form's token once `c` has opened `link`.
-async fn open_form(app: &TestApp, c: &reqwest::Client, link: &str) -> String {
-    assert_eq!(app.open_link(c, link).await.status(), 303);
-    let page = app.page_as(c, "/reset").await;
-    csrf_token(&page).unwrap_or_else(|| panic!("the form is shown: {page}"))
 }
 
 async fn post_reset(
@@ -109,7 +100,7 @@ async fn reset_through(
     password: &str,
 ) -> reqwest::Response {
     let c = client();
-    let csrf = open_form(app, &c, link).await;
+    let csrf = open_reset_form(app, &c, link).await;
     post_reset(app, &c, &csrf, username, password, password).await
 }
 
@@ -393,7 +384,7 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     let second = format!("{PUBLIC_URL}/reset/{}", second.encode());
     // Both open the form: two usable links.
     let held = client();
-    let held_csrf = open_form(&app, &held, &second).await;
+    let held_csrf = open_reset_form(&app, &held, &second).await;
 
     assert_eq!(
         reset_through(&app, &emailed, "999AKHAN01", GOOD_PASSWORD)
@@ -458,7 +449,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     let other_id = other.id.to_string();
 
     let c = client();
-    let csrf = open_form(&app, &c, &link_999).await;
+    let csrf = open_reset_form(&app, &c, &link_999).await;
     // The other account's username, with ids pointing at it: refused.
     let r = post_reset_with_ids(&app, &c, &csrf, "432JSMITH01", &other_id).await;
     assert_eq!(r.status(), 200);
@@ -483,7 +474,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     // The other account's own link is still usable: nothing was voided there.
     assert!(!spent(&app, &link_432).await);
     let c = client();
-    open_form(&app, &c, &link_432).await;
+    open_reset_form(&app, &c, &link_432).await;
 }
 
 // C35
@@ -500,7 +491,7 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
     }
     let link = amirs_link(&app).await;
     let c = client();
-    let csrf = open_form(&app, &c, &link).await;
+    let csrf = open_reset_form(&app, &c, &link).await;
     let before = c.get(app.url("/account")).send().await.expect("GET");
     assert_eq!(before.status(), 303, "not signed in before");
     let done = post_reset(
@@ -593,7 +584,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
     // A browser that opened it, then left the form for more than an hour:
     // the link is still within its 4 hours, but this browser no longer holds it.
     let c = client();
-    let csrf = open_form(&app, &c, &link).await;
+    let csrf = open_reset_form(&app, &c, &link).await;
     // Active all along (so the session itself does not end after 30 idle
     // minutes), and still held at 40 minutes...
     for _ in 0..2 {
@@ -618,7 +609,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
     let account = account(&app, "999AKHAN01").await;
     assert!(account.password_hash.is_none(), "no password was set");
     // Opening the link again starts afresh.
-    let csrf = open_form(&app, &c, &link).await;
+    let csrf = open_reset_form(&app, &c, &link).await;
     let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 303);
 }
@@ -628,7 +619,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
 async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spends_nothing() {
     let (app, link) = app_with_amirs_link().await;
     let c = client();
-    let csrf = open_form(&app, &c, &link).await;
+    let csrf = open_reset_form(&app, &c, &link).await;
     let fields = |token: Option<&str>| {
         let mut f = vec![
             ("username", "999AKHAN01".to_owned()),
@@ -675,7 +666,7 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
 async fn typed_passwords_appear_in_no_page_redirect_or_email() {
     let (app, link) = app_with_amirs_link().await;
     let c = client();
-    let csrf = open_form(&app, &c, &link).await;
+    let csrf = open_reset_form(&app, &c, &link).await;
     let typed = "Quokka-Zeppelin-Mango-7731";
     let cases = [
         (
@@ -731,7 +722,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
 async fn the_reset_form_asks_password_managers_for_a_new_password() {
     let (app, link) = app_with_amirs_link().await;
     let c = client();
-    open_form(&app, &c, &link).await;
+    open_reset_form(&app, &c, &link).await;
     let page = app.page_as(&c, "/reset").await;
     for id in ["password", "confirm-password"] {
         let input = input_tag(&page, id);

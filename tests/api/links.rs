@@ -9,12 +9,6 @@ use crate::helpers::*;
 
 const AMIR: (&str, &str, &str) = ("2", "7", "1990");
 
-async fn link_for_amir(app: &TestApp) -> String {
-    let before = app.recovery_emails().len();
-    app.request_recovery("amir.khan@nhs.net", AMIR).await;
-    reset_links(&app.recovery_email(before + 1).await).remove(0)
-}
-
 async fn reset_with(
     app: &TestApp,
     link: &str,

@@ -225,13 +225,7 @@ async fn an_oversized_password_is_counted_without_hashing() {
 async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let amir = app
-        .gatehouse
-        .store
-        .account_by_username(&gatehouse_domain::UsernameKey::from_typed("999AKHAN01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let amir = account(&app, "999AKHAN01").await;
     // A hash made years ago with weaker parameters.
     let weak = gatehouse_core::PasswordHasher::new(
         gatehouse_core::HashParams {
@@ -302,13 +296,9 @@ mod device_cookies {
     const LOCKED: &str = "Your account is locked until 9:00pm on 25 November 2026, because the password was entered incorrectly 3 times. You cannot log in or reset your password until then, and nobody can lift the lock early.";
 
     fn device_cookie_of(response: &reqwest::Response) -> Option<String> {
-        response
-            .headers()
-            .get_all(reqwest::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        set_cookies(response)
+            .into_iter()
             .find(|v| v.starts_with("gatehouse-device="))
-            .map(str::to_owned)
     }
 
     /// Three guesses from clients the service has never seen.

@@ -151,16 +151,7 @@ async fn an_outage_longer_than_the_link_lifetime_is_recorded_and_never_delivered
         app.smtp.messages().is_empty(),
         "an email with dead links is never sent"
     );
-    let events = app
-        .gatehouse
-        .store
-        .audit_events(&gatehouse_store::AuditFilter {
-            event: Some("email.expired".to_owned()),
-            limit: 5,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let events = audit_events(&app, "email.expired").await;
     assert_eq!(events.len(), 1);
 }
 

@@ -278,16 +278,7 @@ async fn one_client_address_has_only_a_high_cap() {
             .expect("body")
             .contains("Too many requests")
     );
-    let events = app
-        .gatehouse
-        .store
-        .audit_events(&gatehouse_store::AuditFilter {
-            event: Some("recovery.refused_client_limit".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let events = audit_events(&app, "recovery.refused_client_limit").await;
     assert_eq!(events.len(), 1);
 }
 

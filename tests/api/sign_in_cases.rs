@@ -10,18 +10,13 @@ use gatehouse_domain::{SecretToken, Span};
 
 use crate::helpers::*;
 
-const AMIR: (&str, &str, &str) = ("2", "7", "1990");
-
 /// A browser holding a fresh link for Amir, and its form token (the clock is
 /// moved on first, so the three emails an hour never get in the way).
 async fn open_amirs_form(app: &TestApp) -> (reqwest::Client, String, String) {
     app.advance(Span::hours(1));
-    let before = app.recovery_emails().len();
-    app.request_recovery("amir.khan@nhs.net", AMIR).await;
-    let link = reset_links(&app.recovery_email(before + 1).await).remove(0);
+    let link = link_for_amir(app).await;
     let c = client();
-    assert_eq!(app.open_link(&c, &link).await.status(), 303);
-    let csrf = csrf_token(&app.page_as(&c, "/reset").await).expect("the form");
+    let csrf = open_reset_form(app, &c, &link).await;
     (c, csrf, link)
 }
 
@@ -407,16 +402,7 @@ async fn failures_from_different_addresses_and_browsers_lock_the_one_account() {
         "{last:?}"
     );
     // The addresses really were different (the proxy's header was used).
-    let failed = app
-        .gatehouse
-        .store
-        .audit_events(&gatehouse_store::AuditFilter {
-            event: Some("sign_in.failed".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let failed = audit_events(&app, "sign_in.failed").await;
     let mut addresses: Vec<_> = failed.iter().filter_map(|e| e.client_ip.clone()).collect();
     addresses.sort();
     assert_eq!(addresses, ["192.0.2.3", "198.51.100.1", "203.0.113.2"]);

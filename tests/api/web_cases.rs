@@ -351,17 +351,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .encode();
 
     let baseline = fingerprint(&app).await;
-    let refused_before = app
-        .gatehouse
-        .store
-        .audit_events(&gatehouse_store::AuditFilter {
-            event: Some("csrf.refused".to_owned()),
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .len();
+    let refused_before = audit_events(&app, "csrf.refused").await.len();
     let mut attempts = 0;
     for route in &routes {
         let tries: [Attack<'_>; 7] = [
@@ -405,17 +395,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         }
     }
     // Each refusal is in the audit log.
-    let refused = app
-        .gatehouse
-        .store
-        .audit_events(&gatehouse_store::AuditFilter {
-            event: Some("csrf.refused".to_owned()),
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .len();
+    let refused = audit_events(&app, "csrf.refused").await.len();
     assert_eq!(refused - refused_before, attempts);
 
     // The same requests with their own token from this site do change
@@ -609,14 +589,6 @@ async fn the_service_unavailable_page_sends_every_security_header() {
     assert_security_headers("503", &r);
     assert_html("503", &r);
     lock.release().await;
-}
-
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
