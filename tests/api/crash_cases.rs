@@ -665,8 +665,16 @@ async fn killed_while_the_mail_server_holds_its_answer_sends_the_email_once_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_one_repeat_with_the_same_message_id()
  {
-    // SQLite's busy wait outlasts the test's hold on the write lock.
-    let mut service = Service::start(On::Suite, &[("GATEHOUSE_DATABASE_TIMEOUT", "60s")]).await;
+    // SQLite's busy wait outlasts the test's hold on the write lock (and
+    // the request bound must outlast that wait plus the hash wait).
+    let mut service = Service::start(
+        On::Suite,
+        &[
+            ("GATEHOUSE_DATABASE_TIMEOUT", "60s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "90s"),
+        ],
+    )
+    .await;
     service.smtp.set_mode(SinkMode::Hold);
     service.request_recovery(AMIR).await;
     assert_eq!(service.smtp.wait_held(1, Duration::from_secs(10)).await, 1);
