@@ -144,6 +144,7 @@ pub struct Application {
     trust_forwarded_for: bool,
     console_upload_limit: usize,
     header_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
     options: Options,
 }
 
@@ -180,6 +181,7 @@ impl Application {
             trust_forwarded_for: config.trust_forwarded_for,
             console_upload_limit: config.console_upload_limit,
             header_timeout: config.header_timeout.to_std(),
+            request_timeout: config.request_timeout.to_std(),
             options,
         })
     }
@@ -211,6 +213,7 @@ impl Application {
             trust_forwarded_for: self.trust_forwarded_for,
             upload_limit: self.console_upload_limit,
             header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
         };
         let served = gatehouse_web::serve(self.listener, state, stopped(shutdown)).await;
         while workers.join_next().await.is_some() {}

@@ -147,6 +147,11 @@ const SETTINGS: &[Setting] = &[
         meaning: "how long a client may take to send a request's headers before the connection is closed (slow clients)",
     },
     Setting {
+        key: "request_timeout",
+        default: "30s",
+        meaning: "how long a request may take in all before it is abandoned with a 503 \"taking too long\" page (longer than database_timeout + hash_wait); console staff-file uploads and imports are exempt",
+    },
+    Setting {
         key: "worker_lease",
         default: "60s",
         meaning: "how long a worker holds an email or request before another node may take it (longer than mail_timeout)",
@@ -226,6 +231,8 @@ pub struct Config {
     pub hash_wait: Span,
     /// `GATEHOUSE_HEADER_TIMEOUT`.
     pub header_timeout: Span,
+    /// `GATEHOUSE_REQUEST_TIMEOUT`.
+    pub request_timeout: Span,
     /// `GATEHOUSE_WORKER_LEASE`.
     pub worker_lease: Span,
     /// `GATEHOUSE_LOG_FORMAT` is json.
@@ -478,6 +485,18 @@ impl Config {
         let mail_timeout = raw.parse("mail_timeout", span)?;
         let hash_wait = raw.parse("hash_wait", span)?;
         let header_timeout = raw.parse("header_timeout", span)?;
+        let request_timeout = raw.parse("request_timeout", span)?;
+        // The bound is for a request stuck on a database that stopped
+        // answering mid-statement; a request that only waited its full turn
+        // for a connection and then for a hasher must get its own "busy"
+        // answer first, which says more than "taking too long".
+        let slowest_busy = database_timeout.to_std() + hash_wait.to_std();
+        if request_timeout.to_std() <= slowest_busy {
+            return Err(ConfigError(format!(
+                "{}: must be longer than GATEHOUSE_DATABASE_TIMEOUT ({database_timeout}) + GATEHOUSE_HASH_WAIT ({hash_wait}), got {request_timeout}",
+                variable("request_timeout")
+            )));
+        }
         let worker_lease = raw.parse("worker_lease", span)?;
         if worker_lease <= mail_timeout {
             return Err(ConfigError(format!(
@@ -532,6 +551,7 @@ impl Config {
             mail_timeout,
             hash_wait,
             header_timeout,
+            request_timeout,
             worker_lease,
             log_json,
         })
@@ -609,6 +629,7 @@ mod tests {
             ("GATEHOUSE_DATABASE_URL", "mysql://x"),
             ("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "0"),
             ("GATEHOUSE_WORKER_LEASE", "10s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "forever"),
             ("GATEHOUSE_MAIL_FROM", "not an address"),
             ("GATEHOUSE_TIME_ZONE", "Mars/Olympus"),
             ("GATEHOUSE_LOG_FORMAT", "xml"),
@@ -619,6 +640,41 @@ mod tests {
             assert!(e.0.starts_with(name), "{e}");
             assert!(!e.0.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn a_request_timeout_not_above_the_database_timeout_plus_the_hash_wait_is_refused() {
+        // 10s + 2s by default: 12s is not enough, 13s is.
+        for value in ["12s", "5s"] {
+            let e = Config::from_sources(None, &env(&[("GATEHOUSE_REQUEST_TIMEOUT", value)]))
+                .expect_err(&format!("{value} should be refused"));
+            assert!(
+                e.0.starts_with(
+                    "GATEHOUSE_REQUEST_TIMEOUT: must be longer than GATEHOUSE_DATABASE_TIMEOUT"
+                ),
+                "{e}"
+            );
+            assert!(!e.0.contains('\n'), "{e}");
+        }
+        let c = Config::from_sources(None, &env(&[("GATEHOUSE_REQUEST_TIMEOUT", "13s")]))
+            .expect("longer than both");
+        assert_eq!(c.request_timeout, Span::from_seconds(13));
+        let e = Config::from_sources(
+            None,
+            &env(&[
+                ("GATEHOUSE_REQUEST_TIMEOUT", "3s"),
+                ("GATEHOUSE_DATABASE_TIMEOUT", "1s"),
+                ("GATEHOUSE_HASH_WAIT", "2s"),
+            ]),
+        )
+        .expect_err("equal is not longer");
+        assert!(e.0.starts_with("GATEHOUSE_REQUEST_TIMEOUT"), "{e}");
+        // Raising the database timeout alone makes the default too short.
+        let e = Config::from_sources(None, &env(&[("GATEHOUSE_DATABASE_TIMEOUT", "30s")]))
+            .expect_err("the default 30s is then too short");
+        assert!(e.0.starts_with("GATEHOUSE_REQUEST_TIMEOUT"), "{e}");
+        let c = Config::from_sources(None, &env(&[])).expect("defaults");
+        assert_eq!(c.request_timeout, Span::from_seconds(30));
     }
 
     #[test]

@@ -325,6 +325,11 @@ impl TableLock {
 /// Waits until a statement of the service containing `needle` waits for a
 /// lock; returns that backend's process id.
 async fn blocked_at(service: &Service, needle: &str) -> i64 {
+    blocked_at_besides(service, needle, &[]).await
+}
+
+/// [`blocked_at`], for a backend other than those in `others`.
+async fn blocked_at_besides(service: &Service, needle: &str, others: &[i64]) -> i64 {
     let mut conn = service.db().await;
     let mut seen = Vec::new();
     for _ in 0..400 {
@@ -340,7 +345,10 @@ async fn blocked_at(service: &Service, needle: &str) -> i64 {
             .iter()
             .map(|r| (r.get::<i64, _>(0), r.get::<String, _>(1)))
             .collect::<Vec<_>>();
-        if let Some((pid, _)) = seen.iter().find(|(_, q)| q.contains(needle)) {
+        if let Some((pid, _)) = seen
+            .iter()
+            .find(|(pid, q)| q.contains(needle) && !others.contains(pid))
+        {
             return *pid;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -559,8 +567,16 @@ async fn killed_while_the_mail_server_holds_its_answer_sends_the_email_once_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_one_repeat_with_the_same_message_id()
  {
-    // SQLite's busy wait outlasts the test's hold on the write lock.
-    let mut service = Service::start(On::Suite, &[("GATEHOUSE_DATABASE_TIMEOUT", "60s")]).await;
+    // SQLite's busy wait outlasts the test's hold on the write lock (and
+    // the request bound must outlast that wait plus the hash wait).
+    let mut service = Service::start(
+        On::Suite,
+        &[
+            ("GATEHOUSE_DATABASE_TIMEOUT", "60s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "90s"),
+        ],
+    )
+    .await;
     service.smtp.set_mode(SinkMode::Hold);
     service.request_recovery(AMIR).await;
     assert_eq!(service.smtp.wait_held(1, Duration::from_secs(10)).await, 1);
@@ -1073,5 +1089,247 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
             .await,
         2,
         "only the requests made while the database was there"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// H86: the database silent in the middle of a statement (GATEHOUSE_REQUEST_TIMEOUT).
+// ---------------------------------------------------------------------------
+
+/// The page for a request abandoned at `GATEHOUSE_REQUEST_TIMEOUT`; returns
+/// its reference.
+async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
+    assert_eq!(r.status(), 503, "{what}");
+    assert_eq!(r.headers()["retry-after"], "120", "{what}");
+    assert_eq!(r.headers()["cache-control"], "no-store", "{what}");
+    assert!(
+        r.headers().contains_key("content-security-policy"),
+        "{what}: the security headers too"
+    );
+    assert!(!sets_a_session(&r), "{what}: no session");
+    let page = r.text().await.expect("body");
+    assert!(
+        page.contains("Sorry, the service is taking too long to answer"),
+        "{what}: {page}"
+    );
+    assert!(page.contains("Try again in a few minutes"), "{what}");
+    // The request may have committed something before it hung.
+    assert!(
+        !page.contains("Nothing you sent has been saved"),
+        "{what}: no promise it cannot keep"
+    );
+    assert!(
+        !page.to_lowercase().contains("postgres"),
+        "no internals shown"
+    );
+    let reference = page
+        .split("Reference: <strong>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(reference.len(), 9, "{what}: a reference: {page}");
+    reference
+}
+
+/// PostgreSQL stops answering (every packet dropped) while a recovery
+/// request and a wrong-password sign-in each have a statement in flight
+/// inside their transactions (both held at the audit insert by a table
+/// lock, then the lock released after the cut, so the statements run but
+/// their answers are lost). The connection wait cannot help there: without
+/// `GATEHOUSE_REQUEST_TIMEOUT` both would hang for ever. Each gets the 503
+/// "taking too long" page at the bound; the recovery request is rolled
+/// back whole; the sign-in, claimed before its check, stays a counted
+/// failure, and its failure record (one statement, which the server may
+/// have run and committed though its answer was lost) is why the page
+/// promises nothing about what was saved; a warning names each route and
+/// reference, and no password; and once the database is back, the same
+/// process answers both normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writes_nothing_half_and_comes_back()
+ {
+    const BOUND: Duration = Duration::from_secs(3);
+    let mut service = Service::prepare(
+        On::Postgres,
+        &[
+            ("GATEHOUSE_DATABASE_TIMEOUT", "1s"),
+            ("GATEHOUSE_HASH_WAIT", "1s"),
+            ("GATEHOUSE_REQUEST_TIMEOUT", "3s"),
+        ],
+    )
+    .await;
+    let proxy = {
+        let (server, _) = through_proxy(&service.db_url, 0);
+        TcpProxy::start(&server).await.expect("proxy")
+    };
+    service.service_db_url = through_proxy(&service.db_url, proxy.port()).1;
+    service.spawn().await;
+    let pid = service.child.as_ref().map(Child::id);
+    service.give_amir_a_password().await;
+    service.settled_mail(2).await;
+    let patient = || {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client")
+    };
+    let recovering = patient();
+    let recover_token = service.form_token(&recovering, "/recover").await;
+    let signing_in = patient();
+    let login_token = service.form_token(&signing_in, "/login").await;
+    let before = footprint(&service).await;
+    let requests_before = service
+        .number("SELECT COUNT(*) FROM recovery_requests")
+        .await;
+    const SIGN_IN_FAILURES: &str =
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'sign_in.failed'";
+    let failures_before = service.number(SIGN_IN_FAILURES).await;
+    let recoveries_audited_before = service
+        .number("SELECT COUNT(*) FROM audit_events WHERE event = 'recovery.requested'")
+        .await;
+
+    let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
+    let recover = {
+        let url = service.url("/recover");
+        let form = [
+            ("email", JANE.0),
+            ("dob-day", (JANE.1).0),
+            ("dob-month", (JANE.1).1),
+            ("dob-year", (JANE.1).2),
+            ("csrf_token", recover_token.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let browser = recovering.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = browser.post(url).form(&form).send().await;
+            (r, started.elapsed())
+        })
+    };
+    let recover_pid = blocked_at(&service, "INSERT INTO audit_events").await;
+    let written = written_by(&service, recover_pid).await;
+    assert!(
+        written.iter().any(|t| t == "recovery_requests"),
+        "the request is written in the open transaction: {written:?}"
+    );
+    let sign_in = {
+        let url = service.url("/login");
+        let form = [
+            ("username", "999AKHAN01"),
+            ("password", "not the password at all"),
+            ("csrf_token", login_token.as_str()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let browser = signing_in.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = browser.post(url).form(&form).send().await;
+            (r, started.elapsed())
+        })
+    };
+    let sign_in_pid =
+        blocked_at_besides(&service, "INSERT INTO audit_events", &[recover_pid]).await;
+    assert_eq!(
+        service
+            .number("SELECT MAX(consecutive) FROM sign_in_attempts")
+            .await,
+        1,
+        "the attempt was claimed, and committed, before the check"
+    );
+
+    proxy.blackhole();
+    // The held statements go on, but their answers never arrive.
+    audit.release().await;
+    let mut references = Vec::new();
+    for (task, what) in [(recover, "a recovery request"), (sign_in, "a sign-in")] {
+        let (r, waited) = task.await.expect("task");
+        let r = r.unwrap_or_else(|e| panic!("{what}: no answer within 20 s: {e}"));
+        references.push(taking_too_long_page(r, what).await);
+        assert!(
+            waited >= BOUND - Duration::from_millis(100) && waited < BOUND + Duration::from_secs(4),
+            "{what}: answered at the bound, not by the connection wait: {waited:?}"
+        );
+    }
+
+    proxy.restore();
+    // The proxy closes the silent connections, so the server's sessions,
+    // and with them the open transaction, end.
+    gone(&service, recover_pid).await;
+    gone(&service, sign_in_pid).await;
+    assert_eq!(
+        service
+            .number("SELECT MAX(consecutive) FROM sign_in_attempts WHERE locked_until IS NULL")
+            .await,
+        1,
+        "the abandoned sign-in is a counted failure, never a free one"
+    );
+    // The sign-in's failure record is one statement of its own, held at
+    // the lock: if it was held at its Execute it ran once the lock went and
+    // committed, its answer lost; if at its Parse (the statement's first
+    // use on that connection) its Execute was never sent. Whole or not at
+    // all, and which the handler cannot know: that is why the page does not
+    // say nothing was saved.
+    let recorded = service.number(SIGN_IN_FAILURES).await - failures_before;
+    assert!(
+        recorded == 0 || recorded == 1,
+        "the failure recorded once or not at all: {recorded}"
+    );
+    assert_eq!(
+        service
+            .number("SELECT COUNT(*) FROM audit_events WHERE event = 'recovery.requested'")
+            .await,
+        recoveries_audited_before,
+        "the recovery request's audit record went with its transaction"
+    );
+    let mut after = footprint(&service).await;
+    // The claim's row (the table held no attempt before) and the failure
+    // record are all that may be new.
+    after[1] = before[1];
+    after[5] -= recorded;
+    assert_eq!(after, before, "nothing half-written");
+
+    let log = service.log();
+    for (route, reference) in ["/recover", "/login"].iter().zip(&references) {
+        assert!(
+            log.lines().any(|l| l.contains("GATEHOUSE_REQUEST_TIMEOUT")
+                && l.contains(reference.as_str())
+                && l.contains(&format!("route={route}"))),
+            "a warning names {route} and {reference}: {log}"
+        );
+    }
+    assert!(
+        !log.contains("not the password at all"),
+        "no password logged"
+    );
+
+    // The same process, without a restart, answers both again.
+    assert_eq!(service.child.as_ref().map(Child::id), pid);
+    let r = service
+        .log_in(&patient(), "999AKHAN01", "still not the password")
+        .await;
+    assert_eq!(r.status(), 200, "the sign-in is answered again");
+    let errors = error_messages(&r.text().await.expect("body"));
+    assert!(
+        errors
+            .first()
+            .is_some_and(|m| m.starts_with("The username or password is incorrect")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        service
+            .number("SELECT MAX(consecutive) FROM sign_in_attempts")
+            .await,
+        2,
+        "counted on top of the abandoned one"
+    );
+    service.request_recovery(JANE).await;
+    assert_eq!(
+        service
+            .number("SELECT COUNT(*) FROM recovery_requests")
+            .await,
+        requests_before + 1,
+        "only the request made once the database was back"
     );
 }

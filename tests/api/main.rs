@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod console_cases;
 mod crash_cases;
+mod deadline;
 mod faults;
 mod flows;
 mod helpers;

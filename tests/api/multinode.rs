@@ -83,6 +83,8 @@ fn node_env(c: &mut Command, db: &str, smtp: &str, port: u16, public: u16) {
         .env("GATEHOUSE_MAIL_TIMEOUT", "3s")
         // A flood of sign-ins waits for a hasher rather than being told "busy".
         .env("GATEHOUSE_HASH_WAIT", "60s")
+        // Above the connection wait plus that hash wait, as it must be.
+        .env("GATEHOUSE_REQUEST_TIMEOUT", "120s")
         .env("GATEHOUSE_DATABASE_MAX_CONNECTIONS", "10");
 }
 

@@ -33,6 +33,10 @@ pub enum WebError {
     Busy,
     /// The database cannot be reached or is too busy (503 with Retry-After).
     Unavailable(String),
+    /// The request was abandoned after `GATEHOUSE_REQUEST_TIMEOUT` (503 with
+    /// Retry-After). Unlike [`WebError::Unavailable`] it cannot say nothing
+    /// was saved: the handler may have committed before it hung.
+    TakingTooLong,
     /// Something failed inside (500).
     Internal(String),
 }
@@ -141,6 +145,17 @@ impl WebError {
                     None,
                 )
             }
+            // Logged where it happens (the deadline knows the route); no
+            // audit event, as the database is what stopped answering.
+            WebError::TakingTooLong => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sorry, the service is taking too long to answer",
+                vec![
+                    "Try again in a few minutes.".to_owned(),
+                    "If you were changing something, check whether it was done before you do it again.".to_owned(),
+                ],
+                None,
+            ),
             WebError::Internal(detail) => {
                 tracing::error!(reference = ?reference, error = %detail, "request failed");
                 (
@@ -176,6 +191,13 @@ impl WebError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            // "A few minutes", as the page says: a database that stopped
+            // answering mid-statement is rarely back in seconds.
+            WebError::TakingTooLong => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
             }
             _ => {}
         }

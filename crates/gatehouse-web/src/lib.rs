@@ -38,6 +38,12 @@ pub struct AppState {
     /// hyper enforces the header limit only when given a timer, which
     /// `axum::serve` does not give, and has no body limit at all.
     pub header_timeout: std::time::Duration,
+    /// How long the handling of one request may take in all
+    /// (`GATEHOUSE_REQUEST_TIMEOUT`) before it is abandoned with a 503: the
+    /// database can stop answering in the middle of a statement, and neither
+    /// sqlx nor the connection wait (`GATEHOUSE_DATABASE_TIMEOUT`) bounds
+    /// that. See [`middleware::deadline`].
+    pub request_timeout: std::time::Duration,
 }
 
 /// The largest form body accepted: every form here is a few short fields.
@@ -86,6 +92,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::load_session,
+        ))
+        // Outside the session's load (a database read that can hang too),
+        // inside the request's reference (shown on the page) and the
+        // security headers (which the 503 page needs as much as any).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -41,6 +41,67 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
     response
 }
 
+/// Routes whose POST has no [`deadline`]: the console's staff-file upload
+/// (preview) and import. Their time grows with the file (up to
+/// `GATEHOUSE_CONSOLE_UPLOAD_MIB`, configurable to 4 GiB) and with the
+/// uploader's link: a 2,000,000-row import takes about 50 s on a good day, so
+/// any fixed bound either cuts real imports (each then rolled back, to be
+/// redone from the start, and still as slow) or is too long to help. Only a
+/// signed-in administrator with a second factor gets past their first check,
+/// rarely and one at a time, so they make no pile-up of held connections;
+/// the preview checks who is asking before it reads a byte of the upload.
+/// An administrator whose import hangs on a lost database sees it hang, as
+/// `gatehouse import` on the command line would.
+const WITHOUT_DEADLINE: &[&str] = &["/console/import", "/console/import/{id}"];
+
+/// Bounds the whole handling of a request by `GATEHOUSE_REQUEST_TIMEOUT`.
+/// A database that stops answering in the middle of a statement (packets
+/// dropped, not refused) would otherwise hold the request for ever: the
+/// database timeout bounds only the wait for a connection, and sqlx has no
+/// client-side statement timeout. The person would see a page that never
+/// loads while the request holds its connection.
+///
+/// When the bound passes, the handler's future is dropped, which is safe
+/// because of how the handlers write:
+/// - every multi-step write is one transaction, and a transaction dropped
+///   before its commit is rolled back (sqlx queues the `ROLLBACK` on the
+///   connection; a database that never hears it ends the transaction when
+///   the connection dies), so nothing is ever half-written;
+/// - a sign-in claims its attempt, and commits the claim, before the
+///   password is checked (claim-before-check), so a sign-in dropped after
+///   the check is a counted failure, never a free guess;
+/// - password hashing runs on a blocking thread with an owned permit, which
+///   finishes and frees its permit whatever happens to the future.
+///
+/// What the bound cannot know is whether an earlier transaction of the
+/// request committed before a later statement hung, so the page does not
+/// say that nothing was saved. Nothing is audited (the database is what is
+/// not answering); a warning is logged with the route and the reference.
+pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
+    if req.method() == axum::http::Method::POST && WITHOUT_DEADLINE.contains(&route.as_str()) {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let reference = crate::context::current().map_or_else(String::new, |c| c.reference);
+            tracing::warn!(
+                reference = %reference,
+                method = %method,
+                route = %route,
+                limit_secs = state.request_timeout.as_secs(),
+                "request abandoned after GATEHOUSE_REQUEST_TIMEOUT: the database may have stopped answering"
+            );
+            WebError::TakingTooLong.into_page()
+        }
+    }
+}
+
 /// The client's address: the peer, or — only when configured, behind a
 /// proxy — the address the proxy appended to `X-Forwarded-For`.
 fn client_ip(state: &AppState, req: &Request) -> String {
