@@ -1122,12 +1122,7 @@ async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
         !page.to_lowercase().contains("postgres"),
         "no internals shown"
     );
-    let reference = page
-        .split("Reference: <strong>")
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap_or_default()
-        .to_owned();
+    let reference = reference_of(&page);
     assert_eq!(reference.len(), 9, "{what}: a reference: {page}");
     reference
 }
@@ -1164,7 +1159,7 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
     };
     service.service_db_url = through_proxy(&service.db_url, proxy.port()).1;
     service.spawn().await;
-    let pid = service.child.as_ref().map(Child::id);
+    let pid = service.child.as_ref().map(|s| s.0.id());
     service.give_amir_a_password().await;
     service.settled_mail(2).await;
     let patient = || {
@@ -1305,7 +1300,7 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
     );
 
     // The same process, without a restart, answers both again.
-    assert_eq!(service.child.as_ref().map(Child::id), pid);
+    assert_eq!(service.child.as_ref().map(|s| s.0.id()), pid);
     let r = service
         .log_in(&patient(), "999AKHAN01", "still not the password")
         .await;

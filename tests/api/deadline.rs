@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_domain::Role;
-use gatehouse_domain::second_factor::TotpSecret;
-use gatehouse_store::AuditFilter;
 use reqwest::cookie::{CookieStore as _, Jar};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{GOOD_PASSWORD, STAFF, TestApp, csrf_token};
+use crate::helpers::{
+    STAFF, TestApp, audit_events, browser_with_jar, csrf_token, enrol_second_factor, raw_status,
+    sign_in_with_role,
+};
 
 const AMIR: &str = "999AKHAN01";
 const BOUND: Duration = Duration::from_secs(3);
@@ -24,49 +25,11 @@ const SETTINGS: &[(&str, &str)] = &[
     ("GATEHOUSE_HASH_WAIT", "1s"),
 ];
 
-/// A browser with a cookie jar the test can read.
-fn browser() -> (reqwest::Client, Arc<Jar>) {
-    let jar = Arc::new(Jar::default());
-    let c = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    (c, jar)
-}
-
-fn key_in(page: &str) -> TotpSecret {
-    let start = page
-        .find("<strong class=\"gatehouse-key\">")
-        .expect("the manual key is shown")
-        + "<strong class=\"gatehouse-key\">".len();
-    let end = start + page[start..].find('<').expect("end of key");
-    TotpSecret::from_base32(&page[start..end].replace(' ', "")).expect("a valid key")
-}
-
 /// Amir, an administrator, signed in and past the second factor.
 async fn admin(app: &TestApp) -> (reqwest::Client, Arc<Jar>) {
-    app.import(STAFF).await;
-    app.set_password("amir.khan@nhs.net", ("2", "7", "1990"), AMIR, GOOD_PASSWORD)
-        .await;
-    app.gatehouse
-        .set_role(AMIR, Role::Admin, "test")
-        .await
-        .expect("role")
-        .expect("account");
-    let (c, jar) = browser();
-    assert_eq!(app.log_in_as(&c, AMIR, GOOD_PASSWORD).await.status(), 303);
-    let secret = key_in(&app.page_as(&c, "/console/second-factor").await);
-    let code = secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned());
-    let r = app
-        .submit(
-            &c,
-            "/console/second-factor",
-            "/console/second-factor",
-            &[("code", &code)],
-        )
-        .await;
-    assert_eq!(r.status(), 200, "enrolled");
+    let (c, jar) = browser_with_jar();
+    sign_in_with_role(app, Role::Admin, &c).await;
+    enrol_second_factor(app, &c).await;
     (c, jar)
 }
 
@@ -130,11 +93,7 @@ async fn trickle(
         }
     }
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = raw_status(&text);
     (
         status,
         text,
@@ -150,7 +109,7 @@ async fn trickle(
 async fn a_form_still_being_handled_at_the_request_timeout_is_answered_503_at_the_bound() {
     let app = TestApp::spawn_with(SETTINGS).await;
     app.import(STAFF).await;
-    let (c, jar) = browser();
+    let (c, jar) = browser_with_jar();
     let token = csrf_token(&app.page_as(&c, "/login").await).expect("token");
     let body = format!("username={AMIR}&password=not+the+password+at+all&csrf_token={token}");
     let (status, answer, took) = trickle(
@@ -178,16 +137,7 @@ async fn a_form_still_being_handled_at_the_request_timeout_is_answered_503_at_th
     // The handler was dropped, not left running: once the rest of the body
     // would have arrived, no sign-in was checked or recorded.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let recorded = app
-        .gatehouse
-        .store
-        .audit_events(&AuditFilter {
-            event: Some("sign_in.failed".to_owned()),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("audit");
+    let recorded = audit_events(&app, "sign_in.failed").await;
     assert!(recorded.is_empty(), "{recorded:?}");
 }
 

@@ -758,6 +758,13 @@ pub async fn wait_healthy(base: &str) {
 /// Staff loaded, Amir (999AKHAN01) with `GOOD_PASSWORD` and `role`, signed
 /// in (no second factor yet).
 pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::Client {
+    let c = client();
+    sign_in_with_role(app, role, &c).await;
+    c
+}
+
+/// As [`signed_in`], in the browser `c`.
+pub async fn sign_in_with_role(app: &TestApp, role: gatehouse_domain::Role, c: &reqwest::Client) {
     app.import(STAFF).await;
     give_amir_a_password(app).await;
     app.gatehouse
@@ -765,14 +772,10 @@ pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::
         .await
         .expect("role")
         .expect("account");
-    let c = client();
     assert_eq!(
-        app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
+        app.log_in_as(c, "999AKHAN01", GOOD_PASSWORD).await.status(),
         303
     );
-    c
 }
 
 /// The authenticator key the enrolment page shows.
@@ -794,20 +797,27 @@ pub async fn console_with_secret(
     role: gatehouse_domain::Role,
 ) -> (reqwest::Client, TotpSecret) {
     let c = signed_in(app, role).await;
-    let page = app.page_as(&c, "/console/second-factor").await;
+    let secret = enrol_second_factor(app, &c).await;
+    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
+    (c, secret)
+}
+
+/// Enrols an authenticator for the signed-in browser `c` (with a first
+/// code), and returns its secret.
+pub async fn enrol_second_factor(app: &TestApp, c: &reqwest::Client) -> TotpSecret {
+    let page = app.page_as(c, "/console/second-factor").await;
     let secret = key_in(&page);
     let code = secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned());
     let r = app
         .submit(
-            &c,
+            c,
             "/console/second-factor",
             "/console/second-factor",
             &[("code", code.as_str())],
         )
         .await;
     assert_eq!(r.status(), 200, "enrolled");
-    assert_eq!(app.get_as(&c, "/console").await.status(), 200);
-    (c, secret)
+    secret
 }
 
 /// SQLite's write lock, held on a connection of the test's own until
@@ -1002,4 +1012,24 @@ pub async fn open_reset_form(app: &TestApp, c: &reqwest::Client, link: &str) -> 
     assert_eq!(app.open_link(c, link).await.status(), 303);
     let page = app.page_as(c, "/reset").await;
     csrf_token(&page).unwrap_or_else(|| panic!("the form is shown: {page}"))
+}
+
+/// A browser whose cookie jar the test can read (to know its session id).
+pub fn browser_with_jar() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let c = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    (c, jar)
+}
+
+/// The status code of a raw HTTP/1.1 answer (0 if there is none).
+pub fn raw_status(answer: &str) -> u16 {
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

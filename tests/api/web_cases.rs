@@ -3,7 +3,6 @@
 //! nothing internal, a bound on reading a body, and what a copy of the
 //! database holds after every flow (security cases E66–E71, H97).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_domain::{Role, Span};
@@ -21,17 +20,6 @@ const MORE_STAFF: &str = "employer,username,first_name,last_name,date_of_birth,e
 const BEA: &str = "999BJONES01";
 const CARL: &str = "999CBROWN01";
 const CARL_PASSWORD: &str = "walnut harbour teaspoon";
-
-/// A browser whose cookies the test can read (to know its session id).
-fn browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let c = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    (c, jar)
-}
 
 /// The session id the browser holds for `app`.
 fn session_id(app: &TestApp, jar: &reqwest::cookie::Jar) -> String {
@@ -1007,11 +995,7 @@ async fn slow_body(app: &TestApp, give_up: Duration) -> (u16, String, Duration) 
     }
     assert!(closed, "the connection was still open after {give_up:?}");
     let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = raw_status(&text);
     let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
     (
         status,
@@ -1054,7 +1038,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
     app.import(MORE_STAFF).await;
     let mut secrets: Vec<(String, String)> = Vec::new();
     // Recovery and reset, through the web pages.
-    let (resetter, reset_jar) = browser();
+    let (resetter, reset_jar) = browser_with_jar();
     app.request_recovery_as(&client(), "carl.brown@nhs.net", ("5", "5", "1975"), CARL)
         .await;
     let link = reset_links(&app.recovery_email(1).await).remove(0);
@@ -1089,7 +1073,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         app.log_in(CARL, wrong).await;
         secrets.push(("a wrong password".to_owned(), wrong.to_owned()));
     }
-    let (carl, carl_jar) = browser();
+    let (carl, carl_jar) = browser_with_jar();
     assert_eq!(
         app.log_in_as(&carl, CARL, CARL_PASSWORD).await.status(),
         303
@@ -1112,7 +1096,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         csrf_token(&page).expect("token"),
     ));
     // A visitor's pre-sign-in session.
-    let (visitor, visitor_jar) = browser();
+    let (visitor, visitor_jar) = browser_with_jar();
     let page = app.page_as(&visitor, "/login").await;
     secrets.push((
         "an anonymous form token".to_owned(),
