@@ -296,6 +296,26 @@ fn to(mail: &[gatehouse_testkit::smtp::ReceivedMail], email: &str) -> usize {
         .count()
 }
 
+/// POSTs `form` (token included) to `url` as `browser` in a task of its
+/// own, so that the test can act while the request is held; the task ends
+/// with the answer, or the error if none came, and how long it took.
+fn post_in_background(
+    browser: &reqwest::Client,
+    url: String,
+    form: &[(&str, &str)],
+) -> tokio::task::JoinHandle<(reqwest::Result<reqwest::Response>, Duration)> {
+    let browser = browser.clone();
+    let form: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let r = browser.post(url).form(&form).send().await;
+        (r, started.elapsed())
+    })
+}
+
 /// A PostgreSQL table lock held on a connection of the test's own, until released.
 struct TableLock(AnyConnection);
 
@@ -671,21 +691,16 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
     let token = service.form_token(&resetting, "/reset").await;
 
     let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
-    let post = {
-        let url = service.url("/reset");
-        tokio::spawn(async move {
-            resetting
-                .post(url)
-                .form(&[
-                    ("username", "999AKHAN01"),
-                    ("password", NEW_PASSWORD),
-                    ("confirm-password", NEW_PASSWORD),
-                    ("csrf_token", token.as_str()),
-                ])
-                .send()
-                .await
-        })
-    };
+    let post = post_in_background(
+        &resetting,
+        service.url("/reset"),
+        &[
+            ("username", "999AKHAN01"),
+            ("password", NEW_PASSWORD),
+            ("confirm-password", NEW_PASSWORD),
+            ("csrf_token", &token),
+        ],
+    );
     let request = blocked_at(&service, "INSERT INTO audit_events").await;
     let written = written_by(&service, request).await;
     for table in ["accounts", "reset_links", "sessions", "outbox"] {
@@ -698,7 +713,7 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
     audit.release().await;
     gone(&service, request).await;
     assert!(
-        post.await.expect("task").is_err(),
+        post.await.expect("task").0.is_err(),
         "the browser got no answer"
     );
     assert_eq!(
@@ -777,20 +792,15 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
         let browser = client();
         let token = service.form_token(&browser, "/login").await;
         let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
-        let post = {
-            let url = service.url("/login");
-            tokio::spawn(async move {
-                browser
-                    .post(url)
-                    .form(&[
-                        ("username", "999AKHAN01"),
-                        ("password", "not the password at all"),
-                        ("csrf_token", token.as_str()),
-                    ])
-                    .send()
-                    .await
-            })
-        };
+        let post = post_in_background(
+            &browser,
+            service.url("/login"),
+            &[
+                ("username", "999AKHAN01"),
+                ("password", "not the password at all"),
+                ("csrf_token", &token),
+            ],
+        );
         let request = blocked_at(&service, "INSERT INTO audit_events").await;
         assert_eq!(
             service
@@ -802,7 +812,7 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
         service.kill();
         audit.release().await;
         gone(&service, request).await;
-        assert!(post.await.expect("task").is_err(), "no answer");
+        assert!(post.await.expect("task").0.is_err(), "no answer");
         service.spawn().await;
     }
     let browser = client();
@@ -1005,18 +1015,10 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
             // One request is in the middle of its transaction (waiting on
             // a lock) when every connection is reset.
             let lock = TableLock::take(&service, "recovery_requests", "ACCESS EXCLUSIVE").await;
-            let in_flight = {
-                let browser = recovering.clone();
-                let url = service.url("/recover");
-                let form: Vec<(String, String)> = recover_form
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect();
-                tokio::spawn(async move { browser.post(url).form(&form).send().await })
-            };
+            let in_flight = post_in_background(&recovering, service.url("/recover"), &recover_form);
             blocked_at(&service, "recovery_requests").await;
             proxy.reset();
-            let r = in_flight.await.expect("task").expect("an answer");
+            let r = in_flight.await.expect("task").0.expect("an answer");
             unavailable_page(r, "a request cut off mid-way").await;
             lock.release().await;
         }
@@ -1186,44 +1188,32 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
         .await;
 
     let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
-    let recover = {
-        let url = service.url("/recover");
-        let form = [
+    let recover = post_in_background(
+        &recovering,
+        service.url("/recover"),
+        &[
             ("email", JANE.0),
             ("dob-day", (JANE.1).0),
             ("dob-month", (JANE.1).1),
             ("dob-year", (JANE.1).2),
-            ("csrf_token", recover_token.as_str()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let browser = recovering.clone();
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let r = browser.post(url).form(&form).send().await;
-            (r, started.elapsed())
-        })
-    };
+            ("csrf_token", &recover_token),
+        ],
+    );
     let recover_pid = blocked_at(&service, "INSERT INTO audit_events").await;
     let written = written_by(&service, recover_pid).await;
     assert!(
         written.iter().any(|t| t == "recovery_requests"),
         "the request is written in the open transaction: {written:?}"
     );
-    let sign_in = {
-        let url = service.url("/login");
-        let form = [
+    let sign_in = post_in_background(
+        &signing_in,
+        service.url("/login"),
+        &[
             ("username", "999AKHAN01"),
             ("password", "not the password at all"),
-            ("csrf_token", login_token.as_str()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let browser = signing_in.clone();
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let r = browser.post(url).form(&form).send().await;
-            (r, started.elapsed())
-        })
-    };
+            ("csrf_token", &login_token),
+        ],
+    );
     let sign_in_pid =
         blocked_at_besides(&service, "INSERT INTO audit_events", &[recover_pid]).await;
     assert_eq!(
