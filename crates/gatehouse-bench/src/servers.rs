@@ -74,6 +74,24 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Seconds every core of the machine has spent idle (or waiting for I/O)
+/// since boot, from /proc/stat: what is left of a run's CPU once the
+/// measured processes are counted is either idle cores or other processes.
+pub fn machine_idle_seconds() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?;
+            let fields: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some((fields.get(3)? + fields.get(4)?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// A process and its children (gunicorn's workers).
 fn family(pid: u32) -> Vec<u32> {
     let mut out = vec![pid];

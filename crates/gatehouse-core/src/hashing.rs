@@ -206,6 +206,38 @@ fn check(memory: &Memory, phc: &str, password: &[u8]) -> Option<(bool, Params)> 
     Some((matched, params))
 }
 
+thread_local! {
+    static BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as batch work (Linux `SCHED_BATCH`, nice 5),
+/// once per thread. With a hash on every core, the short request work that
+/// feeds the next hash (a database round trip, an HTTP answer) otherwise
+/// waited behind a running hash for the scheduler's whole slice (3 ms)
+/// while the other core sat idle (`perf sched timehist`, BENCHMARKS.md):
+/// a batch thread is preempted at once by the request threads it feeds,
+/// and still has the cores to itself whenever they have nothing to do.
+fn yield_to_request_work() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    BATCH.with(|done| {
+        if done.replace(true) {
+            return;
+        }
+        let nice_5 = ThreadPriorityValue::try_from(35u8).map(ThreadPriority::Crossplatform);
+        if let Ok(priority) = nice_5 {
+            // Best effort: without it, hashing is as fast, only less fair.
+            let _ = set_thread_priority_and_policy(
+                thread_native_id(),
+                priority,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+            );
+        }
+    });
+}
+
 impl PasswordHasher {
     /// A hasher running `concurrency` hashes at once, admitting twice that
     /// many requests, each waiting at most `max_wait` for admission.
@@ -296,6 +328,7 @@ impl PasswordHasher {
         let slot = self.slot().await?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            yield_to_request_work();
             check(&memory, &phc, password.as_bytes())
         })
         .await
@@ -318,6 +351,7 @@ impl PasswordHasher {
         let slot = self.slot().await?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
+            yield_to_request_work();
             hash_with(&memory, &params, password.as_bytes())
         })
         .await
@@ -349,6 +383,31 @@ impl PasswordHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_hashing_thread_gives_way_to_request_work() {
+        // /proc/thread-self/stat: field 19 is the nice value, 41 the policy
+        // (3 = SCHED_BATCH); counted after the command name's parenthesis.
+        let policy_and_nice = || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+            let fields: Vec<String> = stat
+                .rsplit_once(") ")
+                .expect("name")
+                .1
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            (fields[38].clone(), fields[16].clone())
+        };
+        std::thread::spawn(move || {
+            assert_eq!(policy_and_nice(), ("0".to_owned(), "0".to_owned()));
+            yield_to_request_work();
+            assert_eq!(policy_and_nice(), ("3".to_owned(), "5".to_owned()));
+        })
+        .join()
+        .expect("thread");
+    }
 
     fn hasher(permits: usize, wait_ms: u64) -> PasswordHasher {
         PasswordHasher::new(
