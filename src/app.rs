@@ -116,6 +116,8 @@ async fn measure_clock(store: &dyn Store, clock: &CorrectedClock) -> bool {
             let offset = CorrectedClock::offset_for(reference, before, after);
             let previous = clock.offset_ms();
             clock.set_offset_ms(offset);
+            // Said when the skew first appears and again when it moves by
+            // more than a second, not every minute while it persists.
             if offset.abs() > CLOCK_SKEW_WARNING_MS
                 && (previous.abs() <= CLOCK_SKEW_WARNING_MS || (offset - previous).abs() > 1_000)
             {

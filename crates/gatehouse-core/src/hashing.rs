@@ -217,6 +217,9 @@ thread_local! {
 /// while the other core sat idle (`perf sched timehist`, BENCHMARKS.md):
 /// a batch thread is preempted at once by the request threads it feeds,
 /// and still has the cores to itself whenever they have nothing to do.
+/// The threads are tokio's blocking pool, so other blocking work that later
+/// lands on them (writing .eml files) runs the same way: all of it is
+/// background work that no request waits on as closely.
 fn yield_to_request_work() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
