@@ -10,21 +10,21 @@
 //! Two limits, because a sign-in does more than hash: a [`HashPermit`] admits
 //! a request (twice as many as may hash at once, so that while one request
 //! writes its claimed attempt to the database another is ready to hash), and
-//! the hash itself runs only when one of the `concurrency` hashing slots is
-//! free. Holding one permit per core across the database write left a core
-//! idle during every write: 0.77 of the raw hash rate, against 0.91 with the
-//! admission doubled (BENCHMARKS.md). Memory and CPU stay bounded by the
-//! hashing slots.
+//! the hash itself runs on one of `concurrency` hashing threads, which take
+//! queued hashes in turn. Holding one permit per core across the database
+//! write left a core idle during every write: 0.77 of the raw hash rate,
+//! against 0.91 with the admission doubled (BENCHMARKS.md). Memory and CPU
+//! stay bounded by the hashing threads.
 //!
 //! The 19 MiB of each hash is not allocated per hash: a freshly allocated
 //! block costs the kernel a page fault per 4 KiB and glibc keeps freed blocks
 //! in per-thread arenas, so a server hashing on tokio's blocking threads grew
 //! to about 480 MiB and spent a quarter of its time in the kernel
-//! (BENCHMARKS.md). Each hash borrows a block buffer from [`Memory`]
-//! instead, which never holds more buffers than there are permits.
+//! (BENCHMARKS.md). Each hashing thread keeps one block buffer instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
@@ -90,25 +90,111 @@ pub enum Verification {
     NoMatch,
 }
 
-/// Reusable argon2 block buffers, at most one per permit.
-#[derive(Default)]
-struct Memory(Mutex<Vec<Box<[Block]>>>);
+/// Work for a hashing thread: it is lent the thread's block buffer, and
+/// says whether it hashed (false: its caller had gone, nothing was done).
+type Job = Box<dyn FnOnce(&mut Blocks) -> bool + Send>;
 
-impl Memory {
-    /// Runs `f` with a buffer of at least `blocks` blocks, returning it to
-    /// the pool afterwards. A stored hash with a larger memory cost than the
-    /// current one (never made by this service) gets a buffer of its own.
-    fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
-        let pooled = self.0.lock().map(|mut pool| pool.pop()).unwrap_or(None);
-        let mut buffer = match pooled {
-            Some(buffer) if buffer.len() >= blocks => buffer,
-            _ => vec![Block::default(); blocks].into_boxed_slice(),
-        };
-        let result = f(&mut buffer[..blocks]);
-        if let Ok(mut pool) = self.0.lock() {
-            pool.push(buffer);
+/// A hashing thread's argon2 block buffer, allocated at its first hash and
+/// kept: one per hashing thread, however many requests are admitted.
+#[derive(Default)]
+struct Blocks(Vec<Block>);
+
+impl Blocks {
+    /// Runs `f` with `needed` blocks. The buffer grows to the current
+    /// parameters' size; a stored hash with a larger memory cost than the
+    /// current one (never made by this service) gets a buffer of its own
+    /// for that hash only, so that one old hash cannot raise the memory
+    /// every thread keeps.
+    fn with<T>(&mut self, needed: usize, current: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        if needed > self.0.len() && needed <= current {
+            self.0 = vec![Block::default(); current];
         }
-        result
+        match self.0.get_mut(..needed) {
+            Some(blocks) => f(blocks),
+            None => f(&mut vec![Block::default(); needed]),
+        }
+    }
+}
+
+/// Hashes waiting for a hashing thread, first come first served.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    /// Buffers allocated by the hashing threads (for tests: the memory bound).
+    buffers: AtomicUsize,
+    /// Hashes skipped because their caller had gone before they started.
+    abandoned: AtomicU64,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Queue {
+    fn push(&self, job: Job) -> Result<(), HashError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| HashError::Failed("the hashing queue is poisoned".to_owned()))?;
+        if state.closed {
+            return Err(HashError::Failed("the hasher has stopped".to_owned()));
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, waiting for one; None once closed and drained.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.state.lock().ok()?;
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).ok()?;
+        }
+    }
+
+    /// Jobs waiting for a thread.
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.state.lock().map(|state| state.jobs.len()).unwrap_or(0)
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// A hashing thread: takes the next queued hash the moment its last one is
+/// done. Handing each hash to tokio's blocking pool instead cost a chain of
+/// wake-ups between two hashes (the finished hash woke a request task on a
+/// tokio worker, which woke a blocking thread), and a core stood idle
+/// through it (BENCHMARKS.md).
+fn hashing_thread(queue: Arc<Queue>) {
+    yield_to_request_work();
+    let mut blocks = Blocks::default();
+    while let Some(job) = queue.next() {
+        let before = blocks.0.len();
+        // A panic inside argon2 fails that one hash (its caller sees the
+        // answer channel close), not the thread.
+        let hashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut blocks)));
+        if let Ok(false) = hashed {
+            queue.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        if blocks.0.len() > before {
+            queue.buffers.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -137,9 +223,8 @@ fn fold(average: &AtomicU64, took: Duration) {
 /// Hashes and verifies passwords.
 pub struct PasswordHasher {
     params: Params,
-    memory: Arc<Memory>,
+    queue: Arc<Queue>,
     permits: Arc<Semaphore>,
-    slots: Arc<Semaphore>,
     concurrency: usize,
     /// Requests waiting for admission now.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
@@ -166,12 +251,13 @@ fn argon2(params: &Params) -> Argon2<'static> {
 }
 
 /// A new argon2id PHC string for `password` with a random salt.
-fn hash_with(memory: &Memory, params: &Params, password: &[u8]) -> Result<String, HashError> {
+fn hash_with(blocks: &mut Blocks, params: &Params, password: &[u8]) -> Result<String, HashError> {
     let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
     let salt = Salt::generate();
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    memory
-        .with(params.block_count(), |blocks| {
+    let needed = params.block_count();
+    blocks
+        .with(needed, needed, |blocks| {
             argon2(params).hash_password_into_with_memory(password, &salt, &mut out, blocks)
         })
         .map_err(|e| failed(&e))?;
@@ -187,7 +273,13 @@ fn hash_with(memory: &Memory, params: &Params, password: &[u8]) -> Result<String
 
 /// Whether `password` matches the PHC string `phc`, and the parameters it
 /// was made with (None when it cannot be read: nothing matches it).
-fn check(memory: &Memory, phc: &str, password: &[u8]) -> Option<(bool, Params)> {
+/// `current` is the block count of the service's own parameters.
+fn check(
+    blocks: &mut Blocks,
+    current: usize,
+    phc: &str,
+    password: &[u8],
+) -> Option<(bool, Params)> {
     let hash = PasswordHash::new(phc).ok()?;
     let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
     let version = match hash.version {
@@ -197,7 +289,7 @@ fn check(memory: &Memory, phc: &str, password: &[u8]) -> Option<(bool, Params)> 
     let params = Params::try_from(&hash).ok()?;
     let (salt, expected) = (hash.salt.as_ref()?, hash.hash.as_ref()?);
     let mut out = vec![0u8; expected.len()];
-    let hashed = memory.with(params.block_count(), |blocks| {
+    let hashed = blocks.with(params.block_count(), current, |blocks| {
         Argon2::new(algorithm, version, params.clone())
             .hash_password_into_with_memory(password, salt, &mut out, blocks)
     });
@@ -206,39 +298,46 @@ fn check(memory: &Memory, phc: &str, password: &[u8]) -> Option<(bool, Params)> 
     Some((matched, params))
 }
 
-thread_local! {
-    static BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Marks the current thread as batch work (Linux `SCHED_BATCH`, nice 5),
-/// once per thread. With a hash on every core, the short request work that
+/// Marks the current thread as batch work (Linux `SCHED_BATCH`, nice 5). With a hash on every core, the short request work that
 /// feeds the next hash (a database round trip, an HTTP answer) otherwise
 /// waited behind a running hash for the scheduler's whole slice (3 ms)
 /// while the other core sat idle (`perf sched timehist`, BENCHMARKS.md):
 /// a batch thread is preempted at once by the request threads it feeds,
 /// and still has the cores to itself whenever they have nothing to do.
-/// The threads are tokio's blocking pool, so other blocking work that later
-/// lands on them (writing .eml files) runs the same way: all of it is
-/// background work that no request waits on as closely.
 fn yield_to_request_work() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
     };
-    BATCH.with(|done| {
-        if done.replace(true) {
-            return;
-        }
-        let nice_5 = ThreadPriorityValue::try_from(35u8).map(ThreadPriority::Crossplatform);
-        if let Ok(priority) = nice_5 {
-            // Best effort: without it, hashing is as fast, only less fair.
-            let _ = set_thread_priority_and_policy(
-                thread_native_id(),
-                priority,
-                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
-            );
-        }
-    });
+    let nice_5 = ThreadPriorityValue::try_from(35u8).map(ThreadPriority::Crossplatform);
+    if let Ok(priority) = nice_5 {
+        // Best effort: without it, hashing is as fast, only less fair.
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            priority,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+        );
+    }
+}
+
+/// Queues `work` and returns a channel for its answer, for use before the
+/// runtime is needed (the dummy hash at start).
+fn run<T: Send + 'static>(
+    queue: &Queue,
+    work: impl FnOnce(&mut Blocks) -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (answer, answered) = std::sync::mpsc::sync_channel(1);
+    // A closed queue drops the job, and with it the sender: the receiver
+    // then reports the thread gone.
+    let _ = queue.push(Box::new(move |blocks| answer.send(work(blocks)).is_ok()));
+    answered
+}
+
+impl Drop for PasswordHasher {
+    fn drop(&mut self) {
+        // The hashing threads finish what is queued, then stop.
+        self.queue.close();
+    }
 }
 
 impl PasswordHasher {
@@ -261,16 +360,28 @@ impl PasswordHasher {
         let secret = gatehouse_domain::SecretToken::generate()
             .map_err(|e| HashError::Failed(e.to_string()))?
             .encode();
-        let memory = Arc::new(Memory::default());
+        let concurrency = concurrency.max(1);
+        let queue = Arc::new(Queue::default());
+        for n in 0..concurrency {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("gatehouse-hash-{n}"))
+                .spawn(move || hashing_thread(queue))
+                .map_err(|e| HashError::Failed(format!("starting a hashing thread: {e}")))?;
+        }
         let started = std::time::Instant::now();
-        let dummy = hash_with(&memory, &params, secret.as_bytes())?;
+        let dummy = run(&queue, {
+            let params = params.clone();
+            move |blocks| hash_with(blocks, &params, secret.as_bytes())
+        })
+        .recv()
+        .map_err(|_| HashError::Failed("the hashing thread stopped".to_owned()))??;
         let held_micros = Arc::new(AtomicU64::new(micros(started.elapsed())));
         Ok(Self {
             params,
-            memory,
-            permits: Arc::new(Semaphore::new(concurrency.max(1) * 2)),
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
-            concurrency: concurrency.max(1),
+            queue,
+            permits: Arc::new(Semaphore::new(concurrency * 2)),
+            concurrency,
             waiting: Arc::default(),
             held_micros,
             max_wait,
@@ -327,22 +438,19 @@ impl PasswordHasher {
         };
         let password = password.to_owned();
         let current = self.params.clone();
-        let memory = self.memory.clone();
-        let slot = self.slot().await?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            yield_to_request_work();
-            check(&memory, &phc, password.as_bytes())
-        })
-        .await
-        .map(|checked| match checked {
+        let needed = current.block_count();
+        let checked = self
+            .hash_on_a_hashing_thread(move |blocks| {
+                check(blocks, needed, &phc, password.as_bytes())
+            })
+            .await?;
+        Ok(match checked {
             Some((true, params)) if real => Verification::Match {
                 rehash: params != current,
             },
             // A wrong password, or a corrupt stored hash nothing can match.
             _ => Verification::NoMatch,
         })
-        .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// Hashes a new password into a PHC string with the current parameters.
@@ -350,26 +458,29 @@ impl PasswordHasher {
         self.hashes.fetch_add(1, Ordering::Relaxed);
         let password = password.to_owned();
         let params = self.params.clone();
-        let memory = self.memory.clone();
-        let slot = self.slot().await?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            yield_to_request_work();
-            hash_with(&memory, &params, password.as_bytes())
-        })
-        .await
-        .map_err(|e| HashError::Failed(e.to_string()))?
+        self.hash_on_a_hashing_thread(move |blocks| hash_with(blocks, &params, password.as_bytes()))
+            .await?
     }
 
-    /// A hashing slot, moved into the blocking task so that it is held for
-    /// as long as the hash runs even if the request is dropped meanwhile.
-    /// Admission bounds the wait to about one hash.
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, HashError> {
-        self.slots
-            .clone()
-            .acquire_owned()
+    /// Queues `work` for the next free hashing thread and waits for it.
+    /// Admission bounds the queue: every caller holds a [`HashPermit`].
+    async fn hash_on_a_hashing_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Blocks) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue.push(Box::new(move |blocks| {
+            // A request dropped while queued (its client went away) would
+            // never read the answer: its hash is not worth a core.
+            if answer.is_closed() {
+                return false;
+            }
+            let _ = answer.send(work(blocks));
+            true
+        }))?;
+        answered
             .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+            .map_err(|_| HashError::Failed("the hashing thread stopped".to_owned()))
     }
 
     /// How many password checks have run (for tests and metrics).
@@ -389,27 +500,49 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_hashing_thread_gives_way_to_request_work() {
-        // /proc/thread-self/stat: field 19 is the nice value, 41 the policy
-        // (3 = SCHED_BATCH); counted after the command name's parenthesis.
-        let policy_and_nice = || {
-            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    fn hashing_threads_give_way_to_request_work() {
+        // /proc/self/task/<id>/stat: field 19 is the nice value, 41 the
+        // policy (3 = SCHED_BATCH); counted after the name's parenthesis.
+        let policy_and_nice = |task: &std::path::Path| {
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
             let fields: Vec<String> = stat
-                .rsplit_once(") ")
-                .expect("name")
+                .rsplit_once(") ")?
                 .1
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect();
-            (fields[38].clone(), fields[16].clone())
+            Some((fields.get(38)?.clone(), fields.get(16)?.clone()))
         };
-        std::thread::spawn(move || {
-            assert_eq!(policy_and_nice(), ("0".to_owned(), "0".to_owned()));
-            yield_to_request_work();
-            assert_eq!(policy_and_nice(), ("3".to_owned(), "5".to_owned()));
-        })
-        .join()
-        .expect("thread");
+        let h = hasher(2, 1000);
+        let mut hashing = 0;
+        for task in std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+        {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if name.starts_with("gatehouse-hash") {
+                hashing += 1;
+                // Read once more if the thread was still setting itself up.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while policy_and_nice(&task.path()).is_some_and(|p| p.0 != "3")
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if let Some(seen) = policy_and_nice(&task.path()) {
+                    assert_eq!(seen, ("3".to_owned(), "5".to_owned()), "{name}");
+                }
+            }
+        }
+        // Other tests' hashers may run in this process too.
+        assert!(hashing >= 2, "{hashing} hashing threads");
+        let own = policy_and_nice(std::path::Path::new("/proc/thread-self")).expect("stat");
+        assert_eq!(
+            own,
+            ("0".to_owned(), "0".to_owned()),
+            "the caller is untouched"
+        );
+        drop(h);
     }
 
     fn hasher(permits: usize, wait_ms: u64) -> PasswordHasher {
@@ -515,7 +648,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn hash_memory_is_held_once_per_permit_however_many_ask() {
+    async fn hash_memory_is_held_once_per_hashing_thread_however_many_ask() {
         let h = Arc::new(hasher(2, 10_000));
         let phc = {
             let permit = h.permit().await.expect("permit");
@@ -538,11 +671,85 @@ mod tests {
                 Verification::Match { rehash: false }
             );
         }
-        let buffers = h.memory.0.lock().expect("pool").len();
+        let buffers = h.queue.buffers.load(Ordering::Relaxed);
         assert!(
             (1..=2).contains(&buffers),
             "{buffers} buffers for 2 permits"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hash_whose_request_has_gone_is_not_computed() {
+        let h = Arc::new(hasher(1, 10_000));
+        let phc = {
+            let permit = h.permit().await.expect("permit");
+            h.hash(&permit, "kettle violin marmalade")
+                .await
+                .expect("hash")
+        };
+        // Occupy the one hashing thread until told to go on.
+        let (go_on, held) = std::sync::mpsc::channel::<()>();
+        h.queue
+            .push(Box::new(move |_| held.recv().is_ok()))
+            .expect("queued");
+        let settled = |want: usize| {
+            let queue = h.queue.clone();
+            async move {
+                while queue.queued() != want {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        settled(0).await;
+        let gone = {
+            let (h, phc) = (h.clone(), phc.clone());
+            tokio::spawn(async move {
+                let permit = h.permit().await.expect("permit");
+                h.verify(&permit, "kettle violin marmalade", Some(&phc))
+                    .await
+            })
+        };
+        settled(1).await;
+        // The client went away while its hash waited: the request is dropped.
+        gone.abort();
+        assert!(gone.await.is_err_and(|e| e.is_cancelled()));
+        go_on.send(()).expect("the thread waits");
+        let permit = h.permit().await.expect("permit");
+        assert_eq!(
+            h.verify(&permit, "kettle violin marmalade", Some(&phc))
+                .await
+                .expect("verify"),
+            Verification::Match { rehash: false }
+        );
+        assert_eq!(h.queue.abandoned.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn hashing_threads_stop_with_their_hasher_and_survive_a_panic() {
+        let h = hasher(1, 1000);
+        let queue = h.queue.clone();
+        // A job that panics fails alone; the one thread takes the next one.
+        queue
+            .push(Box::new(|_| panic!("a failing hash")))
+            .expect("queued");
+        let answered = run(&queue, |_| 42);
+        assert_eq!(
+            answered
+                .recv_timeout(Duration::from_secs(30))
+                .expect("answered"),
+            42
+        );
+        drop(h);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Each thread holds the queue until it stops.
+        while Arc::strong_count(&queue) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "threads still running"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(queue.push(Box::new(|_| true)).is_err(), "closed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
