@@ -48,7 +48,29 @@ fn any(_: u16) -> bool {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or_default()
+    let n = v.len();
+    match n {
+        0 => 0.0,
+        // An even count: the mean of the two middle values, not the upper one.
+        _ if n % 2 == 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        _ => v[n / 2],
+    }
+}
+
+/// The mean and its standard error (the spread of the rounds over the
+/// square root of their number): how far the mean may be from the
+/// machine's true figure, given how much rounds differ.
+fn mean_and_error(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let variance = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (variance / n).sqrt())
 }
 
 fn row(cells: &[String]) {
@@ -249,7 +271,9 @@ pub async fn run(options: Options) -> Result<()> {
             format!("{sustainable:.1}"),
             format!("{raw:.1}"),
             format!(
-                "{ratio:.3} (rounds: {})",
+                "{ratio:.3} (mean {:.3} ± {:.3}; rounds: {})",
+                mean_and_error(&ratios).0,
+                mean_and_error(&ratios).1,
                 ratios
                     .iter()
                     .map(|r| format!("{r:.3}"))
