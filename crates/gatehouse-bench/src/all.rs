@@ -52,7 +52,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     match n {
         0 => 0.0,
         // An even count: the mean of the two middle values, not the upper one.
-        _ if n % 2 == 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        _ if n.is_multiple_of(2) => (v[n / 2 - 1] + v[n / 2]) / 2.0,
         _ => v[n / 2],
     }
 }
