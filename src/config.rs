@@ -114,7 +114,7 @@ const SETTINGS: &[Setting] = &[
     Setting {
         key: "hash_concurrency",
         default: "0",
-        meaning: "password hashes at once (0: one per CPU core)",
+        meaning: "password-hashing threads, so hashes at once (0: one per CPU core)",
     },
     Setting {
         key: "trust_x_forwarded_for",

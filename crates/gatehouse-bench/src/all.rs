@@ -261,6 +261,7 @@ pub async fn run(options: Options) -> Result<()> {
             String::new(),
         ]);
     };
+    let (mean, error) = mean_and_error(&ratios);
     let ratio_row = || {
         row(&[
             format!(
@@ -271,9 +272,7 @@ pub async fn run(options: Options) -> Result<()> {
             format!("{sustainable:.1}"),
             format!("{raw:.1}"),
             format!(
-                "{ratio:.3} (mean {:.3} ± {:.3}; rounds: {})",
-                mean_and_error(&ratios).0,
-                mean_and_error(&ratios).1,
+                "{ratio:.3} (mean {mean:.3} ± {error:.3}; rounds: {})",
                 ratios
                     .iter()
                     .map(|r| format!("{r:.3}"))

@@ -298,8 +298,8 @@ fn check(
     Some((matched, params))
 }
 
-/// Marks the current thread as batch work (Linux `SCHED_BATCH`, nice 5). With a hash on every core, the short request work that
-/// feeds the next hash (a database round trip, an HTTP answer) otherwise
+/// Marks the current thread as batch work (Linux `SCHED_BATCH`, nice 5).
+/// With a hash on every core, the short request work that feeds the next hash (a database round trip, an HTTP answer) otherwise
 /// waited behind a running hash for the scheduler's whole slice (3 ms)
 /// while the other core sat idle (`perf sched timehist`, BENCHMARKS.md):
 /// a batch thread is preempted at once by the request threads it feeds,
@@ -318,19 +318,6 @@ fn yield_to_request_work() {
             ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
         );
     }
-}
-
-/// Queues `work` and returns a channel for its answer, for use before the
-/// runtime is needed (the dummy hash at start).
-fn run<T: Send + 'static>(
-    queue: &Queue,
-    work: impl FnOnce(&mut Blocks) -> T + Send + 'static,
-) -> std::sync::mpsc::Receiver<T> {
-    let (answer, answered) = std::sync::mpsc::sync_channel(1);
-    // A closed queue drops the job, and with it the sender: the receiver
-    // then reports the thread gone.
-    let _ = queue.push(Box::new(move |blocks| answer.send(work(blocks)).is_ok()));
-    answered
 }
 
 impl Drop for PasswordHasher {
@@ -360,23 +347,24 @@ impl PasswordHasher {
         let secret = gatehouse_domain::SecretToken::generate()
             .map_err(|e| HashError::Failed(e.to_string()))?
             .encode();
+        // On the caller's thread, with a buffer freed afterwards: an idle
+        // server keeps no hash memory.
+        let started = std::time::Instant::now();
+        let dummy = hash_with(&mut Blocks::default(), &params, secret.as_bytes())?;
+        let held_micros = Arc::new(AtomicU64::new(micros(started.elapsed())));
         let concurrency = concurrency.max(1);
         let queue = Arc::new(Queue::default());
         for n in 0..concurrency {
-            let queue = queue.clone();
-            std::thread::Builder::new()
+            let thread = queue.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("gatehouse-hash-{n}"))
-                .spawn(move || hashing_thread(queue))
-                .map_err(|e| HashError::Failed(format!("starting a hashing thread: {e}")))?;
+                .spawn(move || hashing_thread(thread));
+            if let Err(e) = spawned {
+                // The threads already started stop.
+                queue.close();
+                return Err(HashError::Failed(format!("starting a hashing thread: {e}")));
+            }
         }
-        let started = std::time::Instant::now();
-        let dummy = run(&queue, {
-            let params = params.clone();
-            move |blocks| hash_with(blocks, &params, secret.as_bytes())
-        })
-        .recv()
-        .map_err(|_| HashError::Failed("the hashing thread stopped".to_owned()))??;
-        let held_micros = Arc::new(AtomicU64::new(micros(started.elapsed())));
         Ok(Self {
             params,
             queue,
@@ -647,15 +635,18 @@ mod tests {
         );
     }
 
+    /// A stored hash of the tests' password, made by `h`.
+    async fn stored(h: &PasswordHasher) -> String {
+        let permit = h.permit().await.expect("permit");
+        h.hash(&permit, "kettle violin marmalade")
+            .await
+            .expect("hash")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn hash_memory_is_held_once_per_hashing_thread_however_many_ask() {
         let h = Arc::new(hasher(2, 10_000));
-        let phc = {
-            let permit = h.permit().await.expect("permit");
-            h.hash(&permit, "kettle violin marmalade")
-                .await
-                .expect("hash")
-        };
+        let phc = stored(&h).await;
         let mut checks = tokio::task::JoinSet::new();
         for _ in 0..12 {
             let (h, phc) = (h.clone(), phc.clone());
@@ -674,19 +665,14 @@ mod tests {
         let buffers = h.queue.buffers.load(Ordering::Relaxed);
         assert!(
             (1..=2).contains(&buffers),
-            "{buffers} buffers for 2 permits"
+            "{buffers} buffers for 2 hashing threads"
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hash_whose_request_has_gone_is_not_computed() {
         let h = Arc::new(hasher(1, 10_000));
-        let phc = {
-            let permit = h.permit().await.expect("permit");
-            h.hash(&permit, "kettle violin marmalade")
-                .await
-                .expect("hash")
-        };
+        let phc = stored(&h).await;
         // Occupy the one hashing thread until told to go on.
         let (go_on, held) = std::sync::mpsc::channel::<()>();
         h.queue
@@ -724,20 +710,27 @@ mod tests {
         assert_eq!(h.queue.abandoned.load(Ordering::Relaxed), 1);
     }
 
-    #[test]
-    fn hashing_threads_stop_with_their_hasher_and_survive_a_panic() {
+    #[tokio::test]
+    async fn hashing_threads_stop_with_their_hasher_and_survive_a_panic() {
         let h = hasher(1, 1000);
         let queue = h.queue.clone();
-        // A job that panics fails alone; the one thread takes the next one.
-        queue
-            .push(Box::new(|_| panic!("a failing hash")))
-            .expect("queued");
-        let answered = run(&queue, |_| 42);
+        // A hash that panics fails alone; the one thread takes the next one.
+        let failed = h
+            .hash_on_a_hashing_thread(|_| -> u8 { panic!("a failing hash") })
+            .await;
+        assert!(matches!(failed, Err(HashError::Failed(_))));
+        // Bounded: with the thread gone, the next hash would wait for ever.
+        let next = tokio::time::timeout(Duration::from_secs(30), async {
+            let phc = stored(&h).await;
+            let permit = h.permit().await.expect("permit");
+            h.verify(&permit, "kettle violin marmalade", Some(&phc))
+                .await
+        });
         assert_eq!(
-            answered
-                .recv_timeout(Duration::from_secs(30))
-                .expect("answered"),
-            42
+            next.await
+                .expect("the thread took the next hash")
+                .expect("verify"),
+            Verification::Match { rehash: false }
         );
         drop(h);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -747,7 +740,7 @@ mod tests {
                 std::time::Instant::now() < deadline,
                 "threads still running"
             );
-            std::thread::sleep(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(queue.push(Box::new(|_| true)).is_err(), "closed");
     }
