@@ -502,28 +502,37 @@ mod tests {
             Some((fields.get(38)?.clone(), fields.get(16)?.clone()))
         };
         let h = hasher(2, 1000);
-        let mut hashing = 0;
-        for task in std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .flatten()
-        {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if name.starts_with("gatehouse-hash") {
-                hashing += 1;
-                // Read once more if the thread was still setting itself up.
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while policy_and_nice(&task.path()).is_some_and(|p| p.0 != "3")
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                if let Some(seen) = policy_and_nice(&task.path()) {
-                    assert_eq!(seen, ("3".to_owned(), "5".to_owned()), "{name}");
-                }
-            }
+        // A new thread names itself once it runs: look until both have.
+        let hashing_threads = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("tasks")
+                .flatten()
+                .map(|task| task.path())
+                .filter(|task| {
+                    std::fs::read_to_string(task.join("comm"))
+                        .is_ok_and(|name| name.starts_with("gatehouse-hash"))
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut tasks = hashing_threads();
+        while tasks.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            tasks = hashing_threads();
         }
         // Other tests' hashers may run in this process too.
-        assert!(hashing >= 2, "{hashing} hashing threads");
+        assert!(tasks.len() >= 2, "{} hashing threads", tasks.len());
+        for task in tasks {
+            // Read again while the thread is still setting itself up.
+            while policy_and_nice(&task).is_some_and(|p| p.0 != "3")
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Some(seen) = policy_and_nice(&task) {
+                assert_eq!(seen, ("3".to_owned(), "5".to_owned()), "{task:?}");
+            }
+        }
         let own = policy_and_nice(std::path::Path::new("/proc/thread-self")).expect("stat");
         assert_eq!(
             own,
