@@ -8,6 +8,7 @@ mod crash_cases;
 mod deadline;
 mod faults;
 mod flows;
+mod fuzz_corpus;
 mod helpers;
 mod link_cases;
 mod links;
