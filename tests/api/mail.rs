@@ -208,3 +208,49 @@ impl TestApp {
         self.clock.now()
     }
 }
+
+/// A mail server that stalls its answer to one email holds up only that
+/// email: the worker fills each connection again as soon as its send ends,
+/// so the emails queued behind the stalled one (more than a whole batch of
+/// connections) still go out well inside the mail timeout (20 s), which
+/// is what used to end the stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_stalled_send_does_not_hold_up_the_emails_behind_it() {
+    use gatehouse_domain::Clock as _;
+
+    let app = TestApp::spawn().await;
+    app.smtp.hold_mail_to(Some("slow@nhs.net"));
+    let now = app.clock.now();
+    let mut tx = app.gatehouse.store.begin().await.expect("begin");
+    for i in 0..2 * gatehouse_mail::CONNECTIONS {
+        let recipient = match i {
+            0 => "slow@nhs.net".to_owned(),
+            _ => format!("pat.{i}@nhs.net"),
+        };
+        let email = gatehouse_store::NewEmail {
+            kind: "recovery",
+            recipient,
+            subject: "Your username".to_owned(),
+            text_body: format!("Your username is U{i:05}.\r\n"),
+            html_body: format!("<p>Your username is U{i:05}.</p>"),
+            account_id: None,
+            recovery_request_id: None,
+            send_by: None,
+        };
+        tx.enqueue_email(&email, now).await.expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    app.gatehouse.outbox_wake.notify_one();
+
+    let behind = 2 * gatehouse_mail::CONNECTIONS - 1;
+    let delivered = app.smtp.wait_for(behind, Duration::from_secs(10)).await;
+    assert_eq!(
+        delivered.len(),
+        behind,
+        "every email but the stalled one is delivered while it stalls"
+    );
+    assert_eq!(app.smtp.held(), 1);
+    app.smtp.hold_mail_to(None);
+    let delivered = app.smtp.wait_for(behind + 1, Duration::from_secs(10)).await;
+    assert!(delivered.iter().any(|m| m.to == ["slow@nhs.net"]));
+}

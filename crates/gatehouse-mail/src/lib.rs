@@ -377,6 +377,16 @@ pub struct OutboxWorker {
     concurrency: usize,
 }
 
+/// Keeps the first failure of a delivery run.
+fn note(
+    failure: &mut Option<gatehouse_store::StoreError>,
+    done: Result<(), gatehouse_store::StoreError>,
+) {
+    if let Err(e) = done {
+        failure.get_or_insert(e);
+    }
+}
+
 impl OutboxWorker {
     /// A worker delivering `store`'s outbox through `mailer`.
     pub fn new(
@@ -411,34 +421,68 @@ impl OutboxWorker {
     }
 
     /// Delivers everything due now; returns how many emails were tried.
+    ///
+    /// Up to `concurrency` sends are in flight at once, and a slot that
+    /// frees is filled again without waiting for the others: claiming in
+    /// batches and waiting for each batch to finish held every slot for the
+    /// batch's slowest send (one mail server that stalls an answer for its
+    /// full timeout held up every email after it). An email is claimed only
+    /// when a slot is free for it, so its lease starts as its send does.
     pub async fn run_once(&self) -> Result<usize, gatehouse_store::StoreError> {
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
         let mut tried = 0;
+        let mut drained = false;
+        let mut failure = None;
         loop {
-            let now = self.clock.now();
-            let batch = self
-                .store
-                .claim_outbox(now, now.plus(self.lease), 32)
-                .await?;
-            if batch.is_empty() {
-                return Ok(tried);
+            // Refill once half the slots are free, so claims stay batched.
+            // Stop claiming after a failure, but let the sends under way
+            // finish and be recorded: an email the mail server took is
+            // recorded as sent.
+            if !drained && failure.is_none() && in_flight.len() <= self.concurrency / 2 {
+                let now = self.clock.now();
+                let free = u32::try_from(self.concurrency - in_flight.len()).unwrap_or(u32::MAX);
+                let claim = self.store.claim_outbox(now, now.plus(self.lease), free);
+                tokio::pin!(claim);
+                // The sends under way go on while the claim waits for the
+                // database: one of them may hold the connection it needs.
+                let claimed = loop {
+                    tokio::select! {
+                        claimed = &mut claim => break claimed,
+                        Some(done) = in_flight.next() => note(&mut failure, done),
+                    }
+                };
+                match claimed {
+                    Ok(batch) if batch.is_empty() => drained = true,
+                    Ok(batch) => {
+                        tried += batch.len();
+                        in_flight.extend(batch.into_iter().map(|e| self.deliver_and_record(e)));
+                    }
+                    Err(e) => note(&mut failure, Err(e)),
+                }
+                continue;
             }
-            tried += batch.len();
-            // Each result is recorded as soon as its try ends: the shorter the
-            // time between the mail server's "accepted" and the record of it,
-            // the smaller the chance that a crash makes another node send the
-            // email again.
-            let recorded: Vec<_> = futures_util::stream::iter(batch)
-                .map(|email| async move {
-                    let result = self.deliver(&email).await;
-                    self.store
-                        .record_delivery(&email, &result, self.clock.now())
-                        .await
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            recorded.into_iter().collect::<Result<Vec<()>, _>>()?;
+            match in_flight.next().await {
+                Some(done) => note(&mut failure, done),
+                None => break,
+            }
         }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(tried),
+        }
+    }
+
+    /// One try, recorded as soon as it ends: the shorter the time between
+    /// the mail server's "accepted" and the record of it, the smaller the
+    /// chance that a crash makes another node send the email again.
+    async fn deliver_and_record(
+        &self,
+        email: OutboxEmail,
+    ) -> Result<(), gatehouse_store::StoreError> {
+        let result = self.deliver(&email).await;
+        self.store
+            .record_delivery(&email, &result, self.clock.now())
+            .await
     }
 
     async fn deliver(&self, email: &OutboxEmail) -> DeliveryResult {

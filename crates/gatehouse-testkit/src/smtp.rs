@@ -108,6 +108,21 @@ struct Shared {
     mode_changed: Notify,
     held: AtomicU64,
     connections: AtomicU64,
+    /// A recipient whose messages are held as in [`SinkMode::Hold`].
+    hold_for: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Whether a message to `to` waits for its answer now.
+    fn holds(&self, to: &[String]) -> bool {
+        self.mode.load(Ordering::SeqCst) == SinkMode::Hold as u8
+            || self
+                .hold_for
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|r| to.contains(r))
+    }
 }
 
 /// The in-process SMTP server.
@@ -129,6 +144,7 @@ impl SmtpSink {
             mode_changed: Notify::new(),
             held: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            hold_for: Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self {
@@ -187,7 +203,19 @@ impl SmtpSink {
         self.shared.mode_changed.notify_waiters();
     }
 
-    /// How many messages have been held (in [`SinkMode::Hold`]) so far.
+    /// Holds the answer to every message to `recipient` (as
+    /// [`SinkMode::Hold`] does to all), whatever the mode, until called
+    /// again with `None`.
+    pub fn hold_mail_to(&self, recipient: Option<&str>) {
+        *self
+            .shared
+            .hold_for
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = recipient.map(str::to_owned);
+        self.shared.mode_changed.notify_waiters();
+    }
+
+    /// How many messages have been held so far.
     pub fn held(&self) -> u64 {
         self.shared.held.load(Ordering::SeqCst)
     }
@@ -295,13 +323,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 let unstuffed = line.strip_prefix('.').unwrap_or(&line);
                 data.push_str(unstuffed);
             }
-            if shared.mode.load(Ordering::SeqCst) == SinkMode::Hold as u8 {
+            if shared.holds(&to) {
                 shared.held.fetch_add(1, Ordering::SeqCst);
                 shared.arrived.notify_waiters();
                 let mut scratch = [0u8; 512];
                 loop {
                     let changed = shared.mode_changed.notified();
-                    if shared.mode.load(Ordering::SeqCst) != SinkMode::Hold as u8 {
+                    if !shared.holds(&to) {
                         break;
                     }
                     // The client's state first: one that has gone is
