@@ -66,6 +66,20 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Only the outbox drain, in rounds: `gatehouse worker` against the same
+    /// mailer without the database. Give several binaries to alternate them
+    /// round by round (an A/B comparison on a noisy machine).
+    Outbox {
+        /// The release binaries to run, each in every round.
+        #[arg(long, default_value = "target/release/gatehouse", num_args = 1..)]
+        binary: Vec<std::path::PathBuf>,
+        /// Emails in each drain.
+        #[arg(long, default_value_t = 10_000)]
+        emails: usize,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
     /// large the database grows; a table scan makes it grow with the rows.
@@ -114,12 +128,42 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Command::Outbox {
+            binary,
+            emails,
+            rounds,
+        } => outbox_rounds(&binary, emails, rounds).await,
         Command::Lookups {
             database_url,
             baseline_url,
             samples,
         } => lookups(&database_url, &baseline_url, samples).await,
     }
+}
+
+/// Drains `emails` through each binary in turn, `rounds` times, printing
+/// each drain's rate beside the bare mailer's in the same round.
+async fn outbox_rounds(
+    binaries: &[std::path::PathBuf],
+    emails: usize,
+    rounds: usize,
+) -> Result<()> {
+    println!("| round | binary | worker /s | mailer alone /s | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    for round in 1..=rounds {
+        for binary in binaries {
+            let dir = tempfile::tempdir()?;
+            let drained = outbox::drain(binary, dir.path(), emails).await?;
+            println!(
+                "| {round} | {} | {:.0} | {:.0} | {:.2} |",
+                binary.display(),
+                drained.worker_rate,
+                drained.baseline_rate,
+                drained.worker_rate / drained.baseline_rate.max(1e-9)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Latencies of one kind of lookup.

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use gatehouse_domain::mail::{AfterFailure, after_failure, still_sendable};
 use gatehouse_domain::{Clock, Span};
-use gatehouse_store::{DeliveryResult, OutboxEmail, Store};
+use gatehouse_store::{Delivery, DeliveryResult, OutboxEmail, Result as StoreResult, Store};
 use lettre::message::{MultiPart, header};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -377,6 +378,15 @@ pub struct OutboxWorker {
     concurrency: usize,
 }
 
+/// The result of `future` when there is one; otherwise never (a branch of
+/// `select!` with nothing under way).
+async fn until_done<T>(future: Option<&mut BoxFuture<'_, T>>) -> T {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Keeps the first failure of a delivery run.
 fn note(
     failure: &mut Option<gatehouse_store::StoreError>,
@@ -422,67 +432,80 @@ impl OutboxWorker {
 
     /// Delivers everything due now; returns how many emails were tried.
     ///
-    /// Up to `concurrency` sends are in flight at once, and a slot that
-    /// frees is filled again without waiting for the others: claiming in
-    /// batches and waiting for each batch to finish held every slot for the
-    /// batch's slowest send (one mail server that stalls an answer for its
-    /// full timeout held up every email after it). An email is claimed only
-    /// when a slot is free for it, so its lease starts as its send does.
+    /// Up to `concurrency` sends are in flight at once, and a connection
+    /// that frees is given the next email without waiting for the others:
+    /// claiming in batches and waiting for each batch to finish held every
+    /// connection for the batch's slowest send (one mail server that stalls
+    /// an answer for its full timeout held up every email after it). An
+    /// email is claimed only when a connection is free for it, so its lease
+    /// starts as its send does.
+    ///
+    /// The database work batches itself: one claim at a time takes every
+    /// connection that freed while the last claim ran, and one write at a
+    /// time records every try that ended while the last write ran. Under
+    /// load a write serves many emails; at rest each email gets its own at
+    /// once. A try is recorded as soon as the writer is free, which keeps
+    /// short the time between the mail server's "accepted" and its record
+    /// (the window in which a crash makes another node send it again).
     pub async fn run_once(&self) -> Result<usize, gatehouse_store::StoreError> {
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut sending = futures_util::stream::FuturesUnordered::new();
+        let mut ended: Vec<Delivery> = Vec::new();
+        let mut claim: Option<BoxFuture<'_, StoreResult<Vec<OutboxEmail>>>> = None;
+        let mut record: Option<BoxFuture<'_, StoreResult<()>>> = None;
         let mut tried = 0;
         let mut drained = false;
         let mut failure = None;
         loop {
-            // Refill once half the slots are free, so claims stay batched.
-            // Stop claiming after a failure, but let the sends under way
-            // finish and be recorded: an email the mail server took is
+            // After a failure nothing more is claimed, but the sends under
+            // way finish and are recorded: an email the mail server took is
             // recorded as sent.
-            if !drained && failure.is_none() && in_flight.len() <= self.concurrency / 2 {
+            if claim.is_none()
+                && !drained
+                && failure.is_none()
+                && sending.len() < self.concurrency
+                && ended.len() < self.concurrency
+            {
                 let now = self.clock.now();
-                let free = u32::try_from(self.concurrency - in_flight.len()).unwrap_or(u32::MAX);
-                let claim = self.store.claim_outbox(now, now.plus(self.lease), free);
-                tokio::pin!(claim);
-                // The sends under way go on while the claim waits for the
-                // database: one of them may hold the connection it needs.
-                let claimed = loop {
-                    tokio::select! {
-                        claimed = &mut claim => break claimed,
-                        Some(done) = in_flight.next() => note(&mut failure, done),
-                    }
-                };
-                match claimed {
-                    Ok(batch) if batch.is_empty() => drained = true,
-                    Ok(batch) => {
-                        tried += batch.len();
-                        in_flight.extend(batch.into_iter().map(|e| self.deliver_and_record(e)));
-                    }
-                    Err(e) => note(&mut failure, Err(e)),
-                }
-                continue;
+                let free = u32::try_from(self.concurrency - sending.len()).unwrap_or(u32::MAX);
+                claim = Some(self.store.claim_outbox(now, now.plus(self.lease), free));
             }
-            match in_flight.next().await {
-                Some(done) => note(&mut failure, done),
-                None => break,
+            if record.is_none() && !ended.is_empty() {
+                let deliveries = std::mem::take(&mut ended);
+                record = Some(Box::pin(async move {
+                    self.store
+                        .record_deliveries(&deliveries, self.clock.now())
+                        .await
+                }));
+            }
+            if claim.is_none() && record.is_none() && sending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                claimed = until_done(claim.as_mut()) => {
+                    claim = None;
+                    match claimed {
+                        Ok(batch) if batch.is_empty() => drained = true,
+                        Ok(batch) => {
+                            tried += batch.len();
+                            sending.extend(batch.into_iter().map(|email| async move {
+                                let result = self.deliver(&email).await;
+                                Delivery { email, result }
+                            }));
+                        }
+                        Err(e) => note(&mut failure, Err(e)),
+                    }
+                }
+                recorded = until_done(record.as_mut()) => {
+                    record = None;
+                    note(&mut failure, recorded);
+                }
+                Some(delivery) = sending.next() => ended.push(delivery),
             }
         }
         match failure {
             Some(e) => Err(e),
             None => Ok(tried),
         }
-    }
-
-    /// One try, recorded as soon as it ends: the shorter the time between
-    /// the mail server's "accepted" and the record of it, the smaller the
-    /// chance that a crash makes another node send the email again.
-    async fn deliver_and_record(
-        &self,
-        email: OutboxEmail,
-    ) -> Result<(), gatehouse_store::StoreError> {
-        let result = self.deliver(&email).await;
-        self.store
-            .record_delivery(&email, &result, self.clock.now())
-            .await
     }
 
     async fn deliver(&self, email: &OutboxEmail) -> DeliveryResult {

@@ -280,6 +280,15 @@ pub struct OutboxSummary {
     pub recovery_request_id: Option<i64>,
 }
 
+/// One outbox email's try and how it ended.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The email, as claimed.
+    pub email: OutboxEmail,
+    /// How its try ended.
+    pub result: DeliveryResult,
+}
+
 /// How an outbox email's try ended.
 #[derive(Debug, Clone)]
 pub enum DeliveryResult {
@@ -583,13 +592,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<OutboxEmail>>;
 
-    /// Records how an email's try ended (scrubbing its body if finished), with its audit event.
-    async fn record_delivery(
-        &self,
-        email: &OutboxEmail,
-        result: &DeliveryResult,
-        now: Timestamp,
-    ) -> Result<()>;
+    /// Records how emails' tries ended (scrubbing each body that is
+    /// finished), each with its audit event, in one transaction: the outbox
+    /// worker records together the sends that ended while its last record
+    /// was being written, so one write serves many emails under load and
+    /// none waits longer than the write before it.
+    async fn record_deliveries(&self, deliveries: &[Delivery], now: Timestamp) -> Result<()>;
 
     /// Records a security event.
     async fn audit(&self, record: &AuditRecord) -> Result<()>;

@@ -26,8 +26,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
 use crate::{
     AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
-    DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary, QueueDepths,
-    RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SecondFactorRow,
+    Delivery, DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary,
+    QueueDepths, RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SecondFactorRow,
     SessionRecord, Store, StoreError, Tx,
 };
 
@@ -587,6 +587,80 @@ async fn link_where(
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(link_from).transpose()
+}
+
+/// Records one email's try, with its audit event, inside the caller's transaction.
+async fn record_delivery(
+    conn: &mut AnyConnection,
+    Delivery { email, result }: &Delivery,
+    now: Timestamp,
+) -> Result<()> {
+    let (event, detail) = match result {
+        DeliveryResult::Sent(reply) => {
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', smtp_reply = $2, finished_at = $3, \
+                 text_body = NULL, html_body = NULL, lease_until = NULL, last_error = NULL \
+                 WHERE id = $1",
+            )
+            .bind(email.id)
+            .bind(reply)
+            .bind(now.unix())
+            .execute(&mut *conn)
+            .await?;
+            ("email.sent", reply.clone())
+        }
+        DeliveryResult::Retry { error, at } => {
+            sqlx::query(
+                "UPDATE outbox SET last_error = $2, next_attempt_at = $3, lease_until = NULL \
+                 WHERE id = $1",
+            )
+            .bind(email.id)
+            .bind(error)
+            .bind(at.unix())
+            .execute(&mut *conn)
+            .await?;
+            (
+                "email.retrying",
+                format!("{error}; next try at {}", at.rfc3339()),
+            )
+        }
+        DeliveryResult::Expired(error) | DeliveryResult::Failed(error) => {
+            let (status, event) = if matches!(result, DeliveryResult::Expired(_)) {
+                ("expired", "email.expired")
+            } else {
+                ("failed", "email.failed")
+            };
+            sqlx::query(
+                "UPDATE outbox SET status = $2, last_error = $3, finished_at = $4, \
+                 text_body = NULL, html_body = NULL, lease_until = NULL WHERE id = $1",
+            )
+            .bind(email.id)
+            .bind(status)
+            .bind(error)
+            .bind(now.unix())
+            .execute(&mut *conn)
+            .await?;
+            (event, error.clone())
+        }
+    };
+    insert_audit(
+        conn,
+        &AuditRecord {
+            at: Some(now),
+            event: event.to_owned(),
+            actor: Some("system".to_owned()),
+            account_id: email.account_id,
+            username: None,
+            client_ip: None,
+            detail: Some(format!(
+                "email {} ({}) to {}: {detail}",
+                email.id,
+                email.kind,
+                gatehouse_domain::EmailAddress::from_trusted(email.recipient.clone()).masked()
+            )),
+        },
+    )
+    .await
 }
 
 async fn insert_audit(conn: &mut AnyConnection, r: &AuditRecord) -> Result<()> {
@@ -1180,79 +1254,14 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn record_delivery(
-        &self,
-        email: &OutboxEmail,
-        result: &DeliveryResult,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn record_deliveries(&self, deliveries: &[Delivery], now: Timestamp) -> Result<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
-        let (event, detail) = match result {
-            DeliveryResult::Sent(reply) => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'sent', smtp_reply = $2, finished_at = $3, \
-                     text_body = NULL, html_body = NULL, lease_until = NULL, last_error = NULL \
-                     WHERE id = $1",
-                )
-                .bind(email.id)
-                .bind(reply)
-                .bind(now.unix())
-                .execute(&mut *tx)
-                .await?;
-                ("email.sent", reply.clone())
-            }
-            DeliveryResult::Retry { error, at } => {
-                sqlx::query(
-                    "UPDATE outbox SET last_error = $2, next_attempt_at = $3, lease_until = NULL \
-                     WHERE id = $1",
-                )
-                .bind(email.id)
-                .bind(error)
-                .bind(at.unix())
-                .execute(&mut *tx)
-                .await?;
-                (
-                    "email.retrying",
-                    format!("{error}; next try at {}", at.rfc3339()),
-                )
-            }
-            DeliveryResult::Expired(error) | DeliveryResult::Failed(error) => {
-                let (status, event) = if matches!(result, DeliveryResult::Expired(_)) {
-                    ("expired", "email.expired")
-                } else {
-                    ("failed", "email.failed")
-                };
-                sqlx::query(
-                    "UPDATE outbox SET status = $2, last_error = $3, finished_at = $4, \
-                     text_body = NULL, html_body = NULL, lease_until = NULL WHERE id = $1",
-                )
-                .bind(email.id)
-                .bind(status)
-                .bind(error)
-                .bind(now.unix())
-                .execute(&mut *tx)
-                .await?;
-                (event, error.clone())
-            }
-        };
-        insert_audit(
-            &mut tx,
-            &AuditRecord {
-                at: Some(now),
-                event: event.to_owned(),
-                actor: Some("system".to_owned()),
-                account_id: email.account_id,
-                username: None,
-                client_ip: None,
-                detail: Some(format!(
-                    "email {} ({}) to {}: {detail}",
-                    email.id,
-                    email.kind,
-                    gatehouse_domain::EmailAddress::from_trusted(email.recipient.clone()).masked()
-                )),
-            },
-        )
-        .await?;
+        for delivery in deliveries {
+            record_delivery(&mut tx, delivery, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -12,8 +12,8 @@ use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
 use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
 use gatehouse_store::{
-    AuditFilter, AuditRecord, DeliveryResult, NewEmail, PoolSettings, SessionRecord, SqlStore,
-    Store,
+    AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, PoolSettings, SessionRecord,
+    SqlStore, Store,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
@@ -696,26 +696,31 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
             .is_empty(),
         "leased"
     );
-    store
-        .record_delivery(
-            &claimed[0],
-            &DeliveryResult::Sent("250 OK queued".to_owned()),
-            T0,
-        )
-        .await
-        .expect("record");
+    // Two tries that ended together are recorded in one write, each as its own.
     let retry_at = T0.plus(Span::from_seconds(10));
     store
-        .record_delivery(
-            &claimed[1],
-            &DeliveryResult::Retry {
-                error: "421 busy".to_owned(),
-                at: retry_at,
-            },
+        .record_deliveries(
+            &[
+                Delivery {
+                    email: claimed[0].clone(),
+                    result: DeliveryResult::Sent("250 OK queued".to_owned()),
+                },
+                Delivery {
+                    email: claimed[1].clone(),
+                    result: DeliveryResult::Retry {
+                        error: "421 busy".to_owned(),
+                        at: retry_at,
+                    },
+                },
+            ],
             T0,
         )
         .await
         .expect("record");
+    store
+        .record_deliveries(&[], T0)
+        .await
+        .expect("nothing to record");
     assert!(
         store
             .claim_outbox(T0, lease, 10)
@@ -731,9 +736,11 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id, again[0].attempts), (second, 2));
     store
-        .record_delivery(
-            &again[0],
-            &DeliveryResult::Expired("links expired".to_owned()),
+        .record_deliveries(
+            &[Delivery {
+                email: again[0].clone(),
+                result: DeliveryResult::Expired("links expired".to_owned()),
+            }],
             retry_at,
         )
         .await
