@@ -254,3 +254,115 @@ async fn one_stalled_send_does_not_hold_up_the_emails_behind_it() {
     let delivered = app.smtp.wait_for(behind + 1, Duration::from_secs(10)).await;
     assert!(delivered.iter().any(|m| m.to == ["slow@nhs.net"]));
 }
+
+/// Runs one statement on the service's database, as an operator would.
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}
+
+/// The database failing while a delivery run records its sends: the run
+/// reports the failure instead of carrying on as if the sends were
+/// recorded, and an email the mail server took but the database never
+/// heard about is not lost. It stays leased (so no second worker sends it
+/// at once) and is sent again, and recorded, once its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent_again() {
+    use gatehouse_domain::Clock as _;
+
+    let app = TestApp::spawn_full(&[], false).await;
+    let url = app.database_url();
+    let now = app.clock.now();
+    let mut tx = app.gatehouse.store.begin().await.expect("begin");
+    for recipient in ["pat.one@nhs.net", "pat.two@nhs.net"] {
+        let email = gatehouse_store::NewEmail {
+            kind: "recovery",
+            recipient: recipient.to_owned(),
+            subject: "Your username".to_owned(),
+            text_body: "Your username is U00001.\r\n".to_owned(),
+            html_body: "<p>Your username is U00001.</p>".to_owned(),
+            account_id: None,
+            recovery_request_id: None,
+            send_by: None,
+        };
+        tx.enqueue_email(&email, now).await.expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+
+    // Recording Pat One's email as sent fails, as a full disk would.
+    if on_postgres() {
+        execute(
+            &url,
+            "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+             CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbox FOR EACH ROW \
+             WHEN (NEW.status = 'sent' AND NEW.recipient = 'pat.one@nhs.net') \
+             EXECUTE FUNCTION refuse_sent()",
+        )
+        .await;
+    } else {
+        execute(
+            &url,
+            "CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbox \
+             WHEN NEW.status = 'sent' AND NEW.recipient = 'pat.one@nhs.net' \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await;
+    }
+    let mailer = gatehouse_mail::Mailer::new(
+        &gatehouse_mail::MailUrl::parse(&app.smtp.url()).expect("mail URL"),
+        "esr@nhs.net",
+        Duration::from_secs(10),
+    )
+    .expect("mailer");
+    let worker = gatehouse_mail::OutboxWorker::new(
+        app.gatehouse.store.clone(),
+        mailer,
+        app.gatehouse.clock.clone(),
+        app.gatehouse.outbox_wake.clone(),
+    );
+    let failed = worker.run_once().await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("disk full")),
+        "the run reports the failure: {failed:?}"
+    );
+    let sent_to = |app: &TestApp| {
+        app.smtp
+            .messages()
+            .iter()
+            .filter(|m| m.to == ["pat.one@nhs.net"])
+            .count()
+    };
+    assert_eq!(sent_to(&app), 1, "the mail server took it once");
+    assert_eq!(statuses(&app, "pat.one@nhs.net").await[0].0, "queued");
+
+    // The database recovers. Within the lease nothing sends it again.
+    let drop = if on_postgres() {
+        "DROP TRIGGER refuse_sent ON outbox"
+    } else {
+        "DROP TRIGGER refuse_sent"
+    };
+    execute(&url, drop).await;
+    worker.run_once().await.expect("a run with nothing due");
+    assert_eq!(sent_to(&app), 1, "not sent again while its lease holds");
+
+    // After the lease it is sent again, and this time recorded.
+    app.advance(Span::from_seconds(61));
+    worker.run_once().await.expect("a run that records");
+    assert_eq!(sent_to(&app), 2, "sent again after the lease");
+    assert_eq!(statuses(&app, "pat.one@nhs.net").await[0].0, "sent");
+    assert_eq!(statuses(&app, "pat.two@nhs.net").await[0].0, "sent");
+    assert_eq!(
+        audit_events(&app, "email.sent").await.len(),
+        2,
+        "each email's send is in the audit log once"
+    );
+}
