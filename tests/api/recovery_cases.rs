@@ -1023,9 +1023,14 @@ async fn every_reset_sends_a_notice_to_the_stored_address_with_what_to_do_and_no
             assert!(!body.contains(secret));
         }
     }
-    assert!(
-        notices[1]
-            .decoded_body()
-            .contains("at 9:05am on 25 November 2026")
+    // The two were queued five minutes apart, but a worker that finds both
+    // due sends them side by side, so they may arrive in either order.
+    assert_eq!(
+        notices
+            .iter()
+            .filter(|n| n.decoded_body().contains("at 9:05am on 25 November 2026"))
+            .count(),
+        1,
+        "the second reset's notice says when it was"
     );
 }

@@ -65,22 +65,64 @@ async fn assets_are_served_from_the_binary() {
     assert_eq!(app.get("/assets/../Cargo.toml").await.status(), 404);
 }
 
+/// The attributes every cookie of this service has over plain HTTP.
+#[track_caller]
+fn assert_cookie_attributes(cookie: &str) {
+    assert!(cookie.contains("; HttpOnly"), "{cookie}");
+    assert!(cookie.contains("; SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP: no Secure: {cookie}"
+    );
+}
+
+/// Someone who is not signed in is shown the sign-in form without
+/// anything being stored (their form token comes from a form cookie);
+/// signing in issues the session cookie; and a session the browser had
+/// before signing in is replaced by a new id and dies (session fixation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     let app = app_with_password(&[]).await;
+    let url = app.database_url();
+    let sessions = || count(&url, "SELECT COUNT(*) FROM sessions");
+    let stored = sessions().await;
     let c = client();
     let page = app.get_as(&c, "/login").await;
     let cookies = set_cookies(&page);
-    assert_eq!(cookies.len(), 1);
-    assert!(cookies[0].starts_with("gatehouse="));
-    assert!(cookies[0].contains("; HttpOnly"));
-    assert!(cookies[0].contains("; SameSite=Lax"));
-    assert!(cookies[0].contains("; Path=/"));
-    assert!(!cookies[0].contains("Secure"), "plain HTTP: no Secure");
-    let before = cookie_value(&cookies[0]);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with("gatehouse-form="), "{cookies:?}");
+    assert_cookie_attributes(&cookies[0]);
+    assert_eq!(app.get_as(&c, "/recover").await.status(), 200);
+    assert_eq!(sessions().await, stored, "showing the forms stored nothing");
     let token = csrf_token(&page.text().await.expect("body")).expect("token");
     let r = post_form(
         &c,
+        &app.url("/login"),
+        &token,
+        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let cookies = set_cookies(&r);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with("gatehouse="), "{cookies:?}");
+    assert_cookie_attributes(&cookies[0]);
+
+    // A browser with a session before it signs in (opening a reset link
+    // starts one, to hold the link) uses that session's form token, and
+    // signing in gives it a new session id.
+    let d = client();
+    let opened = app.get_as(&d, "/reset/not-a-link-we-sent").await;
+    let before = cookie_value(&set_cookies(&opened)[0]);
+    let page = app.get_as(&d, "/login").await;
+    assert!(
+        set_cookies(&page).is_empty(),
+        "no form cookie beside a session"
+    );
+    let token = csrf_token(&page.text().await.expect("body")).expect("token");
+    let r = post_form(
+        &d,
         &app.url("/login"),
         &token,
         &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
@@ -104,6 +146,11 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
 async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
     let r = app.get("/login").await;
+    let cookie = &set_cookies(&r)[0];
+    assert!(cookie.starts_with("__Host-gatehouse-form="), "{cookie}");
+    assert!(cookie.contains("; Secure"));
+    assert!(!cookie.contains("Domain"));
+    let r = app.get("/reset/not-a-link-we-sent").await;
     let cookie = &set_cookies(&r)[0];
     assert!(cookie.starts_with("__Host-gatehouse="), "{cookie}");
     assert!(cookie.contains("; Secure"));
@@ -248,19 +295,24 @@ async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
 async fn logging_out_ends_the_session_on_the_server() {
     let app = app_with_password(&[]).await;
     let c = client();
+    let sign_in_form = csrf_token(&app.page_as(&c, "/login").await).expect("token");
     let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
     let id = cookie_value(&set_cookies(&r)[0]);
     let account = app.get_as(&c, "/account").await.text().await.expect("body");
     assert!(account.contains("Log out"));
     let token = csrf_token(&account).expect("token");
-    // A logout forged from elsewhere (no token) is refused and ends nothing.
-    let forged = c
-        .post(app.url("/logout"))
-        .form(&[("csrf_token", "")])
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(forged.status(), 403);
+    // A logout forged from elsewhere (no token) is refused and ends nothing;
+    // so is one with the token of the browser's sign-in form, which is
+    // only good for the forms of people who are not signed in.
+    for forged_token in ["", sign_in_form.as_str()] {
+        let forged = c
+            .post(app.url("/logout"))
+            .form(&[("csrf_token", forged_token)])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(forged.status(), 403, "{forged_token:?}");
+    }
     assert_eq!(
         app.get_as(&c, "/account").await.status(),
         200,

@@ -21,16 +21,21 @@ const BEA: &str = "999BJONES01";
 const CARL: &str = "999CBROWN01";
 const CARL_PASSWORD: &str = "walnut harbour teaspoon";
 
-/// The session id the browser holds for `app`.
-fn session_id(app: &TestApp, jar: &reqwest::cookie::Jar) -> String {
+/// The value of the cookie `name` the browser holds for `app`.
+fn cookie_in(app: &TestApp, jar: &reqwest::cookie::Jar, name: &str) -> String {
     let url: url::Url = app.address.parse().expect("url");
     let cookies = jar.cookies(&url).expect("a cookie");
     let cookies = cookies.to_str().expect("ascii");
     cookies
         .split("; ")
-        .find_map(|c| c.strip_prefix("gatehouse="))
-        .expect("the session cookie")
+        .find_map(|c| c.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} cookie in {cookies}"))
         .to_owned()
+}
+
+/// The session id the browser holds for `app`.
+fn session_id(app: &TestApp, jar: &reqwest::cookie::Jar) -> String {
+    cookie_in(app, jar, "gatehouse")
 }
 
 /// Every value of every row of every table (audit rows aside), sorted per
@@ -686,7 +691,11 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
         }
         for cookie in set_cookies(r) {
             cookies += 1;
-            assert!(cookie.starts_with("__Host-gatehouse="), "{what}: {cookie}");
+            assert!(
+                cookie.starts_with("__Host-gatehouse=")
+                    || cookie.starts_with("__Host-gatehouse-form="),
+                "{what}: {cookie}"
+            );
             assert!(cookie.contains("; Secure"), "{what}: {cookie}");
             assert!(cookie.contains("; HttpOnly"), "{what}: {cookie}");
             assert!(!cookie.contains("Domain="), "{what}: {cookie}");
@@ -694,7 +703,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     }
     assert!(
         cookies >= 3,
-        "a new session, a signed-in one, a cleared one"
+        "a form cookie, a signed-in session, a cleared one"
     );
 }
 
@@ -1095,7 +1104,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         "a console form token".to_owned(),
         csrf_token(&page).expect("token"),
     ));
-    // A visitor's pre-sign-in session.
+    // A visitor who is not signed in: their form cookie.
     let (visitor, visitor_jar) = browser_with_jar();
     let page = app.page_as(&visitor, "/login").await;
     secrets.push((
@@ -1103,8 +1112,8 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         csrf_token(&page).expect("token"),
     ));
     secrets.push((
-        "an anonymous session id".to_owned(),
-        session_id(&app, &visitor_jar),
+        "an anonymous form id".to_owned(),
+        cookie_in(&app, &visitor_jar, "gatehouse-form"),
     ));
     // Once every email has gone.
     wait_until_sent(&app).await;

@@ -42,6 +42,21 @@ pub fn form_token(session_id: &SecretToken) -> SecretToken {
     session_id.derive("gatehouse form token")
 }
 
+/// The form token of a visitor without a session, whose browser holds
+/// `form_id` in the form cookie.
+///
+/// The sign-in and recovery forms are for people who are not signed in,
+/// and storing a session for each of their page views would make every
+/// view a database write: a flood of page views would fill the sessions
+/// table and queue behind the one writer. Their token is derived from a
+/// random id in a cookie of its own instead, which a cross-site page can
+/// neither read nor (with the `__Host-` prefix over HTTPS) set. It is
+/// derived for a different purpose than a session's, so a form id is never
+/// a session's token or the other way round.
+pub fn public_form_token(form_id: &SecretToken) -> SecretToken {
+    form_id.derive("gatehouse public form token")
+}
+
 /// Builds a fresh session record (not yet stored).
 pub fn fresh_session(account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
     let token = SecretToken::generate()?;

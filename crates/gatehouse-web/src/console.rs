@@ -668,7 +668,7 @@ pub async fn import_preview(
         Err(e) => return Err(WebError::BadRequest(format!("upload: {e}"))),
     };
     let cross_site = !crate::csrf::same_site(&headers, &state);
-    crate::csrf::check(&state, &visitor, cross_site, &token).await?;
+    crate::csrf::check(&state, &visitor, cross_site, &token, false).await?;
     let mut page = import_page(&p, &state);
     let Some((name, content)) = file.filter(|(_, c)| !c.is_empty()) else {
         page.l.has_error = true;

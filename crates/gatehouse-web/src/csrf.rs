@@ -3,9 +3,11 @@
 //! Two checks, both required:
 //! 1. where the browser says where the request came from (`Sec-Fetch-Site`,
 //!    or failing that `Origin`), it must be this site;
-//! 2. the form must carry the token of the visitor's session, compared in
-//!    constant time. A page sent with `Referrer-Policy: no-referrer` makes
-//!    browsers post `Origin: null`: there the token alone decides.
+//! 2. the form must carry the visitor's form token, compared in constant
+//!    time: their session's, or, on the public forms (sign-in, recovery),
+//!    the one derived from their form cookie when they have no session. A
+//!    page sent with `Referrer-Policy: no-referrer` makes browsers post
+//!    `Origin: null`: there the token alone decides.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -28,48 +30,70 @@ pub struct CsrfForm<T> {
     pub visitor: Visitor,
 }
 
+/// A public form (one for people who are not signed in) that passed the
+/// CSRF checks: the visitor may have no session.
+pub struct PublicForm<T> {
+    /// The parsed fields.
+    pub form: T,
+    /// The visitor (with their session, if they have one).
+    pub visitor: Visitor,
+    /// The token the form carried, for the page shown again after it.
+    pub csrf_token: String,
+}
+
 #[derive(serde::Deserialize)]
 struct Token {
     #[serde(default)]
     csrf_token: String,
 }
 
-/// The visitor's session, if `token` is its form token and the request is
-/// not cross-site; otherwise the refusal is audited and the answer is 403.
+/// Whether `token` is `expected`, in constant time.
+fn matches(expected: &SecretToken, token: Option<&SecretToken>) -> bool {
+    token.is_some_and(|given| expected.matches(given))
+}
+
+/// Passes when the request is not cross-site and `token` is the visitor's
+/// session's form token or, when `public`, their form cookie's; otherwise
+/// the refusal is audited and the answer is 403.
 pub(crate) async fn check(
     state: &AppState,
     visitor: &Visitor,
     cross_site: bool,
     token: &str,
-) -> Result<SessionRecord, WebError> {
-    let session = visitor.session.clone();
-    let token_ok = match (&session, SecretToken::parse(token)) {
-        (Some(s), Some(given)) => {
-            SecretToken::parse(&s.csrf_token).is_some_and(|expected| expected.matches(&given))
-        }
-        _ => false,
+    public: bool,
+) -> Result<(), WebError> {
+    let given = SecretToken::parse(token);
+    let session_ok = visitor.session.as_ref().is_some_and(|s| {
+        SecretToken::parse(&s.csrf_token).is_some_and(|expected| matches(&expected, given.as_ref()))
+    });
+    let form_ok = public
+        && visitor.form_id.as_ref().is_some_and(|id| {
+            matches(
+                &gatehouse_core::sessions::public_form_token(id),
+                given.as_ref(),
+            )
+        });
+    if !cross_site && (session_ok || form_ok) {
+        return Ok(());
+    }
+    let event = gatehouse_store::AuditRecord {
+        at: Some(state.gatehouse.clock.now()),
+        event: gatehouse_domain::audit::AuditEvent::CsrfRefused
+            .as_str()
+            .to_owned(),
+        client_ip: Some(visitor.client_ip.clone()),
+        account_id: visitor.account_id(),
+        detail: Some(if cross_site {
+            "cross-site request".to_owned()
+        } else if visitor.session.is_none() && !(public && visitor.form_id.is_some()) {
+            "no session".to_owned()
+        } else {
+            "form token missing or wrong".to_owned()
+        }),
+        ..gatehouse_store::AuditRecord::default()
     };
-    let (Some(session), false, true) = (session, cross_site, token_ok) else {
-        let event = gatehouse_store::AuditRecord {
-            at: Some(state.gatehouse.clock.now()),
-            event: gatehouse_domain::audit::AuditEvent::CsrfRefused
-                .as_str()
-                .to_owned(),
-            client_ip: Some(visitor.client_ip.clone()),
-            account_id: visitor.account_id(),
-            detail: Some(if cross_site {
-                "cross-site request".to_owned()
-            } else if visitor.session.is_none() {
-                "no session".to_owned()
-            } else {
-                "form token missing or wrong".to_owned()
-            }),
-            ..gatehouse_store::AuditRecord::default()
-        };
-        state.gatehouse.store.audit(&event).await.ok();
-        return Err(WebError::Forbidden);
-    };
-    Ok(session)
+    state.gatehouse.store.audit(&event).await.ok();
+    Err(WebError::Forbidden)
 }
 
 /// Whether the browser's own account of where the request came from allows it.
@@ -107,34 +131,59 @@ pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> bool {
     }
 }
 
+/// The fields of a form that passed the checks, its token and its visitor.
+async fn checked<T: DeserializeOwned>(
+    req: Request,
+    state: &AppState,
+    public: bool,
+) -> Result<(T, String, Visitor), WebError> {
+    let visitor = req
+        .extensions()
+        .get::<Visitor>()
+        .cloned()
+        .unwrap_or_default();
+    let cross_site = !same_site(req.headers(), state);
+    // The header timeout ends at the blank line: without a bound here a
+    // client that then sends the body a byte at a time holds the
+    // connection (and a task) for ever. Forms are at most 16 KiB, so the
+    // same allowance is ample for any real browser.
+    let body = tokio::time::timeout(state.header_timeout, Bytes::from_request(req, state))
+        .await
+        .map_err(|_| WebError::RequestTimeout)?
+        .map_err(|e| WebError::BadRequest(format!("form body: {e}")))?;
+    let token = serde_urlencoded::from_bytes::<Token>(&body)
+        .map(|t| t.csrf_token)
+        .unwrap_or_default();
+    check(state, &visitor, cross_site, &token, public).await?;
+    let form = serde_urlencoded::from_bytes::<T>(&body)
+        .map_err(|e| WebError::BadRequest(format!("form fields: {e}")))?;
+    Ok((form, token, visitor))
+}
+
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = WebError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let visitor = req
-            .extensions()
-            .get::<Visitor>()
-            .cloned()
-            .unwrap_or_default();
-        let cross_site = !same_site(req.headers(), state);
-        // The header timeout ends at the blank line: without a bound here a
-        // client that then sends the body a byte at a time holds the
-        // connection (and a task) for ever. Forms are at most 16 KiB, so the
-        // same allowance is ample for any real browser.
-        let body = tokio::time::timeout(state.header_timeout, Bytes::from_request(req, state))
-            .await
-            .map_err(|_| WebError::RequestTimeout)?
-            .map_err(|e| WebError::BadRequest(format!("form body: {e}")))?;
-        let token = serde_urlencoded::from_bytes::<Token>(&body)
-            .map(|t| t.csrf_token)
-            .unwrap_or_default();
-        let session = check(state, &visitor, cross_site, &token).await?;
-        let form = serde_urlencoded::from_bytes::<T>(&body)
-            .map_err(|e| WebError::BadRequest(format!("form fields: {e}")))?;
+        let (form, _, visitor) = checked(req, state, false).await?;
+        // The check passes only with the session's own token.
+        let session = visitor.session.clone().ok_or(WebError::Forbidden)?;
         Ok(CsrfForm {
             form,
             session,
             visitor,
+        })
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for PublicForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (form, csrf_token, visitor) = checked(req, state, true).await?;
+        Ok(PublicForm {
+            form,
+            visitor,
+            csrf_token,
         })
     }
 }

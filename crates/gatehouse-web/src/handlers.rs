@@ -11,9 +11,9 @@ use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form}
 use gatehouse_store::SessionRecord;
 
 use crate::AppState;
-use crate::csrf::CsrfForm;
+use crate::csrf::{CsrfForm, PublicForm};
 use crate::error::WebError;
-use crate::session::{Visitor, clear_cookie, ensure, set_cookie};
+use crate::session::{Visitor, clear_cookie, ensure, public_form_token, set_cookie};
 use crate::views::{
     AccountPage, ConfirmationPage, HomePage, Layout, LinkProblemPage, LoginPage, MessagePage,
     RecoverPage, ResetPage, render,
@@ -62,15 +62,16 @@ pub async fn home(
 
 fn login_view(
     state: &AppState,
-    session: &SessionRecord,
+    csrf: String,
     username: String,
     errors: Vec<FieldError>,
     flash: Option<String>,
 ) -> LoginPage {
     let policy = &state.gatehouse.settings.policy;
+    // Only a visitor who is not signed in is shown this page.
     LoginPage {
-        l: layout(state, Some(session), !errors.is_empty()),
-        csrf: session.csrf_token.clone(),
+        l: layout(state, None, !errors.is_empty()),
+        csrf,
         username,
         errors,
         flash,
@@ -87,9 +88,12 @@ pub async fn login_page(
     if visitor.account_id().is_some() {
         return Ok(see_other("/account"));
     }
-    let (session, cookie) = ensure(&state, &visitor).await?;
-    let flash = state.gatehouse.take_flash(&session).await?;
-    let page = login_view(&state, &session, String::new(), Vec::new(), flash);
+    let (csrf, cookie) = public_form_token(&state, &visitor)?;
+    let flash = match &visitor.session {
+        Some(session) => state.gatehouse.take_flash(session).await?,
+        None => None,
+    };
+    let page = login_view(&state, csrf, String::new(), Vec::new(), flash);
     Ok(with_cookie(render(StatusCode::OK, &page), cookie))
 }
 
@@ -97,12 +101,12 @@ pub async fn login_page(
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: CsrfForm<SignInInput>,
+    form: PublicForm<SignInInput>,
 ) -> WebResult {
-    let CsrfForm {
+    let PublicForm {
         form,
-        session,
         visitor,
+        csrf_token,
     } = form;
     let settings = &state.gatehouse.settings;
     let device = crate::session::read_device_cookie(&state, &headers);
@@ -111,7 +115,7 @@ pub async fn login(
         .sign_in(
             &form,
             &visitor.client_ip,
-            Some(&session.id_hash),
+            visitor.session.as_ref().map(|s| &s.id_hash),
             device.as_ref(),
         )
         .await?;
@@ -130,7 +134,7 @@ pub async fn login(
             return Ok(with_cookie(response, device));
         }
         SignInOutcome::Invalid(errors) => {
-            let page = login_view(&state, &session, form.username, errors, None);
+            let page = login_view(&state, csrf_token, form.username, errors, None);
             return Ok(render(StatusCode::OK, &page));
         }
         SignInOutcome::Failed { attempts_left } => format!(
@@ -150,13 +154,14 @@ pub async fn login(
         field: "username",
         message,
     }];
-    let page = login_view(&state, &session, form.username, errors, None);
+    let page = login_view(&state, csrf_token, form.username, errors, None);
     Ok(render(StatusCode::OK, &page))
 }
 
 fn recover_view(
     state: &AppState,
-    session: &SessionRecord,
+    visitor: &Visitor,
+    csrf: String,
     input: RecoveryInput,
     errors: Vec<FieldError>,
 ) -> RecoverPage {
@@ -172,8 +177,8 @@ fn recover_view(
         .find(|e| e.field == "dob-day")
         .map(|e| e.message.clone());
     RecoverPage {
-        l: layout(state, Some(session), !errors.is_empty()),
-        csrf: session.csrf_token.clone(),
+        l: layout(state, visitor.session.as_ref(), !errors.is_empty()),
+        csrf,
         email: input.email,
         day: input.day,
         month: input.month,
@@ -197,23 +202,23 @@ pub async fn recover_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
 ) -> WebResult {
-    let (session, cookie) = ensure(&state, &visitor).await?;
-    let page = recover_view(&state, &session, RecoveryInput::default(), Vec::new());
+    let (csrf, cookie) = public_form_token(&state, &visitor)?;
+    let page = recover_view(&state, &visitor, csrf, RecoveryInput::default(), Vec::new());
     Ok(with_cookie(render(StatusCode::OK, &page), cookie))
 }
 
 /// `POST /recover`
-pub async fn recover(State(state): State<AppState>, form: CsrfForm<RecoveryInput>) -> WebResult {
-    let CsrfForm {
+pub async fn recover(State(state): State<AppState>, form: PublicForm<RecoveryInput>) -> WebResult {
+    let PublicForm {
         form,
-        session,
         visitor,
+        csrf_token,
     } = form;
     let g = &state.gatehouse;
     let today = g.settings.today(g.clock.now());
     match check_recovery_form(&form, today, &g.settings.allowed_domains) {
         Err(errors) => {
-            let page = recover_view(&state, &session, form, errors);
+            let page = recover_view(&state, &visitor, csrf_token, form, errors);
             Ok(render(StatusCode::OK, &page))
         }
         Ok(request) => match g.request_recovery(&request, &visitor.client_ip).await? {
@@ -364,15 +369,15 @@ pub async fn reset_page(
 }
 
 /// `POST /reset`
-pub async fn reset(State(state): State<AppState>, form: CsrfForm<ResetInput>) -> WebResult {
-    let CsrfForm {
-        form,
-        session,
-        visitor,
-    } = form;
+pub async fn reset(State(state): State<AppState>, form: PublicForm<ResetInput>) -> WebResult {
+    let PublicForm { form, visitor, .. } = form;
+    // As on the form's page: a browser without a session holds no link.
+    let Some(session) = visitor.session.as_ref() else {
+        return Ok(link_problem(&state, None, LinkProblem::Unknown));
+    };
     let g = &state.gatehouse;
-    let Some(link) = g.held_link(&session) else {
-        return Ok(link_problem(&state, Some(&session), LinkProblem::Unknown));
+    let Some(link) = g.held_link(session) else {
+        return Ok(link_problem(&state, Some(session), LinkProblem::Unknown));
     };
     match g.complete_reset(link, &form, &visitor.client_ip).await? {
         ResetOutcome::Done => {
@@ -381,7 +386,7 @@ pub async fn reset(State(state): State<AppState>, form: CsrfForm<ResetInput>) ->
                 .await
                 .map_err(gatehouse_core::Error::from)?;
             g.set_flash(
-                &session,
+                session,
                 "Your password has been set. Log in with your username and new password.",
             )
             .await?;
@@ -395,13 +400,13 @@ pub async fn reset(State(state): State<AppState>, form: CsrfForm<ResetInput>) ->
                     ..
                 }
             );
-            let page = reset_view(&state, &session, first_time, None, form.username, errors);
+            let page = reset_view(&state, session, first_time, None, form.username, errors);
             Ok(render(StatusCode::OK, &page))
         }
         ResetOutcome::Locked { until } => {
             let page = reset_view(
                 &state,
-                &session,
+                session,
                 false,
                 Some(until),
                 String::new(),
@@ -409,7 +414,7 @@ pub async fn reset(State(state): State<AppState>, form: CsrfForm<ResetInput>) ->
             );
             Ok(render(StatusCode::OK, &page))
         }
-        ResetOutcome::Unusable(problem) => Ok(link_problem(&state, Some(&session), problem)),
+        ResetOutcome::Unusable(problem) => Ok(link_problem(&state, Some(session), problem)),
     }
 }
 

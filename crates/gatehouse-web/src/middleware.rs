@@ -11,7 +11,7 @@ use axum::response::Response;
 use crate::AppState;
 use crate::context::{RequestContext, new_reference, scope};
 use crate::error::WebError;
-use crate::session::{Visitor, cookie_name, read_cookie};
+use crate::session::{Visitor, cookie_name, form_cookie_name, read_cookie};
 
 /// Gives the request a reference and logs it when done. The log line has the
 /// route's pattern (`/reset/{token}`), never the path itself, so no token
@@ -133,7 +133,13 @@ pub async fn load_session(State(state): State<AppState>, mut req: Request, next:
         }
         _ => None,
     };
-    req.extensions_mut().insert(Visitor { session, client_ip });
+    let form_id = read_cookie(req.headers(), form_cookie_name(&state))
+        .and_then(|v| gatehouse_domain::SecretToken::parse(&v));
+    req.extensions_mut().insert(Visitor {
+        session,
+        client_ip,
+        form_id,
+    });
     next.run(req).await
 }
 

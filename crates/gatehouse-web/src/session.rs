@@ -1,8 +1,10 @@
-//! The visitor's session cookie.
+//! The visitor's cookies: the session cookie, and the form cookie of a
+//! visitor who has no session.
 //!
-//! The cookie is `HttpOnly`, `SameSite=Lax`, path `/`, and — when the public
+//! Both are `HttpOnly`, `SameSite=Lax`, path `/`, and — when the public
 //! URL is HTTPS — `Secure` with the `__Host-` prefix, which also forbids a
-//! `Domain` attribute. It has no expiry of its own: the server ends sessions.
+//! `Domain` attribute. Neither has an expiry of its own: the server ends
+//! sessions, and a form id is only ever the seed of a form token.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use gatehouse_domain::SecretToken;
@@ -18,6 +20,8 @@ pub struct Visitor {
     pub session: Option<SessionRecord>,
     /// The client's address, for audit records and throttling.
     pub client_ip: String,
+    /// The id in their form cookie, if they sent a well-formed one.
+    pub form_id: Option<SecretToken>,
 }
 
 impl Visitor {
@@ -48,17 +52,26 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn cookie(state: &AppState, value: &str, extra: &str) -> Result<HeaderValue, WebError> {
+/// A `Set-Cookie` value with the attributes every cookie of this service has.
+fn cookie(state: &AppState, name: &str, value: &str, extra: &str) -> Result<HeaderValue, WebError> {
     let secure = if state.gatehouse.settings.is_https() {
         "; Secure"
     } else {
         ""
     };
     HeaderValue::from_str(&format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{extra}",
-        cookie_name(state)
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax{extra}{secure}"
     ))
     .map_err(|e| WebError::Internal(format!("cookie header: {e}")))
+}
+
+/// The form cookie's name.
+pub fn form_cookie_name(state: &AppState) -> &'static str {
+    if state.gatehouse.settings.is_https() {
+        "__Host-gatehouse-form"
+    } else {
+        "gatehouse-form"
+    }
 }
 
 /// The device cookie's name (see `GATEHOUSE_DEVICE_COOKIES`).
@@ -86,27 +99,50 @@ pub fn read_device_cookie(state: &AppState, headers: &HeaderMap) -> Option<Secre
 
 /// The `Set-Cookie` value that makes this browser a remembered one.
 pub fn device_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValue, WebError> {
-    let secure = if state.gatehouse.settings.is_https() {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_SECONDS}{secure}",
+    cookie(
+        state,
         device_cookie_name(state),
-        token.encode()
-    ))
-    .map_err(|e| WebError::Internal(format!("cookie header: {e}")))
+        &token.encode(),
+        &format!("; Max-Age={DEVICE_COOKIE_SECONDS}"),
+    )
 }
 
 /// The `Set-Cookie` value that gives the visitor `token`.
 pub fn set_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValue, WebError> {
-    cookie(state, &token.encode(), "")
+    cookie(state, cookie_name(state), &token.encode(), "")
 }
 
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_cookie(state: &AppState) -> Result<HeaderValue, WebError> {
-    cookie(state, "", "; Max-Age=0")
+    cookie(state, cookie_name(state), "", "; Max-Age=0")
+}
+
+/// The form token a public form (sign-in, recovery) carries for this
+/// visitor, with the `Set-Cookie` to send when they need a form cookie.
+///
+/// A visitor with a session uses their session's token. One without gets
+/// a token derived from their form cookie (see
+/// [`gatehouse_core::sessions::public_form_token`]), so that showing them
+/// a form writes nothing to the database.
+pub fn public_form_token(
+    state: &AppState,
+    visitor: &Visitor,
+) -> Result<(String, Option<HeaderValue>), WebError> {
+    if let Some(session) = &visitor.session {
+        return Ok((session.csrf_token.clone(), None));
+    }
+    if let Some(id) = &visitor.form_id {
+        return Ok((
+            gatehouse_core::sessions::public_form_token(id).encode(),
+            None,
+        ));
+    }
+    let id = SecretToken::generate().map_err(|e| WebError::Internal(e.to_string()))?;
+    let set = cookie(state, form_cookie_name(state), &id.encode(), "")?;
+    Ok((
+        gatehouse_core::sessions::public_form_token(&id).encode(),
+        Some(set),
+    ))
 }
 
 /// The visitor's session, started now if they have none; with the
