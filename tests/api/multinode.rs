@@ -449,10 +449,12 @@ async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere(
     let cluster = Cluster::start(5).await;
     set_password(&cluster, 3).await;
     let c = client();
+    // The sign-in form from one node, posted to another: its token comes
+    // from the browser's form cookie, which every node can check.
     let r = submit(
         &c,
         &cluster.node(0),
-        &cluster.node(0),
+        &cluster.node(1),
         "/login",
         &[("username", "U00003"), ("password", PASSWORD)],
     )
