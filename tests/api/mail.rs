@@ -76,8 +76,9 @@ async fn smtp_down_then_up_delivers_with_backoff() {
     assert_eq!(statuses(&app, "amir.khan@nhs.net").await[0].0, "sent");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
+/// A service whose mail server said "try later" to Amir's recovery email
+/// (and still says it): the email waits for its retry.
+async fn with_amirs_email_refused_once() -> TestApp {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     app.smtp.set_mode(SinkMode::TempFail);
@@ -85,6 +86,12 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
         .await;
     app.settle().await;
     wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
+    let app = with_amirs_email_refused_once().await;
     let listed = app
         .gatehouse
         .store
@@ -364,5 +371,46 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
         audit_events(&app, "email.sent").await.len(),
         2,
         "each email's send is in the audit log once"
+    );
+}
+
+/// Someone who asks twice because the first email is slow to come must find
+/// the working link in the newest email in their inbox. Here the first is
+/// waiting for a retry (the mail server asked to try later) when the second
+/// (whose link replaces the first's) is queued: the first is sent at once,
+/// and the second only after it, so the second always arrives last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_recovery_email_is_sent_only_after_the_first_so_it_arrives_last() {
+    let app = with_amirs_email_refused_once().await;
+
+    // Before its retry is due, the mail server is back and the person asks again.
+    app.smtp.set_mode(SinkMode::Accept);
+    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
+        .await;
+    app.settle().await;
+    let mail = app.smtp.wait_for(2, Duration::from_secs(5)).await;
+    if mail.len() < 2 {
+        // Only if the first was left to its retry time.
+        app.advance(Span::minutes(1));
+        app.gatehouse.outbox_wake.notify_one();
+    }
+    let mail = app.smtp.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(mail.len(), 2);
+    let (first, last) = (reset_links(&mail[0]), reset_links(&mail[1]));
+    let c = client();
+    assert_eq!(app.open_link(&c, &last[0]).await.status(), 303);
+    assert!(
+        app.page_as(&c, "/reset")
+            .await
+            .contains("name=\"confirm-password\""),
+        "the link in the email that arrived last works"
+    );
+    let old = client();
+    app.open_link(&old, &first[0]).await;
+    assert!(
+        app.page_as(&old, "/reset")
+            .await
+            .contains("A newer password reset email has been sent since this one"),
+        "the one that arrived first was replaced"
     );
 }

@@ -77,6 +77,24 @@ fn assert_cookie_attributes(cookie: &str) {
     );
 }
 
+/// Amir signs in with the form token of `page` (a sign-in page `c` was sent).
+async fn amir_signs_in_through(
+    app: &TestApp,
+    c: &reqwest::Client,
+    page: reqwest::Response,
+) -> reqwest::Response {
+    let token = csrf_token(&page.text().await.expect("body")).expect("token");
+    let r = post_form(
+        c,
+        &app.url("/login"),
+        &token,
+        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    r
+}
+
 /// Someone who is not signed in is shown the sign-in form without
 /// anything being stored (their form token comes from a form cookie);
 /// signing in issues the session cookie; and a session the browser had
@@ -95,15 +113,7 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     assert_cookie_attributes(&cookies[0]);
     assert_eq!(app.get_as(&c, "/recover").await.status(), 200);
     assert_eq!(sessions().await, stored, "showing the forms stored nothing");
-    let token = csrf_token(&page.text().await.expect("body")).expect("token");
-    let r = post_form(
-        &c,
-        &app.url("/login"),
-        &token,
-        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
-    )
-    .await;
-    assert_eq!(r.status(), 303);
+    let r = amir_signs_in_through(&app, &c, page).await;
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("gatehouse="), "{cookies:?}");
@@ -120,15 +130,7 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
         set_cookies(&page).is_empty(),
         "no form cookie beside a session"
     );
-    let token = csrf_token(&page.text().await.expect("body")).expect("token");
-    let r = post_form(
-        &d,
-        &app.url("/login"),
-        &token,
-        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
-    )
-    .await;
-    assert_eq!(r.status(), 303);
+    let r = amir_signs_in_through(&app, &d, page).await;
     let after = cookie_value(&set_cookies(&r)[0]);
     assert_ne!(before, after, "a new session id at sign-in");
     // The pre-sign-in id is dead: replaying it is not signed in (session fixation).

@@ -585,6 +585,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RecoveryRequestRow>>;
 
     /// Takes up to `limit` due emails, leased until `lease_until`.
+    ///
+    /// Emails to one address go out in the order they were queued: one is
+    /// not taken while an older one to the same address is still queued
+    /// (due, waiting for a retry, or being sent). A recovery email replaces
+    /// the links of the one before, and people open the newest email in
+    /// their inbox, so the newest must arrive last.
     async fn claim_outbox(
         &self,
         now: Timestamp,
@@ -750,7 +756,9 @@ pub trait Tx: Send {
     /// Ends a session.
     async fn delete_session(&mut self, id_hash: &TokenHash) -> Result<()>;
 
-    /// Puts an email in the outbox.
+    /// Puts an email in the outbox. Older emails to the same address that
+    /// wait for a retry are made due now, so that the new one (which goes
+    /// out after them) is not held up by their backoff.
     async fn enqueue_email(&mut self, email: &NewEmail, now: Timestamp) -> Result<i64>;
 
     /// Records a security event.

@@ -1220,8 +1220,11 @@ impl Store for SqlStore {
     ) -> Result<Vec<OutboxEmail>> {
         let sql = format!(
             "UPDATE outbox SET lease_until = $2, attempts = attempts + 1 WHERE id IN (\
-               SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
+               SELECT id FROM outbox AS due WHERE status = 'queued' AND next_attempt_at <= $1 \
                AND (lease_until IS NULL OR lease_until <= $1) \
+               AND NOT EXISTS (SELECT 1 FROM outbox AS older \
+                 WHERE older.recipient_key = due.recipient_key AND older.status = 'queued' \
+                 AND older.id < due.id) \
                ORDER BY next_attempt_at, id LIMIT $3{}) \
              RETURNING id, kind, recipient, subject, text_body, html_body, attempts, created_at, \
                send_by, account_id",
@@ -1828,6 +1831,15 @@ impl Tx for SqlTx {
         .bind(now.unix())
         .bind(email.send_by.map(Timestamp::unix))
         .fetch_one(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2 WHERE recipient_key = $1 \
+             AND status = 'queued' AND next_attempt_at > $2 AND id < $3",
+        )
+        .bind(email.recipient.to_ascii_lowercase())
+        .bind(now.unix())
+        .bind(id)
+        .execute(&mut *self.tx)
         .await?;
         insert_audit(
             &mut self.tx,

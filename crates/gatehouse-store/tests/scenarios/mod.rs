@@ -12,8 +12,8 @@ use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
 use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
 use gatehouse_store::{
-    AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, PoolSettings, SessionRecord,
-    SqlStore, Store,
+    AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, OutboxEmail, PoolSettings,
+    SessionRecord, SqlStore, Store,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
@@ -672,15 +672,23 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
         recovery_request_id: None,
         send_by: Some(T0.plus(Span::hours(4))),
     };
+    // The second to another address: emails to one address go out one at
+    // a time (see the next scenario).
+    let to_pat = NewEmail {
+        recipient: "Pat.Jones@nhs.net".to_owned(),
+        ..email.clone()
+    };
     let mut tx = store.begin().await.expect("begin");
     let first = tx.enqueue_email(&email, T0).await.expect("enqueue");
-    let second = tx.enqueue_email(&email, T0).await.expect("enqueue");
-    assert_eq!(
-        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
-            .await
-            .expect("count"),
-        2
-    );
+    let second = tx.enqueue_email(&to_pat, T0).await.expect("enqueue");
+    for (address, queued) in [("jane.smith@nhs.net", 1), ("pat.jones@nhs.net", 1)] {
+        assert_eq!(
+            tx.emails_sent_since(address, "recovery", T0.minus(Span::hours(1)))
+                .await
+                .expect("count"),
+            queued
+        );
+    }
     tx.commit().await.expect("commit");
     let lease = T0.plus(Span::minutes(1));
     let claimed = store.claim_outbox(T0, lease, 10).await.expect("claim");
@@ -745,10 +753,10 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
         )
         .await
         .expect("record");
-    let listed = store
-        .emails_to("jane.smith@nhs.net", 10)
-        .await
-        .expect("list");
+    let mut listed = Vec::new();
+    for address in ["pat.jones@nhs.net", "jane.smith@nhs.net"] {
+        listed.extend(store.emails_to(address, 10).await.expect("list"));
+    }
     let statuses: Vec<&str> = listed.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(statuses, ["expired", "sent"]);
     assert_eq!(listed[1].smtp_reply.as_deref(), Some("250 OK queued"));
@@ -786,6 +794,93 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
             .iter()
             .all(|e| !e.detail.clone().unwrap_or_default().contains("secret"))
     );
+}
+
+/// A recovery email replaces the links of the one before it, and people
+/// open the newest email in their inbox: emails to one address must arrive
+/// in the order they were queued, even when the older one is waiting for a
+/// retry when the newer one is queued.
+pub async fn emails_to_one_address_go_out_in_the_order_queued(store: Arc<dyn Store>) {
+    let to = |recipient: &str, body: &str| NewEmail {
+        kind: "recovery",
+        recipient: recipient.to_owned(),
+        subject: "Subject".to_owned(),
+        text_body: body.to_owned(),
+        html_body: format!("<p>{body}</p>"),
+        account_id: None,
+        recovery_request_id: None,
+        send_by: Some(T0.plus(Span::hours(4))),
+    };
+    let mut tx = store.begin().await.expect("begin");
+    let older = tx
+        .enqueue_email(&to("Jane.Smith@nhs.net", "older"), T0)
+        .await
+        .expect("enqueue");
+    let other = tx
+        .enqueue_email(&to("pat.jones@nhs.net", "other"), T0)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let ids = |emails: &[OutboxEmail]| emails.iter().map(|e| e.id).collect::<Vec<_>>();
+    let claimed = store
+        .claim_outbox(T0, T0.plus(Span::minutes(1)), 10)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), [older, other]);
+    // The older one is refused for now: its retry is ten minutes away.
+    store
+        .record_deliveries(
+            &[
+                Delivery {
+                    email: claimed[0].clone(),
+                    result: DeliveryResult::Retry {
+                        error: "451 try later".to_owned(),
+                        at: T0.plus(Span::minutes(10)),
+                    },
+                },
+                Delivery {
+                    email: claimed[1].clone(),
+                    result: DeliveryResult::Sent("250 OK".to_owned()),
+                },
+            ],
+            T0,
+        )
+        .await
+        .expect("record");
+
+    // A minute later a newer email to the same address (written in other
+    // capitals) is queued: the older one is made due at once and goes first.
+    let at = T0.plus(Span::minutes(1));
+    let mut tx = store.begin().await.expect("begin");
+    let newer = tx
+        .enqueue_email(&to("JANE.SMITH@nhs.net", "newer"), at)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let lease = at.plus(Span::minutes(1));
+    let claimed = store.claim_outbox(at, lease, 10).await.expect("claim");
+    assert_eq!(ids(&claimed), [older], "the older one first, and alone");
+    assert!(
+        store
+            .claim_outbox(at, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the newer one waits while the older one is being sent"
+    );
+    store
+        .record_deliveries(
+            &[Delivery {
+                email: claimed[0].clone(),
+                result: DeliveryResult::Sent("250 OK".to_owned()),
+            }],
+            at,
+        )
+        .await
+        .expect("record");
+    let claimed = store.claim_outbox(at, lease, 10).await.expect("claim");
+    assert_eq!(ids(&claimed), [newer], "then the newer one");
+    assert_eq!(claimed[0].text_body, "newer");
 }
 
 pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
@@ -1020,6 +1115,7 @@ macro_rules! with_scenarios {
             sessions_round_trip_and_end_together,
             recovery_requests_are_claimed_by_one_worker_at_a_time,
             outbox_delivers_scrubs_and_retries,
+            emails_to_one_address_go_out_in_the_order_queued,
             audit_events_filter_by_account_and_event,
             recovery_matching_ignores_case_and_narrows_by_username,
         }
