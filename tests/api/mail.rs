@@ -414,3 +414,47 @@ async fn a_second_recovery_email_is_sent_only_after_the_first_so_it_arrives_last
         "the one that arrived first was replaced"
     );
 }
+
+/// A send the mail server stalls (up to the mail timeout, 20 s) does not
+/// hold up an email queued while it stalls: the worker claims it at once,
+/// on another connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_email_queued_during_a_stalled_send_goes_out_without_waiting_for_it() {
+    use gatehouse_domain::Clock as _;
+
+    let app = TestApp::spawn().await;
+    app.smtp.hold_mail_to(Some("slow@nhs.net"));
+    let queue = |recipient: &'static str| {
+        let app = &app;
+        async move {
+            let mut tx = app.gatehouse.store.begin().await.expect("begin");
+            let email = gatehouse_store::NewEmail {
+                kind: "recovery",
+                recipient: recipient.to_owned(),
+                subject: "Your username".to_owned(),
+                text_body: "Your username is U00001.\r\n".to_owned(),
+                html_body: "<p>Your username is U00001.</p>".to_owned(),
+                account_id: None,
+                recovery_request_id: None,
+                send_by: None,
+            };
+            tx.enqueue_email(&email, app.clock.now())
+                .await
+                .expect("enqueue");
+            tx.commit().await.expect("commit");
+            app.gatehouse.outbox_wake.notify_one();
+        }
+    };
+    queue("slow@nhs.net").await;
+    assert_eq!(app.smtp.wait_held(1, Duration::from_secs(10)).await, 1);
+    queue("pat.one@nhs.net").await;
+    let delivered = app.smtp.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        delivered.iter().map(|m| m.to.clone()).collect::<Vec<_>>(),
+        [["pat.one@nhs.net"]],
+        "delivered while the other send still stalls"
+    );
+    assert_eq!(app.smtp.held(), 1);
+    app.smtp.hold_mail_to(None);
+    assert_eq!(app.smtp.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+}

@@ -500,6 +500,12 @@ impl OutboxWorker {
                     note(&mut failure, recorded);
                 }
                 Some(delivery) = sending.next() => ended.push(delivery),
+                // A run lasts as long as its slowest send (up to the mail
+                // timeout when a relay stalls): emails queued meanwhile, on
+                // this node (which wakes the worker) or another (which only
+                // the poll finds), are claimed within it.
+                () = self.wake.notified(), if drained => drained = false,
+                () = tokio::time::sleep(self.poll), if drained => drained = false,
             }
         }
         match failure {
