@@ -262,6 +262,20 @@ async fn one_stalled_send_does_not_hold_up_the_emails_behind_it() {
     assert!(delivered.iter().any(|m| m.to == ["slow@nhs.net"]));
 }
 
+/// A username email to `recipient`, queued by hand by the tests below.
+fn username_email(recipient: &str) -> gatehouse_store::NewEmail {
+    gatehouse_store::NewEmail {
+        kind: "recovery",
+        recipient: recipient.to_owned(),
+        subject: "Your username".to_owned(),
+        text_body: "Your username is U00001.\r\n".to_owned(),
+        html_body: "<p>Your username is U00001.</p>".to_owned(),
+        account_id: None,
+        recovery_request_id: None,
+        send_by: None,
+    }
+}
+
 /// Runs one statement on the service's database, as an operator would.
 async fn execute(url: &str, sql: &str) {
     use sqlx::Connection as _;
@@ -288,17 +302,9 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
     let now = app.clock.now();
     let mut tx = app.gatehouse.store.begin().await.expect("begin");
     for recipient in ["pat.one@nhs.net", "pat.two@nhs.net"] {
-        let email = gatehouse_store::NewEmail {
-            kind: "recovery",
-            recipient: recipient.to_owned(),
-            subject: "Your username".to_owned(),
-            text_body: "Your username is U00001.\r\n".to_owned(),
-            html_body: "<p>Your username is U00001.</p>".to_owned(),
-            account_id: None,
-            recovery_request_id: None,
-            send_by: None,
-        };
-        tx.enqueue_email(&email, now).await.expect("enqueue");
+        tx.enqueue_email(&username_email(recipient), now)
+            .await
+            .expect("enqueue");
     }
     tx.commit().await.expect("commit");
 
@@ -428,17 +434,7 @@ async fn an_email_queued_during_a_stalled_send_goes_out_without_waiting_for_it()
         let app = &app;
         async move {
             let mut tx = app.gatehouse.store.begin().await.expect("begin");
-            let email = gatehouse_store::NewEmail {
-                kind: "recovery",
-                recipient: recipient.to_owned(),
-                subject: "Your username".to_owned(),
-                text_body: "Your username is U00001.\r\n".to_owned(),
-                html_body: "<p>Your username is U00001.</p>".to_owned(),
-                account_id: None,
-                recovery_request_id: None,
-                send_by: None,
-            };
-            tx.enqueue_email(&email, app.clock.now())
+            tx.enqueue_email(&username_email(recipient), app.clock.now())
                 .await
                 .expect("enqueue");
             tx.commit().await.expect("commit");
