@@ -259,6 +259,22 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     assert_eq!(ok.status(), 303);
     let refused = audit_events(&app, "csrf.refused").await;
     assert_eq!(refused.len(), 6);
+    // The helpdesk can tell a browser that sent no cookie at all (one that
+    // refuses cookies) from a wrong or stale token.
+    let details: Vec<&str> = refused.iter().filter_map(|e| e.detail.as_deref()).collect();
+    assert_eq!(
+        details
+            .iter()
+            .filter(|d| **d == "no session or form cookie")
+            .count(),
+        1,
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&"form token missing or wrong"),
+        "{details:?}"
+    );
+    assert!(details.contains(&"cross-site request"), "{details:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

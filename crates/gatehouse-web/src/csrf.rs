@@ -85,8 +85,10 @@ pub(crate) async fn check(
         account_id: visitor.account_id(),
         detail: Some(if cross_site {
             "cross-site request".to_owned()
-        } else if visitor.session.is_none() && !(public && visitor.form_id.is_some()) {
+        } else if visitor.session.is_none() && !public {
             "no session".to_owned()
+        } else if visitor.session.is_none() && visitor.form_id.is_none() {
+            "no session or form cookie".to_owned()
         } else {
             "form token missing or wrong".to_owned()
         }),

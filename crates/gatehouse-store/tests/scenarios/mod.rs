@@ -681,14 +681,12 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.expect("begin");
     let first = tx.enqueue_email(&email, T0).await.expect("enqueue");
     let second = tx.enqueue_email(&to_pat, T0).await.expect("enqueue");
-    for (address, queued) in [("jane.smith@nhs.net", 1), ("pat.jones@nhs.net", 1)] {
-        assert_eq!(
-            tx.emails_sent_since(address, "recovery", T0.minus(Span::hours(1)))
-                .await
-                .expect("count"),
-            queued
-        );
-    }
+    assert_eq!(
+        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
+            .await
+            .expect("count"),
+        1
+    );
     tx.commit().await.expect("commit");
     let lease = T0.plus(Span::minutes(1));
     let claimed = store.claim_outbox(T0, lease, 10).await.expect("claim");
@@ -856,6 +854,13 @@ pub async fn emails_to_one_address_go_out_in_the_order_queued(store: Arc<dyn Sto
         .enqueue_email(&to("JANE.SMITH@nhs.net", "newer"), at)
         .await
         .expect("enqueue");
+    assert_eq!(
+        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
+            .await
+            .expect("count"),
+        2,
+        "both count towards the address's hourly limit, whatever their state"
+    );
     tx.commit().await.expect("commit");
     let lease = at.plus(Span::minutes(1));
     let claimed = store.claim_outbox(at, lease, 10).await.expect("claim");
