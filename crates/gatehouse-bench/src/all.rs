@@ -225,6 +225,7 @@ pub async fn run(options: Options) -> Result<()> {
     // sign-in runs, and their wall-clock length.
     let mut cpu = (0.0, 0.0, 0.0);
     let mut idle = 0.0;
+    let mut threads = servers::ThreadWork::default();
     for _ in 0..options.rounds {
         let raw = tokio::task::spawn_blocking(move || signin::raw_rate(cores, seconds)).await??;
         let (server_cpu, own_cpu, idle_before) = (
@@ -232,7 +233,11 @@ pub async fn run(options: Options) -> Result<()> {
             servers::cpu_seconds(std::process::id()),
             servers::machine_idle_seconds(),
         );
+        let threads_before = servers::ThreadWork::of(server.pid());
         let run = sign_in_rate(&gatehouse, cores * 4, seconds).await?;
+        let work = servers::ThreadWork::of(server.pid()).since(threads_before);
+        threads.beside_hashing += work.beside_hashing;
+        threads.switches += work.switches;
         cpu.0 += servers::cpu_seconds(server.pid()) - server_cpu;
         cpu.1 += servers::cpu_seconds(std::process::id()) - own_cpu;
         idle += servers::machine_idle_seconds() - idle_before;
@@ -258,6 +263,18 @@ pub async fn run(options: Options) -> Result<()> {
                 per_sign_in(idle)
             ),
             format!("{:.1}", 1000.0 * cores as f64 / raw.max(1e-9)),
+            String::new(),
+        ]);
+        let signed_in = sign_ins.count(303).max(1) as f64;
+        row(&[
+            "the server beside its hashing threads, per sign-in: CPU (ms) / context switches of all its threads".into(),
+            String::new(),
+            format!(
+                "{:.2} / {:.1}",
+                per_sign_in(threads.beside_hashing),
+                threads.switches / signed_in
+            ),
+            String::new(),
             String::new(),
         ]);
     };

@@ -63,15 +63,73 @@ impl Drop for Server {
 pub fn cpu_seconds(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            // Fields after the command name, which is in parentheses.
-            let rest = s.rsplit_once(") ")?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let user: f64 = fields.get(11)?.parse().ok()?;
-            let system: f64 = fields.get(12)?.parse().ok()?;
-            Some((user + system) / 100.0)
-        })
+        .and_then(|s| stat_cpu_seconds(&s))
         .unwrap_or(0.0)
+}
+
+/// User + system seconds from a `stat` line of /proc (a process's or a thread's).
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// What a process's threads have done so far, from /proc/PID/task: the
+/// noise-free side of the sign-in ratio. Threads that have ended are not
+/// counted (the server's are long-lived: tokio's workers, the hashing
+/// threads, one per SQLite connection).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadWork {
+    /// CPU seconds of every thread but the hashing threads
+    /// (`gatehouse-hash-N`): what the server does beside the hash.
+    pub beside_hashing: f64,
+    /// Context switches of every thread, voluntary (a thread waiting for
+    /// a message) and not (a thread preempted, a hash among them).
+    pub switches: f64,
+}
+
+impl ThreadWork {
+    /// The threads of `pid` now.
+    pub fn of(pid: u32) -> Self {
+        let mut work = Self::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return work;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            if let Ok(stat) = std::fs::read_to_string(dir.join("stat")) {
+                let name = stat
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.rsplit_once(')'))
+                    .map_or("", |(name, _)| name);
+                if !name.starts_with("gatehouse-hash") {
+                    work.beside_hashing += stat_cpu_seconds(&stat).unwrap_or(0.0);
+                }
+            }
+            if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
+                for line in status.lines() {
+                    if let Some(count) = line
+                        .strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                    {
+                        work.switches += count.trim().parse::<f64>().unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+        work
+    }
+
+    /// The work done between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            beside_hashing: self.beside_hashing - earlier.beside_hashing,
+            switches: self.switches - earlier.switches,
+        }
+    }
 }
 
 /// Seconds every core of the machine has spent idle (or waiting for I/O)
