@@ -72,6 +72,60 @@ async fn a_success_clears_the_count() {
     assert!(m[0].contains("You have 2 attempts left"), "{m:?}");
 }
 
+/// A right password is usually recorded in one statement that checks the
+/// attempt counter is still as its claim left it. Here another attempt
+/// claims in between (a trigger stands in for it, claiming again the moment
+/// the right password's claim is written): that statement is refused, and
+/// the sign-in is recorded the long way, in a transaction that reads the
+/// counter afresh. The person is signed in, and the other attempt stays
+/// counted until it is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_right_password_is_recorded_even_if_another_attempt_claims_meanwhile() {
+    let app = app_with_password(&[]).await;
+    assert_eq!(sign_in_attempts(&app, "999AKHAN01").await.claims, 0);
+    let another = "UPDATE sign_in_attempts SET consecutive = consecutive + 1, \
+                   total = total + 1, claims = claims + 1, version = version + 1 \
+                   WHERE username_key = NEW.username_key";
+    if on_postgres() {
+        execute_sql(
+            &app.database_url(),
+            &format!(
+                "CREATE FUNCTION another_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN {another}; RETURN NULL; END $$; \
+                 CREATE TRIGGER another_attempt AFTER INSERT OR UPDATE ON sign_in_attempts \
+                 FOR EACH ROW WHEN (NEW.claims = 1) EXECUTE FUNCTION another_attempt()"
+            ),
+        )
+        .await;
+    } else {
+        execute_sql(
+            &app.database_url(),
+            &format!(
+                "CREATE TRIGGER another_attempt_new AFTER INSERT ON sign_in_attempts \
+                 WHEN NEW.claims = 1 BEGIN {another}; END; \
+                 CREATE TRIGGER another_attempt AFTER UPDATE ON sign_in_attempts \
+                 WHEN NEW.claims = 1 BEGIN {another}; END"
+            ),
+        )
+        .await;
+    }
+    let browser = client();
+    let signed_in = app.log_in_as(&browser, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/account");
+    let account = app.page_as(&browser, "/account").await;
+    assert!(account.contains("Sign out"), "{account}");
+    assert_eq!(audit_events(&app, "sign_in.succeeded").await.len(), 1);
+    let counter = sign_in_attempts(&app, "999AKHAN01").await;
+    assert_eq!(
+        (counter.claims, counter.consecutive),
+        (2, 1),
+        "the right password's claim released, the other one's kept"
+    );
+    let (_, m) = attempt(&app, "999AKHAN01", "wrong password").await;
+    assert!(m[0].contains("You have 1 attempt left"), "{m:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_usernames_get_the_same_messages_lock_included_and_the_same_work() {
     let app = app_with_password(&[]).await;

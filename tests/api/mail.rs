@@ -276,18 +276,6 @@ fn username_email(recipient: &str) -> gatehouse_store::NewEmail {
     }
 }
 
-/// Runs one statement on the service's database, as an operator would.
-async fn execute(url: &str, sql: &str) {
-    use sqlx::Connection as _;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = conn.close().await;
-}
-
 /// The database failing while a delivery run records its sends: the run
 /// reports the failure instead of carrying on as if the sends were
 /// recorded, and an email the mail server took but the database never
@@ -310,7 +298,7 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
 
     // Recording Pat One's email as sent fails, as a full disk would.
     if on_postgres() {
-        execute(
+        execute_sql(
             &url,
             "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN RAISE EXCEPTION 'disk full'; END $$; \
@@ -320,7 +308,7 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
         )
         .await;
     } else {
-        execute(
+        execute_sql(
             &url,
             "CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbox \
              WHEN NEW.status = 'sent' AND NEW.recipient = 'pat.one@nhs.net' \
@@ -363,7 +351,7 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
     } else {
         "DROP TRIGGER refuse_sent"
     };
-    execute(&url, drop).await;
+    execute_sql(&url, drop).await;
     worker.run_once().await.expect("a run with nothing due");
     assert_eq!(sent_to(&app), 1, "not sent again while its lease holds");
 

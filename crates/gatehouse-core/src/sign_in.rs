@@ -15,6 +15,7 @@ use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision};
 use gatehouse_domain::password::normalise;
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::{SecretToken, Timestamp, TokenHash, UsernameKey};
+use gatehouse_store::SignInSuccess;
 
 use crate::hashing::Verification;
 use crate::sessions::{NewSession, fresh_session};
@@ -131,7 +132,7 @@ impl Gatehouse {
                 _ => None,
             }
         };
-        let (_, account) = tokio::try_join!(
+        let (claimed, account) = tokio::try_join!(
             self.store.update_attempts(&counter_key, now, &mut claim),
             self.store.account_by_username(&key),
         )?;
@@ -210,25 +211,47 @@ impl Gatehouse {
         };
 
         // The right password: the claim is released whatever follows.
-        let mut tx = self.store.begin().await?;
-        release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
-        if account.disabled_at.is_some() {
-            // Only someone who knows the password learns that the account
-            // is disabled.
-            event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
+        let session = fresh_session(Some(account.id), now)?;
+        let recorded = match (&account.disabled_at, claimed.after, claimed.version) {
+            // Nothing else touched the counter since the claim (the usual
+            // case): everything in one statement.
+            (None, Some(counter), Some(claimed_version)) => {
+                event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+                self.store
+                    .record_sign_in_success(&SignInSuccess {
+                        counter_key: &counter_key,
+                        claimed_version,
+                        counter: &counter.after_success(claim.ticket, &policy.lockout),
+                        account_id: account.id,
+                        now,
+                        previous_session,
+                        session: &session.stored(),
+                        audit: &event,
+                    })
+                    .await?
+            }
+            _ => false,
+        };
+        if !recorded {
+            let mut tx = self.store.begin().await?;
+            release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
+            if account.disabled_at.is_some() {
+                // Only someone who knows the password learns that the
+                // account is disabled.
+                event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
+                tx.audit(&event).await?;
+                tx.commit().await?;
+                return Ok(SignInOutcome::AccountDisabled);
+            }
+            tx.record_sign_in(account.id, now).await?;
+            if let Some(previous) = previous_session {
+                tx.delete_session(previous).await?;
+            }
+            tx.create_session(&session.stored()).await?;
+            event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
             tx.audit(&event).await?;
             tx.commit().await?;
-            return Ok(SignInOutcome::AccountDisabled);
         }
-        let session = fresh_session(Some(account.id), now)?;
-        tx.record_sign_in(account.id, now).await?;
-        if let Some(previous) = previous_session {
-            tx.delete_session(previous).await?;
-        }
-        tx.create_session(&session.stored()).await?;
-        event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
-        tx.audit(&event).await?;
-        tx.commit().await?;
 
         if let (true, Some(old), Some(permit)) = (rehash, &account.password_hash, &permit) {
             // Parameters were raised since this password was set: store a

@@ -401,6 +401,33 @@ pub struct CounterUpdate {
     pub before: AttemptCounter,
     /// The counter written, or `None` if the change wrote nothing.
     pub after: Option<AttemptCounter>,
+    /// The version `after` was written at, for a later compare-and-set
+    /// against it ([`Store::record_sign_in_success`]).
+    pub version: Option<i64>,
+}
+
+/// Everything a right password at sign-in writes, at once: the claimed
+/// attempt released, the sign-in time, the new session in place of the
+/// previous one, and the audit record.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInSuccess<'a> {
+    /// The attempt counter the claim was made on.
+    pub counter_key: &'a UsernameKey,
+    /// The version the claim wrote ([`CounterUpdate::version`]): the write
+    /// happens only if the counter is still at it.
+    pub claimed_version: i64,
+    /// The counter with the claim released, worked out from the claimed one.
+    pub counter: &'a AttemptCounter,
+    /// The account signed in to.
+    pub account_id: i64,
+    /// When.
+    pub now: Timestamp,
+    /// The session the browser had before, ended (a new id at sign-in).
+    pub previous_session: Option<&'a TokenHash>,
+    /// The new session.
+    pub session: &'a SessionRecord,
+    /// The audit record of the sign-in.
+    pub audit: &'a AuditRecord,
 }
 
 /// A change to an attempt counter, decided from its current value: return
@@ -453,6 +480,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a username's attempt counter.
     async fn attempts(&self, key: &UsernameKey) -> Result<AttemptCounter>;
+
+    /// Writes a sign-in's success in one statement, if its attempt counter
+    /// is still as the claim left it; `Ok(false)`, writing nothing, if
+    /// another attempt changed it since (the caller then reads it afresh in
+    /// a transaction). One statement rather than a transaction of seven
+    /// because each statement is a hand-off to SQLite's connection thread,
+    /// about half of what a sign-in cost beside its hash (BENCHMARKS.md).
+    async fn record_sign_in_success(&self, success: &SignInSuccess<'_>) -> Result<bool>;
 
     /// Finds an account by username key.
     async fn account_by_username(&self, key: &UsernameKey) -> Result<Option<AccountRecord>>;

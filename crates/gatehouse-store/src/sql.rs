@@ -28,11 +28,15 @@ use crate::{
     AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
     Delivery, DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary,
     QueueDepths, RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SecondFactorRow,
-    SessionRecord, Store, StoreError, Tx,
+    SessionRecord, SignInSuccess, Store, StoreError, Tx,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The refusal of `sign_in_successes` (migration 0009) when the attempt
+/// counter is no longer at the version claimed.
+const COUNTER_CHANGED: &str = "gatehouse: the attempt counter changed since the claim";
 
 /// How many times a compare-and-set is retried before giving up.
 const CAS_ATTEMPTS: usize = 200;
@@ -525,6 +529,9 @@ fn session_from(row: &AnyRow) -> Result<SessionRecord> {
     })
 }
 
+/// Migration 0009's `sign_in_success` trigger writes sessions too: a new
+/// column goes into both (the conformance scenario
+/// `a_sign_in_success_is_written_whole_or_not_at_all` reads one back).
 async fn insert_session(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
@@ -663,6 +670,8 @@ async fn record_delivery(
     .await
 }
 
+/// Migration 0009's `sign_in_success` trigger writes audit events too: a
+/// new column goes into both.
 async fn insert_audit(conn: &mut AnyConnection, r: &AuditRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, detail) \
@@ -728,6 +737,7 @@ impl Store for SqlStore {
                 return Ok(CounterUpdate {
                     before,
                     after: None,
+                    version: None,
                 });
             };
             let written = match current {
@@ -765,6 +775,7 @@ impl Store for SqlStore {
                 return Ok(CounterUpdate {
                     before,
                     after: Some(after),
+                    version: Some(current.map_or(1, |(_, version)| version + 1)),
                 });
             }
         }
@@ -777,6 +788,53 @@ impl Store for SqlStore {
             .await?
             .map(|(c, _)| c)
             .unwrap_or_default())
+    }
+
+    async fn record_sign_in_success(&self, s: &SignInSuccess<'_>) -> Result<bool> {
+        let (session, audit) = (s.session, s.audit);
+        // The view's INSTEAD OF trigger (migration 0009) does the writes of
+        // a transaction in one statement, and refuses with COUNTER_CHANGED
+        // if the counter moved on since the claim.
+        let written = sqlx::query(
+            "INSERT INTO sign_in_successes (counter_key, claimed_version, consecutive, total, \
+             locked_until, claims, at, account_id, previous_session, id_hash, session_account_id, \
+             csrf_token, created_at, last_seen_at, reset_link_id, reset_until, flash, \
+             second_factor_at, audit_at, event, actor, audit_account_id, username, client_ip, \
+             detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        )
+        .bind(s.counter_key.as_str())
+        .bind(s.claimed_version)
+        .bind(i64::from(s.counter.consecutive))
+        .bind(i64::from(s.counter.total))
+        .bind(s.counter.locked_until.map(Timestamp::unix))
+        .bind(claims_i64(s.counter))
+        .bind(s.now.unix())
+        .bind(s.account_id)
+        .bind(s.previous_session.map(|h| h.as_bytes().to_vec()))
+        .bind(session.id_hash.as_bytes().as_slice())
+        .bind(session.account_id)
+        .bind(&session.csrf_token)
+        .bind(session.created_at.unix())
+        .bind(session.last_seen_at.unix())
+        .bind(session.reset_link_id)
+        .bind(session.reset_until.map(Timestamp::unix))
+        .bind(&session.flash)
+        .bind(session.second_factor_at.map(Timestamp::unix))
+        .bind(audit.at.map_or(0, Timestamp::unix))
+        .bind(&audit.event)
+        .bind(&audit.actor)
+        .bind(audit.account_id)
+        .bind(&audit.username)
+        .bind(&audit.client_ip)
+        .bind(&audit.detail)
+        .execute(&mut *self.write_conn().await?)
+        .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.message().contains(COUNTER_CHANGED) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn account_by_username(&self, key: &UsernameKey) -> Result<Option<AccountRecord>> {

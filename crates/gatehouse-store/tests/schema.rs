@@ -156,7 +156,7 @@ async fn postgres_schema(pool: &AnyPool) -> BTreeMap<String, Table> {
     let mut out = BTreeMap::new();
     let tables = text(
         pool,
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'",
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name NOT LIKE '\\_sqlx%'",
     )
     .await;
     for t in tables {
@@ -280,6 +280,24 @@ async fn sqlite_and_postgres_schemas_match() {
     let pool = AnyPool::connect(&pg.url).await.expect("open");
     let a = sqlite_schema(&lite).await;
     let b = postgres_schema(&pool).await;
+    // Views (the sign-in's one-statement write) are compared by name and
+    // columns: what the store inserts into them.
+    let lite_views = text(
+        &lite,
+        "SELECT m.name || ': ' || group_concat(c.name, ', ') FROM sqlite_master m, \
+         pragma_table_info(m.name) c WHERE m.type = 'view' GROUP BY m.name ORDER BY m.name",
+    )
+    .await;
+    let pg_views = text(
+        &pool,
+        "SELECT c.table_name::text || ': ' || string_agg(c.column_name::text, ', ' ORDER BY c.ordinal_position) \
+         FROM information_schema.columns c JOIN information_schema.views v \
+         ON v.table_schema = c.table_schema AND v.table_name = c.table_name \
+         WHERE c.table_schema = current_schema() GROUP BY c.table_name ORDER BY c.table_name",
+    )
+    .await;
+    assert_eq!(lite_views, pg_views, "views");
+    assert_eq!(lite_views.len(), 1, "the sign-in view: {lite_views:?}");
     pool.close().await;
     assert!(a.len() >= 9, "the SQLite schema was read: {:?}", a.keys());
     assert_eq!(

@@ -13,7 +13,7 @@ use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
 use gatehouse_store::{
     AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, OutboxEmail, PoolSettings,
-    SessionRecord, SqlStore, Store,
+    SessionRecord, SignInSuccess, SqlStore, Store,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
@@ -548,6 +548,239 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         flash: None,
         second_factor_at: None,
     }
+}
+
+/// Claims an attempt on `username` at `now`: the claim and the counter's version.
+async fn claim(
+    store: &Arc<dyn Store>,
+    username: &str,
+    now: Timestamp,
+) -> (gatehouse_domain::lockout::Claim, i64) {
+    let policy = LockoutPolicy::default();
+    let mut claimed = None;
+    let update =
+        store
+            .update_attempts(&key(username), now, &mut |c: AttemptCounter| match c
+                .claim(now, &policy)
+            {
+                ClaimDecision::Check(claim) => {
+                    claimed = Some(claim);
+                    Some(claim.next)
+                }
+                _ => None,
+            })
+            .await
+            .expect("claim");
+    let claim = claimed.expect("not locked");
+    assert_eq!(update.after, Some(claim.next));
+    (claim, update.version.expect("written"))
+}
+
+pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let policy = LockoutPolicy::default();
+    claim(&store, "999JSMITH01", T0).await;
+    let (second, version) = claim(&store, "999JSMITH01", T0).await;
+    let claimed = store.attempts(&key("999JSMITH01")).await.expect("read");
+    assert_eq!(claimed, second.next);
+    let previous = session(Some(jane.id));
+    store.create_session(&previous).await.expect("create");
+    let new = session(Some(jane.id));
+    let audit = AuditRecord {
+        at: Some(T0),
+        event: "sign_in.succeeded".to_owned(),
+        actor: Some("999JSMITH01".to_owned()),
+        account_id: Some(jane.id),
+        username: Some("999JSMITH01".to_owned()),
+        client_ip: Some("192.0.2.7".to_owned()),
+        detail: Some("right password".to_owned()),
+    };
+    let released = second.next.after_success(second.ticket, &policy);
+    let later = T0.plus(Span::minutes(1));
+    let jane_key = key("999JSMITH01");
+    let success = |claimed_version| SignInSuccess {
+        counter_key: &jane_key,
+        claimed_version,
+        counter: &released,
+        account_id: jane.id,
+        now: later,
+        previous_session: Some(&previous.id_hash),
+        session: &new,
+        audit: &audit,
+    };
+
+    // The first claim's version is stale (the second claim moved it on):
+    // nothing at all is written.
+    assert!(
+        !store
+            .record_sign_in_success(&success(version - 1))
+            .await
+            .expect("refused, not failed")
+    );
+    assert_eq!(
+        store.attempts(&key("999JSMITH01")).await.expect("read"),
+        claimed
+    );
+    assert!(
+        store
+            .session(&previous.id_hash)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(store.session(&new.id_hash).await.expect("read").is_none());
+    let events = || async {
+        store
+            .audit_events(&AuditFilter {
+                limit: 20,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("audit")
+    };
+    assert!(
+        events()
+            .await
+            .iter()
+            .all(|e| e.event != "sign_in.succeeded")
+    );
+    let unchanged = store
+        .account_by_id(jane.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(unchanged.last_sign_in_at, None);
+
+    // At the claimed version, everything.
+    assert!(
+        store
+            .record_sign_in_success(&success(version))
+            .await
+            .expect("written")
+    );
+    assert_eq!(
+        store.attempts(&key("999JSMITH01")).await.expect("read"),
+        released
+    );
+    assert!(
+        store
+            .session(&previous.id_hash)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let stored = store
+        .session(&new.id_hash)
+        .await
+        .expect("read")
+        .expect("created");
+    assert_eq!(
+        (
+            stored.account_id,
+            stored.csrf_token,
+            stored.created_at,
+            stored.last_seen_at
+        ),
+        (Some(jane.id), new.csrf_token.clone(), T0, T0)
+    );
+    let signed_in = store
+        .account_by_id(jane.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(signed_in.last_sign_in_at, Some(later));
+    let recorded: Vec<_> = events()
+        .await
+        .into_iter()
+        .filter(|e| e.event == "sign_in.succeeded")
+        .map(|e| {
+            (
+                e.at,
+                e.actor,
+                e.account_id,
+                e.username,
+                e.client_ip,
+                e.detail,
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [(
+            T0,
+            audit.actor.clone(),
+            audit.account_id,
+            audit.username.clone(),
+            audit.client_ip.clone(),
+            audit.detail.clone()
+        )]
+    );
+
+    // The write moved the version on: the same success cannot be written twice.
+    assert!(
+        !store
+            .record_sign_in_success(&success(version))
+            .await
+            .expect("refused")
+    );
+}
+
+/// Two sign-ins that both finish against the same claimed version (a
+/// duplicated request, say): exactly one writes.
+pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
+    import(&store, STAFF).await;
+    let jane = store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists");
+    let policy = LockoutPolicy::default();
+    let (claimed, version) = claim(&store, "999JSMITH01", T0).await;
+    let released = claimed.next.after_success(claimed.ticket, &policy);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let new = session(Some(jane.id));
+            let written = store
+                .record_sign_in_success(&SignInSuccess {
+                    counter_key: &key("999JSMITH01"),
+                    claimed_version: version,
+                    counter: &released,
+                    account_id: jane.id,
+                    now: T0,
+                    previous_session: None,
+                    session: &new,
+                    audit: &AuditRecord {
+                        at: Some(T0),
+                        event: "sign_in.succeeded".to_owned(),
+                        ..AuditRecord::default()
+                    },
+                })
+                .await
+                .expect("written or refused");
+            (
+                written,
+                store.session(&new.id_hash).await.expect("read").is_some(),
+            )
+        }));
+    }
+    let mut written = 0;
+    for t in tasks {
+        let (ok, exists) = t.await.expect("task");
+        assert_eq!(
+            ok, exists,
+            "a session exists exactly when its write succeeded"
+        );
+        written += usize::from(ok);
+    }
+    assert_eq!(written, 1);
+    assert_eq!(store.session_count(jane.id).await.expect("count"), 1);
 }
 
 pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
@@ -1118,6 +1351,8 @@ macro_rules! with_scenarios {
             expired_and_voided_links_cannot_be_spent,
             passwords_keep_a_bounded_history,
             sessions_round_trip_and_end_together,
+            a_sign_in_success_is_written_whole_or_not_at_all,
+            concurrent_sign_in_successes_write_once,
             recovery_requests_are_claimed_by_one_worker_at_a_time,
             outbox_delivers_scrubs_and_retries,
             emails_to_one_address_go_out_in_the_order_queued,
