@@ -550,6 +550,27 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
     }
 }
 
+/// Imports the staff file and returns Jane Smith's account at Demo Trust.
+async fn imported_jane(store: &Arc<dyn Store>) -> gatehouse_store::AccountRecord {
+    import(store, STAFF).await;
+    store
+        .account_by_username(&key("999JSMITH01"))
+        .await
+        .expect("read")
+        .expect("exists")
+}
+
+/// The last 20 audit events, newest first.
+async fn recent_audit_events(store: &Arc<dyn Store>) -> Vec<gatehouse_store::AuditRow> {
+    store
+        .audit_events(&AuditFilter {
+            limit: 20,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("audit")
+}
+
 /// Claims an attempt on `username` at `now`: the claim and the counter's version.
 async fn claim(
     store: &Arc<dyn Store>,
@@ -577,16 +598,12 @@ async fn claim(
 }
 
 pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Store>) {
-    import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = imported_jane(&store).await;
     let policy = LockoutPolicy::default();
     claim(&store, "999JSMITH01", T0).await;
     let (second, version) = claim(&store, "999JSMITH01", T0).await;
-    let claimed = store.attempts(&key("999JSMITH01")).await.expect("read");
+    let jane_key = key("999JSMITH01");
+    let claimed = store.attempts(&jane_key).await.expect("read");
     assert_eq!(claimed, second.next);
     let previous = session(Some(jane.id));
     store.create_session(&previous).await.expect("create");
@@ -602,7 +619,6 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
     };
     let released = second.next.after_success(second.ticket, &policy);
     let later = T0.plus(Span::minutes(1));
-    let jane_key = key("999JSMITH01");
     let success = |claimed_version| SignInSuccess {
         counter_key: &jane_key,
         claimed_version,
@@ -614,6 +630,42 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
         audit: &audit,
     };
 
+    // What a success writes, as the store reads it back: the counter,
+    // whether the previous session is still there, the new session, the
+    // account's sign-in time, and the success's audit records.
+    let state = || async {
+        let events = recent_audit_events(&store).await;
+        (
+            store.attempts(&jane_key).await.expect("read"),
+            store
+                .session(&previous.id_hash)
+                .await
+                .expect("read")
+                .is_some(),
+            store.session(&new.id_hash).await.expect("read"),
+            store
+                .account_by_id(jane.id)
+                .await
+                .expect("read")
+                .expect("exists")
+                .last_sign_in_at,
+            events
+                .into_iter()
+                .filter(|e| e.event == "sign_in.succeeded")
+                .map(|e| {
+                    (
+                        e.at,
+                        e.actor,
+                        e.account_id,
+                        e.username,
+                        e.client_ip,
+                        e.detail,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+
     // The first claim's version is stale (the second claim moved it on):
     // nothing at all is written.
     assert!(
@@ -622,39 +674,12 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
             .await
             .expect("refused, not failed")
     );
-    assert_eq!(
-        store.attempts(&key("999JSMITH01")).await.expect("read"),
-        claimed
-    );
-    assert!(
-        store
-            .session(&previous.id_hash)
-            .await
-            .expect("read")
-            .is_some()
-    );
-    assert!(store.session(&new.id_hash).await.expect("read").is_none());
-    let events = || async {
-        store
-            .audit_events(&AuditFilter {
-                limit: 20,
-                ..AuditFilter::default()
-            })
-            .await
-            .expect("audit")
-    };
-    assert!(
-        events()
-            .await
-            .iter()
-            .all(|e| e.event != "sign_in.succeeded")
-    );
-    let unchanged = store
-        .account_by_id(jane.id)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(unchanged.last_sign_in_at, None);
+    let (counter, previous_kept, created, last_sign_in, events) = state().await;
+    assert_eq!(counter, claimed);
+    assert!(previous_kept);
+    assert!(created.is_none());
+    assert_eq!(last_sign_in, None);
+    assert!(events.is_empty());
 
     // At the claimed version, everything.
     assert!(
@@ -663,54 +688,22 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
             .await
             .expect("written")
     );
-    assert_eq!(
-        store.attempts(&key("999JSMITH01")).await.expect("read"),
-        released
-    );
-    assert!(
-        store
-            .session(&previous.id_hash)
-            .await
-            .expect("read")
-            .is_none()
-    );
-    let stored = store
-        .session(&new.id_hash)
-        .await
-        .expect("read")
-        .expect("created");
+    let (counter, previous_kept, created, last_sign_in, events) = state().await;
+    assert_eq!(counter, released);
+    assert!(!previous_kept);
+    let created = created.expect("created");
     assert_eq!(
         (
-            stored.account_id,
-            stored.csrf_token,
-            stored.created_at,
-            stored.last_seen_at
+            created.account_id,
+            created.csrf_token,
+            created.created_at,
+            created.last_seen_at
         ),
         (Some(jane.id), new.csrf_token.clone(), T0, T0)
     );
-    let signed_in = store
-        .account_by_id(jane.id)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(signed_in.last_sign_in_at, Some(later));
-    let recorded: Vec<_> = events()
-        .await
-        .into_iter()
-        .filter(|e| e.event == "sign_in.succeeded")
-        .map(|e| {
-            (
-                e.at,
-                e.actor,
-                e.account_id,
-                e.username,
-                e.client_ip,
-                e.detail,
-            )
-        })
-        .collect();
+    assert_eq!(last_sign_in, Some(later));
     assert_eq!(
-        recorded,
+        events,
         [(
             T0,
             audit.actor.clone(),
@@ -733,12 +726,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
 /// Two sign-ins that both finish against the same claimed version (a
 /// duplicated request, say): exactly one writes.
 pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
-    import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = imported_jane(&store).await;
     let policy = LockoutPolicy::default();
     let (claimed, version) = claim(&store, "999JSMITH01", T0).await;
     let released = claimed.next.after_success(claimed.ticket, &policy);
@@ -1002,13 +990,7 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
             .expect("claim")
             .is_empty()
     );
-    let events = store
-        .audit_events(&AuditFilter {
-            limit: 20,
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("audit");
+    let events = recent_audit_events(&store).await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
         names,
