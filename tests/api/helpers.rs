@@ -118,11 +118,23 @@ pub async fn wait_for_attempts(
     email: &str,
     attempts: i64,
 ) -> gatehouse_store::OutboxSummary {
-    wait_for_email(app, email, |e| e.attempts >= attempts).await;
-    // The count goes up when a try starts: give the worker a moment to
-    // record how it ended.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    wait_for_email(app, email, |_| true).await
+    let started = wait_for_email(app, email, |e| e.attempts >= attempts).await;
+    // The count goes up when a try starts, and the try's lease is cleared
+    // when its end is recorded (a fixed pause here lost that race under load).
+    let ended = format!(
+        "SELECT COUNT(*) FROM outbox WHERE id = {} AND lease_until IS NULL",
+        started.id
+    );
+    for _ in 0..500 {
+        if count(&app.database_url(), &ended).await == 1 {
+            return wait_for_email(app, email, |_| true).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the try never ended: {:?}",
+        wait_for_email(app, email, |_| true).await
+    );
 }
 
 /// Waits until the first try of the newest email to `email` has failed.
