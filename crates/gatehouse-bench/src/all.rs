@@ -250,7 +250,8 @@ pub async fn run(options: Options) -> Result<()> {
         sign_ins.errors += run.errors;
     }
     let (raw, sustainable, ratio) = (median(raws), median(rates), median(ratios.clone()));
-    let per_sign_in = |seconds: f64| 1000.0 * seconds / sign_ins.count(303).max(1) as f64;
+    let signed_in = sign_ins.count(303).max(1) as f64;
+    let per_sign_in = |seconds: f64| 1000.0 * seconds / signed_in;
     let cpu_row = || {
         row(&[
             "CPU per sign-in: server / load generator / other processes / idle (ms), against one verification".into(),
@@ -265,7 +266,6 @@ pub async fn run(options: Options) -> Result<()> {
             format!("{:.1}", 1000.0 * cores as f64 / raw.max(1e-9)),
             String::new(),
         ]);
-        let signed_in = sign_ins.count(303).max(1) as f64;
         row(&[
             "the server beside its hashing threads, per sign-in: CPU (ms) / context switches of all its threads".into(),
             String::new(),

@@ -211,12 +211,23 @@ impl Gatehouse {
         };
 
         // The right password: the claim is released whatever follows.
+        if account.disabled_at.is_some() {
+            // Only someone who knows the password learns that the account
+            // is disabled.
+            let mut tx = self.store.begin().await?;
+            release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
+            event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
+            tx.audit(&event).await?;
+            tx.commit().await?;
+            return Ok(SignInOutcome::AccountDisabled);
+        }
         let session = fresh_session(Some(account.id), now)?;
-        let recorded = match (&account.disabled_at, claimed.after, claimed.version) {
-            // Nothing else touched the counter since the claim (the usual
-            // case): everything in one statement.
-            (None, Some(counter), Some(claimed_version)) => {
-                event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+        let stored = session.stored();
+        event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+        // Usually nothing else has touched the counter since the claim, and
+        // everything is written in one statement.
+        let recorded = match (claimed.after, claimed.version) {
+            (Some(counter), Some(claimed_version)) => {
                 self.store
                     .record_sign_in_success(&SignInSuccess {
                         counter_key: &counter_key,
@@ -225,7 +236,7 @@ impl Gatehouse {
                         account_id: account.id,
                         now,
                         previous_session,
-                        session: &session.stored(),
+                        session: &stored,
                         audit: &event,
                     })
                     .await?
@@ -233,22 +244,15 @@ impl Gatehouse {
             _ => false,
         };
         if !recorded {
+            // Another attempt claimed meanwhile: read the counter afresh,
+            // so that attempt stays counted.
             let mut tx = self.store.begin().await?;
             release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
-            if account.disabled_at.is_some() {
-                // Only someone who knows the password learns that the
-                // account is disabled.
-                event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
-                tx.audit(&event).await?;
-                tx.commit().await?;
-                return Ok(SignInOutcome::AccountDisabled);
-            }
             tx.record_sign_in(account.id, now).await?;
             if let Some(previous) = previous_session {
                 tx.delete_session(previous).await?;
             }
-            tx.create_session(&session.stored()).await?;
-            event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+            tx.create_session(&stored).await?;
             tx.audit(&event).await?;
             tx.commit().await?;
         }

@@ -579,19 +579,17 @@ async fn claim(
 ) -> (gatehouse_domain::lockout::Claim, i64) {
     let policy = LockoutPolicy::default();
     let mut claimed = None;
-    let update =
-        store
-            .update_attempts(&key(username), now, &mut |c: AttemptCounter| match c
-                .claim(now, &policy)
-            {
-                ClaimDecision::Check(claim) => {
-                    claimed = Some(claim);
-                    Some(claim.next)
-                }
-                _ => None,
-            })
-            .await
-            .expect("claim");
+    let mut change = |c: AttemptCounter| {
+        let ClaimDecision::Check(claim) = c.claim(now, &policy) else {
+            return None;
+        };
+        claimed = Some(claim);
+        Some(claim.next)
+    };
+    let update = store
+        .update_attempts(&key(username), now, &mut change)
+        .await
+        .expect("claim");
     let claim = claimed.expect("not locked");
     assert_eq!(update.after, Some(claim.next));
     (claim, update.version.expect("written"))
