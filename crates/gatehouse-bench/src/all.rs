@@ -227,7 +227,10 @@ pub async fn run(options: Options) -> Result<()> {
     let mut idle = 0.0;
     let mut threads = servers::ThreadWork::default();
     for _ in 0..options.rounds {
-        let raw = tokio::task::spawn_blocking(move || signin::raw_rate(cores, seconds)).await??;
+        let raw = tokio::task::spawn_blocking(move || {
+            signin::raw_rate(signin::Implementation::Argon2Rust, cores, seconds)
+        })
+        .await??;
         let (server_cpu, own_cpu, idle_before) = (
             servers::cpu_seconds(server.pid()),
             servers::cpu_seconds(std::process::id()),
@@ -304,6 +307,30 @@ pub async fn run(options: Options) -> Result<()> {
         cpu_row();
         return Ok(());
     }
+
+    // The crate the service computed its hash with before argon2-rust,
+    // alternated with it: what the change of crate bought.
+    eprintln!("the raw rate of argon2-rust against the RustCrypto crate…");
+    let (mut ours, mut before) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for (implementation, rates) in [
+            (signin::Implementation::Argon2Rust, &mut ours),
+            (signin::Implementation::Rustcrypto, &mut before),
+        ] {
+            rates.push(
+                tokio::task::spawn_blocking(move || {
+                    signin::raw_rate(implementation, cores, seconds)
+                })
+                .await??,
+            );
+        }
+    }
+    let crate_ratios: Vec<f64> = ours
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a / b.max(1e-9))
+        .collect();
+    let (ours, before) = (median(ours), median(before));
 
     eprintln!("sign-in at 1x, 2x and 4x the sustainable rate…");
     let mut levels = Vec::new();
@@ -385,6 +412,30 @@ pub async fn run(options: Options) -> Result<()> {
     header(&["measure", "target", "Gatehouse", "baseline", "ratio"]);
     ratio_row();
     cpu_row();
+    row(&[
+        format!(
+            "raw argon2id verifications/s on {cores} threads: argon2-rust (the service) vs the RustCrypto crate (before), 3 alternated pairs"
+        ),
+        String::new(),
+        format!("{ours:.1}"),
+        format!("{before:.1}"),
+        format!(
+            "{:.2} (pairs: {})",
+            median(crate_ratios.clone()),
+            crate_ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ]);
+    row(&[
+        "sign-ins/s at saturation vs the RustCrypto crate's raw rate (the ceiling before)".into(),
+        String::new(),
+        format!("{sustainable:.1}"),
+        format!("{before:.1}"),
+        format!("{:.2}", sustainable / before.max(1e-9)),
+    ]);
     if let Some((_, signed, ..)) = &django {
         row(&[
             "Django + axes sign-ins/s at saturation vs the same raw rate".into(),

@@ -80,6 +80,26 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The raw argon2id rate of the crate the service uses (or of the one
+    /// it used before), with its parameters and memory kept per thread:
+    /// verifications per second, one number. `bench/argon2-implementations.sh`
+    /// alternates it with other implementations of the same hash.
+    HashRate {
+        /// The crate that computes the hash.
+        #[arg(long = "crate", value_enum, default_value = "argon2-rust")]
+        implementation: signin::Implementation,
+        /// Hashing threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Instead of the rate, print the 32-byte output for the password
+        /// and salt `bench/argon2/rate.c` uses, in hex, to check that the
+        /// implementations compared compute the same hash.
+        #[arg(long)]
+        output: bool,
+    },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
     /// large the database grows; a table scan makes it grow with the rows.
@@ -133,6 +153,19 @@ async fn main() -> Result<()> {
             emails,
             rounds,
         } => outbox_rounds(&binary, emails, rounds).await,
+        Command::HashRate {
+            implementation,
+            threads,
+            seconds,
+            output,
+        } => {
+            if output {
+                println!("{}", signin::check_output(implementation)?);
+            } else {
+                println!("{:.2}", signin::raw_rate(implementation, threads, seconds)?);
+            }
+            Ok(())
+        }
         Command::Lookups {
             database_url,
             baseline_url,
