@@ -77,6 +77,9 @@ pub fn check_output(implementation: Implementation) -> Result<String> {
     Ok(out.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// One verification's hash, into the output buffer it is given.
+type Compute = Box<dyn FnMut(&mut [u8])>;
+
 /// Verifications per second on `threads` threads for `seconds`.
 ///
 /// Each thread keeps its memory between hashes, as the service's hashing
@@ -98,7 +101,7 @@ pub fn raw_rate(implementation: Implementation, threads: usize, seconds: f64) ->
                 let salt = parsed.salt.expect("a salt");
                 let expected = parsed.hash.expect("an output");
                 let mut out = vec![0u8; expected.len()];
-                let mut compute: Box<dyn FnMut(&mut [u8])> = match implementation {
+                let mut compute: Compute = match implementation {
                     Implementation::Argon2Rust => {
                         let mut hasher = argon2_rust(expected.len()).expect("parameters").hasher();
                         Box::new(move |out| {

@@ -24,7 +24,7 @@
 //!
 //! The hash is computed by `argon2-rust`, a port of the reference
 //! implementation that picks AVX-512, AVX2, SSE2 or NEON code at run time:
-//! 1.85 times the verifications per second of the RustCrypto `argon2` crate
+//! about twice the verifications per second of the RustCrypto `argon2` crate
 //! on the machine measured, whose AVX2 path is its portable code compiled
 //! for AVX2 (BENCHMARKS.md, `bench/argon2-implementations.sh`). The PHC
 //! strings are still read and written by the RustCrypto crates, and the
