@@ -88,9 +88,9 @@ enum Command {
         /// The crate that computes the hash.
         #[arg(long = "crate", value_enum, default_value = "argon2-rust")]
         implementation: signin::Implementation,
-        /// Hashing threads.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
+        /// Hashing threads (default: one per core, as the service runs).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Seconds to run.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
@@ -162,6 +162,9 @@ async fn main() -> Result<()> {
             if output {
                 println!("{}", signin::check_output(implementation)?);
             } else {
+                let threads = threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                });
                 println!("{:.2}", signin::raw_rate(implementation, threads, seconds)?);
             }
             Ok(())
