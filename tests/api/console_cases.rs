@@ -532,8 +532,15 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
         .expect("the command line's change");
     assert_eq!(cli.client_ip, None);
 
-    // Nothing in the app edits or deletes an audit row.
-    let rows = audit_log(&app).await.len();
+    // Nothing in the app edits or deletes an audit row. The outbox worker
+    // goes on recording the sending of the changes' notices meanwhile
+    // (`email.*`); those rows are its, not the probes'.
+    let probed = |log: &[gatehouse_store::AuditRow]| {
+        log.iter()
+            .filter(|row| !row.event.starts_with("email."))
+            .count()
+    };
+    let rows = probed(&audit_log(&app).await);
     let id = changed[0].id;
     let token = form_token(&admin, &app.url("/console/audit")).await;
     for path in [
@@ -568,7 +575,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
     }
     let after = audit_log(&app).await;
     assert_eq!(
-        after.len(),
+        probed(&after),
         rows,
         "no audit row added or removed by the probes"
     );
