@@ -28,6 +28,10 @@ root=$(cd "$here/.." && pwd)
 rounds=${ROUNDS:-3}
 seconds=${MEASURE_SECONDS:-5}
 threads=${THREADS:-$(nproc)}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number of 1 or more, not '$rounds'" >&2; exit 2; }
+[[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ ]] && [[ ! $seconds =~ ^0+(\.0+)?$ ]] ||
+    { echo "MEASURE_SECONDS must be a number of seconds above 0, not '$seconds'" >&2; exit 2; }
+[[ $threads =~ ^[1-9][0-9]*$ ]] || { echo "THREADS must be a whole number of 1 or more, not '$threads'" >&2; exit 2; }
 bench_bin=$root/target/release/gatehouse-bench
 [ -x "$bench_bin" ] || { echo "build it first: cargo build --release -p gatehouse-bench" >&2; exit 2; }
 [ -f /usr/include/sodium.h ] || { echo "libsodium-dev is missing: apt-get install -y libsodium-dev" >&2; exit 2; }

@@ -30,14 +30,32 @@ struct RunArgs {
     #[arg(long, default_value = "target/release/gatehouse")]
     binary: std::path::PathBuf,
     /// Seconds for each measurement.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
     seconds: f64,
     /// Rounds of (raw hash rate, sign-in rate), alternating, so that the
     /// ratio compares neighbours on a noisy machine. A single round's ratio
     /// has read anywhere from 0.75 to 1.14 on the shared 2-core machines:
     /// ten rounds bring the standard error of the mean to about 0.02.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     rounds: usize,
+}
+
+/// A length of time in seconds, greater than nothing and at most a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds above 0 (at most 86400)"
+        )),
+    }
+}
+
+/// A count of 1 or more.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of 1 or more")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -77,7 +95,7 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         emails: usize,
         /// Rounds.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
         rounds: usize,
     },
     /// The raw argon2id rate of the crate the service uses (or of the one
@@ -89,10 +107,10 @@ enum Command {
         #[arg(long = "crate", value_enum, default_value = "argon2-rust")]
         implementation: signin::Implementation,
         /// Hashing threads (default: one per core, as the service runs).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         threads: Option<usize>,
         /// Seconds to run.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
         seconds: f64,
         /// Instead of the rate, print the 32-byte output for the password
         /// and salt `bench/argon2/rate.c` uses, in hex, to check that the

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use argon2::password_hash::phc::Output;
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, Version};
-use argon2_rust::params::{Memory, TagLen};
 use gatehouse_core::HashParams;
 
 use crate::load::PASSWORD;
@@ -21,22 +20,11 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// The same hash as `argon2-rust`, the crate the service computes it with.
+/// The service's hash, computed as the service computes it (argon2-rust).
 fn argon2_rust(output_len: usize) -> Result<argon2_rust::Argon2> {
-    let p = HashParams::default();
-    let params = argon2_rust::Params::builder()
-        .memory(Memory::kib(u64::from(p.memory_kib)))
-        .passes(p.iterations)
-        .lanes(p.parallelism)
-        .threads(1)
-        .tag_len(TagLen::bytes(output_len as u64))
-        .build()
-        .map_err(|e| anyhow::anyhow!("argon2-rust parameters: {e}"))?;
-    Ok(argon2_rust::Argon2::new(
-        argon2_rust::Algorithm::Argon2id,
-        argon2_rust::Version::V0x13,
-        params,
-    ))
+    HashParams::default()
+        .argon2id(output_len)
+        .map_err(|e| anyhow::anyhow!("argon2-rust parameters: {e}"))
 }
 
 /// Which crate computes the hash.

@@ -60,6 +60,24 @@ impl Default for HashParams {
     }
 }
 
+impl HashParams {
+    /// Argon2id (version 0x13) with these parameters and a tag of
+    /// `output_len` bytes, as the service computes it for a new password:
+    /// the bench's baseline uses exactly this.
+    pub fn argon2id(&self, output_len: usize) -> Result<argon2_rust::Argon2, HashError> {
+        let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+        let params = Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(output_len),
+        )
+        .map_err(|e| failed(&e))?;
+        implementation(Algorithm::Argon2id, Version::V0x13, &params, output_len)
+            .map_err(|e| failed(&e))
+    }
+}
+
 /// Hashing could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
