@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use gatehouse_core::Gatehouse;
 use gatehouse_core::audit_log::{AuditQuery, audit_csv};
-use gatehouse_core::privileged::{NewAdmin, role_of};
+use gatehouse_core::set_up::{NewAdmin, SetUpLink};
+use gatehouse_core::{Actor, Gatehouse};
 use gatehouse_domain::{Role, Timestamp};
 use serde_json::json;
 
@@ -15,7 +15,7 @@ use crate::cli::printable;
 use crate::config::{Config, ConfigError};
 
 /// Who the command line acts as, in the audit log.
-const ACTOR: &str = "admin (command line)";
+const ACTOR: &Actor = &Actor::COMMAND_LINE;
 
 /// Operator tasks.
 #[derive(Debug, Subcommand)]
@@ -72,8 +72,10 @@ pub enum AdminTask {
         /// The email address.
         email: String,
     },
-    /// Set an account's role: staff, helpdesk or admin. Helpdesk and admin
-    /// must set up an authenticator app at their next sign-in to the console.
+    /// Set an account's role: staff, helpdesk or admin. A helpdesk or admin
+    /// account with no authenticator app gets a one-time set-up link, printed
+    /// here, to hand to its owner: it sets their password, then their
+    /// authenticator app.
     Grant {
         /// The account's username.
         username: String,
@@ -81,7 +83,8 @@ pub enum AdminTask {
         role: String,
     },
     /// Create an administrator (or make an existing person one) and print a
-    /// one-time link to set their password; no password is typed here.
+    /// one-time set-up link for their password and authenticator app; no
+    /// password is typed here.
     CreateAdmin {
         /// The employer, as in the staff file (e.g. "999 Demo Trust").
         #[arg(long)]
@@ -127,8 +130,9 @@ pub enum AdminTask {
         reason: String,
     },
     /// Forget a helpdesk or admin account's authenticator app and recovery
-    /// codes (a lost phone, no codes left): they set up a new one at their
-    /// next sign-in to the console. Check who is asking first.
+    /// codes (a lost phone, no codes left), end its sessions, and print a
+    /// one-time set-up link for a new password and authenticator app. Check
+    /// who is asking first, and hand the link over in person or by phone.
     ResetSecondFactor {
         /// The account's username.
         username: String,
@@ -144,6 +148,29 @@ pub enum AdminTask {
         #[arg(long)]
         reason: String,
     },
+    /// Replace the service's key for form tokens and reset link cookies
+    /// (forms open now still work until the next rotation).
+    RotateKeys,
+}
+
+/// Prints a set-up link for the operator to hand over.
+fn print_set_up(g: &Gatehouse, set_up: &SetUpLink) {
+    println!(
+        "Give them this one-time set-up link, in person or by phone (valid until {}):",
+        g.settings.when(set_up.expires_at)
+    );
+    println!("{}", set_up.link);
+    println!(
+        "It sets their password; when they then log in, they set up an authenticator app for the console."
+    );
+}
+
+/// A set-up link as JSON (or null).
+fn set_up_json(set_up: Option<&SetUpLink>) -> serde_json::Value {
+    set_up.map_or(
+        serde_json::Value::Null,
+        |s| json!({ "link": s.link, "expires_at": s.expires_at.rfc3339() }),
+    )
 }
 
 fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
@@ -206,7 +233,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
             }
         }
         AdminTask::Status { username } => {
-            let Some(s) = g.account_status(&username).await.map_err(db)? else {
+            let Some(s) = g.account_status(ACTOR, &username).await.map_err(db)? else {
                 return Ok(refuse(
                     json,
                     1,
@@ -401,22 +428,25 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 Err(why) => return Ok(refuse(json, 2, &format!("Not changed: {why}."))),
             };
             match g.set_role(&username, role, ACTOR).await.map_err(db)? {
-                Some(account) if json => {
+                Some(change) if json => {
                     println!(
                         "{}",
-                        json!({ "username": account.username, "role": account.role })
+                        json!({
+                            "username": change.account.username,
+                            "role": change.account.role,
+                            "set_up": set_up_json(change.set_up.as_ref()),
+                        })
                     );
                 }
-                Some(account) => println!(
-                    "{} is now {}.{}",
-                    account.username,
-                    account.role,
-                    if role_of(&account) == Role::Staff {
-                        ""
-                    } else {
-                        " They will set up an authenticator app at their next sign-in to the console."
+                Some(change) => {
+                    println!(
+                        "{} is now {}.",
+                        change.account.username, change.account.role
+                    );
+                    if let Some(set_up) = &change.set_up {
+                        print_set_up(&g, set_up);
                     }
-                ),
+                }
                 None => {
                     return Ok(refuse(
                         json,
@@ -447,8 +477,8 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                     "{}",
                     json!({
                         "username": created.account.username,
-                        "link": created.link,
-                        "expires_at": created.expires_at.rfc3339(),
+                        "link": created.set_up.link,
+                        "expires_at": created.set_up.expires_at.rfc3339(),
                     })
                 ),
                 Ok(created) => {
@@ -458,14 +488,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                         printable(&created.account.first_name),
                         printable(&created.account.last_name)
                     );
-                    println!(
-                        "Give them this one-time link to set their password (valid until {}):",
-                        g.settings.when(created.expires_at)
-                    );
-                    println!("{}", created.link);
-                    println!(
-                        "At their first sign-in to the console they will set up an authenticator app."
-                    );
+                    print_set_up(&g, &created.set_up);
                 }
                 Err(problems) => {
                     return Ok(refuse(
@@ -512,16 +535,23 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 .await
                 .map_err(db)?
             {
-                Ok(account) if json => {
+                Ok((account, set_up)) if json => {
                     println!(
                         "{}",
-                        json!({ "username": account.username, "second_factor": null })
+                        json!({
+                            "username": account.username,
+                            "second_factor": null,
+                            "set_up": set_up_json(Some(&set_up)),
+                        })
                     );
                 }
-                Ok(account) => println!(
-                    "{}'s authenticator app and recovery codes are forgotten; they set up a new one at their next sign-in to the console.",
-                    account.username
-                ),
+                Ok((account, set_up)) => {
+                    println!(
+                        "{}'s authenticator app and recovery codes are forgotten and their sessions ended.",
+                        account.username
+                    );
+                    print_set_up(&g, &set_up);
+                }
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),
             }
         }
@@ -537,6 +567,16 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not unlocked: {refusal}."))),
             }
         }
+        AdminTask::RotateKeys => {
+            let generation = g.rotate_keys(ACTOR).await.map_err(db)?;
+            if json {
+                println!("{}", json!({ "generation": generation }));
+            } else {
+                println!(
+                    "The service's key is now generation {generation}. Forms open now keep working until the next rotation; every node picks the new key up when it first sees it."
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -549,7 +589,7 @@ async fn disabled(
     reason: &str,
 ) -> Result<ExitCode, gatehouse_core::Error> {
     match g
-        .set_account_disabled(username, disable, ACTOR, None, reason)
+        .set_account_disabled(username, disable, ACTOR, reason)
         .await?
     {
         Ok(account) if json => println!(

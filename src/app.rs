@@ -79,7 +79,20 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         allow_early_unlock: config.allow_early_unlock,
         device_cookies: config.device_cookies,
     };
-    Ok(Gatehouse::new(store, clock, Arc::new(hasher), settings))
+    let keys = gatehouse_core::keys::load_keys(store.as_ref(), clock.now())
+        .await
+        .map_err(|e| {
+            ConfigError(format!(
+                "GATEHOUSE_DATABASE_URL: the service's key could not be read or stored: {e}"
+            ))
+        })?;
+    Ok(Gatehouse::new(
+        store,
+        clock,
+        Arc::new(hasher),
+        settings,
+        keys,
+    ))
 }
 
 /// How often a node re-reads the database's clock.

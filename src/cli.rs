@@ -180,7 +180,11 @@ async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCo
         .map_err(|e| ConfigError(format!("{}: cannot open it: {e}", file.display())))?;
     let started = std::time::Instant::now();
     let report = gatehouse
-        .import_staff(std::io::BufReader::new(reader), dry_run, "import")
+        .import_staff(
+            std::io::BufReader::new(reader),
+            dry_run,
+            &gatehouse_core::Actor::IMPORT,
+        )
         .await
         .map_err(|e| ConfigError(format!("the import failed, nothing was changed: {e}")))?;
     match report {

@@ -1,18 +1,21 @@
 //! `gatehouse demo`: the service on its embedded defaults, with a small
 //! sample organisation: six people at two employers, one person at both.
 
-use gatehouse_core::Gatehouse;
+use gatehouse_core::{Actor, Gatehouse};
 
 use crate::config::{Config, ConfigError};
 
 /// The sample organisation, in the staff file format.
 pub const SAMPLE_STAFF: &str = include_str!("../demo/staff.csv");
 
+/// Who loads the sample organisation, in the audit log.
+const DEMO: &Actor = &Actor::Operator("demo");
+
 /// Loads the sample organisation (again: importing is idempotent) and
 /// prints where to go, who to be, and where emails land.
 pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), ConfigError> {
     let report = gatehouse
-        .import_staff(SAMPLE_STAFF.as_bytes(), false, "demo")
+        .import_staff(SAMPLE_STAFF.as_bytes(), false, DEMO)
         .await
         .map_err(|e| {
             ConfigError(format!(
@@ -26,8 +29,35 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
             ))
         })?;
     let mut people = Vec::new();
+    let mut set_up_links = Vec::new();
     for line in SAMPLE_STAFF.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
+        if let [_, _, first, last, _, email, _, role] = fields.as_slice()
+            && let Ok(role @ (gatehouse_domain::Role::Helpdesk | gatehouse_domain::Role::Admin)) =
+                gatehouse_domain::Role::parse(role)
+        {
+            // As the operator would: a set-up link for each privileged
+            // person who has no authenticator app yet.
+            let store_error = |e: gatehouse_core::Error| {
+                ConfigError(format!(
+                    "GATEHOUSE_DATABASE_URL: the demo's set-up links: {e}"
+                ))
+            };
+            let found = gatehouse
+                .store
+                .search_accounts(email, 1)
+                .await
+                .map_err(|e| store_error(e.into()))?;
+            if let Some(account) = found.first()
+                && let Some(change) = gatehouse
+                    .set_role(&account.username, role, DEMO)
+                    .await
+                    .map_err(store_error)?
+                && let Some(set_up) = change.set_up
+            {
+                set_up_links.push((format!("{first} {last}"), role, set_up.link));
+            }
+        }
         if let [_, _, first, last, dob, email, ..] = fields.as_slice() {
             let name = format!("{first} {last}");
             if !people
@@ -91,8 +121,17 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
         "  Grace O'Neill (helpdesk) and Priya Patel (admin) reach the helpdesk console at /console"
     );
     println!(
-        "  after signing in, once they have set up an authenticator app (any TOTP app: the page shows a QR code and a key)."
+        "  with a code from an authenticator app (any TOTP app: the page shows a QR code and a key)."
     );
+    if !set_up_links.is_empty() {
+        println!(
+            "  The operator hands them a one-time set-up link (gatehouse admin grant): open it to set"
+        );
+        println!("  the password, then log in and set up the authenticator app:");
+        for (name, role, link) in &set_up_links {
+            println!("    {name} ({}): {link}", role.as_str());
+        }
+    }
     println!();
     println!("Press Ctrl+C to stop.");
     Ok(())

@@ -423,7 +423,7 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
     assert_eq!(audit_events(&app, "console.refused").await.len(), 3);
 
     app.gatehouse
-        .set_role(AMIR, Role::Admin, "test")
+        .set_role(AMIR, Role::Admin, OPERATOR)
         .await
         .expect("role");
     set_janes_password(&app).await;
@@ -672,7 +672,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
     );
 
     app.gatehouse
-        .set_role(AMIR, Role::Admin, "test")
+        .set_role(AMIR, Role::Admin, OPERATOR)
         .await
         .expect("role");
     let admin = helpdesk;
@@ -811,12 +811,17 @@ async fn after_a_lost_phone_the_operator_resets_the_second_factor_and_a_new_one_
     let (c, old, _) = enrolled(&app).await;
     let refused = app
         .gatehouse
-        .reset_second_factor(AMIR, "admin (command line)", " ")
+        .reset_second_factor(AMIR, &gatehouse_core::Actor::COMMAND_LINE, " ")
         .await
         .expect("runs");
     assert!(refused.is_err(), "a reason is required");
-    app.gatehouse
-        .reset_second_factor(AMIR, "admin (command line)", "lost phone; identity checked")
+    let (_, set_up) = app
+        .gatehouse
+        .reset_second_factor(
+            AMIR,
+            &gatehouse_core::Actor::COMMAND_LINE,
+            "lost phone; identity checked",
+        )
         .await
         .expect("runs")
         .expect("reset");
@@ -825,8 +830,17 @@ async fn after_a_lost_phone_the_operator_resets_the_second_factor_and_a_new_one_
         "/login",
         "signed out"
     );
+    // The old password alone sets nothing up: whoever holds it is not
+    // necessarily Amir.
     let c = client();
     app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    let page = app.page_as(&c, "/console/second-factor").await;
+    assert!(page.contains("Your authenticator app has not been set up"));
+    assert!(!page.contains("gatehouse-key"));
+    // The set-up link the operator hands over: a new password, then a new key.
+    set_password_through(&app, &set_up.link, AMIR, "a brand new passphrase 7").await;
+    let c = client();
+    app.log_in_as(&c, AMIR, "a brand new passphrase 7").await;
     let page = app.page_as(&c, "/console/second-factor").await;
     assert!(page.contains("Set up your authenticator app"));
     assert_ne!(key_in(&page), old, "a new key");

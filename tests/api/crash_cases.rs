@@ -945,7 +945,7 @@ async fn footprint(service: &Service) -> Vec<i64> {
         "SELECT COUNT(*) FROM recovery_requests",
         "SELECT COUNT(*) FROM sign_in_attempts",
         "SELECT COUNT(*) FROM sessions",
-        "SELECT COUNT(*) FROM sessions WHERE account_id IS NOT NULL OR reset_link_id IS NOT NULL",
+        "SELECT COUNT(*) FROM sessions WHERE account_id IS NOT NULL",
         "SELECT COUNT(*) FROM reset_links WHERE used_at IS NULL AND voided_at IS NULL",
         "SELECT COUNT(*) FROM audit_events",
         "SELECT COUNT(*) FROM outbox",

@@ -89,9 +89,9 @@ async fn first_time_access_from_recovery_to_my_account() {
         )
         .await;
     assert_eq!(done.status(), 303);
-    assert_eq!(done.headers()["location"], "/login");
+    assert_eq!(done.headers()["location"], "/login?password=set");
     let login = app
-        .get_as(&browser, "/login")
+        .get_as(&browser, "/login?password=set")
         .await
         .text()
         .await

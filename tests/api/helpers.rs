@@ -26,6 +26,9 @@ pub const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,em
 
 pub const GOOD_PASSWORD: &str = "kettle violin marmalade";
 
+/// The operator, as the tests act: trusted with everything.
+pub const OPERATOR: &gatehouse_core::Actor = &gatehouse_core::Actor::Operator("test");
+
 pub struct TestApp {
     pub address: String,
     pub gatehouse: Gatehouse,
@@ -263,7 +266,7 @@ impl TestApp {
 
     pub async fn import(&self, csv: &str) {
         self.gatehouse
-            .import_staff(csv.as_bytes(), false, "test")
+            .import_staff(csv.as_bytes(), false, OPERATOR)
             .await
             .expect("import runs")
             .expect("file is valid");
@@ -399,7 +402,7 @@ impl TestApp {
         assert_eq!(response.headers()["location"], "/reset");
         let done = submit_reset_at(&c, &self.address, username, password).await;
         assert_eq!(done.status(), 303, "reset should succeed");
-        assert_eq!(done.headers()["location"], "/login");
+        assert_eq!(done.headers()["location"], "/login?password=set");
     }
 
     /// Opens a reset link (its path on this server).
@@ -767,8 +770,9 @@ pub async fn wait_healthy(base: &str) {
     assert!(healthy(base).await, "{base} did not become healthy");
 }
 
-/// Staff loaded, Amir (999AKHAN01) with `GOOD_PASSWORD` and `role`, signed
-/// in (no second factor yet).
+/// Staff loaded, Amir (999AKHAN01) made `role` by the operator, with
+/// `GOOD_PASSWORD` set through the set-up link that gave him, signed in (no
+/// second factor yet: the set-up link lets him set one up).
 pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::Client {
     let c = client();
     sign_in_with_role(app, role, &c).await;
@@ -778,15 +782,44 @@ pub async fn signed_in(app: &TestApp, role: gatehouse_domain::Role) -> reqwest::
 /// As [`signed_in`], in the browser `c`.
 pub async fn sign_in_with_role(app: &TestApp, role: gatehouse_domain::Role, c: &reqwest::Client) {
     app.import(STAFF).await;
-    give_amir_a_password(app).await;
-    app.gatehouse
-        .set_role("999AKHAN01", role, "test")
-        .await
-        .expect("role")
-        .expect("account");
+    if role == gatehouse_domain::Role::Staff {
+        give_amir_a_password(app).await;
+    } else {
+        let link = grant(app, "999AKHAN01", role).await;
+        set_password_through(app, &link, "999AKHAN01", GOOD_PASSWORD).await;
+    }
     assert_eq!(
         app.log_in_as(c, "999AKHAN01", GOOD_PASSWORD).await.status(),
         303
+    );
+}
+
+/// Makes `username` `role` as the operator does, and returns the set-up
+/// link the operator is given to hand over.
+pub async fn grant(app: &TestApp, username: &str, role: gatehouse_domain::Role) -> String {
+    app.gatehouse
+        .set_role(username, role, OPERATOR)
+        .await
+        .expect("role")
+        .expect("account")
+        .set_up
+        .expect("a set-up link for an account with no authenticator")
+        .link
+}
+
+/// Sets `password` through a reset or set-up `link`, in a browser of its own.
+pub async fn set_password_through(app: &TestApp, link: &str, username: &str, password: &str) {
+    let c = client();
+    let opened = app.open_link(&c, link).await;
+    assert_eq!(opened.headers()["location"], "/reset");
+    let done = submit_reset_at(&c, &app.address, username, password).await;
+    assert_eq!(done.status(), 303, "the password is set");
+    assert!(
+        done.headers()["location"]
+            .to_str()
+            .expect("location")
+            .starts_with("/login?password=set"),
+        "back to the login page"
     );
 }
 
@@ -892,7 +925,7 @@ pub async fn account_status(
     username: &str,
 ) -> gatehouse_core::accounts::AccountStatus {
     app.gatehouse
-        .account_status(username)
+        .account_status(OPERATOR, username)
         .await
         .expect("status")
         .unwrap_or_else(|| panic!("no account {username}"))

@@ -358,7 +358,7 @@ async fn with_an_https_public_url_every_emailed_link_is_https() {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/reset");
     let cookie = r.headers()["set-cookie"].to_str().expect("ascii");
-    assert!(cookie.starts_with("__Host-gatehouse=") && cookie.contains("; Secure"));
+    assert!(cookie.starts_with("__Host-gatehouse-reset=") && cookie.contains("; Secure"));
     assert!(
         r.headers()["strict-transport-security"]
             .to_str()
@@ -377,9 +377,16 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     let second = SecretToken::generate().expect("random");
     let now = app.clock.now();
     let mut tx = app.gatehouse.store.begin().await.expect("begin");
-    tx.insert_reset_link(amir.id, &second.hash(), None, now, now.plus(Span::hours(4)))
-        .await
-        .expect("insert");
+    tx.insert_reset_link(&gatehouse_store::NewResetLink {
+        account_id: amir.id,
+        hash: &second.hash(),
+        purpose: gatehouse_domain::reset_link::LinkPurpose::Reset,
+        recovery_request_id: None,
+        now,
+        expires_at: now.plus(Span::hours(4)),
+    })
+    .await
+    .expect("insert");
     tx.commit().await.expect("commit");
     let second = format!("{PUBLIC_URL}/reset/{}", second.encode());
     // Both open the form: two usable links.
@@ -504,16 +511,18 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
     )
     .await;
     assert_eq!(done.status(), 303);
-    assert_eq!(done.headers()["location"], "/login");
-    assert!(
-        done.headers().get("set-cookie").is_none(),
-        "no new session is issued"
+    assert_eq!(done.headers()["location"], "/login?password=set");
+    assert!(!sets_a_session(&done), "no new session is issued");
+    assert_eq!(
+        set_cookies(&done),
+        ["gatehouse-reset=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"],
+        "only the spent link's cookie is removed"
     );
     // The resetting browser is sent to log in, and is not signed in.
     let account = c.get(app.url("/account")).send().await.expect("GET");
     assert_eq!(account.status(), 303);
     assert_eq!(account.headers()["location"], "/login");
-    let login = app.page_as(&c, "/login").await;
+    let login = app.page_as(&c, "/login?password=set").await;
     assert!(
         login.contains("Your password has been set. Log in with your username and new password.")
     );

@@ -294,7 +294,9 @@ async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
     let permit = weak.permit().await.expect("permit");
     let old = weak.hash(&permit, GOOD_PASSWORD).await.expect("hash");
     let mut tx = app.gatehouse.store.begin().await.expect("begin");
-    tx.set_password(amir.id, &old, START, 4).await.expect("set");
+    tx.set_password(amir.id, &old, START, 4, None)
+        .await
+        .expect("set");
     tx.commit().await.expect("commit");
 
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);

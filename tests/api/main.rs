@@ -15,6 +15,7 @@ mod links;
 mod lockout;
 mod mail;
 mod multinode;
+mod privileged_access;
 mod recovery;
 mod recovery_cases;
 mod security;

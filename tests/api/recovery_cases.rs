@@ -139,7 +139,7 @@ async fn lock_lena_and_disable_dora(app: &TestApp) {
     let lena = sign_in_attempts(app, "999LLOCKE01").await;
     assert!(lena.locked_at(app.clock.now()).is_some(), "Lena is locked");
     app.gatehouse
-        .set_account_disabled("999DDENT01", true, "test", None, "left the trust")
+        .set_account_disabled("999DDENT01", true, OPERATOR, "left the trust")
         .await
         .expect("disable")
         .expect("disabled");

@@ -1,7 +1,7 @@
 //! Sessions, forms, headers, error pages and the audit log
 //! (DESIGN.md invariants 5, 7 and 8).
 
-use gatehouse_domain::Span;
+use gatehouse_domain::{SecretToken, Span};
 
 use crate::helpers::*;
 
@@ -119,21 +119,32 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     assert!(cookies[0].starts_with("gatehouse="), "{cookies:?}");
     assert_cookie_attributes(&cookies[0]);
 
-    // A browser with a session before it signs in (opening a reset link
-    // starts one, to hold the link) uses that session's form token, and
-    // signing in gives it a new session id.
+    // Opening a reset link stores nothing either: the link waits in a
+    // signed cookie of its own.
+    let opened = app.get_as(&c, "/reset/not-a-link-we-sent").await;
+    let cookies = set_cookies(&opened);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(cookies[0].starts_with("gatehouse-reset="), "{cookies:?}");
+    assert_cookie_attributes(&cookies[0]);
+    assert_eq!(sessions().await, stored + 1, "only the sign-in's session");
+
+    // A browser that signs in again (with its session's own form token)
+    // gets a new session id, and the one before dies.
     let d = client();
-    let opened = app.get_as(&d, "/reset/not-a-link-we-sent").await;
-    let before = cookie_value(&set_cookies(&opened)[0]);
-    let page = app.get_as(&d, "/login").await;
-    assert!(
-        set_cookies(&page).is_empty(),
-        "no form cookie beside a session"
-    );
-    let r = amir_signs_in_through(&app, &d, page).await;
+    let r = amir_signs_in_through(&app, &d, app.get_as(&d, "/login").await).await;
+    let before = cookie_value(&set_cookies(&r)[0]);
+    let token = form_token(&d, &app.url("/account")).await;
+    let r = post_form(
+        &d,
+        &app.url("/login"),
+        &token,
+        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
     let after = cookie_value(&set_cookies(&r)[0]);
     assert_ne!(before, after, "a new session id at sign-in");
-    // The pre-sign-in id is dead: replaying it is not signed in (session fixation).
+    // The earlier id is dead: replaying it is not signed in (session fixation).
     let replay = client();
     let r = replay
         .get(app.url("/account"))
@@ -142,6 +153,11 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
         .await
         .expect("GET");
     assert_eq!(r.status(), 303);
+    // A made-up session id planted in a browser is never adopted.
+    let planted = SecretToken::generate().expect("random").encode();
+    let e = client_with_cookie(&app, &format!("gatehouse={planted}"));
+    let r = amir_signs_in_through(&app, &e, app.get_as(&e, "/login").await).await;
+    assert_ne!(cookie_value(&set_cookies(&r)[0]), planted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,7 +170,7 @@ async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     assert!(!cookie.contains("Domain"));
     let r = app.get("/reset/not-a-link-we-sent").await;
     let cookie = &set_cookies(&r)[0];
-    assert!(cookie.starts_with("__Host-gatehouse="), "{cookie}");
+    assert!(cookie.starts_with("__Host-gatehouse-reset="), "{cookie}");
     assert!(cookie.contains("; Secure"));
     assert!(!cookie.contains("Domain"));
     assert!(
@@ -466,7 +482,7 @@ async fn every_security_event_is_audited_without_secrets() {
     }
     app.log_in("999NOBODY99", "another-secret-guess").await;
     app.gatehouse
-        .change_email("999AKHAN01", "amir.k@nhs.net", "helpdesk", "new address")
+        .change_email("999AKHAN01", "amir.k@nhs.net", OPERATOR, "new address")
         .await
         .expect("runs")
         .expect("changed");

@@ -316,7 +316,7 @@ async fn unknown_wrong_and_locked_sign_ins_get_byte_for_byte_the_same_answer() {
 async fn a_disabled_account_answers_wrong_passwords_like_an_unknown_username() {
     let app = app_with_password(&[]).await;
     app.gatehouse
-        .set_account_disabled("999AKHAN01", true, "admin", None, "left the trust")
+        .set_account_disabled("999AKHAN01", true, OPERATOR, "left the trust")
         .await
         .expect("runs")
         .expect("disabled");

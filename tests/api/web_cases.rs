@@ -171,7 +171,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         app.log_in(BEA, "not her password").await;
     }
     app.gatehouse
-        .set_account_disabled("432JSMITH01", true, "test", None, "setup")
+        .set_account_disabled("432JSMITH01", true, OPERATOR, "setup")
         .await
         .expect("runs")
         .expect("disabled");
@@ -650,7 +650,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     assert_eq!(reset.status(), 303);
     assert_eq!(
         reset.headers()["location"],
-        "/login",
+        "/login?password=set",
         "a relative redirect: never to http://"
     );
     responses.push(("POST /reset".to_owned(), reset));
@@ -693,7 +693,8 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
             cookies += 1;
             assert!(
                 cookie.starts_with("__Host-gatehouse=")
-                    || cookie.starts_with("__Host-gatehouse-form="),
+                    || cookie.starts_with("__Host-gatehouse-form=")
+                    || cookie.starts_with("__Host-gatehouse-reset="),
                 "{what}: {cookie}"
             );
             assert!(cookie.contains("; Secure"), "{what}: {cookie}");
@@ -1060,8 +1061,8 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         csrf_token(&page).expect("token"),
     ));
     secrets.push((
-        "a reset session's id".to_owned(),
-        session_id(&app, &reset_jar),
+        "a reset link's cookie".to_owned(),
+        cookie_in(&app, &reset_jar, "gatehouse-reset"),
     ));
     let r = app
         .submit(

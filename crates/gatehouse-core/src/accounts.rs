@@ -6,7 +6,7 @@ use gatehouse_domain::{EmailAddress, Timestamp, UsernameKey};
 use gatehouse_store::{AccountRecord, NewEmail};
 
 use crate::emails::Notice;
-use crate::{Error, Gatehouse, Result};
+use crate::{Action, Actor, Error, Gatehouse, Result};
 
 /// An account's state, as the helpdesk and `gatehouse admin status` show it.
 #[derive(Debug, Clone)]
@@ -58,12 +58,20 @@ impl std::fmt::Display for EmailChangeRefusal {
 }
 
 impl Gatehouse {
-    /// The state of the account with this username.
-    pub async fn account_status(&self, username: &str) -> Result<Option<AccountStatus>> {
+    /// The state of the account with this username, for an actor who may
+    /// see it ([`Error::NotPermitted`] otherwise: a helpdesk member asking
+    /// about a privileged account).
+    pub async fn account_status(
+        &self,
+        actor: &Actor,
+        username: &str,
+    ) -> Result<Option<AccountStatus>> {
         let key = UsernameKey::from_typed(username);
         let Some(account) = self.store.account_by_username(&key).await? else {
             return Ok(None);
         };
+        self.authorise(actor, Action::ViewAccount, Some(&account))
+            .await?;
         let counter = self.store.attempts(&key).await?;
         let now = self.clock.now();
         let sessions = self.store.session_count(account.id).await?;
@@ -82,15 +90,26 @@ impl Gatehouse {
     }
 
     /// Changes an account's email address: outstanding links are voided,
-    /// sessions ended, and both the old and the new address are told.
+    /// sessions ended, and both the old and the new address are told. A
+    /// helpdesk member may change a staff account's only.
     pub async fn change_email(
         &self,
         username: &str,
         new_email: &str,
-        actor: impl Into<crate::Actor<'_>>,
+        actor: &Actor,
         reason: &str,
     ) -> Result<Result<AccountRecord, EmailChangeRefusal>> {
-        let actor = actor.into();
+        // Checked before anything else, so that a refusal says nothing
+        // about the address or the reason.
+        let Some(target) = self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
+            return Ok(Err(EmailChangeRefusal::NoSuchAccount));
+        };
+        self.authorise(actor, Action::ChangeEmail, Some(&target))
+            .await?;
         if reason.trim().is_empty() {
             return Ok(Err(EmailChangeRefusal::NoReason));
         }
@@ -119,12 +138,20 @@ impl Gatehouse {
             .collect();
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let Some(account) = tx
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
-        else {
+        // Read again inside the transaction: the role checked above must
+        // still be the role of the account changed.
+        let Some(account) = tx.account_by_id(target.id).await? else {
             return Ok(Err(EmailChangeRefusal::NoSuchAccount));
         };
+        if !actor.permits(
+            Action::ChangeEmail,
+            Some(crate::privileged::role_of(&account)),
+        ) {
+            drop(tx);
+            return Err(self
+                .refuse(actor, Action::ChangeEmail, Some(&account))
+                .await);
+        }
         if account.email == new.as_str() {
             return Ok(Err(EmailChangeRefusal::Unchanged));
         }

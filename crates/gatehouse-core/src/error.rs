@@ -15,6 +15,9 @@ pub enum Error {
     /// The database failed (HTTP 500 with a reference).
     #[error(transparent)]
     Store(#[from] gatehouse_store::StoreError),
+    /// The actor may not do this (HTTP 403); the refusal has been audited.
+    #[error("you do not have permission to do that")]
+    NotPermitted,
     /// Something else failed (HTTP 500 with a reference).
     #[error("{0}")]
     Internal(String),

@@ -9,7 +9,7 @@ use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::import::{ImportPlan, RowError, plan_import, read_staff_file};
 use gatehouse_store::ImportSummary;
 
-use crate::{Gatehouse, Result};
+use crate::{Action, Actor, Gatehouse, Result};
 
 /// How long a staff file previewed in the console waits for "Import".
 pub const STAGED_IMPORT_LIFETIME: gatehouse_domain::Span = gatehouse_domain::Span::hours(1);
@@ -58,14 +58,15 @@ fn summarise(plan: &ImportPlan) -> ImportSummary {
 }
 
 impl Gatehouse {
-    /// Imports a staff file. `Ok(Err(rows))` lists every problem; nothing was written.
+    /// Imports a staff file (an administrator's or the operator's task).
+    /// `Ok(Err(rows))` lists every problem; nothing was written.
     pub async fn import_staff(
         &self,
         file: impl Read,
         dry_run: bool,
-        actor: impl Into<crate::Actor<'_>>,
+        actor: &Actor,
     ) -> Result<Result<ImportReport, Vec<RowError>>> {
-        let actor = actor.into();
+        self.authorise(actor, Action::ImportStaff, None).await?;
         let now = self.clock.now();
         let rows = match read_staff_file(
             file,
@@ -93,8 +94,35 @@ impl Gatehouse {
                 generated,
             }));
         }
+        // Each role the file changes is audited on its account, as
+        // `gatehouse admin grant` does: a file can make someone an admin.
+        let role_changes: Vec<(String, String, String)> = plan
+            .updates
+            .iter()
+            .filter_map(|u| {
+                let old = u.old_role.as_ref()?;
+                let new = u.row.role?;
+                Some((u.username.to_string(), old.clone(), new.as_str().to_owned()))
+            })
+            .chain(plan.creates.iter().filter_map(|c| {
+                let role = c.row.role.filter(|r| *r != gatehouse_domain::Role::Staff)?;
+                Some((
+                    c.username.to_string(),
+                    "new account".to_owned(),
+                    role.as_str().to_owned(),
+                ))
+            }))
+            .collect();
         let mut tx = self.store.begin().await?;
         let summary = tx.apply_import(&plan, now).await?;
+        for (username, old, new) in &role_changes {
+            let key = gatehouse_domain::UsernameKey::from_typed(username);
+            if let Some(account) = tx.account_by_username(&key).await? {
+                let detail = format!("{old} -> {new}; by a staff file import");
+                tx.audit(&self.action(AuditEvent::RoleChanged, actor, &account, detail))
+                    .await?;
+            }
+        }
         for change in &summary.email_changes {
             if let Some(account) = tx.account_by_id(change.account_id).await? {
                 for email in
@@ -102,18 +130,14 @@ impl Gatehouse {
                 {
                     tx.enqueue_email(&email, now).await?;
                 }
-                let mut event = self.event(AuditEvent::EmailChanged);
-                event.actor = Some(actor.name.to_owned());
-                event.client_ip = actor.client_ip.map(str::to_owned);
-                event.account_id = Some(account.id);
-                event.username = Some(account.username.clone());
-                event.detail = Some("changed by a staff file import".to_owned());
-                tx.audit(&event).await?;
+                let detail = "changed by a staff file import".to_owned();
+                tx.audit(&self.action(AuditEvent::EmailChanged, actor, &account, detail))
+                    .await?;
             }
         }
         let mut event = self.event(AuditEvent::StaffImported);
-        event.actor = Some(actor.name.to_owned());
-        event.client_ip = actor.client_ip.map(str::to_owned);
+        event.actor = Some(actor.audit_name());
+        event.client_ip = actor.client_ip().map(str::to_owned);
         event.detail = Some(format!(
             "{} created, {} updated, {} unchanged, {} employer(s) added",
             summary.created, summary.updated, summary.unchanged, summary.employers_created

@@ -12,18 +12,23 @@ use gatehouse_store::{AuditRecord, Store};
 use tokio::sync::Notify;
 
 pub mod accounts;
+pub mod actor;
+pub mod administration;
 pub mod audit_log;
 pub mod emails;
 pub mod error;
 pub mod hashing;
 pub mod import;
+pub mod keys;
 pub mod privileged;
 pub mod recovery;
 pub mod reset;
 pub mod sessions;
+pub mod set_up;
 pub mod settings;
 pub mod sign_in;
 
+pub use actor::{Action, Actor, Member};
 pub use error::{Error, Result};
 pub use hashing::{HashParams, PasswordHasher};
 pub use settings::Settings;
@@ -43,6 +48,8 @@ pub struct Gatehouse {
     pub recovery_wake: Arc<Notify>,
     /// Wakes the outbox worker when an email is queued.
     pub outbox_wake: Arc<Notify>,
+    /// The service's key, for form tokens and the reset link cookie.
+    keys: Arc<keys::ServiceKeys>,
 }
 
 impl std::fmt::Debug for Gatehouse {
@@ -54,14 +61,16 @@ impl std::fmt::Debug for Gatehouse {
 }
 
 impl Gatehouse {
-    /// Wires the services together.
+    /// Wires the services together; `keys` come from [`keys::load_keys`].
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hasher: Arc<PasswordHasher>,
         settings: Settings,
+        keys: keys::ServiceKeys,
     ) -> Self {
         Self {
+            keys: Arc::new(keys),
             store,
             clock,
             hasher,
@@ -81,58 +90,67 @@ impl Gatehouse {
     }
 }
 
-/// Who did an administrative action, and from where: the audit log must
-/// say both (a helpdesk member's client address lets an investigator tie a
-/// change to a desk). The command line has no client address.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    /// How the audit log names the actor ("helpdesk 999AKHAN01", "admin (command line)").
-    pub name: &'a str,
-    /// The client address the web layer knows, if the action came over the web.
-    pub client_ip: Option<&'a str>,
-}
-
-impl<'a> Actor<'a> {
-    /// An actor at a client address.
-    pub fn at(name: &'a str, client_ip: &'a str) -> Self {
-        Self {
-            name,
-            client_ip: Some(client_ip),
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Actor<'a> {
-    fn from(name: &'a str) -> Self {
-        Self {
-            name,
-            client_ip: None,
-        }
-    }
-}
-
-impl<'a> From<&'a String> for Actor<'a> {
-    fn from(name: &'a String) -> Self {
-        Self::from(name.as_str())
-    }
-}
-
 impl Gatehouse {
     /// An audit record of `event`, done by `actor` to `account`.
     pub(crate) fn action(
         &self,
         event: gatehouse_domain::audit::AuditEvent,
-        actor: Actor<'_>,
+        actor: &Actor,
         account: &gatehouse_store::AccountRecord,
         detail: String,
     ) -> AuditRecord {
         AuditRecord {
-            actor: Some(actor.name.to_owned()),
-            client_ip: actor.client_ip.map(str::to_owned),
+            actor: Some(actor.audit_name()),
+            client_ip: actor.client_ip().map(str::to_owned),
             account_id: Some(account.id),
             username: Some(account.username.clone()),
             detail: Some(detail),
             ..self.event(event)
+        }
+    }
+
+    /// Passes if `actor` may do `action` to `target` (or to no one account);
+    /// otherwise records the refusal and answers [`Error::NotPermitted`].
+    pub(crate) async fn authorise(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: Option<&gatehouse_store::AccountRecord>,
+    ) -> Result<()> {
+        if actor.permits(action, target.map(privileged::role_of)) {
+            return Ok(());
+        }
+        Err(self.refuse(actor, action, target).await)
+    }
+
+    /// Records that `actor` was refused `action` on `target`, and answers
+    /// [`Error::NotPermitted`] (or the storage error that kept the refusal
+    /// from being recorded).
+    pub(crate) async fn refuse(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: Option<&gatehouse_store::AccountRecord>,
+    ) -> Error {
+        let role = target.map(privileged::role_of);
+        let mut event = self.event(gatehouse_domain::audit::AuditEvent::ConsoleRefused);
+        event.actor = Some(actor.audit_name());
+        event.client_ip = actor.client_ip().map(str::to_owned);
+        event.account_id = target.map(|a| a.id);
+        event.username = target.map(|a| a.username.clone());
+        event.detail = Some(match (target, role) {
+            (Some(a), Some(role)) => format!(
+                "{} may not {} {} account {}",
+                actor.audit_name(),
+                action.describe(),
+                role.as_str(),
+                a.username
+            ),
+            _ => format!("{} may not {}", actor.audit_name(), action.describe()),
+        });
+        match self.store.audit(&event).await {
+            Ok(()) => Error::NotPermitted,
+            Err(e) => e.into(),
         }
     }
 }

@@ -8,9 +8,9 @@
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::recovery::RecoveryRequest;
-use gatehouse_domain::reset_link::VoidReason;
+use gatehouse_domain::reset_link::{LinkPurpose, VoidReason};
 use gatehouse_domain::{EmailAddress, RecoveryOutcome, SecretToken, Span, UsernameKey};
-use gatehouse_store::{NewEmail, RecoveryRequestRow};
+use gatehouse_store::{NewEmail, NewResetLink, RecoveryRequestRow};
 
 use crate::emails::{RecoveryEmail, RecoveryEntry};
 use crate::{Gatehouse, Result};
@@ -135,13 +135,14 @@ impl Gatehouse {
                                 tx.void_links(account.id, VoidReason::Replaced, now, None)
                                     .await?;
                                 let token = SecretToken::generate()?;
-                                tx.insert_reset_link(
-                                    account.id,
-                                    &token.hash(),
-                                    Some(request.id),
+                                tx.insert_reset_link(&NewResetLink {
+                                    account_id: account.id,
+                                    hash: &token.hash(),
+                                    purpose: LinkPurpose::Reset,
+                                    recovery_request_id: Some(request.id),
                                     now,
-                                    expires,
-                                )
+                                    expires_at: expires,
+                                })
                                 .await?;
                                 issued.push((account.id, account.username.clone(), token.hash()));
                                 Some(settings.link(&format!("/reset/{}", token.encode())))

@@ -1,23 +1,33 @@
 //! The reset page: from the link in the email to a new password.
 //!
 //! Opening the link (a GET) never spends it: mail scanners open links. The
-//! GET moves the token out of the address bar into the browser's session and
-//! redirects to `/reset`. Only the POST that sets the password spends the
-//! link, with a conditional update in the same transaction as the password
-//! change, so exactly one of any number of simultaneous submissions wins.
+//! GET moves the token out of the address bar into a short-lived cookie
+//! signed with the service's key ([`Gatehouse::reset_cookie`]) and
+//! redirects to `/reset`. Opening a link writes nothing (only an unknown
+//! one is recorded, towards the per-client cap on guesses): a flood of
+//! opens used to write a session row each. Only the POST that sets the
+//! password spends the link, with a conditional update in the same
+//! transaction as the password change, so exactly one of any number of
+//! simultaneous submissions wins.
+//!
+//! A helpdesk or admin account with an authenticator must also type a code
+//! from it: a reset link proves the mailbox, not the person, and must not
+//! let whoever reads it lock the real person out of their own password.
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::password::{PasswordContext, PasswordRefusal, normalise};
 use gatehouse_domain::recovery::FieldError;
-use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
+use gatehouse_domain::reset_link::{LinkPurpose, LinkStatus, VoidReason};
 use gatehouse_domain::{SecretToken, Span, Timestamp, UsernameKey};
-use gatehouse_store::{AccountRecord, SessionRecord};
+use gatehouse_store::AccountRecord;
 
 use crate::emails::Notice;
 use crate::hashing::Verification;
+use crate::keys::Purpose;
+use crate::privileged::{CodeCheck, role_of};
 use crate::{Gatehouse, Result};
 
-/// How long an opened link waits in the session for its form.
+/// How long an opened link waits in its cookie for its form.
 pub const RESET_STATE_LIFETIME: Span = Span::hours(1);
 
 /// Why a link cannot be used.
@@ -73,6 +83,10 @@ pub enum ResetPage {
         first_time: bool,
         /// The account is locked until then: no reset can complete before.
         locked_until: Option<Timestamp>,
+        /// An operator's set-up link: an authenticator app is set up next.
+        set_up: bool,
+        /// The account has an authenticator: a code from it is asked for too.
+        needs_code: bool,
     },
     /// The link cannot be used.
     Unusable(LinkProblem),
@@ -90,13 +104,20 @@ pub struct ResetInput {
     /// New password again.
     #[serde(default, rename = "confirm-password")]
     pub confirm_password: String,
+    /// A code from the authenticator app (helpdesk and admin accounts).
+    #[serde(default)]
+    pub code: String,
 }
 
 /// How a reset submission ended.
 #[derive(Debug, Clone)]
 pub enum ResetOutcome {
     /// The password is set; every session of the account has ended.
-    Done,
+    Done {
+        /// Through a set-up link: the person sets up an authenticator app
+        /// at their next sign-in.
+        set_up: bool,
+    },
     /// Something typed was refused; the link is unspent.
     Invalid(Vec<FieldError>),
     /// The account is locked: nothing changed, the link is unspent.
@@ -160,21 +181,37 @@ impl Gatehouse {
         }
     }
 
-    /// Puts an opened link (or the fact that it was unknown: `None`) into a session.
-    pub async fn hold_reset_link(&self, session: &SessionRecord, link: Option<i64>) -> Result<()> {
-        let until = self.clock.now().plus(RESET_STATE_LIFETIME);
-        // An unknown token is remembered as link 0, which never exists, so
+    /// The value of the cookie that carries an opened link (or the fact
+    /// that it was unknown: `None`) to its form: the link's number and how
+    /// long it waits, signed with the service's key so that it cannot be
+    /// made up or stretched.
+    pub fn reset_cookie(&self, link: Option<i64>) -> String {
+        let until = self.clock.now().plus(RESET_STATE_LIFETIME).unix();
+        // An unknown token is carried as link 0, which never exists, so
         // the page after the redirect says the link is not valid.
-        let held = Some((link.unwrap_or(0), until));
-        Ok(self.store.set_session_reset(&session.id_hash, held).await?)
+        let held = format!("{}.{until}", link.unwrap_or(0));
+        let tag = self.sign(Purpose::ResetLink, held.as_bytes());
+        format!("{held}.{tag}")
     }
 
-    /// The link a session holds, if it holds one that has not timed out.
-    pub fn held_link(&self, session: &SessionRecord) -> Option<i64> {
-        match (session.reset_link_id, session.reset_until) {
-            (Some(id), Some(until)) if self.clock.now() < until => Some(id),
-            _ => None,
+    /// The link a reset cookie carries, if it is this service's own and
+    /// has not timed out.
+    pub async fn held_link(&self, cookie: &str) -> Result<Option<i64>> {
+        let mut parts = cookie.splitn(3, '.');
+        let (Some(id), Some(until), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        let (Ok(link), Ok(until)) = (id.parse::<i64>(), until.parse::<i64>()) else {
+            return Ok(None);
+        };
+        if self.clock.now().unix() >= until {
+            return Ok(None);
         }
+        let held = format!("{link}.{until}");
+        Ok(self
+            .verify(Purpose::ResetLink, held.as_bytes(), tag)
+            .await?
+            .then_some(link))
     }
 
     async fn link_and_account(
@@ -196,7 +233,7 @@ impl Gatehouse {
 
     /// What the reset page shows for a held link.
     pub async fn reset_page(&self, link_id: i64) -> Result<ResetPage> {
-        let (_, account) = match self.link_and_account(link_id).await? {
+        let (link, account) = match self.link_and_account(link_id).await? {
             Ok(found) => found,
             Err(problem) => return Ok(ResetPage::Unusable(problem)),
         };
@@ -204,7 +241,20 @@ impl Gatehouse {
         Ok(ResetPage::Form {
             first_time: account.password_hash.is_none(),
             locked_until: counter.locked_at(self.clock.now()),
+            set_up: link.purpose == LinkPurpose::SetUp,
+            needs_code: self.needs_code(&account).await?,
         })
+    }
+
+    /// Whether a reset of `account` asks for a second-factor code: a
+    /// helpdesk or admin account with an authenticator.
+    async fn needs_code(&self, account: &AccountRecord) -> Result<bool> {
+        Ok(role_of(account) != gatehouse_domain::Role::Staff
+            && self
+                .store
+                .second_factor(account.id)
+                .await?
+                .is_some_and(|f| f.confirmed_at.is_some()))
     }
 
     /// Sets a new password through a held link.
@@ -214,11 +264,12 @@ impl Gatehouse {
         input: &ResetInput,
         client_ip: &str,
     ) -> Result<ResetOutcome> {
-        let (_, account) = match self.link_and_account(link_id).await? {
+        let (link, account) = match self.link_and_account(link_id).await? {
             Ok(found) => found,
             Err(problem) => return Ok(ResetOutcome::Unusable(problem)),
         };
         let key = account.username_key();
+        let needs_code = self.needs_code(&account).await?;
         let policy = &self.settings.policy;
         if let Some(until) = self.store.attempts(&key).await?.locked_at(self.clock.now()) {
             self.audit_locked_reset(&account, client_ip).await?;
@@ -263,8 +314,38 @@ impl Gatehouse {
                 message: refusal.message(),
             });
         }
+        let code = input.code.trim();
+        if needs_code && code.is_empty() {
+            errors.push(FieldError {
+                field: "code",
+                message: "Enter the 6-digit code from your authenticator app, or a recovery code"
+                    .to_owned(),
+            });
+        }
         if !errors.is_empty() {
             return Ok(ResetOutcome::Invalid(errors));
+        }
+
+        // The code before the password history: the history check tells
+        // whether a password is one of the account's last ones, the current
+        // one included, and must tell nobody who has not proved the second
+        // factor. (A right code is spent, so a reused password then needs
+        // the next code.)
+        if needs_code {
+            match self.check_code(&account, code, client_ip).await? {
+                CodeCheck::Right { .. } => {}
+                CodeCheck::Wrong { attempts_left } => {
+                    return Ok(ResetOutcome::Invalid(vec![FieldError {
+                        field: "code",
+                        message: format!(
+                            "The code is not right. Type the newest code from your authenticator app, or a recovery code. You have {attempts_left} attempt{} left before your account is locked for {}.",
+                            if attempts_left == 1 { "" } else { "s" },
+                            policy.lockout.duration.for_people()
+                        ),
+                    }]));
+                }
+                CodeCheck::Locked { until } => return Ok(ResetOutcome::Locked { until }),
+            }
         }
 
         let permit = self.hasher.permit().await?;
@@ -283,6 +364,10 @@ impl Gatehouse {
         drop(permit);
 
         let now = self.clock.now();
+        // A set-up link opens the window in which its user sets up an
+        // authenticator; every other password closes it.
+        let set_up = link.purpose == LinkPurpose::SetUp;
+        let setup_until = set_up.then(|| now.plus(policy.reset_link_ttl));
         let notice = Notice {
             service: self.settings.service_name.clone(),
             paragraphs: vec![
@@ -319,30 +404,32 @@ impl Gatehouse {
             };
             return Ok(ResetOutcome::Unusable(problem));
         }
-        tx.set_password(account.id, &hash, now, policy.password.history)
+        tx.set_password(account.id, &hash, now, policy.password.history, setup_until)
             .await?;
         let voided = tx
             .void_links(account.id, VoidReason::PasswordChanged, now, Some(link_id))
             .await?;
         let sessions = tx.delete_sessions_of(account.id).await?;
-        tx.set_attempts(&key, &counter.after_reset(), now).await?;
+        tx.set_attempts(&key, &counter.after_reset(now), now)
+            .await?;
         tx.enqueue_email(&notice, now).await?;
         let mut event = self.event(AuditEvent::PasswordReset);
         event.account_id = Some(account.id);
         event.username = Some(account.username.clone());
         event.client_ip = Some(client_ip.to_owned());
         event.detail = Some(format!(
-            "{} password; {voided} other link(s) voided; {sessions} session(s) ended",
+            "{} password{}; {voided} other link(s) voided; {sessions} session(s) ended",
             if account.password_hash.is_none() {
                 "first"
             } else {
                 "new"
-            }
+            },
+            if set_up { " through a set-up link" } else { "" }
         ));
         tx.audit(&event).await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
-        Ok(ResetOutcome::Done)
+        Ok(ResetOutcome::Done { set_up })
     }
 
     async fn audit_locked_reset(&self, account: &AccountRecord, client_ip: &str) -> Result<()> {

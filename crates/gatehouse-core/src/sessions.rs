@@ -1,16 +1,17 @@
 //! Server-side sessions.
 //!
 //! The cookie holds a 256-bit random id; the database holds only its hash
-//! and what the session is for (a signed-in account, a reset link waiting
-//! for its form, a one-time message). The form token is derived from the id
-//! ([`form_token`]), so a copy of the database holds no usable form token
-//! either: the stored record's `csrf_token` is left empty. Sessions are
+//! and what the session is for (a signed-in account, a one-time message).
+//! The form token is a MAC of the id under the service's key
+//! ([`crate::keys`]), so a copy of the sessions table holds no usable form
+//! token: the stored record's `csrf_token` is left empty. Sessions are
 //! checked against the idle and absolute timeouts on every request,
 //! server-side.
 
 use gatehouse_domain::{SecretToken, Span, Timestamp};
 use gatehouse_store::SessionRecord;
 
+use crate::keys::Purpose;
 use crate::{Gatehouse, Result};
 
 /// How stale `last_seen_at` may get before a request updates it: writing on
@@ -37,44 +38,35 @@ impl NewSession {
     }
 }
 
-/// The form token of the session named by `session_id`.
-pub fn form_token(session_id: &SecretToken) -> SecretToken {
-    session_id.derive("gatehouse form token")
-}
-
-/// The form token of a visitor without a session, whose browser holds
-/// `form_id` in the form cookie.
-///
-/// The sign-in and recovery forms are for people who are not signed in,
-/// and storing a session for each of their page views would make every
-/// view a database write: a flood of page views would fill the sessions
-/// table and queue behind the one writer. Their token is derived from a
-/// random id in a cookie of its own instead, which a cross-site page can
-/// neither read nor (with the `__Host-` prefix over HTTPS) set. It is
-/// derived for a different purpose than a session's, so a form id is never
-/// a session's token or the other way round.
-pub fn public_form_token(form_id: &SecretToken) -> SecretToken {
-    form_id.derive("gatehouse public form token")
-}
-
-/// Builds a fresh session record (not yet stored).
-pub fn fresh_session(account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
-    let token = SecretToken::generate()?;
-    let record = SessionRecord {
-        id_hash: token.hash(),
-        account_id,
-        csrf_token: form_token(&token).encode(),
-        created_at: now,
-        last_seen_at: now,
-        reset_link_id: None,
-        reset_until: None,
-        flash: None,
-        second_factor_at: None,
-    };
-    Ok(NewSession { token, record })
-}
-
 impl Gatehouse {
+    /// Builds a fresh session record (not yet stored).
+    pub fn fresh_session(&self, account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
+        let token = SecretToken::generate()?;
+        let record = SessionRecord {
+            id_hash: token.hash(),
+            account_id,
+            csrf_token: self.form_token(Purpose::SessionForm, &token),
+            created_at: now,
+            last_seen_at: now,
+            flash: None,
+            second_factor_at: None,
+        };
+        Ok(NewSession { token, record })
+    }
+
+    /// The form token a visitor without a session carries on the public
+    /// forms (sign-in, recovery, reset), from the id in their form cookie.
+    ///
+    /// Storing a session for each page view of people who are not signed
+    /// in would make every view a database write: a flood of page views
+    /// would fill the sessions table and queue behind the one writer. Their
+    /// token is a MAC of a random id in a cookie of its own instead: a
+    /// cross-site page can neither read that cookie nor, without the
+    /// service's key, compute the token of one it managed to set.
+    pub fn public_form_token(&self, form_id: &SecretToken) -> String {
+        self.form_token(Purpose::PublicForm, form_id)
+    }
+
     /// The live session named by a cookie value, if any. Expired sessions are deleted.
     pub async fn session(&self, cookie_value: &str) -> Result<Option<SessionRecord>> {
         let Some(token) = SecretToken::parse(cookie_value) else {
@@ -94,19 +86,12 @@ impl Gatehouse {
             self.store.delete_session(&hash).await?;
             return Ok(None);
         }
-        record.csrf_token = form_token(&token).encode();
+        record.csrf_token = self.form_token(Purpose::SessionForm, &token);
         if now.seconds_since(record.last_seen_at) >= TOUCH_EVERY.seconds() {
             self.store.touch_session(&hash, now).await?;
             record.last_seen_at = now;
         }
         Ok(Some(record))
-    }
-
-    /// Starts and stores a session for a visitor who is not signed in (it carries the form token).
-    pub async fn start_session(&self) -> Result<NewSession> {
-        let session = fresh_session(None, self.clock.now())?;
-        self.store.create_session(&session.stored()).await?;
-        Ok(session)
     }
 
     /// Ends a session (sign out), with its audit record when someone was signed in.

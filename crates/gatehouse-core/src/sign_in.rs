@@ -18,7 +18,7 @@ use gatehouse_domain::{SecretToken, Timestamp, TokenHash, UsernameKey};
 use gatehouse_store::SignInSuccess;
 
 use crate::hashing::Verification;
-use crate::sessions::{NewSession, fresh_session};
+use crate::sessions::NewSession;
 use crate::{Gatehouse, Result, reference};
 
 /// What was typed into the log in form.
@@ -193,7 +193,9 @@ impl Gatehouse {
                     policy.lockout.threshold,
                     until.rfc3339()
                 ));
-                self.store.audit(&locked).await?;
+                // A remembered browser's own counter locks only that browser.
+                let locked_account = event.account_id.filter(|_| remembered.is_none());
+                self.record_lock(locked_account, &locked).await?;
                 return Ok(SignInOutcome::Locked {
                     until,
                     just_now: true,
@@ -221,7 +223,7 @@ impl Gatehouse {
             tx.commit().await?;
             return Ok(SignInOutcome::AccountDisabled);
         }
-        let session = fresh_session(Some(account.id), now)?;
+        let session = self.fresh_session(Some(account.id), now)?;
         let stored = session.stored();
         event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
         // Usually nothing else has touched the counter since the claim, and

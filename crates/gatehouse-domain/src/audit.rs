@@ -75,6 +75,10 @@ pub enum AuditEvent {
     SessionsEnded,
     /// An operator cleared an account's authenticator and recovery codes.
     SecondFactorReset,
+    /// The operator issued a set-up link (password, then authenticator app).
+    SetUpLinkIssued,
+    /// The operator replaced the service's key (form tokens, reset link cookies).
+    KeysRotated,
 }
 
 impl AuditEvent {
@@ -117,6 +121,8 @@ impl AuditEvent {
             AuditEvent::LockLifted => "account.lock_lifted",
             AuditEvent::SessionsEnded => "account.sessions_ended",
             AuditEvent::SecondFactorReset => "second_factor.reset",
+            AuditEvent::SetUpLinkIssued => "second_factor.set_up_link_issued",
+            AuditEvent::KeysRotated => "service.keys_rotated",
         }
     }
 }

@@ -402,6 +402,8 @@ pub struct AccountUpdate {
     pub username: Username,
     /// The email address before the change, when it changes.
     pub old_email: Option<String>,
+    /// The role before the change, when it changes.
+    pub old_role: Option<String>,
     /// The person as the file gives them.
     pub row: StaffRow,
     /// The names of the fields that change.
@@ -646,7 +648,8 @@ pub fn plan_import(
         {
             changed.push("employee_number");
         }
-        if row.role.is_some_and(|r| r.as_str() != known.role) {
+        let role_changed = row.role.is_some_and(|r| r.as_str() != known.role);
+        if role_changed {
             changed.push("role");
         }
         if changed.is_empty() {
@@ -659,6 +662,7 @@ pub fn plan_import(
                 // Only a change of address (not of letter case) voids links and is told to both addresses.
                 old_email: (email_changed && row.email.key() != known.email.to_ascii_lowercase())
                     .then(|| known.email.clone()),
+                old_role: role_changed.then(|| known.role.clone()),
                 row,
                 changed,
             });

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod audit;
 pub mod import;
+pub mod keys;
 pub mod lockout;
 pub mod mail;
 pub mod password;

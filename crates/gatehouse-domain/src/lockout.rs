@@ -15,6 +15,13 @@
 //! password is disabled until the person resets it (NIST SP 800-63B-4 §3.2.2,
 //! which caps consecutive failures at 100; a 12-hour lock alone would allow an
 //! attacker 3 guesses every 12 hours forever).
+//!
+//! Wrong second-factor codes (helpdesk and admin accounts) count towards the
+//! same lock, but a right *password* proves nothing about the code: it
+//! forgives the password failures before it and never the code failures.
+//! Only a right code, or the end of a lock, clears those. Otherwise whoever
+//! holds a privileged password would get two code guesses per sign-in and
+//! never be locked.
 
 use crate::time::{Span, Timestamp};
 
@@ -56,6 +63,10 @@ pub struct AttemptCounter {
     /// How many attempts have ever been claimed: a ticket number for each
     /// claim, so a success forgives only the attempts claimed before it.
     pub claims: u64,
+    /// Second-factor codes claimed (and not proved right) since the last
+    /// right code or the end of the last lock: a right password leaves them
+    /// counted.
+    pub second_factor_failures: u32,
 }
 
 /// What may happen with one sign-in attempt.
@@ -90,16 +101,33 @@ pub struct Claim {
 impl AttemptCounter {
     /// Decides whether one more password may be checked at `now`.
     pub fn claim(&self, now: Timestamp, policy: &LockoutPolicy) -> ClaimDecision {
+        self.claim_attempt(now, policy, false)
+    }
+
+    /// Decides whether one more second-factor code may be checked at `now`:
+    /// as [`AttemptCounter::claim`], and the claim is also counted as a code
+    /// failure until [`AttemptCounter::after_code_success`] takes it back.
+    /// Never [`ClaimDecision::Disabled`]: that is the password's state.
+    pub fn claim_code(&self, now: Timestamp, policy: &LockoutPolicy) -> ClaimDecision {
+        self.claim_attempt(now, policy, true)
+    }
+
+    fn claim_attempt(&self, now: Timestamp, policy: &LockoutPolicy, code: bool) -> ClaimDecision {
         let mut next = *self;
         if let Some(until) = next.locked_until {
             if now < until {
                 return ClaimDecision::Locked { until };
             }
-            // The lock has run out: a fresh allowance. `total` carries on.
+            // The lock has run out: a fresh allowance, for codes as for
+            // passwords. `total` carries on.
             next.consecutive = 0;
+            next.second_factor_failures = 0;
             next.locked_until = None;
         }
-        if next.total >= policy.max_total_failures {
+        // The cap on failures in all disables the *password* (NIST SP
+        // 800-63B-4 §3.2.2). A code is checked only after a right password
+        // or inside a reset, so the cap does not stop codes: the lock does.
+        if !code && next.total >= policy.max_total_failures {
             return ClaimDecision::Disabled;
         }
         if next.consecutive >= policy.threshold {
@@ -111,6 +139,9 @@ impl AttemptCounter {
         next.consecutive += 1;
         next.total += 1;
         next.claims += 1;
+        if code {
+            next.second_factor_failures += 1;
+        }
         // The attempt that reaches the threshold locks at once, before its
         // password is checked, so concurrent attempts are refused; a correct
         // password lifts it again in `after_success`.
@@ -127,31 +158,66 @@ impl AttemptCounter {
 
     /// The counter after the attempt with `ticket` proved the right password.
     ///
-    /// Attempts claimed before it are forgiven; attempts claimed after it and
-    /// still being checked keep counting, so a success cannot be used to
-    /// launder guesses running alongside it.
+    /// Password attempts claimed before it are forgiven; attempts claimed
+    /// after it and still being checked keep counting, so a success cannot
+    /// be used to launder guesses running alongside it. Code failures are
+    /// not forgiven: the password proves nothing about the code. (A code
+    /// claimed after the ticket is in both counts: the sum is an upper
+    /// bound, never an undercount.)
     pub fn after_success(&self, ticket: u64, policy: &LockoutPolicy) -> AttemptCounter {
-        let later = u32::try_from(self.claims.saturating_sub(ticket)).unwrap_or(u32::MAX);
-        let consecutive = self.consecutive.min(later);
+        let kept = self
+            .later_than(ticket)
+            .saturating_add(self.second_factor_failures);
+        self.keeping(kept, self.second_factor_failures, policy)
+    }
+
+    /// The counter after the attempt with `ticket` proved the right
+    /// second-factor code: everything claimed before it is forgiven, the
+    /// code failures with it (the person has proved both factors).
+    pub fn after_code_success(&self, ticket: u64, policy: &LockoutPolicy) -> AttemptCounter {
+        let later = self.later_than(ticket);
+        self.keeping(later, self.second_factor_failures.min(later), policy)
+    }
+
+    /// Claims made after the one with `ticket`.
+    fn later_than(&self, ticket: u64) -> u32 {
+        u32::try_from(self.claims.saturating_sub(ticket)).unwrap_or(u32::MAX)
+    }
+
+    /// The counter with at most `kept` failures still counted.
+    fn keeping(&self, kept: u32, codes: u32, policy: &LockoutPolicy) -> AttemptCounter {
+        let consecutive = self.consecutive.min(kept);
         AttemptCounter {
             consecutive,
-            total: self.total.min(later),
+            total: self.total.min(kept),
             locked_until: if consecutive >= policy.threshold {
                 self.locked_until
             } else {
                 None
             },
             claims: self.claims,
+            second_factor_failures: codes.min(consecutive),
         }
     }
 
-    /// The counter after a password reset: everything forgiven.
-    pub fn after_reset(&self) -> AttemptCounter {
+    /// The counter after a password reset: every password failure
+    /// forgiven. Code failures stay counted: a reset link proves the
+    /// mailbox, not the second factor, and would otherwise buy whoever reads
+    /// the mailbox fresh code guesses with every reset.
+    /// A lock that ran out before `now` has cleared them already.
+    pub fn after_reset(&self, now: Timestamp) -> AttemptCounter {
+        let lock_ran_out = self.locked_until.is_some_and(|until| until <= now);
+        let codes = if lock_ran_out {
+            0
+        } else {
+            self.second_factor_failures.min(self.consecutive)
+        };
         AttemptCounter {
-            consecutive: 0,
-            total: 0,
+            consecutive: codes,
+            total: codes.min(self.total),
             locked_until: None,
             claims: self.claims,
+            second_factor_failures: codes,
         }
     }
 
@@ -179,6 +245,14 @@ mod tests {
 
     fn claim(c: &AttemptCounter, now: Timestamp) -> Claim {
         match c.claim(now, &policy()) {
+            ClaimDecision::Check(claim) => claim,
+            other => panic!("expected a check, got {other:?}"),
+        }
+    }
+
+    /// A second-factor code's claim.
+    fn c_claim(c: &AttemptCounter, now: Timestamp) -> Claim {
+        match c.claim_code(now, &policy()) {
             ClaimDecision::Check(claim) => claim,
             other => panic!("expected a check, got {other:?}"),
         }
@@ -251,9 +325,77 @@ mod tests {
         assert_eq!(checks, 100);
         assert!(c.is_disabled(&p));
         assert!(matches!(
-            c.after_reset().claim(now, &p),
+            c.after_reset(now).claim(now, &p),
             ClaimDecision::Check(_)
         ));
+    }
+
+    /// Defect: a right password set the count of wrong second-factor codes
+    /// back to 0, so a stolen privileged password bought two code guesses
+    /// per sign-in, for ever.
+    #[test]
+    fn a_right_password_does_not_forgive_wrong_codes() {
+        let p = policy();
+        let code1 = c_claim(&AttemptCounter::default(), T0);
+        let code2 = c_claim(&code1.next, T0);
+        assert_eq!(code2.next.second_factor_failures, 2);
+        // The password claim reaches the threshold (a pending lock)...
+        let password = claim(&code2.next, T0);
+        assert!(password.next.locked_until.is_some());
+        // ...and the right password lifts it, but keeps both codes counted.
+        let after = password.next.after_success(password.ticket, &p);
+        assert_eq!(after.consecutive, 2);
+        assert_eq!(after.second_factor_failures, 2);
+        assert_eq!(after.locked_until, None);
+        // So the third wrong code in a row locks, across sign-ins.
+        let code3 = c_claim(&after, T0);
+        assert_eq!(code3.locks_until_if_wrong, Some(T0.plus(Span::hours(12))));
+        assert_eq!(code3.attempts_left_if_wrong, 0);
+    }
+
+    #[test]
+    fn a_right_code_forgives_everything_claimed_before_it() {
+        let p = policy();
+        let wrong_password = claim(&AttemptCounter::default(), T0);
+        let code1 = c_claim(&wrong_password.next, T0);
+        let code2 = c_claim(&code1.next, T0);
+        let after = code2.next.after_code_success(code2.ticket, &p);
+        assert_eq!(after.consecutive, 0);
+        assert_eq!(after.total, 0);
+        assert_eq!(after.second_factor_failures, 0);
+        assert_eq!(after.locked_until, None);
+    }
+
+    #[test]
+    fn the_end_of_a_lock_clears_the_code_count() {
+        let p = policy();
+        let mut c = AttemptCounter::default();
+        for _ in 0..3 {
+            c = c_claim(&c, T0).next;
+        }
+        let until = T0.plus(Span::hours(12));
+        assert_eq!(c.claim(T0, &p), ClaimDecision::Locked { until });
+        let password = claim(&c, until);
+        let after = password.next.after_success(password.ticket, &p);
+        assert_eq!(after.consecutive, 0);
+        assert_eq!(after.second_factor_failures, 0);
+        assert_eq!(after.total, 0);
+    }
+
+    #[test]
+    fn a_reset_forgives_passwords_but_not_codes() {
+        let wrong_password = claim(&AttemptCounter::default(), T0);
+        let code = c_claim(&wrong_password.next, T0);
+        let after = code.next.after_reset(T0);
+        assert_eq!(after.consecutive, 1);
+        assert_eq!(after.second_factor_failures, 1);
+        // Once the lock has run out, nothing is left to keep.
+        let mut locked = AttemptCounter::default();
+        for _ in 0..3 {
+            locked = c_claim(&locked, T0).next;
+        }
+        let later = locked.after_reset(T0.plus(Span::hours(12)));
+        assert_eq!((later.consecutive, later.second_factor_failures), (0, 0));
     }
 
     /// One step of a concurrent sign-in history, as the store would apply it.
@@ -331,6 +473,42 @@ mod tests {
                     "{counted} wrong passwords checked in one window (threshold {threshold})"
                 );
                 prop_assert!(counter.consecutive <= threshold);
+            }
+        }
+
+        /// Whoever holds a privileged password, signing in as often as they
+        /// like between code guesses, gets at most `threshold` code guesses
+        /// per lock window (defect: each right password cleared the count).
+        #[test]
+        fn right_passwords_do_not_buy_code_guesses(
+            steps in proptest::collection::vec(0u8..3, 1..300),
+            threshold in 1u32..6,
+        ) {
+            let p = LockoutPolicy { threshold, duration: Span::hours(12), max_total_failures: 100 };
+            let mut counter = AttemptCounter::default();
+            let mut now = T0;
+            let mut window_codes = 0u32;
+            for s in steps {
+                match s {
+                    0 => match counter.claim_code(now, &p) {
+                        ClaimDecision::Check(c) => {
+                            if counter.locked_until.is_some_and(|u| now >= u) {
+                                window_codes = 0;
+                            }
+                            counter = c.next;
+                            window_codes += 1;
+                        }
+                        ClaimDecision::Locked { .. } | ClaimDecision::Disabled => {}
+                    },
+                    1 => if let ClaimDecision::Check(c) = counter.claim(now, &p) {
+                        if counter.locked_until.is_some_and(|u| now >= u) {
+                            window_codes = 0;
+                        }
+                        counter = c.next.after_success(c.ticket, &p);
+                    },
+                    _ => now = now.plus(Span::hours(1)),
+                }
+                prop_assert!(window_codes <= threshold, "{window_codes} codes checked in one window");
             }
         }
 

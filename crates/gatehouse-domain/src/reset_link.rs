@@ -40,6 +40,39 @@ impl VoidReason {
     }
 }
 
+/// What a link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkPurpose {
+    /// A password reset (or first-time access) from a recovery email.
+    #[default]
+    Reset,
+    /// A set-up link the operator hands a helpdesk or admin member
+    /// (`create-admin`, `grant`, `reset-second-factor`): it sets their
+    /// password, then lets them, and only them, set up an authenticator
+    /// app. A link from a recovery email never does: it proves the mailbox,
+    /// and a privileged mailbox can be changed by others.
+    SetUp,
+}
+
+impl LinkPurpose {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Reset => "reset",
+            LinkPurpose::SetUp => "set_up",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        match s {
+            "reset" => Some(LinkPurpose::Reset),
+            "set_up" => Some(LinkPurpose::SetUp),
+            _ => None,
+        }
+    }
+}
+
 /// What is stored about a link (never the token itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkRecord {

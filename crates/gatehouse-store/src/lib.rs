@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
 use gatehouse_domain::lockout::AttemptCounter;
-use gatehouse_domain::reset_link::{LinkRecord, VoidReason};
+use gatehouse_domain::reset_link::{LinkPurpose, LinkRecord, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, Timestamp, TokenHash, UsernameKey};
 
 pub mod sql;
@@ -107,6 +107,10 @@ pub struct AccountRecord {
     pub previous_sign_in_at: Option<Timestamp>,
     /// When an administrator disabled the account; `None` while enabled.
     pub disabled_at: Option<Timestamp>,
+    /// Until when a privileged account that has no authenticator yet may
+    /// set one up: set when a set-up link sets its password, cleared by any
+    /// other password set, an email change, or a second-factor reset.
+    pub second_factor_setup_until: Option<Timestamp>,
 }
 
 impl AccountRecord {
@@ -129,10 +133,6 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     /// The latest request.
     pub last_seen_at: Timestamp,
-    /// The reset link this browser opened, waiting for its form.
-    pub reset_link_id: Option<i64>,
-    /// Until when that reset state lasts.
-    pub reset_until: Option<Timestamp>,
     /// A one-time message for the next page.
     pub flash: Option<String>,
     /// When this session passed the second factor (privileged accounts).
@@ -167,8 +167,45 @@ pub struct ResetLinkRow {
     pub id: i64,
     /// The account it resets.
     pub account_id: i64,
+    /// A recovery email's reset link, or an operator's set-up link.
+    pub purpose: LinkPurpose,
     /// Its life so far.
     pub record: LinkRecord,
+}
+
+/// A reset link to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewResetLink<'a> {
+    /// The account it resets.
+    pub account_id: i64,
+    /// The hash of its token.
+    pub hash: &'a TokenHash,
+    /// A reset link or a set-up link.
+    pub purpose: LinkPurpose,
+    /// The recovery request that asked for it, if one did.
+    pub recovery_request_id: Option<i64>,
+    /// When it is issued.
+    pub now: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// One generation of a key the service holds ([`Store::service_keys`]).
+#[derive(Clone)]
+pub struct ServiceKey {
+    /// Higher is newer.
+    pub generation: i64,
+    /// The key.
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceKey")
+            .field("generation", &self.generation)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A recovery request waiting to be matched.
@@ -516,13 +553,6 @@ pub trait Store: Send + Sync + 'static {
     /// Sets or clears a session's one-time message.
     async fn set_session_flash(&self, id_hash: &TokenHash, flash: Option<&str>) -> Result<()>;
 
-    /// Puts a reset link into a session (or clears it).
-    async fn set_session_reset(
-        &self,
-        id_hash: &TokenHash,
-        link: Option<(i64, Timestamp)>,
-    ) -> Result<()>;
-
     /// Records that a session passed the second factor.
     async fn set_session_second_factor(&self, id_hash: &TokenHash, at: Timestamp) -> Result<()>;
 
@@ -535,6 +565,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lifts a lock early (only when the operator setting allows it).
     async fn lift_lock(&self, key: &UsernameKey, now: Timestamp) -> Result<()>;
+
+    /// The two newest generations of the service's key for `purpose`
+    /// (newest first), after storing `first` (if given) as generation 1 if
+    /// there is none yet: of several nodes starting at once, the first to
+    /// write wins and every node reads the same key.
+    async fn service_keys(
+        &self,
+        purpose: &str,
+        first: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Vec<ServiceKey>>;
+
+    /// Adds a newer generation of the key for `purpose` and forgets every
+    /// generation but it and the one before; returns the new generation.
+    async fn rotate_service_key(&self, purpose: &str, secret: &[u8], now: Timestamp)
+    -> Result<i64>;
 
     /// Keeps an uploaded staff file between its preview and its import.
     async fn stage_import(
@@ -752,14 +798,7 @@ pub trait Tx: Send {
     ) -> Result<u64>;
 
     /// Stores a new reset link.
-    async fn insert_reset_link(
-        &mut self,
-        account_id: i64,
-        hash: &TokenHash,
-        recovery_request_id: Option<i64>,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<i64>;
+    async fn insert_reset_link(&mut self, link: &NewResetLink<'_>) -> Result<i64>;
 
     /// Reads a reset link.
     async fn reset_link(&mut self, id: i64) -> Result<Option<ResetLinkRow>>;
@@ -767,13 +806,17 @@ pub trait Tx: Send {
     /// Spends a link if it is still usable at `now`; `false` if another request got there first.
     async fn consume_reset_link(&mut self, id: i64, now: Timestamp) -> Result<bool>;
 
-    /// Sets an account's password and adds it to the history, keeping `keep` entries.
+    /// Sets an account's password and adds it to the history, keeping
+    /// `keep` entries; the account may set up a second factor until
+    /// `second_factor_setup_until` (a set-up link's password), or not at
+    /// all (`None`: any other password).
     async fn set_password(
         &mut self,
         account_id: i64,
         hash: &str,
         now: Timestamp,
         keep: usize,
+        second_factor_setup_until: Option<Timestamp>,
     ) -> Result<()>;
 
     /// Changes an account's email address.
@@ -784,6 +827,10 @@ pub trait Tx: Send {
 
     /// Ends every session of an account; returns how many.
     async fn delete_sessions_of(&mut self, account_id: i64) -> Result<u64>;
+
+    /// Makes every session of an account pass the second factor again
+    /// (the account was locked: someone has been guessing); returns how many.
+    async fn forget_second_factor_passes(&mut self, account_id: i64) -> Result<u64>;
 
     /// Stores a new session.
     async fn create_session(&mut self, session: &SessionRecord) -> Result<()>;

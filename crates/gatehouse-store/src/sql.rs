@@ -19,16 +19,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
 use gatehouse_domain::lockout::AttemptCounter;
-use gatehouse_domain::reset_link::{LinkRecord, VoidReason};
+use gatehouse_domain::reset_link::{LinkPurpose, LinkRecord, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, Span, Timestamp, TokenHash, UsernameKey};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
 use crate::{
     AccountRecord, AuditFilter, AuditRecord, AuditRow, Backend, CounterChange, CounterUpdate,
-    Delivery, DeliveryResult, EmailChange, ImportSummary, NewEmail, OutboxEmail, OutboxSummary,
-    QueueDepths, RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result, SecondFactorRow,
-    SessionRecord, SignInSuccess, Store, StoreError, Tx,
+    Delivery, DeliveryResult, EmailChange, ImportSummary, NewEmail, NewResetLink, OutboxEmail,
+    OutboxSummary, QueueDepths, RecoveryRequestRow, RecoveryRequestSummary, ResetLinkRow, Result,
+    SecondFactorRow, ServiceKey, SessionRecord, SignInSuccess, Store, StoreError, Tx,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -419,8 +419,8 @@ const IMPORT_INDEX_PAGE: i64 = 20_000;
 
 const ACCOUNT_COLUMNS: &str = "a.id, e.code, e.name, a.username, a.first_name, a.last_name, \
     a.date_of_birth, a.email, a.employee_number, a.role, a.password_hash, \
-    a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at, a.disabled_at \
-    FROM accounts a JOIN employers e ON e.id = a.employer_id";
+    a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at, a.disabled_at, \
+    a.second_factor_setup_until FROM accounts a JOIN employers e ON e.id = a.employer_id";
 
 fn account_from(row: &AnyRow) -> Result<AccountRecord> {
     Ok(AccountRecord {
@@ -439,6 +439,7 @@ fn account_from(row: &AnyRow) -> Result<AccountRecord> {
         last_sign_in_at: ts(row.try_get(12)?),
         previous_sign_in_at: ts(row.try_get(13)?),
         disabled_at: ts(row.try_get(14)?),
+        second_factor_setup_until: ts(row.try_get(15)?),
     })
 }
 
@@ -455,6 +456,10 @@ async fn account_where(
     row.as_ref().map(account_from).transpose()
 }
 
+/// The counter's columns, in the order [`counter_from`] reads them.
+const COUNTER_COLUMNS: &str =
+    "consecutive, total, locked_until, claims, second_factor_failures, version";
+
 fn counter_from(row: &AnyRow) -> Result<(AttemptCounter, i64)> {
     let claims: i64 = row.try_get(3)?;
     Ok((
@@ -463,19 +468,32 @@ fn counter_from(row: &AnyRow) -> Result<(AttemptCounter, i64)> {
             total: u32_of(row.try_get(1)?),
             locked_until: ts(row.try_get(2)?),
             claims: u64::try_from(claims).unwrap_or(0),
+            second_factor_failures: u32_of(row.try_get(4)?),
         },
-        row.try_get(4)?,
+        row.try_get(5)?,
     ))
+}
+
+/// Binds a counter's values, in [`COUNTER_COLUMNS`] order without the version.
+fn bind_counter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    c: &AttemptCounter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(i64::from(c.consecutive))
+        .bind(i64::from(c.total))
+        .bind(c.locked_until.map(Timestamp::unix))
+        .bind(claims_i64(c))
+        .bind(i64::from(c.second_factor_failures))
 }
 
 async fn read_attempts(
     conn: &mut AnyConnection,
     key: &UsernameKey,
 ) -> Result<Option<(AttemptCounter, i64)>> {
-    let row = sqlx::query(
-        "SELECT consecutive, total, locked_until, claims, version \
-         FROM sign_in_attempts WHERE username_key = $1",
-    )
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COUNTER_COLUMNS} FROM sign_in_attempts WHERE username_key = $1"
+    )))
     .bind(key.as_str())
     .fetch_optional(&mut *conn)
     .await?;
@@ -492,20 +510,21 @@ async fn upsert_attempts(
     c: &AttemptCounter,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sign_in_attempts \
-         (username_key, consecutive, total, locked_until, claims, version, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 1, $6) \
-         ON CONFLICT (username_key) DO UPDATE SET consecutive = excluded.consecutive, \
-         total = excluded.total, locked_until = excluded.locked_until, \
-         claims = excluded.claims, version = sign_in_attempts.version + 1, \
-         updated_at = excluded.updated_at",
+    bind_counter(
+        sqlx::query(
+            "INSERT INTO sign_in_attempts \
+             (username_key, consecutive, total, locked_until, claims, second_factor_failures, \
+             version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
+             ON CONFLICT (username_key) DO UPDATE SET consecutive = excluded.consecutive, \
+             total = excluded.total, locked_until = excluded.locked_until, \
+             claims = excluded.claims, second_factor_failures = excluded.second_factor_failures, \
+             version = sign_in_attempts.version + 1, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(key.as_str()),
+        c,
     )
-    .bind(key.as_str())
-    .bind(i64::from(c.consecutive))
-    .bind(i64::from(c.total))
-    .bind(c.locked_until.map(Timestamp::unix))
-    .bind(claims_i64(c))
     .bind(now.unix())
     .execute(&mut *conn)
     .await?;
@@ -522,10 +541,8 @@ fn session_from(row: &AnyRow) -> Result<SessionRecord> {
         csrf_token: row.try_get(2)?,
         created_at: Timestamp::from_unix(row.try_get(3)?),
         last_seen_at: Timestamp::from_unix(row.try_get(4)?),
-        reset_link_id: row.try_get(5)?,
-        reset_until: ts(row.try_get(6)?),
-        flash: row.try_get(7)?,
-        second_factor_at: ts(row.try_get(8)?),
+        flash: row.try_get(5)?,
+        second_factor_at: ts(row.try_get(6)?),
     })
 }
 
@@ -535,16 +552,13 @@ fn session_from(row: &AnyRow) -> Result<SessionRecord> {
 async fn insert_session(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
-         reset_link_id, reset_until, flash, second_factor_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         flash, second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(s.id_hash.as_bytes().as_slice())
     .bind(s.account_id)
     .bind(&s.csrf_token)
     .bind(s.created_at.unix())
     .bind(s.last_seen_at.unix())
-    .bind(s.reset_link_id)
-    .bind(s.reset_until.map(Timestamp::unix))
     .bind(&s.flash)
     .bind(s.second_factor_at.map(Timestamp::unix))
     .execute(&mut *conn)
@@ -563,9 +577,13 @@ async fn remove_session(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result
 fn link_from(row: &AnyRow) -> Result<ResetLinkRow> {
     let voided_at: Option<i64> = row.try_get(5)?;
     let reason: Option<String> = row.try_get(6)?;
+    let purpose: String = row.try_get(7)?;
     Ok(ResetLinkRow {
         id: row.try_get(0)?,
         account_id: row.try_get(1)?,
+        purpose: LinkPurpose::from_stored(&purpose).ok_or_else(|| {
+            StoreError::Schema(format!("a reset link has an unknown purpose {purpose:?}"))
+        })?,
         record: LinkRecord {
             created_at: Timestamp::from_unix(row.try_get(2)?),
             expires_at: Timestamp::from_unix(row.try_get(3)?),
@@ -582,7 +600,8 @@ fn link_from(row: &AnyRow) -> Result<ResetLinkRow> {
     })
 }
 
-const LINK_COLUMNS: &str = "SELECT id, account_id, created_at, expires_at, used_at, voided_at, void_reason FROM reset_links";
+const LINK_COLUMNS: &str = "SELECT id, account_id, created_at, expires_at, used_at, voided_at, \
+    void_reason, purpose FROM reset_links";
 
 async fn link_where(
     conn: &mut AnyConnection,
@@ -594,6 +613,25 @@ async fn link_where(
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(link_from).transpose()
+}
+
+/// The two newest generations of a service key, newest first.
+async fn newest_service_keys(conn: &mut AnyConnection, purpose: &str) -> Result<Vec<ServiceKey>> {
+    let rows = sqlx::query(
+        "SELECT generation, secret FROM service_keys WHERE purpose = $1 \
+         ORDER BY generation DESC LIMIT 2",
+    )
+    .bind(purpose)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ServiceKey {
+                generation: r.try_get(0)?,
+                secret: r.try_get(1)?,
+            })
+        })
+        .collect()
 }
 
 /// Records one email's try, with its audit event, inside the caller's transaction.
@@ -741,30 +779,31 @@ impl Store for SqlStore {
                 });
             };
             let written = match current {
-                None => sqlx::query(
-                    "INSERT INTO sign_in_attempts \
-                     (username_key, consecutive, total, locked_until, claims, version, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 1, $6) ON CONFLICT (username_key) DO NOTHING",
+                None => bind_counter(
+                    sqlx::query(
+                        "INSERT INTO sign_in_attempts \
+                         (username_key, consecutive, total, locked_until, claims, \
+                         second_factor_failures, version, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
+                         ON CONFLICT (username_key) DO NOTHING",
+                    )
+                    .bind(key.as_str()),
+                    &after,
                 )
-                .bind(key.as_str())
-                .bind(i64::from(after.consecutive))
-                .bind(i64::from(after.total))
-                .bind(after.locked_until.map(Timestamp::unix))
-                .bind(claims_i64(&after))
                 .bind(now.unix())
                 .execute(&mut *conn)
                 .await?
                 .rows_affected(),
-                Some((_, version)) => sqlx::query(
-                    "UPDATE sign_in_attempts SET consecutive = $2, total = $3, locked_until = $4, \
-                     claims = $5, version = version + 1, updated_at = $6 \
-                     WHERE username_key = $1 AND version = $7",
+                Some((_, version)) => bind_counter(
+                    sqlx::query(
+                        "UPDATE sign_in_attempts SET consecutive = $2, total = $3, \
+                         locked_until = $4, claims = $5, second_factor_failures = $6, \
+                         version = version + 1, updated_at = $7 \
+                         WHERE username_key = $1 AND version = $8",
+                    )
+                    .bind(key.as_str()),
+                    &after,
                 )
-                .bind(key.as_str())
-                .bind(i64::from(after.consecutive))
-                .bind(i64::from(after.total))
-                .bind(after.locked_until.map(Timestamp::unix))
-                .bind(claims_i64(&after))
                 .bind(now.unix())
                 .bind(version)
                 .execute(&mut *conn)
@@ -797,39 +836,34 @@ impl Store for SqlStore {
         // if the counter moved on since the claim.
         let written = sqlx::query(
             "INSERT INTO sign_in_successes (counter_key, claimed_version, consecutive, total, \
-             locked_until, claims, at, account_id, previous_session, id_hash, session_account_id, \
-             csrf_token, created_at, last_seen_at, reset_link_id, reset_until, flash, \
+             locked_until, claims, second_factor_failures, at, account_id, previous_session, \
+             id_hash, session_account_id, csrf_token, created_at, last_seen_at, flash, \
              second_factor_at, audit_at, event, actor, audit_account_id, username, client_ip, \
              detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+             $16, $17, $18, $19, $20, $21, $22, $23, $24)",
         )
         .bind(s.counter_key.as_str())
-        .bind(s.claimed_version)
-        .bind(i64::from(s.counter.consecutive))
-        .bind(i64::from(s.counter.total))
-        .bind(s.counter.locked_until.map(Timestamp::unix))
-        .bind(claims_i64(s.counter))
-        .bind(s.now.unix())
-        .bind(s.account_id)
-        .bind(s.previous_session.map(|h| h.as_bytes().to_vec()))
-        .bind(session.id_hash.as_bytes().as_slice())
-        .bind(session.account_id)
-        .bind(&session.csrf_token)
-        .bind(session.created_at.unix())
-        .bind(session.last_seen_at.unix())
-        .bind(session.reset_link_id)
-        .bind(session.reset_until.map(Timestamp::unix))
-        .bind(&session.flash)
-        .bind(session.second_factor_at.map(Timestamp::unix))
-        .bind(audit.at.map_or(0, Timestamp::unix))
-        .bind(&audit.event)
-        .bind(&audit.actor)
-        .bind(audit.account_id)
-        .bind(&audit.username)
-        .bind(&audit.client_ip)
-        .bind(&audit.detail)
-        .execute(&mut *self.write_conn().await?)
-        .await;
+        .bind(s.claimed_version);
+        let written = bind_counter(written, s.counter)
+            .bind(s.now.unix())
+            .bind(s.account_id)
+            .bind(s.previous_session.map(|h| h.as_bytes().to_vec()))
+            .bind(session.id_hash.as_bytes().as_slice())
+            .bind(session.account_id)
+            .bind(&session.csrf_token)
+            .bind(session.created_at.unix())
+            .bind(session.last_seen_at.unix())
+            .bind(&session.flash)
+            .bind(session.second_factor_at.map(Timestamp::unix))
+            .bind(audit.at.map_or(0, Timestamp::unix))
+            .bind(&audit.event)
+            .bind(&audit.actor)
+            .bind(audit.account_id)
+            .bind(&audit.username)
+            .bind(&audit.client_ip)
+            .bind(&audit.detail)
+            .execute(&mut *self.write_conn().await?)
+            .await;
         match written {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(e)) if e.message().contains(COUNTER_CHANGED) => Ok(false),
@@ -884,8 +918,8 @@ impl Store for SqlStore {
 
     async fn session(&self, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
-            "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, reset_link_id, \
-             reset_until, flash, second_factor_at FROM sessions WHERE id_hash = $1",
+            "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, flash, \
+             second_factor_at FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
@@ -919,20 +953,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn set_session_reset(
-        &self,
-        id_hash: &TokenHash,
-        link: Option<(i64, Timestamp)>,
-    ) -> Result<()> {
-        sqlx::query("UPDATE sessions SET reset_link_id = $2, reset_until = $3 WHERE id_hash = $1")
-            .bind(id_hash.as_bytes().as_slice())
-            .bind(link.map(|(id, _)| id))
-            .bind(link.map(|(_, until)| until.unix()))
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     async fn set_session_second_factor(&self, id_hash: &TokenHash, at: Timestamp) -> Result<()> {
         sqlx::query("UPDATE sessions SET second_factor_at = $2 WHERE id_hash = $1")
             .bind(id_hash.as_bytes().as_slice())
@@ -957,12 +977,16 @@ impl Store for SqlStore {
 
     async fn set_disabled(&self, account_id: i64, at: Option<Timestamp>) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query("UPDATE accounts SET disabled_at = $2, updated_at = COALESCE($2, updated_at) WHERE id = $1")
-            .bind(account_id)
-            .bind(at.map(Timestamp::unix))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let changed = sqlx::query(
+            "UPDATE accounts SET disabled_at = $2, updated_at = COALESCE($2, updated_at), \
+             second_factor_setup_until = CASE WHEN $2 IS NULL THEN second_factor_setup_until END \
+             WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(at.map(Timestamp::unix))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if at.is_some() {
             sqlx::query("DELETE FROM sessions WHERE account_id = $1")
@@ -978,10 +1002,65 @@ impl Store for SqlStore {
         self.update_attempts(key, now, &mut |mut counter| {
             counter.locked_until = None;
             counter.consecutive = 0;
+            counter.second_factor_failures = 0;
             Some(counter)
         })
         .await?;
         Ok(())
+    }
+
+    async fn service_keys(
+        &self,
+        purpose: &str,
+        first: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Vec<ServiceKey>> {
+        if let Some(first) = first {
+            sqlx::query(
+                "INSERT INTO service_keys (purpose, generation, secret, created_at) \
+                 SELECT $1, 1, $2, $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM service_keys WHERE purpose = $1) \
+                 ON CONFLICT (purpose, generation) DO NOTHING",
+            )
+            .bind(purpose)
+            .bind(first)
+            .bind(now.unix())
+            .execute(&self.writer)
+            .await?;
+        }
+        newest_service_keys(&mut *self.conn().await?, purpose).await
+    }
+
+    async fn rotate_service_key(
+        &self,
+        purpose: &str,
+        secret: &[u8],
+        now: Timestamp,
+    ) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(generation) FROM service_keys WHERE purpose = $1")
+                .bind(purpose)
+                .fetch_one(&mut *tx)
+                .await?;
+        let generation = newest.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO service_keys (purpose, generation, secret, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(purpose)
+        .bind(generation)
+        .bind(secret)
+        .bind(now.unix())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM service_keys WHERE purpose = $1 AND generation < $2")
+            .bind(purpose)
+            .bind(generation - 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(generation)
     }
 
     async fn stage_import(
@@ -1205,6 +1284,7 @@ impl Store for SqlStore {
             "DELETE FROM recovery_codes WHERE account_id = $1",
             "DELETE FROM second_factors WHERE account_id = $1",
             "DELETE FROM sessions WHERE account_id = $1",
+            "UPDATE accounts SET second_factor_setup_until = NULL WHERE id = $1",
         ] {
             sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
         }
@@ -1582,10 +1662,9 @@ impl Tx for SqlTx {
             .bind(key.as_str())
             .execute(&mut *self.tx)
             .await?;
-            let row = sqlx::query(
-                "SELECT consecutive, total, locked_until, claims, version \
-                 FROM sign_in_attempts WHERE username_key = $1 FOR UPDATE",
-            )
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COUNTER_COLUMNS} FROM sign_in_attempts WHERE username_key = $1 FOR UPDATE"
+            )))
             .bind(key.as_str())
             .fetch_optional(&mut *self.tx)
             .await?;
@@ -1756,23 +1835,17 @@ impl Tx for SqlTx {
         .rows_affected())
     }
 
-    async fn insert_reset_link(
-        &mut self,
-        account_id: i64,
-        hash: &TokenHash,
-        recovery_request_id: Option<i64>,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<i64> {
+    async fn insert_reset_link(&mut self, link: &NewResetLink<'_>) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "INSERT INTO reset_links (account_id, token_hash, recovery_request_id, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+             expires_at, purpose) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(account_id)
-        .bind(hash.as_bytes().as_slice())
-        .bind(recovery_request_id)
-        .bind(now.unix())
-        .bind(expires_at.unix())
+        .bind(link.account_id)
+        .bind(link.hash.as_bytes().as_slice())
+        .bind(link.recovery_request_id)
+        .bind(link.now.unix())
+        .bind(link.expires_at.unix())
+        .bind(link.purpose.as_str())
         .fetch_one(&mut *self.tx)
         .await?)
     }
@@ -1800,14 +1873,16 @@ impl Tx for SqlTx {
         hash: &str,
         now: Timestamp,
         keep: usize,
+        second_factor_setup_until: Option<Timestamp>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE accounts SET password_hash = $2, password_changed_at = $3, updated_at = $3 \
-             WHERE id = $1",
+            "UPDATE accounts SET password_hash = $2, password_changed_at = $3, updated_at = $3, \
+             second_factor_setup_until = $4 WHERE id = $1",
         )
         .bind(account_id)
         .bind(hash)
         .bind(now.unix())
+        .bind(second_factor_setup_until.map(Timestamp::unix))
         .execute(&mut *self.tx)
         .await?;
         sqlx::query(
@@ -1832,7 +1907,8 @@ impl Tx for SqlTx {
 
     async fn set_email(&mut self, account_id: i64, email: &str, now: Timestamp) -> Result<()> {
         sqlx::query(
-            "UPDATE accounts SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE accounts SET email = $2, email_key = $3, updated_at = $4, \
+             second_factor_setup_until = NULL WHERE id = $1",
         )
         .bind(account_id)
         .bind(email)
@@ -1861,6 +1937,17 @@ impl Tx for SqlTx {
             .execute(&mut *self.tx)
             .await?
             .rows_affected())
+    }
+
+    async fn forget_second_factor_passes(&mut self, account_id: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE sessions SET second_factor_at = NULL \
+             WHERE account_id = $1 AND second_factor_at IS NOT NULL",
+        )
+        .bind(account_id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
     }
 
     async fn create_session(&mut self, session: &SessionRecord) -> Result<()> {

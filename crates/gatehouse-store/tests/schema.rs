@@ -68,6 +68,38 @@ fn s(v: &Option<String>) -> String {
     v.clone().unwrap_or_default()
 }
 
+/// The column definitions of a `CREATE TABLE` statement, split at the
+/// commas outside parentheses (SQLite appends an added column to the last
+/// line of the stored statement).
+fn column_definitions(create: &str) -> Vec<String> {
+    let create: String = create
+        .lines()
+        .map(|line| line.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = match (create.find('('), create.rfind(')')) {
+        (Some(start), Some(end)) if start < end => &create[start + 1..end],
+        _ => return Vec::new(),
+    };
+    let mut parts = vec![String::new()];
+    let mut depth = 0;
+    for c in body.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+    }
+    parts
+}
+
 async fn sqlite_schema(pool: &AnyPool) -> BTreeMap<String, Table> {
     let mut out = BTreeMap::new();
     let tables = text(
@@ -140,9 +172,9 @@ async fn sqlite_schema(pool: &AnyPool) -> BTreeMap<String, Table> {
         {
             table.foreign_keys.insert((s(&f[0]), s(&f[1]), s(&f[2])));
         }
-        for line in s(&t[1]).lines() {
-            if line.contains("CHECK (")
-                && let Some(column) = line.split_whitespace().next()
+        for definition in column_definitions(&s(&t[1])) {
+            if definition.contains("CHECK (")
+                && let Some(column) = definition.split_whitespace().next()
             {
                 table.checked.insert(column.to_owned());
             }

@@ -12,8 +12,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use gatehouse_core::accounts::EmailChangeRefusal;
+use gatehouse_core::administration::ActionRefusal;
 use gatehouse_core::audit_log::{AuditQuery, audit_csv};
-use gatehouse_core::privileged::{ActionRefusal, CodeOutcome, ConsoleAccess};
+use gatehouse_core::privileged::{CodeOutcome, ConsoleAccess};
+use gatehouse_core::{Actor, Member};
 use gatehouse_domain::Role;
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_store::{AccountRecord, SessionRecord};
@@ -44,12 +46,21 @@ macro_rules! or_redirect {
 /// Most people listed by one search.
 const SEARCH_LIMIT: u32 = 50;
 
-/// Who may see a console page: the session, the account and its role, or
-/// the response to send instead.
+/// Who may see a console page: the session, and the member core made of it
+/// (whose role core checks again on every action).
 struct Privileged {
     session: SessionRecord,
-    account: AccountRecord,
-    role: Role,
+    member: Member,
+}
+
+impl Privileged {
+    fn actor(&self) -> Actor {
+        Actor::Member(self.member.clone())
+    }
+
+    fn admin(&self) -> bool {
+        self.member.role() == Role::Admin
+    }
 }
 
 async fn privileged(
@@ -60,16 +71,16 @@ async fn privileged(
     let Some(session) = visitor.session.clone().filter(|s| s.account_id.is_some()) else {
         return Ok(Err(see_other("/login")));
     };
-    let (account, access) = state.gatehouse.console_access(&session).await?;
+    let (account, access) = state
+        .gatehouse
+        .console_access(&session, &visitor.client_ip)
+        .await?;
     match (access, account) {
-        (ConsoleAccess::Granted(role), Some(account)) => Ok(Ok(Privileged {
-            session,
-            account,
-            role,
-        })),
-        (ConsoleAccess::MustEnrol | ConsoleAccess::MustVerify, _) => {
-            Ok(Err(see_other("/console/second-factor")))
-        }
+        (ConsoleAccess::Granted(member), Some(_)) => Ok(Ok(Privileged { session, member })),
+        (
+            ConsoleAccess::MustEnrol | ConsoleAccess::MustVerify | ConsoleAccess::NeedsSetUpLink,
+            _,
+        ) => Ok(Err(see_other("/console/second-factor"))),
         (_, account) => {
             state
                 .gatehouse
@@ -144,11 +155,15 @@ async fn pending(
     let Some(session) = visitor.session.clone().filter(|s| s.account_id.is_some()) else {
         return Ok(Err(see_other("/login")));
     };
-    let (account, access) = state.gatehouse.console_access(&session).await?;
+    let (account, access) = state
+        .gatehouse
+        .console_access(&session, &visitor.client_ip)
+        .await?;
     match (access, account) {
         (ConsoleAccess::Granted(_), _) => Ok(Err(see_other("/console"))),
         (ConsoleAccess::MustEnrol, Some(account)) => Ok(Ok((session, account, true))),
         (ConsoleAccess::MustVerify, Some(account)) => Ok(Ok((session, account, false))),
+        (ConsoleAccess::NeedsSetUpLink, Some(_)) => Ok(Err(needs_set_up_link(state, &session))),
         (_, account) => {
             state
                 .gatehouse
@@ -157,6 +172,24 @@ async fn pending(
             Err(WebError::NotAllowed)
         }
     }
+}
+
+/// The page for a privileged person who has no authenticator and no set-up
+/// link: only the operator can give them one.
+fn needs_set_up_link(state: &AppState, session: &SessionRecord) -> Response {
+    render(
+        StatusCode::OK,
+        &crate::views::MessagePage {
+            l: layout(state, Some(session), false),
+            heading: "Your authenticator app has not been set up".to_owned(),
+            paragraphs: vec![
+                "The helpdesk console needs a code from an authenticator app as well as your password.".to_owned(),
+                "An authenticator app can only be set up through a set-up link from the System Administrator. Ask them for one: it lets you set your password, and then your authenticator app.".to_owned(),
+            ],
+            reference: None,
+            action: Some(("/account".to_owned(), "Go to My account".to_owned())),
+        },
+    )
 }
 
 /// `GET /console/second-factor`: set up an authenticator app, or enter its code.
@@ -248,7 +281,7 @@ pub async fn home(
     };
     let page = ConsoleHomePage {
         l: layout(&state, Some(&p.session), false),
-        admin: p.role == Role::Admin,
+        admin: p.admin(),
         searched: !typed.is_empty(),
         query: typed,
         results,
@@ -300,7 +333,7 @@ async fn account_view(
     typed: ActionInput,
 ) -> WebResult {
     let g = &state.gatehouse;
-    let Some(status) = g.account_status(username).await? else {
+    let Some(status) = g.account_status(&p.actor(), username).await? else {
         return Err(WebError::NotFound);
     };
     let a = &status.account;
@@ -357,7 +390,7 @@ async fn account_view(
         ("Last sign-in".to_owned(), when(a.last_sign_in_at)),
         ("Active sessions".to_owned(), status.sessions.to_string()),
     ];
-    let admin = p.role == Role::Admin;
+    let admin = p.admin();
     let page = ConsoleAccountPage {
         sessions: status.sessions,
         l: layout(state, Some(&p.session), !errors.is_empty()),
@@ -381,10 +414,6 @@ async fn account_view(
     Ok(render(StatusCode::OK, &page))
 }
 
-fn actor(p: &Privileged, account: &AccountRecord) -> String {
-    format!("{} {}", p.role.as_str(), account.username)
-}
-
 /// `POST /console/accounts/{username}/{action}`: change the email address
 /// (helpdesk and admin), disable, enable or unlock (admin only).
 pub async fn account_action(
@@ -404,8 +433,7 @@ pub async fn account_action(
         or_redirect!(privileged(&state, &visitor, &what))
     };
     let g = &state.gatehouse;
-    let name = actor(&p, &p.account);
-    let who = gatehouse_core::Actor::at(&name, &visitor.client_ip);
+    let who = &p.actor();
     let refusal = match action.as_str() {
         "email" => match g
             .change_email(&username, &form.email, who, &form.reason)
@@ -436,13 +464,7 @@ pub async fn account_action(
             }),
         },
         "disable" | "enable" => match g
-            .set_account_disabled(
-                &username,
-                action == "disable",
-                who,
-                Some(p.account.id),
-                &form.reason,
-            )
+            .set_account_disabled(&username, action == "disable", who, &form.reason)
             .await?
         {
             Ok(a) => Ok(format!(
@@ -581,10 +603,14 @@ async fn admin_only(
         Ok(p) => p,
         Err(response) => return Ok(Err(response)),
     };
-    if p.role != Role::Admin {
+    if !p.admin() {
         state
             .gatehouse
-            .console_refused(Some(&p.account), what, &visitor.client_ip)
+            .console_refused(
+                None,
+                &format!("{} {what}", p.actor().audit_name()),
+                &visitor.client_ip,
+            )
             .await?;
         return Err(WebError::NotAllowed);
     }
@@ -683,14 +709,9 @@ pub async fn import_preview(
     } else {
         name.clone()
     };
-    let actor = actor(&p, &p.account);
     match state
         .gatehouse
-        .import_staff(
-            content.as_slice(),
-            true,
-            gatehouse_core::Actor::at(&actor, &visitor.client_ip),
-        )
+        .import_staff(content.as_slice(), true, &p.actor())
         .await?
     {
         Ok(report) => {
@@ -698,7 +719,7 @@ pub async fn import_preview(
                 .gatehouse
                 .store
                 .stage_import(
-                    p.account.id,
+                    p.member.account_id(),
                     &page.file_name,
                     &content,
                     state.gatehouse.clock.now(),
@@ -733,7 +754,7 @@ pub async fn import_apply(
         .minus(gatehouse_core::import::STAGED_IMPORT_LIFETIME);
     let Some((name, content)) = g
         .store
-        .staged_import(id, p.account.id, since)
+        .staged_import(id, p.member.account_id(), since)
         .await
         .map_err(gatehouse_core::Error::from)?
     else {
@@ -744,13 +765,8 @@ pub async fn import_apply(
         .await?;
         return Ok(see_other("/console/import"));
     };
-    let actor = actor(&p, &p.account);
     let outcome = g
-        .import_staff(
-            content.as_slice(),
-            false,
-            gatehouse_core::Actor::at(&actor, &form.visitor.client_ip),
-        )
+        .import_staff(content.as_slice(), false, &p.actor())
         .await?;
     g.store
         .drop_staged_imports(Some(id), since)

@@ -12,7 +12,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
-use gatehouse_domain::SecretToken;
+use gatehouse_core::keys::Purpose;
 use gatehouse_store::SessionRecord;
 use serde::de::DeserializeOwned;
 
@@ -47,11 +47,6 @@ struct Token {
     csrf_token: String,
 }
 
-/// Whether `token` is `expected`, in constant time.
-fn matches(expected: &SecretToken, token: Option<&SecretToken>) -> bool {
-    token.is_some_and(|given| expected.matches(given))
-}
-
 /// Passes when the request is not cross-site and `token` is the visitor's
 /// session's form token or, when `public`, their form cookie's; otherwise
 /// the refusal is audited and the answer is 403.
@@ -62,17 +57,22 @@ pub(crate) async fn check(
     token: &str,
     public: bool,
 ) -> Result<(), WebError> {
-    let given = SecretToken::parse(token);
-    let session_ok = visitor.session.as_ref().is_some_and(|s| {
-        SecretToken::parse(&s.csrf_token).is_some_and(|expected| matches(&expected, given.as_ref()))
-    });
-    let form_ok = public
-        && visitor.form_id.as_ref().is_some_and(|id| {
-            matches(
-                &gatehouse_core::sessions::public_form_token(id),
-                given.as_ref(),
-            )
-        });
+    let g = &state.gatehouse;
+    // Checked by core against the service's key (and the one before a
+    // rotation, so a form open at the time still works).
+    let session_ok = match (&visitor.session, &visitor.session_id) {
+        (Some(_), Some(id)) if !token.is_empty() => {
+            g.form_token_matches(Purpose::SessionForm, id, token)
+                .await?
+        }
+        _ => false,
+    };
+    let form_ok = match &visitor.form_id {
+        Some(id) if public && !session_ok && !token.is_empty() => {
+            g.form_token_matches(Purpose::PublicForm, id, token).await?
+        }
+        _ => false,
+    };
     if !cross_site && (session_ok || form_ok) {
         return Ok(());
     }

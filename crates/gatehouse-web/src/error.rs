@@ -21,6 +21,9 @@ pub enum WebError {
     Forbidden,
     /// The signed-in person's role does not allow this page (403).
     NotAllowed,
+    /// Core refused a console member this action on this account (403,
+    /// already audited): a helpdesk member acting on a privileged account.
+    NotPermitted,
     /// The request could not be read (400).
     BadRequest(String),
     /// The body did not arrive in time (408).
@@ -45,6 +48,7 @@ impl From<gatehouse_core::Error> for WebError {
     fn from(e: gatehouse_core::Error) -> Self {
         match e {
             gatehouse_core::Error::Busy => WebError::Busy,
+            gatehouse_core::Error::NotPermitted => WebError::NotPermitted,
             gatehouse_core::Error::Store(e) if e.is_unavailable() => {
                 WebError::Unavailable(e.to_string())
             }
@@ -91,6 +95,15 @@ impl WebError {
                 "You do not have access to this page",
                 vec!["This page is for the helpdesk and administrators. If you need access, contact the System Administrator.".to_owned()],
                 Some(("/account", "Go to My account")),
+            ),
+            WebError::NotPermitted => (
+                StatusCode::FORBIDDEN,
+                "You do not have permission to do that",
+                vec![
+                    "The helpdesk can act on staff accounts only. Helpdesk and admin accounts are looked after by administrators.".to_owned(),
+                    "This attempt has been recorded.".to_owned(),
+                ],
+                Some(("/console", "Go to the helpdesk console")),
             ),
             WebError::BadRequest(why) => {
                 tracing::info!(reason = %why, "bad request");

@@ -1,7 +1,7 @@
 //! The handlers: parse, call a service, render.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::recovery::RequestOutcome;
@@ -13,7 +13,7 @@ use gatehouse_store::SessionRecord;
 use crate::AppState;
 use crate::csrf::{CsrfForm, PublicForm};
 use crate::error::WebError;
-use crate::session::{Visitor, clear_cookie, ensure, public_form_token, set_cookie};
+use crate::session::{Visitor, clear_cookie, public_form_token, set_cookie};
 use crate::views::{
     AccountPage, ConfirmationPage, HomePage, Layout, LinkProblemPage, LoginPage, MessagePage,
     RecoverPage, ResetPage, render,
@@ -80,18 +80,33 @@ fn login_view(
     }
 }
 
+/// What the login page was sent to say (after a password was set).
+#[derive(serde::Deserialize, Default)]
+pub struct LoginQuery {
+    #[serde(default)]
+    password: String,
+}
+
 /// `GET /login`
 pub async fn login_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
+    Query(query): Query<LoginQuery>,
 ) -> WebResult {
     if visitor.account_id().is_some() {
         return Ok(see_other("/account"));
     }
     let (csrf, cookie) = public_form_token(&state, &visitor)?;
-    let flash = match &visitor.session {
-        Some(session) => state.gatehouse.take_flash(session).await?,
-        None => None,
+    // Fixed sentences chosen by the query, never text from it.
+    let flash = match query.password.as_str() {
+        "set" => Some(PASSWORD_SET.to_owned()),
+        "set-up" => Some(format!(
+            "{PASSWORD_SET} You will then be asked to set up your authenticator app."
+        )),
+        _ => match &visitor.session {
+            Some(session) => state.gatehouse.take_flash(session).await?,
+            None => None,
+        },
     };
     let page = login_view(&state, csrf, String::new(), Vec::new(), flash);
     Ok(with_cookie(render(StatusCode::OK, &page), cookie))
@@ -242,25 +257,34 @@ pub async fn confirmation(
     )
 }
 
-/// `GET /reset/{token}`: moves the token out of the address bar into the
-/// session and redirects. Never spends the link (mail scanners open links).
+/// The confirmation on the login page after a password was set.
+const PASSWORD_SET: &str =
+    "Your password has been set. Log in with your username and new password.";
+
+/// `GET /reset/{token}`: moves the token out of the address bar into a
+/// signed cookie and redirects. Never spends the link (mail scanners open
+/// links), and writes nothing unless the link is unknown.
 pub async fn open_reset_link(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
     Path(token): Path<String>,
 ) -> WebResult {
-    let link = match state
-        .gatehouse
-        .open_reset_link(&token, &visitor.client_ip)
-        .await?
-    {
+    let g = &state.gatehouse;
+    let link = match g.open_reset_link(&token, &visitor.client_ip).await? {
         LinkLookup::Found(id) => Some(id),
         LinkLookup::Unknown => None,
         LinkLookup::TooManyGuesses => return Err(WebError::TooManyLinkGuesses),
     };
-    let (session, cookie) = ensure(&state, &visitor).await?;
-    state.gatehouse.hold_reset_link(&session, link).await?;
-    Ok(with_cookie(see_other("/reset"), cookie))
+    let cookie = crate::session::reset_cookie(&state, &g.reset_cookie(link))?;
+    Ok(with_cookie(see_other("/reset"), Some(cookie)))
+}
+
+/// The link the visitor's reset cookie carries, if it is valid.
+async fn held_link(state: &AppState, headers: &HeaderMap) -> Result<Option<i64>, WebError> {
+    match crate::session::read_reset_cookie(state, headers) {
+        Some(value) => Ok(state.gatehouse.held_link(&value).await?),
+        None => Ok(None),
+    }
 }
 
 fn link_problem(
@@ -315,20 +339,31 @@ fn link_problem(
     )
 }
 
-fn reset_view(
-    state: &AppState,
-    session: &SessionRecord,
+/// What the reset form shows besides its fields.
+#[derive(Debug, Clone, Copy, Default)]
+struct ResetForm {
     first_time: bool,
     locked_until: Option<gatehouse_domain::Timestamp>,
+    set_up: bool,
+    needs_code: bool,
+}
+
+fn reset_view(
+    state: &AppState,
+    visitor: &Visitor,
+    csrf: String,
+    form: ResetForm,
     username: String,
     errors: Vec<FieldError>,
 ) -> ResetPage {
     let s = &state.gatehouse.settings;
     ResetPage {
-        l: layout(state, Some(session), !errors.is_empty()),
-        csrf: session.csrf_token.clone(),
-        first_time,
-        locked_until: locked_until.map(|u| s.when(u)),
+        l: layout(state, visitor.session.as_ref(), !errors.is_empty()),
+        csrf,
+        first_time: form.first_time,
+        locked_until: form.locked_until.map(|u| s.when(u)),
+        set_up: form.set_up,
+        needs_code: form.needs_code,
         requirements: s.policy.password.requirements(),
         min_length: s.policy.password.min_length,
         username,
@@ -336,85 +371,99 @@ fn reset_view(
     }
 }
 
+/// The form a held link shows, or the problem with the link.
+async fn reset_form(
+    state: &AppState,
+    link: i64,
+) -> Result<Result<ResetForm, LinkProblem>, WebError> {
+    Ok(match state.gatehouse.reset_page(link).await? {
+        gatehouse_core::reset::ResetPage::Form {
+            first_time,
+            locked_until,
+            set_up,
+            needs_code,
+        } => Ok(ResetForm {
+            first_time,
+            locked_until,
+            set_up,
+            needs_code,
+        }),
+        gatehouse_core::reset::ResetPage::Unusable(problem) => Err(problem),
+    })
+}
+
 /// `GET /reset`
 pub async fn reset_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
 ) -> WebResult {
-    let Some(session) = visitor.session.as_ref() else {
-        return Ok(link_problem(&state, None, LinkProblem::Unknown));
+    let session = visitor.session.as_ref();
+    let Some(link) = held_link(&state, &headers).await? else {
+        return Ok(link_problem(&state, session, LinkProblem::Unknown));
     };
-    let Some(link) = state.gatehouse.held_link(session) else {
-        return Ok(link_problem(&state, Some(session), LinkProblem::Unknown));
-    };
-    match state.gatehouse.reset_page(link).await? {
-        gatehouse_core::reset::ResetPage::Form {
-            first_time,
-            locked_until,
-        } => {
-            let page = reset_view(
-                &state,
-                session,
-                first_time,
-                locked_until,
-                String::new(),
-                Vec::new(),
-            );
-            Ok(render(StatusCode::OK, &page))
+    match reset_form(&state, link).await? {
+        Ok(form) => {
+            let (csrf, cookie) = public_form_token(&state, &visitor)?;
+            let page = reset_view(&state, &visitor, csrf, form, String::new(), Vec::new());
+            Ok(with_cookie(render(StatusCode::OK, &page), cookie))
         }
-        gatehouse_core::reset::ResetPage::Unusable(problem) => {
-            Ok(link_problem(&state, Some(session), problem))
-        }
+        Err(problem) => Ok(link_problem(&state, session, problem)),
     }
 }
 
 /// `POST /reset`
-pub async fn reset(State(state): State<AppState>, form: PublicForm<ResetInput>) -> WebResult {
-    let PublicForm { form, visitor, .. } = form;
-    // As on the form's page: a browser without a session holds no link.
-    let Some(session) = visitor.session.as_ref() else {
-        return Ok(link_problem(&state, None, LinkProblem::Unknown));
+pub async fn reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: PublicForm<ResetInput>,
+) -> WebResult {
+    let PublicForm {
+        form,
+        visitor,
+        csrf_token,
+    } = form;
+    let session = visitor.session.as_ref();
+    let Some(link) = held_link(&state, &headers).await? else {
+        return Ok(link_problem(&state, session, LinkProblem::Unknown));
     };
     let g = &state.gatehouse;
-    let Some(link) = g.held_link(session) else {
-        return Ok(link_problem(&state, Some(session), LinkProblem::Unknown));
-    };
     match g.complete_reset(link, &form, &visitor.client_ip).await? {
-        ResetOutcome::Done => {
-            g.store
-                .set_session_reset(&session.id_hash, None)
-                .await
-                .map_err(gatehouse_core::Error::from)?;
-            g.set_flash(
-                session,
-                "Your password has been set. Log in with your username and new password.",
-            )
-            .await?;
-            Ok(see_other("/login"))
-        }
-        ResetOutcome::Invalid(errors) => {
-            let first_time = matches!(
-                g.reset_page(link).await?,
-                gatehouse_core::reset::ResetPage::Form {
-                    first_time: true,
-                    ..
-                }
+        ResetOutcome::Done { set_up } => {
+            let mut response = see_other(if set_up {
+                "/login?password=set-up"
+            } else {
+                "/login?password=set"
+            });
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                crate::session::clear_reset_cookie(&state)?,
             );
-            let page = reset_view(&state, session, first_time, None, form.username, errors);
-            Ok(render(StatusCode::OK, &page))
+            Ok(response)
         }
+        ResetOutcome::Invalid(errors) => match reset_form(&state, link).await? {
+            Ok(shown) => {
+                let page = reset_view(&state, &visitor, csrf_token, shown, form.username, errors);
+                Ok(render(StatusCode::OK, &page))
+            }
+            Err(problem) => Ok(link_problem(&state, session, problem)),
+        },
         ResetOutcome::Locked { until } => {
+            let shown = ResetForm {
+                locked_until: Some(until),
+                ..ResetForm::default()
+            };
             let page = reset_view(
                 &state,
-                session,
-                false,
-                Some(until),
+                &visitor,
+                csrf_token,
+                shown,
                 String::new(),
                 Vec::new(),
             );
             Ok(render(StatusCode::OK, &page))
         }
-        ResetOutcome::Unusable(problem) => Ok(link_problem(&state, Some(session), problem)),
+        ResetOutcome::Unusable(problem) => Ok(link_problem(&state, session, problem)),
     }
 }
 

@@ -124,14 +124,15 @@ fn client_ip(state: &AppState, req: &Request) -> String {
 /// Loads the visitor's session (server-side timeouts applied) for the handlers.
 pub async fn load_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let client_ip = client_ip(&state, &req);
-    let session = match read_cookie(req.headers(), cookie_name(&state)) {
+    let (session, session_id) = match read_cookie(req.headers(), cookie_name(&state)) {
         Some(value) if !req.uri().path().starts_with("/assets/") => {
             match state.gatehouse.session(&value).await {
-                Ok(s) => s,
+                Ok(Some(s)) => (Some(s), gatehouse_domain::SecretToken::parse(&value)),
+                Ok(None) => (None, None),
                 Err(e) => return crate::error::WebError::from(e).into_page(),
             }
         }
-        _ => None,
+        _ => (None, None),
     };
     let form_id = read_cookie(req.headers(), form_cookie_name(&state))
         .and_then(|v| gatehouse_domain::SecretToken::parse(&v));
@@ -139,6 +140,7 @@ pub async fn load_session(State(state): State<AppState>, mut req: Request, next:
         session,
         client_ip,
         form_id,
+        session_id,
     });
     next.run(req).await
 }

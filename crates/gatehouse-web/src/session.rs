@@ -1,5 +1,6 @@
-//! The visitor's cookies: the session cookie, and the form cookie of a
-//! visitor who has no session.
+//! The visitor's cookies: the session cookie, the form cookie of a visitor
+//! who has no session, and the cookie that carries an opened reset link to
+//! its form.
 //!
 //! Both are `HttpOnly`, `SameSite=Lax`, path `/`, and — when the public
 //! URL is HTTPS — `Secure` with the `__Host-` prefix, which also forbids a
@@ -22,6 +23,8 @@ pub struct Visitor {
     pub client_ip: String,
     /// The id in their form cookie, if they sent a well-formed one.
     pub form_id: Option<SecretToken>,
+    /// The id in their session cookie, when it names a live session.
+    pub session_id: Option<SecretToken>,
 }
 
 impl Visitor {
@@ -83,6 +86,37 @@ fn device_cookie_name(state: &AppState) -> &'static str {
     }
 }
 
+/// The reset link cookie's name.
+fn reset_cookie_name(state: &AppState) -> &'static str {
+    if state.gatehouse.settings.is_https() {
+        "__Host-gatehouse-reset"
+    } else {
+        "gatehouse-reset"
+    }
+}
+
+/// The value of the reset link cookie in a request, if present.
+pub fn read_reset_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    read_cookie(headers, reset_cookie_name(state))
+}
+
+/// The `Set-Cookie` value that carries an opened link (signed by core:
+/// [`gatehouse_core::Gatehouse::reset_cookie`]) for as long as it waits.
+pub fn reset_cookie(state: &AppState, value: &str) -> Result<HeaderValue, WebError> {
+    let seconds = gatehouse_core::reset::RESET_STATE_LIFETIME.seconds();
+    cookie(
+        state,
+        reset_cookie_name(state),
+        value,
+        &format!("; Max-Age={seconds}"),
+    )
+}
+
+/// The `Set-Cookie` value that removes the reset link cookie.
+pub fn clear_reset_cookie(state: &AppState) -> Result<HeaderValue, WebError> {
+    cookie(state, reset_cookie_name(state), "", "; Max-Age=0")
+}
+
 /// How long a remembered browser stays remembered without signing in: as
 /// long as its counter is kept (the housekeeping forgets counters untouched
 /// for 30 days).
@@ -117,12 +151,12 @@ pub fn clear_cookie(state: &AppState) -> Result<HeaderValue, WebError> {
     cookie(state, cookie_name(state), "", "; Max-Age=0")
 }
 
-/// The form token a public form (sign-in, recovery) carries for this
-/// visitor, with the `Set-Cookie` to send when they need a form cookie.
+/// The form token a public form (sign-in, recovery, reset) carries for
+/// this visitor, with the `Set-Cookie` to send when they need a form cookie.
 ///
 /// A visitor with a session uses their session's token. One without gets
-/// a token derived from their form cookie (see
-/// [`gatehouse_core::sessions::public_form_token`]), so that showing them
+/// a token made from their form cookie (see
+/// [`gatehouse_core::Gatehouse::public_form_token`]), so that showing them
 /// a form writes nothing to the database.
 pub fn public_form_token(
     state: &AppState,
@@ -132,30 +166,11 @@ pub fn public_form_token(
         return Ok((session.csrf_token.clone(), None));
     }
     if let Some(id) = &visitor.form_id {
-        return Ok((
-            gatehouse_core::sessions::public_form_token(id).encode(),
-            None,
-        ));
+        return Ok((state.gatehouse.public_form_token(id), None));
     }
     let id = SecretToken::generate().map_err(|e| WebError::Internal(e.to_string()))?;
     let set = cookie(state, form_cookie_name(state), &id.encode(), "")?;
-    Ok((
-        gatehouse_core::sessions::public_form_token(&id).encode(),
-        Some(set),
-    ))
-}
-
-/// The visitor's session, started now if they have none; with the
-/// `Set-Cookie` to send when it is new.
-pub async fn ensure(
-    state: &AppState,
-    visitor: &Visitor,
-) -> Result<(SessionRecord, Option<HeaderValue>), WebError> {
-    if let Some(session) = &visitor.session {
-        return Ok((session.clone(), None));
-    }
-    let new = state.gatehouse.start_session().await?;
-    Ok((new.record, Some(set_cookie(state, &new.token)?)))
+    Ok((state.gatehouse.public_form_token(&id), Some(set)))
 }
 
 #[cfg(test)]

@@ -137,6 +137,10 @@ pub struct ResetPage {
     pub csrf: String,
     pub first_time: bool,
     pub locked_until: Option<String>,
+    /// An operator's set-up link: an authenticator app comes next.
+    pub set_up: bool,
+    /// A helpdesk or admin account with an authenticator: a code is asked for too.
+    pub needs_code: bool,
     pub requirements: Vec<String>,
     pub min_length: usize,
     pub username: String,

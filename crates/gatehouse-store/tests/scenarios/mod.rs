@@ -9,11 +9,11 @@ use std::sync::Arc;
 use gatehouse_domain::account::AllowedDomains;
 use gatehouse_domain::import::{plan_import, read_staff_file};
 use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
-use gatehouse_domain::reset_link::{LinkStatus, VoidReason};
+use gatehouse_domain::reset_link::{LinkPurpose, LinkStatus, VoidReason};
 use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
 use gatehouse_store::{
-    AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, OutboxEmail, PoolSettings,
-    SessionRecord, SignInSuccess, SqlStore, Store,
+    AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, NewResetLink, OutboxEmail,
+    PoolSettings, SessionRecord, SignInSuccess, SqlStore, Store,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
@@ -415,7 +415,7 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: Arc<dyn Store
     let token = SecretToken::generate().expect("random");
     let mut tx = store.begin().await.expect("begin");
     let link = tx
-        .insert_reset_link(jane.id, &token.hash(), None, T0, T0.plus(Span::hours(4)))
+        .insert_reset_link(&new_link(jane.id, &token.hash()))
         .await
         .expect("insert");
     tx.commit().await.expect("commit");
@@ -460,23 +460,17 @@ pub async fn expired_and_voided_links_cannot_be_spent(store: Arc<dyn Store>) {
         .expect("exists");
     let mut tx = store.begin().await.expect("begin");
     let old = tx
-        .insert_reset_link(
+        .insert_reset_link(&new_link(
             jane.id,
             &SecretToken::generate().expect("r").hash(),
-            None,
-            T0,
-            T0.plus(Span::hours(4)),
-        )
+        ))
         .await
         .expect("insert");
     let new = tx
-        .insert_reset_link(
+        .insert_reset_link(&new_link(
             jane.id,
             &SecretToken::generate().expect("r").hash(),
-            None,
-            T0,
-            T0.plus(Span::hours(4)),
-        )
+        ))
         .await
         .expect("insert");
     assert_eq!(
@@ -513,7 +507,7 @@ pub async fn passwords_keep_a_bounded_history(store: Arc<dyn Store>) {
         .expect("exists");
     for i in 0..6 {
         let mut tx = store.begin().await.expect("begin");
-        tx.set_password(jane.id, &format!("hash{i}"), T0, 4)
+        tx.set_password(jane.id, &format!("hash{i}"), T0, 4, None)
             .await
             .expect("set");
         tx.commit().await.expect("commit");
@@ -536,6 +530,136 @@ pub async fn passwords_keep_a_bounded_history(store: Arc<dyn Store>) {
     );
 }
 
+/// A reset link for `account_id` issued at T0, for 4 hours.
+pub fn new_link(account_id: i64, hash: &gatehouse_domain::TokenHash) -> NewResetLink<'_> {
+    NewResetLink {
+        account_id,
+        hash,
+        purpose: LinkPurpose::Reset,
+        recovery_request_id: None,
+        now: T0,
+        expires_at: T0.plus(Span::hours(4)),
+    }
+}
+
+/// A set-up link's purpose is kept; the window it opens to set up a second
+/// factor is kept with its password, and closed by any other password, an
+/// email change, a second-factor reset, or disabling the account.
+pub async fn set_up_links_open_a_window_that_other_changes_close(store: Arc<dyn Store>) {
+    let jane = imported_jane(&store).await;
+    let until = T0.plus(Span::hours(4));
+    let window = || async {
+        store
+            .account_by_id(jane.id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .second_factor_setup_until
+    };
+    let token = SecretToken::generate().expect("random");
+    let mut tx = store.begin().await.expect("begin");
+    let id = tx
+        .insert_reset_link(&NewResetLink {
+            purpose: LinkPurpose::SetUp,
+            ..new_link(jane.id, &token.hash())
+        })
+        .await
+        .expect("insert");
+    tx.set_password(jane.id, "h1", T0, 4, Some(until))
+        .await
+        .expect("set");
+    tx.commit().await.expect("commit");
+    let link = store.reset_link(id).await.expect("read").expect("exists");
+    assert_eq!(link.purpose, LinkPurpose::SetUp);
+    assert_eq!(window().await, Some(until));
+
+    let closes: [&str; 4] = ["password", "email", "second factor", "disabled"];
+    for what in closes {
+        let mut tx = store.begin().await.expect("begin");
+        tx.set_password(jane.id, "h2", T0, 4, Some(until))
+            .await
+            .expect("set");
+        tx.commit().await.expect("commit");
+        assert_eq!(window().await, Some(until));
+        match what {
+            "password" => {
+                let mut tx = store.begin().await.expect("begin");
+                tx.set_password(jane.id, "h3", T0, 4, None)
+                    .await
+                    .expect("set");
+                tx.commit().await.expect("commit");
+            }
+            "email" => {
+                let mut tx = store.begin().await.expect("begin");
+                tx.set_email(jane.id, "jane.new@nhs.net", T0)
+                    .await
+                    .expect("set");
+                tx.commit().await.expect("commit");
+            }
+            "second factor" => store.clear_second_factor(jane.id).await.expect("clear"),
+            _ => {
+                store
+                    .set_disabled(jane.id, Some(T0))
+                    .await
+                    .expect("disable");
+                store.set_disabled(jane.id, None).await.expect("enable");
+            }
+        }
+        assert_eq!(window().await, None, "{what} closes the window");
+    }
+}
+
+/// Every node reads the same key, however many start at once; a rotation
+/// keeps the generation before it and forgets older ones.
+pub async fn service_keys_are_made_once_and_rotate(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .service_keys("forms", Some(&[i; 32]), T0)
+                .await
+                .expect("keys")
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.expect("task"));
+    }
+    let first = seen[0].clone();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].generation, 1);
+    assert!(
+        seen.iter()
+            .all(|keys| keys.len() == 1 && keys[0].secret == first[0].secret),
+        "every node got the same key"
+    );
+    // Another purpose has a key of its own.
+    let other = store
+        .service_keys("other", Some(&[9; 32]), T0)
+        .await
+        .expect("keys");
+    assert_eq!(other[0].secret, vec![9; 32]);
+
+    assert_eq!(
+        store
+            .rotate_service_key("forms", &[20; 32], T0)
+            .await
+            .expect("rotate"),
+        2
+    );
+    assert_eq!(
+        store
+            .rotate_service_key("forms", &[30; 32], T0)
+            .await
+            .expect("rotate"),
+        3
+    );
+    let keys = store.service_keys("forms", None, T0).await.expect("keys");
+    let generations: Vec<(i64, u8)> = keys.iter().map(|k| (k.generation, k.secret[0])).collect();
+    assert_eq!(generations, [(3, 30), (2, 20)]);
+}
+
 pub fn session(account_id: Option<i64>) -> SessionRecord {
     SessionRecord {
         id_hash: SecretToken::generate().expect("random").hash(),
@@ -543,8 +667,6 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         csrf_token: SecretToken::generate().expect("random").encode(),
         created_at: T0,
         last_seen_at: T0,
-        reset_link_id: None,
-        reset_until: None,
         flash: None,
         second_factor_at: None,
     }
@@ -615,7 +737,12 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
         client_ip: Some("192.0.2.7".to_owned()),
         detail: Some("right password".to_owned()),
     };
-    let released = second.next.after_success(second.ticket, &policy);
+    // Values no sign-in would leave here, so that every column the
+    // trigger writes is seen to be written.
+    let released = AttemptCounter {
+        second_factor_failures: 1,
+        ..second.next.after_success(second.ticket, &policy)
+    };
     let later = T0.plus(Span::minutes(1));
     let success = |claimed_version| SignInSuccess {
         counter_key: &jane_key,
@@ -808,6 +935,42 @@ pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
         Some("hello")
     );
     assert_eq!(store.session_count(jane.id).await.expect("count"), 2);
+    // A lock makes the account's sessions pass the second factor again.
+    store
+        .set_session_second_factor(&a.id_hash, T0)
+        .await
+        .expect("pass");
+    store
+        .set_session_second_factor(&anon.id_hash, T0)
+        .await
+        .expect("pass");
+    let passed = |s: &SessionRecord| {
+        let store = store.clone();
+        let hash = s.id_hash;
+        async move {
+            store
+                .session(&hash)
+                .await
+                .expect("read")
+                .expect("exists")
+                .second_factor_at
+        }
+    };
+    assert_eq!(passed(&a).await, Some(T0));
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(
+        tx.forget_second_factor_passes(jane.id)
+            .await
+            .expect("forget"),
+        1
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(passed(&a).await, None);
+    assert_eq!(
+        passed(&anon).await,
+        Some(T0),
+        "other accounts' sessions keep theirs"
+    );
     let mut tx = store.begin().await.expect("begin");
     assert_eq!(tx.delete_sessions_of(jane.id).await.expect("delete"), 2);
     tx.commit().await.expect("commit");
@@ -1338,6 +1501,8 @@ macro_rules! with_scenarios {
             emails_to_one_address_go_out_in_the_order_queued,
             audit_events_filter_by_account_and_event,
             recovery_matching_ignores_case_and_narrows_by_username,
+            set_up_links_open_a_window_that_other_changes_close,
+            service_keys_are_made_once_and_rotate,
         }
     };
 }

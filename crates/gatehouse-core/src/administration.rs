@@ -1,0 +1,170 @@
+//! What the helpdesk, administrators and the operator do to an account:
+//! disable and enable it, end its sessions, lift its lock early. Each
+//! checks its [`Actor`] first (see [`crate::actor`]) and is audited with
+//! the actor and the reason.
+
+use gatehouse_domain::UsernameKey;
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_store::AccountRecord;
+
+use crate::{Action, Actor, Error, Gatehouse, Result};
+
+/// Why an administrative action on an account was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionRefusal {
+    /// No account has that username.
+    NoSuchAccount,
+    /// A reason is required.
+    NoReason,
+    /// The account is already in that state.
+    Unchanged,
+    /// The operator has not allowed early unlocking (the seed's rule).
+    NotAllowed,
+    /// An administrator cannot disable their own account.
+    OwnAccount,
+    /// Only helpdesk and admin accounts have a second factor.
+    NotPrivileged,
+}
+
+impl std::fmt::Display for ActionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActionRefusal::NoSuchAccount => "no account has that username",
+            ActionRefusal::NoReason => "give a reason",
+            ActionRefusal::Unchanged => "the account is already like that",
+            ActionRefusal::NotAllowed => {
+                "nobody can lift a lock early: the operator setting GATEHOUSE_ALLOW_EARLY_UNLOCK is off"
+            }
+            ActionRefusal::OwnAccount => "you cannot disable your own account",
+            ActionRefusal::NotPrivileged => {
+                "only helpdesk and admin accounts have a second factor: grant the role first"
+            }
+        })
+    }
+}
+
+impl Gatehouse {
+    /// The account an administrative action names, once a reason is given
+    /// and the actor is allowed to do `action` to it.
+    pub(crate) async fn action_target(
+        &self,
+        actor: &Actor,
+        action: Action,
+        username: &str,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let Some(account) = self
+            .store
+            .account_by_username(&UsernameKey::from_typed(username))
+            .await?
+        else {
+            return Ok(Err(ActionRefusal::NoSuchAccount));
+        };
+        self.authorise(actor, action, Some(&account)).await?;
+        if reason.trim().is_empty() {
+            return Ok(Err(ActionRefusal::NoReason));
+        }
+        Ok(Ok(account))
+    }
+
+    /// Disables or enables an account. Disabling ends its sessions; a
+    /// disabled account cannot sign in, set a password, or be matched by
+    /// recovery. Audited with the actor and the reason.
+    pub async fn set_account_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let account = match self
+            .action_target(actor, Action::DisableAccount, username, reason)
+            .await?
+        {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if account.disabled_at.is_some() == disabled {
+            return Ok(Err(ActionRefusal::Unchanged));
+        }
+        if disabled && actor.account_id() == Some(account.id) {
+            return Ok(Err(ActionRefusal::OwnAccount));
+        }
+        let now = self.clock.now();
+        self.store
+            .set_disabled(account.id, disabled.then_some(now))
+            .await?;
+        let kind = if disabled {
+            AuditEvent::AccountDisabled
+        } else {
+            AuditEvent::AccountEnabled
+        };
+        self.store
+            .audit(&self.action(kind, actor, &account, format!("reason: {}", reason.trim())))
+            .await?;
+        let account = self
+            .store
+            .account_by_id(account.id)
+            .await?
+            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
+        Ok(Ok(account))
+    }
+
+    /// Lifts a lock before it ends: refused unless the operator has turned
+    /// on `GATEHOUSE_ALLOW_EARLY_UNLOCK`. Audited with the actor and reason.
+    pub async fn lift_lock(
+        &self,
+        username: &str,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
+        let account = match self
+            .action_target(actor, Action::LiftLock, username, reason)
+            .await?
+        {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if !self.settings.allow_early_unlock {
+            return Ok(Err(ActionRefusal::NotAllowed));
+        }
+        let key = account.username_key();
+        let now = self.clock.now();
+        let Some(until) = self.store.attempts(&key).await?.locked_at(now) else {
+            return Ok(Err(ActionRefusal::Unchanged));
+        };
+        self.store.lift_lock(&key, now).await?;
+        let detail = format!(
+            "lock until {} lifted early; reason: {}",
+            until.rfc3339(),
+            reason.trim()
+        );
+        self.store
+            .audit(&self.action(AuditEvent::LockLifted, actor, &account, detail))
+            .await?;
+        Ok(Ok(account))
+    }
+
+    /// Ends every session of an account (a lost or shared device), audited.
+    pub async fn end_sessions(
+        &self,
+        username: &str,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<std::result::Result<(AccountRecord, u64), ActionRefusal>> {
+        let account = match self
+            .action_target(actor, Action::EndSessions, username, reason)
+            .await?
+        {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut tx = self.store.begin().await?;
+        let ended = tx.delete_sessions_of(account.id).await?;
+        let detail = format!("{ended} session(s) ended; reason: {}", reason.trim());
+        tx.audit(&self.action(AuditEvent::SessionsEnded, actor, &account, detail))
+            .await?;
+        tx.commit().await?;
+        Ok(Ok((account, ended)))
+    }
+}

@@ -1,0 +1,162 @@
+//! The service's own key: form tokens and the cookie that carries an opened
+//! reset link are MACs under it ([`gatehouse_domain::keys`]).
+//!
+//! Every node reads the same key from the database. When a tag does not
+//! verify, the node reads the keys again (at most every few seconds) before
+//! refusing: the operator may have rotated them from another process.
+
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::keys::{KeyRing, MacKey};
+use gatehouse_domain::{SecretToken, Timestamp};
+use gatehouse_store::Store;
+
+use crate::{Action, Actor, Error, Gatehouse, Result};
+
+/// The stored purpose of the key for forms and the reset link cookie.
+const FORMS: &str = "forms";
+
+/// Reads of the keys after a tag fails to verify are at least this far
+/// apart, so that a flood of bad tokens is not a flood of reads.
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+/// What a MAC is made for: a tag made for one is never valid for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The form token of a signed-in (or reset) session.
+    SessionForm,
+    /// The form token of a visitor without a session (sign-in, recovery).
+    PublicForm,
+    /// The cookie that carries an opened reset link to its form.
+    ResetLink,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Purpose::SessionForm => "gatehouse session form",
+            Purpose::PublicForm => "gatehouse public form",
+            Purpose::ResetLink => "gatehouse reset link",
+        }
+    }
+}
+
+/// The keys a process holds, and when it last read them.
+#[derive(Debug)]
+pub struct ServiceKeys {
+    ring: RwLock<KeyRing>,
+    reloaded: Mutex<Option<Instant>>,
+}
+
+/// Reads the service's keys, storing a fresh one on the first start.
+pub async fn load_keys(store: &dyn Store, now: Timestamp) -> Result<ServiceKeys> {
+    Ok(ServiceKeys {
+        ring: RwLock::new(read_ring(store, now, true).await?),
+        reloaded: Mutex::new(None),
+    })
+}
+
+async fn read_ring(store: &dyn Store, now: Timestamp, create: bool) -> Result<KeyRing> {
+    let first = if create {
+        Some(MacKey::generate()?)
+    } else {
+        None
+    };
+    let keys = store
+        .service_keys(FORMS, first.as_ref().map(|k| k.as_bytes().as_slice()), now)
+        .await?;
+    let mut keys = keys.iter().map(|k| MacKey::from_slice(&k.secret));
+    match (keys.next(), keys.next()) {
+        (Some(Some(current)), previous) => Ok(KeyRing::new(current, previous.flatten())),
+        _ => Err(Error::Internal(
+            "the service's key is missing or malformed in the database".to_owned(),
+        )),
+    }
+}
+
+impl Gatehouse {
+    fn ring(&self) -> KeyRing {
+        match self.keys.ring.read() {
+            Ok(ring) => ring.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The tag of `message` for `purpose`, under the current key.
+    pub fn sign(&self, purpose: Purpose, message: &[u8]) -> String {
+        self.ring().sign(purpose.label(), message)
+    }
+
+    /// Whether `tag` is the tag of `message` for `purpose`, reading the keys
+    /// again first if it is not and they have not been read lately.
+    pub async fn verify(&self, purpose: Purpose, message: &[u8], tag: &str) -> Result<bool> {
+        if self.ring().verify(purpose.label(), message, tag) {
+            return Ok(true);
+        }
+        let due = {
+            let mut reloaded = match self.keys.reloaded.lock() {
+                Ok(r) => r,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let due = reloaded.is_none_or(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY);
+            if due {
+                *reloaded = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
+            return Ok(false);
+        }
+        let fresh = read_ring(self.store.as_ref(), self.clock.now(), false).await?;
+        let verified = fresh.verify(purpose.label(), message, tag);
+        match self.keys.ring.write() {
+            Ok(mut ring) => *ring = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(verified)
+    }
+
+    /// The form token that goes with a secret the visitor's browser holds
+    /// (a session id, a form id).
+    pub fn form_token(&self, purpose: Purpose, cookie: &SecretToken) -> String {
+        self.sign(purpose, cookie.encode().as_bytes())
+    }
+
+    /// Whether `token` is the form token of `cookie`.
+    pub async fn form_token_matches(
+        &self,
+        purpose: Purpose,
+        cookie: &SecretToken,
+        token: &str,
+    ) -> Result<bool> {
+        self.verify(purpose, cookie.encode().as_bytes(), token)
+            .await
+    }
+
+    /// Replaces the service's key (the operator's task): new form tokens
+    /// and reset link cookies use the new key; those made with the key
+    /// before are accepted until the next rotation. Returns the new
+    /// generation.
+    pub async fn rotate_keys(&self, actor: &Actor) -> Result<i64> {
+        self.authorise(actor, Action::ManagePrivilege, None).await?;
+        let key = MacKey::generate()?;
+        let now = self.clock.now();
+        let generation = self
+            .store
+            .rotate_service_key(FORMS, key.as_bytes(), now)
+            .await?;
+        let fresh = read_ring(self.store.as_ref(), now, false).await?;
+        match self.keys.ring.write() {
+            Ok(mut ring) => *ring = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        let mut event = self.event(AuditEvent::KeysRotated);
+        event.actor = Some(actor.audit_name());
+        event.client_ip = actor.client_ip().map(str::to_owned);
+        event.detail = Some(format!("generation {generation}"));
+        self.store.audit(&event).await?;
+        Ok(generation)
+    }
+}
