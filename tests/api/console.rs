@@ -645,20 +645,6 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
     );
 }
 
-async fn upload(app: &TestApp, c: &reqwest::Client, token: &str, file: &str) -> reqwest::Response {
-    let form = reqwest::multipart::Form::new()
-        .text("csrf_token", token.to_owned())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("hr-feed.csv"),
-        );
-    c.post(app.url("/console/import"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("POST")
-}
-
 #[tokio::test]
 async fn an_admin_previews_the_staff_file_then_imports_it() {
     let app = TestApp::spawn().await;

@@ -3,8 +3,6 @@
 //! and to the lockout, bad and borrowed addresses, the audit trail, and the
 //! absence of any override (security cases G80–G84).
 
-use std::process::Command;
-
 use gatehouse_domain::Role;
 
 use crate::helpers::*;
@@ -269,27 +267,6 @@ async fn a_recovery_email_stuck_in_the_outbox_carries_no_usable_link_after_an_em
 }
 
 /// The binary, on the test service's own database.
-fn admin_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GATEHOUSE_DATABASE_URL", app.database_url())
-        .env(
-            "GATEHOUSE_MAIL_URL",
-            format!("file://{}/outbox", dir.path().display()),
-        )
-        .current_dir(dir.path())
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Addresses no admin change may set: header injection, too long, not ASCII
 /// (an IDN, and a homograph of jane.smith@nhs.net with a Cyrillic "е").
 fn bad_addresses() -> Vec<(&'static str, String)> {
@@ -328,7 +305,7 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
         assert_error(&page, "Enter an email address in an allowed domain");
         assert_eq!(footprint(&app, JANE).await, before, "{what}");
 
-        let (code, stdout, stderr) = admin_cli(
+        let (code, stdout, stderr) = gatehouse_cli(
             &app,
             &[
                 "admin",
@@ -360,7 +337,7 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
         "no email went to an injected recipient"
     );
     // The same form and command do work with a good address.
-    let (code, _, stderr) = admin_cli(
+    let (code, _, stderr) = gatehouse_cli(
         &app,
         &[
             "admin",
@@ -398,7 +375,7 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
             "That address is on file for another person (account 999AKHAN01)",
         );
         assert_eq!(email_of(&app, JANE).await, "jane.smith@nhs.net");
-        let (code, _, stderr) = admin_cli(
+        let (code, _, stderr) = gatehouse_cli(
             &app,
             &["admin", "set-email", JANE, address, "--reason", "typo"],
         );
@@ -513,7 +490,7 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
     );
 
     // From the command line there is no client address, and the actor says so.
-    let (code, _, stderr) = admin_cli(
+    let (code, _, stderr) = gatehouse_cli(
         &app,
         &[
             "admin",
@@ -686,7 +663,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
         "reset-failures",
         "unlock-now",
     ] {
-        let (code, stdout, stderr) = admin_cli(&app, &["admin", command, JANE]);
+        let (code, stdout, stderr) = gatehouse_cli(&app, &["admin", command, JANE]);
         assert_eq!(code, 2, "admin {command}: {stdout}");
         assert!(
             stderr.contains("unrecognized subcommand"),
@@ -699,14 +676,14 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
         vec!["admin", "audit", "--username", JANE],
         vec!["admin", "mail", "jane.smith@nhs.net"],
     ] {
-        let (code, stdout, stderr) = admin_cli(&app, &args);
+        let (code, stdout, stderr) = gatehouse_cli(&app, &args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
         assert!(
             !stdout.contains("$argon2") && !stdout.contains(&hash),
             "{args:?}"
         );
     }
-    let (code, _, stderr) = admin_cli(&app, &["admin", "unlock", JANE, "--reason", "please"]);
+    let (code, _, stderr) = gatehouse_cli(&app, &["admin", "unlock", JANE, "--reason", "please"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("GATEHOUSE_ALLOW_EARLY_UNLOCK"), "{stderr}");
     // Unlock is refused while the operator setting is off.

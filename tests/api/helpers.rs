@@ -1091,3 +1091,46 @@ pub async fn execute_sql(url: &str, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
 }
+
+/// Uploads `file` as the staff file in the console (its preview step).
+pub async fn upload(
+    app: &TestApp,
+    c: &reqwest::Client,
+    token: &str,
+    file: &str,
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", token.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file.as_bytes().to_vec()).file_name("hr-feed.csv"),
+        );
+    c.post(app.url("/console/import"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST")
+}
+
+/// Runs the `gatehouse` binary on the test service's database: its exit
+/// code, standard output and standard error.
+pub fn gatehouse_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GATEHOUSE_DATABASE_URL", app.database_url())
+        .env(
+            "GATEHOUSE_MAIL_URL",
+            format!("file://{}/outbox", dir.path().display()),
+        )
+        .current_dir(dir.path())
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -133,6 +133,75 @@ async fn head_and_repeated_get_requests_never_spend_a_link() {
     assert!(spent(&app, &link).await);
 }
 
+/// Every row of every table, to see that a request stored nothing.
+async fn everything(app: &TestApp) -> std::collections::BTreeMap<String, Vec<Vec<String>>> {
+    snapshot(&app.database_url()).await
+}
+
+/// Issue 16, defect 6: each GET of a reset link (known, used or expired)
+/// wrote a session row, took SQLite's one writer, and did not count
+/// towards the client's cap on link guesses. Opening a known link now
+/// stores nothing (it waits in a signed cookie), and an unknown one only
+/// its audit row, which the cap counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_a_reset_link_again_and_again_stores_nothing() {
+    let (app, link) = app_with_amirs_link().await;
+    let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
+    let before = everything(&app).await;
+    let scanner = client();
+    for i in 0..200 {
+        let c = if i % 2 == 0 { &scanner } else { &app.client };
+        assert_eq!(status_of(c, &app.url(path)).await, 303);
+    }
+    assert_eq!(everything(&app).await, before, "200 opens stored nothing");
+
+    // A used link and an expired one: nothing either.
+    let done = reset_through(&app, &link, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(done.status(), 303);
+    let expired = amirs_link(&app).await;
+    app.advance(Span::hours(5));
+    let before = everything(&app).await;
+    for used_or_expired in [&link, &expired] {
+        let path = used_or_expired
+            .strip_prefix(PUBLIC_URL)
+            .expect("public URL");
+        for _ in 0..20 {
+            assert_eq!(status_of(&scanner, &app.url(path)).await, 303);
+        }
+    }
+    assert_eq!(
+        everything(&app).await,
+        before,
+        "used and expired links stored nothing"
+    );
+
+    // The cookie cannot be made up: another link's number with this
+    // link's tag, or no tag, is "not valid".
+    let fresh = amirs_link(&app).await;
+    let c = client();
+    app.open_link(&c, &fresh).await;
+    let reset_page = app.url("/reset");
+    for forged in ["1.9999999999.AAAA", "2.9999999999.", "garbage", ""] {
+        let r = client_with_cookie(&app, &format!("gatehouse-reset={forged}"))
+            .get(&reset_page)
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            r.text()
+                .await
+                .expect("body")
+                .contains("This link is not valid"),
+            "{forged}"
+        );
+    }
+    assert!(
+        app.page_as(&c, "/reset")
+            .await
+            .contains("name=\"password\"")
+    );
+}
+
 // B20
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {

@@ -20,4 +20,5 @@ mod recovery;
 mod recovery_cases;
 mod security;
 mod sign_in_cases;
+mod staff_file;
 mod web_cases;

@@ -181,6 +181,53 @@ async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     );
 }
 
+/// Issue 16, defect 8: the public forms' token was SHA-256 of a fixed
+/// label and the form cookie, which anyone who can set that cookie (from a
+/// sibling subdomain over plain HTTP, say) could compute. It is now a MAC
+/// under a key the service holds, shared by every node through the
+/// database and rotated by the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_form_cookie_does_not_give_away_the_form_token() {
+    let app = app_with_password(&[]).await;
+    let planted = SecretToken::generate().expect("random");
+    let victim = client_with_cookie(&app, &format!("gatehouse-form={}", planted.encode()));
+    let sign_in = [("username", "999AKHAN01"), ("password", GOOD_PASSWORD)];
+    // What the attacker could compute before: refused.
+    let computed = planted.derive("gatehouse public form token").encode();
+    let r = post_form(&victim, &app.url("/login"), &computed, &sign_in).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(audit_events(&app, "csrf.refused").await.len(), 1);
+    // The token the service puts in the page for that cookie works.
+    let token = form_token(&victim, &app.url("/login")).await;
+    assert_ne!(token, computed);
+    let r = post_form(&victim, &app.url("/login"), &token, &sign_in).await;
+    assert_eq!(r.status(), 303);
+
+    // Rotation, from the command line (another process): a form shown
+    // before it still works, and one shown before two rotations does not.
+    let c = client();
+    let before = form_token(&c, &app.url("/login")).await;
+    let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
+    assert_eq!(code, 0, "{stderr}");
+    let r = post_form(&c, &app.url("/login"), &before, &sign_in).await;
+    assert_eq!(r.status(), 303, "a form open at the rotation still works");
+    let d = client();
+    let old = form_token(&d, &app.url("/login")).await;
+    for _ in 0..2 {
+        let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    // Every node reads the keys again within a minute.
+    app.advance(Span::from_seconds(61));
+    let r = post_form(&d, &app.url("/login"), &old, &sign_in).await;
+    assert_eq!(r.status(), 403, "two rotations retire a key");
+    // The service has read the newest key: its new pages work.
+    let fresh = form_token(&d, &app.url("/login")).await;
+    let r = post_form(&d, &app.url("/login"), &fresh, &sign_in).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(audit_events(&app, "service.keys_rotated").await.len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     let app = app_with_password(&[]).await;

@@ -1,16 +1,18 @@
 //! The service's own key: form tokens and the cookie that carries an opened
 //! reset link are MACs under it ([`gatehouse_domain::keys`]).
 //!
-//! Every node reads the same key from the database. When a tag does not
-//! verify, the node reads the keys again (at most every few seconds) before
-//! refusing: the operator may have rotated them from another process.
+//! Every node reads the same key from the database, and reads it again
+//! before checking a tag once a minute has passed, so that a rotation (from
+//! the command line, another process) retires the old key on every node
+//! within a minute. A tag that does not verify also sends the node back to
+//! the database first (at most every few seconds): another node may already
+//! be signing with the new key.
 
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::keys::{KeyRing, MacKey};
-use gatehouse_domain::{SecretToken, Timestamp};
+use gatehouse_domain::{SecretToken, Span, Timestamp};
 use gatehouse_store::Store;
 
 use crate::{Action, Actor, Error, Gatehouse, Result};
@@ -18,9 +20,12 @@ use crate::{Action, Actor, Error, Gatehouse, Result};
 /// The stored purpose of the key for forms and the reset link cookie.
 const FORMS: &str = "forms";
 
+/// How long a node goes on with the keys it read before reading them again.
+const REFRESH_EVERY: Span = Span::from_seconds(60);
+
 /// Reads of the keys after a tag fails to verify are at least this far
 /// apart, so that a flood of bad tokens is not a flood of reads.
-const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+const RELOAD_AT_MOST_EVERY: Span = Span::from_seconds(5);
 
 /// What a MAC is made for: a tag made for one is never valid for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +52,15 @@ impl Purpose {
 #[derive(Debug)]
 pub struct ServiceKeys {
     ring: RwLock<KeyRing>,
-    reloaded: Mutex<Option<Instant>>,
+    /// When the keys were last read, on the service's clock.
+    read_at: Mutex<Timestamp>,
 }
 
 /// Reads the service's keys, storing a fresh one on the first start.
 pub async fn load_keys(store: &dyn Store, now: Timestamp) -> Result<ServiceKeys> {
     Ok(ServiceKeys {
         ring: RwLock::new(read_ring(store, now, true).await?),
-        reloaded: Mutex::new(None),
+        read_at: Mutex::new(now),
     })
 }
 
@@ -89,33 +95,44 @@ impl Gatehouse {
         self.ring().sign(purpose.label(), message)
     }
 
-    /// Whether `tag` is the tag of `message` for `purpose`, reading the keys
-    /// again first if it is not and they have not been read lately.
+    /// Whether `tag` is the tag of `message` for `purpose`. The keys are
+    /// read again first when a minute has passed since they last were, and
+    /// again before a refusal if they have not been read for a few seconds.
     pub async fn verify(&self, purpose: Purpose, message: &[u8], tag: &str) -> Result<bool> {
+        if self.read_keys_if_older_than(REFRESH_EVERY).await? {
+            return Ok(self.ring().verify(purpose.label(), message, tag));
+        }
         if self.ring().verify(purpose.label(), message, tag) {
             return Ok(true);
         }
-        let due = {
-            let mut reloaded = match self.keys.reloaded.lock() {
+        self.read_keys_if_older_than(RELOAD_AT_MOST_EVERY).await?;
+        Ok(self.ring().verify(purpose.label(), message, tag))
+    }
+
+    /// Reads the keys from the database if they were read longer than `age`
+    /// ago; whether it did.
+    async fn read_keys_if_older_than(&self, age: Span) -> Result<bool> {
+        let now = self.clock.now();
+        {
+            let mut read_at = match self.keys.read_at.lock() {
                 Ok(r) => r,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let due = reloaded.is_none_or(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY);
-            if due {
-                *reloaded = Some(Instant::now());
+            if now.seconds_since(*read_at) < age.seconds() {
+                return Ok(false);
             }
-            due
-        };
-        if !due {
-            return Ok(false);
+            *read_at = now;
         }
-        let fresh = read_ring(self.store.as_ref(), self.clock.now(), false).await?;
-        let verified = fresh.verify(purpose.label(), message, tag);
+        let fresh = read_ring(self.store.as_ref(), now, false).await?;
+        self.replace_ring(fresh);
+        Ok(true)
+    }
+
+    fn replace_ring(&self, fresh: KeyRing) {
         match self.keys.ring.write() {
             Ok(mut ring) => *ring = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
-        Ok(verified)
     }
 
     /// The form token that goes with a secret the visitor's browser holds
@@ -147,11 +164,7 @@ impl Gatehouse {
             .store
             .rotate_service_key(FORMS, key.as_bytes(), now)
             .await?;
-        let fresh = read_ring(self.store.as_ref(), now, false).await?;
-        match self.keys.ring.write() {
-            Ok(mut ring) => *ring = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
+        self.replace_ring(read_ring(self.store.as_ref(), now, false).await?);
         let mut event = self.event(AuditEvent::KeysRotated);
         event.actor = Some(actor.audit_name());
         event.client_ip = actor.client_ip().map(str::to_owned);

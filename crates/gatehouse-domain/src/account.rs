@@ -387,6 +387,35 @@ impl fmt::Debug for DateOfBirth {
     }
 }
 
+/// What is wrong with a character in a name shown to people, if anything.
+///
+/// Control characters, and the invisible characters that change how the
+/// text around them is shown: bidirectional controls (U+202A–U+202E,
+/// U+2066–U+2069, U+200E, U+200F, U+061C), line and paragraph separators
+/// (U+2028, U+2029), and zero-width spaces and joiners that do not join
+/// (U+200B, U+2060–U+2064, U+FEFF, U+00AD, U+180E). An HR file with these
+/// could make one person's name read as another's in the console and in
+/// emails ("Trojan Source", CVE-2021-42574). The zero-width joiner and
+/// non-joiner (U+200C, U+200D) are kept: some scripts need them.
+pub fn unsafe_character(text: &str) -> Option<String> {
+    text.chars().find_map(|c| {
+        let what = match c {
+            '\u{2028}' | '\u{2029}' => "a line or paragraph separator",
+            '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}' => "a bidirectional control character",
+            '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}' => {
+                "an invisible character"
+            }
+            c if c.is_control() => "a control character",
+            _ => return None,
+        };
+        Some(format!("contains {what} (U+{:04X})", u32::from(c)))
+    })
+}
+
 /// A first or last name: printable, 1 to 100 characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersonName(String);
@@ -401,8 +430,8 @@ impl PersonName {
         if s.chars().count() > 100 {
             return Err("is longer than 100 characters".to_owned());
         }
-        if s.chars().any(char::is_control) {
-            return Err("contains a control character".to_owned());
+        if let Some(problem) = unsafe_character(s) {
+            return Err(problem);
         }
         Ok(Self(s.to_owned()))
     }
@@ -502,8 +531,8 @@ impl EmployerRef {
         if s.chars().count() > 200 {
             return Err("employer is longer than 200 characters".to_owned());
         }
-        if s.chars().any(char::is_control) {
-            return Err("employer contains a control character".to_owned());
+        if let Some(problem) = unsafe_character(s) {
+            return Err(format!("employer {problem}"));
         }
         let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
         if digits.is_empty() {

@@ -85,11 +85,19 @@ pub fn read_staff_file(
     today: jiff::civil::Date,
     allowed: &AllowedDomains,
 ) -> Result<Vec<StaffRow>, Vec<RowError>> {
+    let newlines = std::rc::Rc::new(std::cell::RefCell::new(Newlines::default()));
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::None)
-        .from_reader(input);
+        .from_reader(CountingReader {
+            inner: input,
+            offset: 0,
+            newlines: newlines.clone(),
+        });
+    // The line a text editor shows for the record starting at `byte`: the
+    // csv crate's own count is one short after a header ending in CRLF.
+    let line_at = |byte: u64| newlines.borrow_mut().line_at(byte);
     let headers = match reader.byte_headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(file_error(format!("the header row could not be read: {e}"))),
@@ -139,19 +147,27 @@ pub fn read_staff_file(
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {
-        let line = reader.position().line();
+        let line = line_at(reader.position().byte());
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
                 errors.push(RowError {
-                    line: e.position().map_or(line, |p| p.line()),
+                    line: e.position().map_or(line, |p| line_at(p.byte())),
                     reason: format!("this line could not be read as CSV: {e}"),
                 });
                 break;
             }
         }
-        let line = record.position().map_or(line, |p| p.line());
+        // The record ends on the line of its terminator (or of the file's
+        // last byte); it starts as many lines up as its quoted fields hold
+        // line breaks. (Its own position may be a blank line before it.)
+        let end = reader.position().byte().saturating_sub(1);
+        let breaks: usize = record
+            .iter()
+            .map(|field| field.iter().filter(|b| **b == b'\n').count())
+            .sum();
+        let line = line_at(end).saturating_sub(breaks as u64).max(line);
         if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // a blank line, often at the end of a file from Excel
         }
@@ -183,6 +199,53 @@ pub fn read_staff_file(
     } else {
         errors.sort_by_key(|e| e.line);
         Err(errors)
+    }
+}
+
+/// Where the line breaks of the file read so far are, for turning a
+/// record's byte offset into the line a text editor shows. Only the breaks
+/// the csv reader has read ahead of the current record are kept: a
+/// 2,000,000-row file costs no more than one buffer's worth.
+#[derive(Debug, Default)]
+struct Newlines {
+    /// Offsets of line feeds not yet passed by a record.
+    ahead: std::collections::VecDeque<u64>,
+    /// Line feeds already passed.
+    passed: u64,
+}
+
+impl Newlines {
+    /// The line (from 1) holding the byte at `offset`, for offsets that
+    /// never go backwards.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&at| at < offset) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// Passes a file through, noting where its line feeds are. CRLF ends a
+/// line at its LF, LF alone too, and a line break inside a quoted field is
+/// a line as a text editor counts it.
+struct CountingReader<R> {
+    inner: R,
+    offset: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<Newlines>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut newlines = self.newlines.borrow_mut();
+        for (i, byte) in buf[..n].iter().enumerate() {
+            if *byte == b'\n' {
+                newlines.ahead.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -698,11 +761,145 @@ pub fn plan_import(
         });
     }
 
+    check_shared_addresses(&plan, accounts, &mut errors);
     if errors.is_empty() {
         Ok(plan)
     } else {
         errors.sort_by_key(|e| e.line);
         Err(errors)
+    }
+}
+
+/// Who a person is, for telling whether two accounts are one person's (one
+/// per employer, as Jane Smith has two): names and date of birth.
+fn person_of(first: &str, last: &str, date_of_birth: &str) -> (String, String, String) {
+    (
+        first.to_lowercase(),
+        last.to_lowercase(),
+        date_of_birth.to_owned(),
+    )
+}
+
+/// One holder of an address after the import: a stored account (by its
+/// index among the known accounts) or a new person on a line of the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Stored(usize),
+    New(usize),
+}
+
+/// Refuses every row that would make an address the address of two
+/// different people: the recovery email for one would then carry the
+/// username and reset link of the other. Only rows that add a person or
+/// change one are checked, so an address two people already shared before
+/// this check existed does not stop every later import.
+fn check_shared_addresses(
+    plan: &ImportPlan,
+    accounts: &[KnownAccount],
+    errors: &mut Vec<RowError>,
+) {
+    let hash = |key: &str| {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+    };
+    // The addresses the file adds or changes, and who then holds them.
+    let mut holders: HashMap<u64, Vec<Holder>> = HashMap::new();
+    for update in &plan.updates {
+        holders.entry(hash(&update.row.email.key())).or_default();
+    }
+    for (i, create) in plan.creates.iter().enumerate() {
+        holders
+            .entry(hash(&create.row.email.key()))
+            .or_default()
+            .push(Holder::New(i));
+    }
+    if holders.is_empty() {
+        return;
+    }
+    let updated: HashMap<i64, &AccountUpdate> = plan.updates.iter().map(|u| (u.id, u)).collect();
+    // Each stored account as it will be: (address, person).
+    let stored = |i: usize| -> (String, (String, String, String)) {
+        let a = &accounts[i];
+        match updated.get(&a.id) {
+            Some(u) => (
+                u.row.email.key(),
+                person_of(
+                    u.row.first_name.as_str(),
+                    u.row.last_name.as_str(),
+                    &u.row.date_of_birth.iso(),
+                ),
+            ),
+            None => (
+                a.email.to_ascii_lowercase(),
+                person_of(&a.first_name, &a.last_name, &a.date_of_birth),
+            ),
+        }
+    };
+    for i in 0..accounts.len() {
+        let (email, _) = stored(i);
+        if let Some(list) = holders.get_mut(&hash(&email)) {
+            list.push(Holder::Stored(i));
+        }
+    }
+    let of = |holder: Holder| -> (String, (String, String, String)) {
+        match holder {
+            Holder::Stored(i) => stored(i),
+            Holder::New(i) => {
+                let row = &plan.creates[i].row;
+                (
+                    row.email.key(),
+                    person_of(
+                        row.first_name.as_str(),
+                        row.last_name.as_str(),
+                        &row.date_of_birth.iso(),
+                    ),
+                )
+            }
+        }
+    };
+    let index_of: HashMap<i64, usize> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id, i))
+        .collect();
+    let checked = plan
+        .updates
+        .iter()
+        .filter(|u| {
+            u.changed
+                .iter()
+                .any(|f| matches!(*f, "email" | "first_name" | "last_name" | "date_of_birth"))
+        })
+        .filter_map(|u| index_of.get(&u.id).map(|i| (u.line, Holder::Stored(*i))))
+        .chain(
+            plan.creates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.line, Holder::New(i))),
+        );
+    for (line, me) in checked {
+        let (email, person) = of(me);
+        let Some(list) = holders.get(&hash(&email)) else {
+            continue;
+        };
+        let other = list.iter().copied().find(|h| {
+            *h != me && {
+                let (their_email, their_person) = of(*h);
+                their_email == email && their_person != person
+            }
+        });
+        let reason = match other {
+            Some(Holder::Stored(i)) => format!(
+                "email {email:?} is on file for another person (account {}): one address must not reach two people's accounts",
+                accounts[i].username
+            ),
+            Some(Holder::New(i)) => format!(
+                "email {email:?} is also on line {} for another person: one address must not reach two people's accounts",
+                plan.creates[i].line
+            ),
+            None => continue,
+        };
+        errors.push(RowError { line, reason });
     }
 }
 
@@ -808,6 +1005,35 @@ mod tests {
         );
     }
 
+    /// Issue 16, defect 5: with CRLF line endings (what Excel and most HR
+    /// systems export, and what RFC 4180 specifies) every line number was
+    /// one short. The number must be the one a text editor shows, for LF,
+    /// CRLF and quoted fields holding line breaks.
+    #[test]
+    fn line_numbers_are_the_editors_for_lf_crlf_and_quoted_line_breaks() {
+        let good = "999,,Jane,Smith,1985-03-14,jane@nhs.net";
+        let bad = "999,,Ann,Lee,1985-03-14,not-an-email";
+        let quoted = "\"999 Smith,\nJones\",,Bo,Li,1985-03-14,bo@nhs.net";
+        for (what, eol) in [("LF", "\n"), ("CRLF", "\r\n")] {
+            // Header on line 1, the bad row on line 4.
+            let file = [HEADER, good, good, bad, ""].join(eol);
+            let errors = read(&file).expect_err("invalid");
+            assert_eq!(errors[0].line, 4, "{what}: {errors:?}");
+            // A quoted field with a line break takes two lines: the bad
+            // row after it is on line 5 in an editor.
+            let file = [HEADER, good, &quoted.replace('\n', eol), bad, ""].join(eol);
+            let errors = read(&file).expect_err("invalid");
+            let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+            assert!(lines.contains(&5), "{what}, quoted: {errors:?}");
+            assert!(!lines.contains(&4), "{what}, quoted: {errors:?}");
+            // Good rows are numbered the same way.
+            let file = [HEADER, good, "", &good.replace("Jane", "Ann"), ""].join(eol);
+            let rows = read(&file).expect("valid");
+            let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+            assert_eq!(lines, [2, 4], "{what}");
+        }
+    }
+
     #[test]
     fn wrong_field_counts_and_bad_quotes_are_reported() {
         let errors = read(&format!("{HEADER}\n999,,Jane,Smith,1985-03-14\n")).expect_err("bad");
@@ -835,6 +1061,48 @@ mod tests {
         ))
         .expect_err("bad");
         assert!(errors[0].reason.contains("control character"), "{errors:?}");
+    }
+
+    /// Issue 16, defect 7: bidirectional controls and line separators were
+    /// accepted in names, letting an HR file make one person look like
+    /// another in the console and in emails.
+    #[test]
+    fn names_with_bidirectional_controls_or_line_separators_are_refused() {
+        for (c, what) in [
+            ('\u{202E}', "bidirectional control"),
+            ('\u{2066}', "bidirectional control"),
+            ('\u{2069}', "bidirectional control"),
+            ('\u{200F}', "bidirectional control"),
+            ('\u{2028}', "line or paragraph separator"),
+            ('\u{2029}', "line or paragraph separator"),
+            ('\u{200B}', "invisible character"),
+        ] {
+            let errors = read(&format!(
+                "{HEADER}\n999,,Jane,Smith,1985-03-14,jane@nhs.net\n\
+                 999,,Ann,Le{c}e,1985-03-14,ann@nhs.net\n\
+                 999 Tr{c}ust,,Bo,Li,1985-03-14,bo@nhs.net\n"
+            ))
+            .expect_err("refused");
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let code = format!("U+{:04X}", u32::from(c));
+            assert_eq!(errors.len(), 2, "{text:?}");
+            assert!(
+                text[0].starts_with("line 3: last_name contains a") && text[0].contains(what),
+                "{text:?}"
+            );
+            assert!(text[0].contains(&code), "{text:?}");
+            assert!(
+                text[1].starts_with("line 4: employer contains a") && text[1].contains(what),
+                "{text:?}"
+            );
+        }
+        // Scripts that need the zero-width joiners keep them.
+        assert!(
+            read(&format!(
+                "{HEADER}\n999,,Jane,Smi\u{200D}th,1985-03-14,jane@nhs.net\n"
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
@@ -981,6 +1249,61 @@ mod tests {
         );
         assert_eq!(plan.creates.len(), 1);
         assert_eq!(plan.creates[0].username.as_str(), "999ZNEW01");
+    }
+
+    /// Issue 16, defect 3: the console refused an email change to another
+    /// person's address, but the staff file accepted it, after which one
+    /// mailbox received another person's username and reset link.
+    #[test]
+    fn the_staff_file_refuses_one_address_for_two_different_people() {
+        let plan = plan_import(demo_rows(), &[], &[]).expect("plans");
+        let (employers, accounts) = stored(&plan);
+        // A newcomer with a stored person's address.
+        let rows = read(&format!(
+            "{HEADER}\n999 Demo Trust,,Ann,Jones,1980-01-01,John.Smith@nhs.net\n"
+        ))
+        .expect("valid");
+        let errors = plan_import(rows, &employers, &accounts).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 2);
+        assert!(
+            errors[0]
+                .reason
+                .contains("is on file for another person (account 999JSMITH02)"),
+            "{errors:?}"
+        );
+        // A stored person changed to another's address.
+        let rows = read(&format!(
+            "{HEADER}\n999 Demo Trust,999JSMITH01,Jane,Smith,1985-03-14,ann.lee@nhs.net\n"
+        ))
+        .expect("valid");
+        let errors = plan_import(rows, &employers, &accounts).expect_err("refused");
+        assert!(errors[0].reason.contains("account 900ALEE01"), "{errors:?}");
+        // Two newcomers in one file: both lines are reported.
+        let rows = read(&format!(
+            "{HEADER}\n999,,Bo,Li,1980-01-01,shared@nhs.net\n\
+             999,,Cy,Ng,1981-01-01,shared@nhs.net\n"
+        ))
+        .expect("valid");
+        let errors = plan_import(rows, &employers, &accounts).expect_err("refused");
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "line 2: email \"shared@nhs.net\" is also on line 3 for another person: one address must not reach two people's accounts",
+                "line 3: email \"shared@nhs.net\" is also on line 2 for another person: one address must not reach two people's accounts",
+            ]
+        );
+        // One person at a third employer may share their address; two
+        // people may swap addresses in one file.
+        let rows = read(&format!(
+            "{HEADER}\n555 Third Trust,,JANE,smith,14/03/1985,jane.smith@nhs.net\n\
+             999 Demo Trust,999JSMITH02,John,Smith,1990-01-01,ann.lee@nhs.net\n\
+             900,900ALEE01,Ann,Lee,1970-05-05,john.smith@nhs.net\n"
+        ))
+        .expect("valid");
+        let plan = plan_import(rows, &employers, &accounts).expect("allowed");
+        assert_eq!((plan.creates.len(), plan.updates.len()), (1, 2));
     }
 
     #[test]

@@ -149,7 +149,23 @@ export async function startServer({ extraEnv = {} } = {}) {
     }
     await sleep(100);
   }
-  return { origin, outbox, dir, stop, log: () => log };
+  return { origin, outbox, dir, env, stop, log: () => log };
+}
+
+/**
+ * Makes `username` a helpdesk member or admin as the operator does
+ * (`gatehouse admin grant`), and returns the one-time set-up link the
+ * operator is given to hand over.
+ */
+export async function grantRole(server, username, role) {
+  const { stdout } = await execFileP(
+    GATEHOUSE_BIN,
+    ['admin', '--json', 'grant', username, role],
+    { env: server.env, timeout: 30_000 },
+  );
+  const answer = JSON.parse(stdout);
+  assert.ok(answer.set_up?.link, `a set-up link: ${stdout}`);
+  return answer.set_up.link;
 }
 
 export async function launchBrowser() {

@@ -21,7 +21,11 @@ import {
   errorSummary,
   heading,
   totpCode,
+  grantRole,
+  submitReset,
 } from '../lib/helpers.mjs';
+
+const SET_UP_PASSWORD = 'lighthouse saffron meadow';
 
 let server;
 let browser;
@@ -44,7 +48,23 @@ for (const mode of JS_MODES) {
     const { context, page, assertClean } = await openPage(browser, server, mode);
     try {
       const username = await setPasswordFor(page, server, person, seen);
+      // A password from a recovery email opens no authenticator set-up:
+      // the page says who can give one.
       await submitLogin(page, username, GOOD_PASSWORD);
+      assertPath(page, server, '/console/second-factor');
+      assert.equal(await heading(page), 'Your authenticator app has not been set up');
+      await checkA11y(page, 'no set-up link yet');
+
+      // The operator's set-up link: a new password, then the app.
+      const link = await grantRole(server, username, person.role);
+      await page.goto(link);
+      assertPath(page, server, '/reset');
+      assert.equal(await heading(page), 'Set your password');
+      assert.ok((await page.getByRole('main').innerText()).includes('This link comes from the System Administrator'));
+      await checkA11y(page, 'a set-up link');
+      await submitReset(page, username, SET_UP_PASSWORD);
+      assertPath(page, server, '/login');
+      await submitLogin(page, username, SET_UP_PASSWORD);
       assertPath(page, server, '/console/second-factor');
       assert.equal(await heading(page), 'Set up your authenticator app');
       assert.equal(await page.getByRole('img', { name: /QR code/ }).count(), 1, 'the QR code is an image with a name');
