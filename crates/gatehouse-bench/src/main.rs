@@ -18,6 +18,7 @@ struct Cli {
 }
 
 mod all;
+mod link_opens;
 mod load;
 mod outbox;
 mod servers;
@@ -118,6 +119,17 @@ enum Command {
         #[arg(long)]
         output: bool,
     },
+    /// Rows the database gains per 1,000 opens of one reset link (and of
+    /// links that name nothing), by a client that keeps no cookies, for each
+    /// binary given: an earlier build beside the current one.
+    LinkOpens {
+        /// The release binaries to run.
+        #[arg(long, default_value = "target/release/gatehouse", num_args = 1..)]
+        binary: Vec<std::path::PathBuf>,
+        /// Opens of each link.
+        #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+        opens: usize,
+    },
     /// The lookups behind sign-in and recovery, on a large database against
     /// a small one: if every lookup is indexed the ratio stays near 1 however
     /// large the database grows; a table scan makes it grow with the rows.
@@ -192,6 +204,24 @@ async fn main() -> Result<()> {
             baseline_url,
             samples,
         } => lookups(&database_url, &baseline_url, samples).await,
+        Command::LinkOpens { binary, opens } => {
+            println!(
+                "| binary | rows per 1,000 opens of one link | rows per 1,000 unknown links | opens of one link /s |"
+            );
+            println!("| --- | --- | --- | --- |");
+            for b in &binary {
+                let o = link_opens::measure(b, opens).await?;
+                let per_thousand = |n: i64| n as f64 * 1000.0 / opens as f64;
+                println!(
+                    "| {} | {:.0} | {:.0} | {:.0} |",
+                    b.display(),
+                    per_thousand(o.known),
+                    per_thousand(o.unknown),
+                    o.known_per_second
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -788,6 +788,22 @@ enum Holder {
     New(usize),
 }
 
+/// Adds `holder` to the holders of the address hashed to `key`.
+fn hold_key(
+    first: &mut HashMap<u64, Option<Holder>>,
+    more: &mut HashMap<u64, Vec<Holder>>,
+    key: u64,
+    holder: Holder,
+) {
+    match first.get_mut(&key) {
+        Some(Some(_)) => more.entry(key).or_default().push(holder),
+        Some(slot) => *slot = Some(holder),
+        None => {
+            first.insert(key, Some(holder));
+        }
+    }
+}
+
 /// Refuses every row that would make an address the address of two
 /// different people: the recovery email for one would then carry the
 /// username and reset link of the other. Only rows that add a person or
@@ -802,43 +818,46 @@ fn check_shared_addresses(
         use std::hash::{BuildHasher, BuildHasherDefault};
         BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
     };
-    // The addresses the file adds or changes, and who then holds them.
-    let mut holders: HashMap<u64, Vec<Holder>> = HashMap::new();
+    // The addresses the file adds or changes, and who then holds them. Most
+    // have one holder, kept in `first`; the second and later in `more`.
+    let mut first: HashMap<u64, Option<Holder>> = HashMap::new();
+    let mut more: HashMap<u64, Vec<Holder>> = HashMap::new();
     for update in &plan.updates {
-        holders.entry(hash(&update.row.email.key())).or_default();
+        first.entry(hash(&update.row.email.key())).or_insert(None);
     }
     for (i, create) in plan.creates.iter().enumerate() {
-        holders
-            .entry(hash(&create.row.email.key()))
-            .or_default()
-            .push(Holder::New(i));
+        let key = hash(&create.row.email.key());
+        hold_key(&mut first, &mut more, key, Holder::New(i));
     }
-    if holders.is_empty() {
+    if first.is_empty() {
         return;
     }
     let updated: HashMap<i64, &AccountUpdate> = plan.updates.iter().map(|u| (u.id, u)).collect();
+    // Each stored account's address after the import.
+    let stored_email = |i: usize| -> String {
+        let a = &accounts[i];
+        match updated.get(&a.id) {
+            Some(u) => u.row.email.key(),
+            None => a.email.to_ascii_lowercase(),
+        }
+    };
     // Each stored account as it will be: (address, person).
     let stored = |i: usize| -> (String, (String, String, String)) {
         let a = &accounts[i];
-        match updated.get(&a.id) {
-            Some(u) => (
-                u.row.email.key(),
-                person_of(
-                    u.row.first_name.as_str(),
-                    u.row.last_name.as_str(),
-                    &u.row.date_of_birth.iso(),
-                ),
+        let person = match updated.get(&a.id) {
+            Some(u) => person_of(
+                u.row.first_name.as_str(),
+                u.row.last_name.as_str(),
+                &u.row.date_of_birth.iso(),
             ),
-            None => (
-                a.email.to_ascii_lowercase(),
-                person_of(&a.first_name, &a.last_name, &a.date_of_birth),
-            ),
-        }
+            None => person_of(&a.first_name, &a.last_name, &a.date_of_birth),
+        };
+        (stored_email(i), person)
     };
     for i in 0..accounts.len() {
-        let (email, _) = stored(i);
-        if let Some(list) = holders.get_mut(&hash(&email)) {
-            list.push(Holder::Stored(i));
+        let key = hash(&stored_email(i));
+        if first.contains_key(&key) {
+            hold_key(&mut first, &mut more, key, Holder::Stored(i));
         }
     }
     let of = |holder: Holder| -> (String, (String, String, String)) {
@@ -857,12 +876,14 @@ fn check_shared_addresses(
             }
         }
     };
+    // Only the rows that add or change a person are checked: the line of
+    // each stored account they change.
     let index_of: HashMap<i64, usize> = accounts
         .iter()
         .enumerate()
         .map(|(i, a)| (a.id, i))
         .collect();
-    let checked = plan
+    let changed_lines: HashMap<usize, u64> = plan
         .updates
         .iter()
         .filter(|u| {
@@ -870,36 +891,49 @@ fn check_shared_addresses(
                 .iter()
                 .any(|f| matches!(*f, "email" | "first_name" | "last_name" | "date_of_birth"))
         })
-        .filter_map(|u| index_of.get(&u.id).map(|i| (u.line, Holder::Stored(*i))))
-        .chain(
-            plan.creates
+        .filter_map(|u| index_of.get(&u.id).map(|i| (*i, u.line)))
+        .collect();
+    let line_of = |holder: Holder| match holder {
+        Holder::Stored(i) => changed_lines.get(&i).copied(),
+        Holder::New(i) => Some(plan.creates[i].line),
+    };
+    // Only addresses with more than one holder can be shared.
+    for (key, rest) in &more {
+        let list: Vec<Holder> = first
+            .get(key)
+            .copied()
+            .flatten()
+            .into_iter()
+            .chain(rest.iter().copied())
+            .collect();
+        let people: Vec<(Holder, String, (String, String, String))> = list
+            .iter()
+            .map(|h| {
+                let (email, person) = of(*h);
+                (*h, email, person)
+            })
+            .collect();
+        for (me, email, person) in &people {
+            let Some(line) = line_of(*me) else {
+                continue;
+            };
+            let other = people
                 .iter()
-                .enumerate()
-                .map(|(i, c)| (c.line, Holder::New(i))),
-        );
-    for (line, me) in checked {
-        let (email, person) = of(me);
-        let Some(list) = holders.get(&hash(&email)) else {
-            continue;
-        };
-        let other = list.iter().copied().find(|h| {
-            *h != me && {
-                let (their_email, their_person) = of(*h);
-                their_email == email && their_person != person
-            }
-        });
-        let reason = match other {
-            Some(Holder::Stored(i)) => format!(
-                "email {email:?} is on file for another person (account {}): one address must not reach two people's accounts",
-                accounts[i].username
-            ),
-            Some(Holder::New(i)) => format!(
-                "email {email:?} is also on line {} for another person: one address must not reach two people's accounts",
-                plan.creates[i].line
-            ),
-            None => continue,
-        };
-        errors.push(RowError { line, reason });
+                .find(|(h, e, p)| h != me && e == email && p != person)
+                .map(|(h, ..)| *h);
+            let reason = match other {
+                Some(Holder::Stored(i)) => format!(
+                    "email {email:?} is on file for another person (account {}): one address must not reach two people's accounts",
+                    accounts[i].username
+                ),
+                Some(Holder::New(i)) => format!(
+                    "email {email:?} is also on line {} for another person: one address must not reach two people's accounts",
+                    plan.creates[i].line
+                ),
+                None => continue,
+            };
+            errors.push(RowError { line, reason });
+        }
     }
 }
 

@@ -20,28 +20,29 @@ CREATE TABLE service_keys (
     PRIMARY KEY (purpose, generation)
 );
 
--- An opened reset link waits in a signed cookie, not in a session row: a
--- flood of opened links wrote a row each. The sign-in trigger names every
--- session column, so it is made again without them.
+-- An opened reset link now waits in a signed cookie, not in a session row
+-- (a flood of opened links wrote a row each): the columns sessions kept
+-- for it stay, unused and empty, until no node of the release before this
+-- one can be running, so that nodes of both releases work side by side
+-- during a rolling deploy. For the same reason the sign-in view keeps
+-- them and takes the new counter column, which an older node leaves out.
 DROP TRIGGER sign_in_success;
 DROP VIEW sign_in_successes;
-ALTER TABLE sessions DROP COLUMN reset_link_id;
-ALTER TABLE sessions DROP COLUMN reset_until;
 
 CREATE VIEW sign_in_successes (
-    counter_key, claimed_version, consecutive, total, locked_until, claims,
-    second_factor_failures, at,
+    counter_key, claimed_version, consecutive, total, locked_until, claims, at,
     account_id, previous_session,
     id_hash, session_account_id, csrf_token, created_at, last_seen_at,
-    flash, second_factor_at,
-    audit_at, event, actor, audit_account_id, username, client_ip, detail
+    reset_link_id, reset_until, flash, second_factor_at,
+    audit_at, event, actor, audit_account_id, username, client_ip, detail,
+    second_factor_failures
 ) AS SELECT
-    NULL, NULL, NULL, NULL, NULL, NULL,
-    NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
     NULL, NULL,
     NULL, NULL, NULL, NULL, NULL,
-    NULL, NULL,
-    NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL
 WHERE 0;
 
 CREATE TRIGGER sign_in_success INSTEAD OF INSERT ON sign_in_successes
@@ -54,16 +55,17 @@ BEGIN
     );
     UPDATE sign_in_attempts SET consecutive = NEW.consecutive, total = NEW.total,
         locked_until = NEW.locked_until, claims = NEW.claims,
-        second_factor_failures = NEW.second_factor_failures, version = version + 1,
-        updated_at = NEW.at
+        second_factor_failures = COALESCE(NEW.second_factor_failures, 0),
+        version = version + 1, updated_at = NEW.at
     WHERE username_key = NEW.counter_key;
     UPDATE accounts SET previous_sign_in_at = last_sign_in_at, last_sign_in_at = NEW.at
     WHERE id = NEW.account_id;
     DELETE FROM sessions WHERE id_hash = NEW.previous_session;
     INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at,
-        flash, second_factor_at)
+        reset_link_id, reset_until, flash, second_factor_at)
     VALUES (NEW.id_hash, NEW.session_account_id, NEW.csrf_token, NEW.created_at,
-        NEW.last_seen_at, NEW.flash, NEW.second_factor_at);
+        NEW.last_seen_at, NEW.reset_link_id, NEW.reset_until, NEW.flash,
+        NEW.second_factor_at);
     INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, detail)
     VALUES (NEW.audit_at, NEW.event, NEW.actor, NEW.audit_account_id, NEW.username,
         NEW.client_ip, NEW.detail);
