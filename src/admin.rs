@@ -157,7 +157,7 @@ pub enum AdminTask {
 fn print_set_up(g: &Gatehouse, set_up: &SetUpLink) {
     println!(
         "Give them this one-time set-up link, in person or by phone (valid until {}):",
-        g.settings.when(set_up.expires_at)
+        g.settings().when(set_up.expires_at)
     );
     println!("{}", set_up.link);
     println!(
@@ -174,7 +174,7 @@ fn set_up_json(set_up: Option<&SetUpLink>) -> serde_json::Value {
 }
 
 fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
-    at.map_or_else(|| "never".to_owned(), |t| g.settings.when(t))
+    at.map_or_else(|| "never".to_owned(), |t| g.settings().when(t))
 }
 
 /// Who a person is, for `find` and `status`.
@@ -210,11 +210,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
     let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
     match task {
         AdminTask::Find { query, limit } => {
-            let found = g
-                .store
-                .search_accounts(&query, limit)
-                .await
-                .map_err(|e| db(e.into()))?;
+            let found = g.find_accounts(ACTOR, &query, limit).await.map_err(db)?;
             if json {
                 let people: Vec<serde_json::Value> = found.iter().map(person).collect();
                 println!("{}", serde_json::Value::Array(people));
@@ -224,9 +220,9 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 for a in &found {
                     println!(
                         "{:<16} {:<28} {:<36} {}",
-                        printable(&a.username),
+                        printable(a.username.as_str()),
                         printable(&format!("{} {}", a.first_name, a.last_name)),
-                        printable(&a.email),
+                        printable(a.email.as_str()),
                         printable(&a.employer_name)
                     );
                 }
@@ -265,8 +261,8 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
             let lock = match s.locked_until {
                 Some(until) => format!(
                     "locked until {}{}",
-                    g.settings.when(until),
-                    if g.settings.allow_early_unlock {
+                    g.settings().when(until),
+                    if g.settings().allow_early_unlock {
                         ""
                     } else {
                         " (nobody can lift it early)"
@@ -275,23 +271,23 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 None => "not locked".to_owned(),
             };
             let rows = [
-                ("Username", a.username.clone()),
+                ("Username", a.username.to_string()),
                 ("Name", format!("{} {}", a.first_name, a.last_name)),
                 (
                     "Employer",
                     format!("{} {}", a.employer_code, a.employer_name),
                 ),
-                ("Email", a.email.clone()),
+                ("Email", a.email.to_string()),
                 (
                     "Employee number",
                     a.employee_number.clone().unwrap_or_else(|| "-".to_owned()),
                 ),
-                ("Role", a.role.clone()),
+                ("Role", a.role.as_str().to_owned()),
                 (
                     "Account",
                     a.disabled_at.map_or_else(
                         || "enabled".to_owned(),
-                        |at| format!("disabled at {}", g.settings.when(at)),
+                        |at| format!("disabled at {}", g.settings().when(at)),
                     ),
                 ),
                 (
@@ -441,7 +437,8 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 Some(change) => {
                     println!(
                         "{} is now {}.",
-                        change.account.username, change.account.role
+                        change.account.username,
+                        change.account.role.as_str()
                     );
                     if let Some(set_up) = &change.set_up {
                         print_set_up(&g, set_up);

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_core::outbox::OutboxWorker;
 use gatehouse_core::{Gatehouse, HashParams, PasswordHasher, Settings};
-use gatehouse_domain::{Clock, CorrectedClock, Span};
-use gatehouse_mail::{Mailer, OutboxWorker};
-use gatehouse_store::{PoolSettings, SqlStore, Store};
+use gatehouse_domain::{Clock, CorrectedClock};
+use gatehouse_mail::Mailer;
+use gatehouse_store::{PoolSettings, SqlStore};
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
@@ -43,11 +44,10 @@ pub fn pool_settings(config: &Config) -> PoolSettings {
 
 /// Opens the store a configuration names, for serving: SQLite is created and
 /// migrated; PostgreSQL must already be at this build's schema.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ConfigError> {
-    let store = SqlStore::open(&config.database_url, pool_settings(config))
+pub async fn open_store(config: &Config) -> Result<SqlStore, ConfigError> {
+    SqlStore::open(&config.database_url, pool_settings(config))
         .await
-        .map_err(|e| database_error(config, &e))?;
-    Ok(Arc::new(store))
+        .map_err(|e| database_error(config, &e))
 }
 
 /// A database failure as one line naming the setting, without its password.
@@ -79,7 +79,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         allow_early_unlock: config.allow_early_unlock,
         device_cookies: config.device_cookies,
     };
-    let keys = gatehouse_core::keys::load_keys(store.as_ref(), clock.now())
+    let keys = gatehouse_core::keys::load_keys(&store, clock.now())
         .await
         .map_err(|e| {
             ConfigError(format!(
@@ -107,23 +107,23 @@ const CLOCK_SKEW_WARNING_MS: i64 = 2_000;
 /// decides link expiry and lock ends on one time source, so a node whose
 /// clock is minutes fast or slow can neither stretch a link nor shorten a
 /// lock. On SQLite (one machine, one clock) it leaves the clock alone.
-pub async fn keep_in_step(store: Arc<dyn Store>, clock: CorrectedClock, follow: bool) {
-    if !measure_clock(store.as_ref(), &clock).await || !follow {
+pub async fn keep_in_step(gatehouse: Gatehouse, clock: CorrectedClock, follow: bool) {
+    if !measure_clock(&gatehouse, &clock).await || !follow {
         return;
     }
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CLOCK_CHECK_EVERY).await;
-            measure_clock(store.as_ref(), &clock).await;
+            measure_clock(&gatehouse, &clock).await;
         }
     });
 }
 
 /// Reads the database's clock once into `clock`; false if the database has
 /// no clock of its own to follow (SQLite).
-async fn measure_clock(store: &dyn Store, clock: &CorrectedClock) -> bool {
+async fn measure_clock(gatehouse: &Gatehouse, clock: &CorrectedClock) -> bool {
     let before = CorrectedClock::local_ms();
-    match store.database_time_ms().await {
+    match gatehouse.database_time_ms().await {
         Ok(Some(reference)) => {
             let after = CorrectedClock::local_ms();
             let offset = CorrectedClock::offset_for(reference, before, after);
@@ -244,32 +244,12 @@ pub fn spawn_workers(
     poll: Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let outbox = OutboxWorker::new(
-        gatehouse.store.clone(),
-        mailer,
-        gatehouse.clock.clone(),
-        gatehouse.outbox_wake.clone(),
-    )
-    .with_poll_interval(poll)
-    .with_lease(gatehouse.settings.worker_lease);
+    let outbox = OutboxWorker::new(gatehouse, mailer).with_poll_interval(poll);
     set.spawn(outbox.run(stopped(shutdown.clone())));
 
     let g = gatehouse.clone();
     let stop = shutdown.clone();
-    set.spawn(async move {
-        let stop = stopped(stop);
-        tokio::pin!(stop);
-        loop {
-            if let Err(e) = g.process_recovery_requests().await {
-                tracing::error!(error = %e, "recovery requests could not be processed; retrying shortly");
-            }
-            tokio::select! {
-                () = &mut stop => return,
-                () = g.recovery_wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
-            }
-        }
-    });
+    set.spawn(async move { g.run_recovery_worker(poll, stopped(stop)).await });
 
     let g = gatehouse.clone();
     let stop = shutdown.clone();
@@ -277,23 +257,12 @@ pub fn spawn_workers(
         let stop = stopped(stop);
         tokio::pin!(stop);
         loop {
-            let idle = g.settings.policy.session.idle_timeout;
-            match g
-                .store
-                .purge(g.clock.now(), idle.max(Span::minutes(1)))
-                .await
-            {
+            match g.tidy().await {
                 Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
-            }
-            // Staff files previewed in the console and never imported.
-            let stale = g
-                .clock
-                .now()
-                .minus(gatehouse_core::import::STAGED_IMPORT_LIFETIME);
-            if let Err(e) = g.store.drop_staged_imports(None, stale).await {
-                tracing::warn!(error = %e, "housekeeping of staged imports failed");
+                Err(e) => {
+                    tracing::warn!(error = %gatehouse_core::error::chain(&e), "housekeeping failed");
+                }
             }
             tokio::select! {
                 () = &mut stop => return,

@@ -91,7 +91,7 @@ fn fail(e: &ConfigError) -> ExitCode {
 pub async fn services(config: &Config, follow: bool) -> Result<Gatehouse, ConfigError> {
     let clock = CorrectedClock::default();
     let gatehouse = app::services(config, Arc::new(clock.clone())).await?;
-    app::keep_in_step(gatehouse.store.clone(), clock, follow).await;
+    app::keep_in_step(gatehouse.clone(), clock, follow).await;
     Ok(gatehouse)
 }
 
@@ -102,7 +102,7 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
     };
     let clock = CorrectedClock::default();
     let app = Application::build(config, Arc::new(clock.clone()), options).await?;
-    app::keep_in_step(app.gatehouse().store.clone(), clock, true).await;
+    app::keep_in_step(app.gatehouse().clone(), clock, true).await;
     if demo {
         crate::demo::prepare(app.gatehouse(), config).await?;
     }

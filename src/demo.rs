@@ -44,13 +44,12 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
                 ))
             };
             let found = gatehouse
-                .store
-                .search_accounts(email, 1)
+                .find_accounts(DEMO, email, 1)
                 .await
-                .map_err(|e| store_error(e.into()))?;
+                .map_err(store_error)?;
             if let Some(account) = found.first()
                 && let Some(change) = gatehouse
-                    .set_role(&account.username, role, DEMO)
+                    .set_role(account.username.as_str(), role, DEMO)
                     .await
                     .map_err(store_error)?
                 && let Some(set_up) = change.set_up

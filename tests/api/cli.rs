@@ -4,7 +4,6 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use gatehouse_store::Store;
 use gatehouse_testkit::SmtpSink;
 
 use crate::helpers::*;
@@ -231,12 +230,8 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     assert_eq!(r.status(), 303);
 
     // Wait until the email is queued and its first try has failed.
-    let store = gatehouse_store::SqlStore::connect(
-        &format!("sqlite://{}/gatehouse.db", dir.path().display()),
-        gatehouse_store::PoolSettings::default(),
-    )
-    .await
-    .expect("open");
+    let store =
+        crate::db::Db::open(&format!("sqlite://{}/gatehouse.db", dir.path().display())).await;
     let mut tried = false;
     for _ in 0..300 {
         if store

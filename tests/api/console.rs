@@ -10,7 +10,7 @@ const AMIR: &str = "999AKHAN01";
 const JANE: &str = "999JSMITH01";
 
 fn code_now(app: &TestApp, secret: &TotpSecret) -> String {
-    secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned())
+    secret.code_at(app.gatehouse.clock().now().unix().cast_unsigned())
 }
 
 async fn send_code(app: &TestApp, c: &reqwest::Client, code: &str) -> reqwest::Response {
@@ -696,8 +696,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         "{page}"
     );
     let before = app
-        .gatehouse
-        .store
+        .db
         .search_accounts("lovelace", 10)
         .await
         .expect("search");
@@ -724,8 +723,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
         "{page}"
     );
     assert_eq!(
-        app.gatehouse
-            .store
+        app.db
             .search_accounts("lovelace", 10)
             .await
             .expect("search")
@@ -847,8 +845,7 @@ async fn a_staff_file_over_the_upload_limit_is_refused_with_a_clear_message() {
     assert_error(&page, "larger than 1 MiB");
     assert_error(&page, "gatehouse import");
     assert!(
-        app.gatehouse
-            .store
+        app.db
             .search_accounts("doe", 10)
             .await
             .expect("search")

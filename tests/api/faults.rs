@@ -98,7 +98,7 @@ async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_ca
     assert_eq!(r.status(), 303);
     app.settle().await;
     let listed = wait_for_a_failed_try(&app, "amir.khan@nhs.net").await;
-    assert_eq!(listed.status, "queued", "waiting for another try");
+    assert_eq!(listed.status.as_str(), "queued", "waiting for another try");
     assert!(listed.last_error.is_some(), "the failure is recorded");
 
     std::fs::remove_file(&folder).expect("remove the file");
@@ -106,7 +106,7 @@ async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_ca
     app.advance(gatehouse_domain::Span::from_seconds(
         listed.next_attempt_at.seconds_since(app.clock_now()),
     ));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     for _ in 0..250 {
         if std::fs::read_dir(&folder).expect("folder").count() == 1 {
             return;
@@ -135,7 +135,7 @@ async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried()
     app.settle().await;
     // The try ends by the timeout (its message says so), not never.
     let tried = wait_for_a_failed_try(&app, "amir.khan@nhs.net").await;
-    assert_eq!(tried.status, "queued", "to be tried again");
+    assert_eq!(tried.status.as_str(), "queued", "to be tried again");
     assert!(
         tried
             .last_error
@@ -151,7 +151,7 @@ async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried()
     app.advance(gatehouse_domain::Span::from_seconds(
         tried.next_attempt_at.seconds_since(app.clock_now()),
     ));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     let mail = app
         .smtp
         .wait_for(1, std::time::Duration::from_secs(10))

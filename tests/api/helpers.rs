@@ -35,6 +35,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     pub smtp: SmtpSink,
     pub client: reqwest::Client,
+    /// The tests' own pool on the service's database.
+    pub db: crate::db::Db,
     shutdown: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     dir: Option<tempfile::TempDir>,
@@ -96,8 +98,7 @@ pub async fn wait_for_email(
     ready: impl Fn(&gatehouse_store::OutboxSummary) -> bool,
 ) -> gatehouse_store::OutboxSummary {
     let newest = || async {
-        app.gatehouse
-            .store
+        app.db
             .emails_to(email, 1)
             .await
             .expect("list")
@@ -217,6 +218,7 @@ impl TestApp {
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(app.run(rx));
         Self {
+            db: crate::db::Db::open(&url).await,
             address,
             gatehouse,
             clock,
@@ -336,7 +338,7 @@ impl TestApp {
                 .process_recovery_requests()
                 .await
                 .expect("recovery processing");
-            let depths = self.gatehouse.store.queue_depths().await.expect("depths");
+            let depths = self.db.queue_depths().await.expect("depths");
             if depths.recovery_pending == 0 {
                 return;
             }
@@ -504,10 +506,12 @@ pub fn error_messages(page: &str) -> Vec<String> {
 
 /// The audit rows of `event`, newest first.
 pub async fn audit_events(app: &TestApp, event: &str) -> Vec<gatehouse_store::AuditRow> {
-    app.gatehouse
-        .store
+    app.db
         .audit_events(&gatehouse_store::AuditFilter {
-            event: Some(event.to_owned()),
+            event: Some(
+                gatehouse_domain::audit::AuditEvent::from_stored(event)
+                    .unwrap_or_else(|| panic!("no audit event is called {event}")),
+            ),
             limit: 10_000,
             ..Default::default()
         })
@@ -517,8 +521,7 @@ pub async fn audit_events(app: &TestApp, event: &str) -> Vec<gatehouse_store::Au
 
 /// Every audit row, newest first.
 pub async fn audit_log(app: &TestApp) -> Vec<gatehouse_store::AuditRow> {
-    app.gatehouse
-        .store
+    app.db
         .audit_events(&gatehouse_store::AuditFilter {
             limit: 10_000,
             ..Default::default()
@@ -529,8 +532,7 @@ pub async fn audit_log(app: &TestApp) -> Vec<gatehouse_store::AuditRow> {
 
 /// The account whose username is `username`, as the database has it now.
 pub async fn account(app: &TestApp, username: &str) -> gatehouse_store::AccountRecord {
-    app.gatehouse
-        .store
+    app.db
         .account_by_username(&gatehouse_domain::UsernameKey::from_typed(username))
         .await
         .expect("read")
@@ -568,7 +570,7 @@ pub async fn set_janes_password(app: &TestApp) {
 /// Waits until no email is left queued.
 pub async fn wait_until_sent(app: &TestApp) {
     for _ in 0..500 {
-        let depths = app.gatehouse.store.queue_depths().await.expect("depths");
+        let depths = app.db.queue_depths().await.expect("depths");
         if depths.emails_queued == 0 {
             return;
         }
@@ -852,7 +854,7 @@ pub async fn console_with_secret(
 pub async fn enrol_second_factor(app: &TestApp, c: &reqwest::Client) -> TotpSecret {
     let page = app.page_as(c, "/console/second-factor").await;
     let secret = key_in(&page);
-    let code = secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned());
+    let code = secret.code_at(app.gatehouse.clock().now().unix().cast_unsigned());
     let r = app
         .submit(
             c,
@@ -936,8 +938,7 @@ pub async fn sign_in_attempts(
     app: &TestApp,
     username: &str,
 ) -> gatehouse_domain::lockout::AttemptCounter {
-    app.gatehouse
-        .store
+    app.db
         .attempts(&gatehouse_domain::UsernameKey::from_typed(username))
         .await
         .expect("read")

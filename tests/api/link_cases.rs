@@ -36,8 +36,7 @@ fn hash_of(link: &str) -> TokenHash {
 
 /// Whether the link has been spent.
 async fn spent(app: &TestApp, link: &str) -> bool {
-    app.gatehouse
-        .store
+    app.db
         .reset_link_by_hash(&hash_of(link))
         .await
         .expect("read")
@@ -445,18 +444,17 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     let amir = account(&app, "999AKHAN01").await;
     let second = SecretToken::generate().expect("random");
     let now = app.clock.now();
-    let mut tx = app.gatehouse.store.begin().await.expect("begin");
-    tx.insert_reset_link(&gatehouse_store::NewResetLink {
-        account_id: amir.id,
-        hash: &second.hash(),
-        purpose: gatehouse_domain::reset_link::LinkPurpose::Reset,
-        recovery_request_id: None,
-        now,
-        expires_at: now.plus(Span::hours(4)),
-    })
-    .await
-    .expect("insert");
-    tx.commit().await.expect("commit");
+    app.db
+        .insert_reset_link(&gatehouse_store::NewResetLink {
+            account_id: amir.id,
+            hash: &second.hash(),
+            purpose: gatehouse_domain::reset_link::LinkPurpose::Reset,
+            recovery_request_id: None,
+            now,
+            expires_at: now.plus(Span::hours(4)),
+        })
+        .await
+        .expect("insert");
     let second = format!("{PUBLIC_URL}/reset/{}", second.encode());
     // Both open the form: two usable links.
     let held = client();

@@ -51,8 +51,7 @@ async fn only_a_hash_of_the_token_is_stored() {
     assert_eq!(raw.len(), 32, "256 random bits");
     let hash = sha2::Sha256::digest(&raw);
     let found = app
-        .gatehouse
-        .store
+        .db
         .reset_link_by_hash(&gatehouse_domain::TokenHash::from_slice(&hash).expect("32 bytes"))
         .await
         .expect("lookup");
@@ -300,8 +299,7 @@ async fn no_reset_completes_while_the_account_is_locked() {
     assert!(!page.contains("name=\"password\""));
     // Nothing changed and the link was not spent.
     let link = app
-        .gatehouse
-        .store
+        .db
         .reset_link_by_hash(&token_hash(&link))
         .await
         .expect("read")

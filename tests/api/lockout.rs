@@ -35,20 +35,20 @@ async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
     let locked = "Your account is locked until 9:00pm on 25 November 2026, because the password was entered incorrectly 3 times. You cannot log in or reset your password until then, and nobody can lift the lock early.";
     assert_eq!(m, [locked]);
     // The right password is not even checked while locked.
-    let checks = app.gatehouse.hasher.verifications();
+    let checks = app.gatehouse.hasher().verifications();
     let (status, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(
         (status, m.as_slice()),
         (200, [locked.to_owned()].as_slice())
     );
-    assert_eq!(app.gatehouse.hasher.verifications(), checks);
+    assert_eq!(app.gatehouse.hasher().verifications(), checks);
     // More wrong passwords while locked change nothing: the same end, no
     // checks, and the count is not raised.
     for i in 4..=6 {
         let (_, m) = attempt(&app, "999AKHAN01", &format!("wrong password {i}")).await;
         assert_eq!(m, [locked]);
     }
-    assert_eq!(app.gatehouse.hasher.verifications(), checks);
+    assert_eq!(app.gatehouse.hasher().verifications(), checks);
 
     app.advance(Span::from_seconds(12 * 3600 - 1));
     let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
@@ -132,11 +132,11 @@ async fn unknown_usernames_get_the_same_messages_lock_included_and_the_same_work
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for i in 0..4 {
-        let before = app.gatehouse.hasher.verifications();
+        let before = app.gatehouse.hasher().verifications();
         known.push(attempt(&app, "999AKHAN01", &format!("wrong password {i}")).await);
-        let after_known = app.gatehouse.hasher.verifications();
+        let after_known = app.gatehouse.hasher().verifications();
         unknown.push(attempt(&app, "999NOBODY01", &format!("wrong password {i}")).await);
-        let after_unknown = app.gatehouse.hasher.verifications();
+        let after_unknown = app.gatehouse.hasher().verifications();
         // A real account and an unknown username cost the same: one argon2id
         // verification (against a dummy hash for the unknown one), or none once locked.
         assert_eq!(
@@ -161,7 +161,7 @@ async fn an_account_without_a_password_behaves_like_a_wrong_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
     let app = Arc::new(app_with_password(&[]).await);
-    let before = app.gatehouse.hasher.verifications();
+    let before = app.gatehouse.hasher().verifications();
     let mut tasks = Vec::new();
     for i in 0..50 {
         let app = app.clone();
@@ -183,7 +183,7 @@ async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
         }
     }
     assert_eq!(
-        app.gatehouse.hasher.verifications() - before,
+        app.gatehouse.hasher().verifications() - before,
         3,
         "exactly the threshold of passwords were checked"
     );
@@ -268,11 +268,11 @@ async fn empty_fields_are_asked_for_and_not_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_password_is_counted_without_hashing() {
     let app = app_with_password(&[]).await;
-    let before = app.gatehouse.hasher.verifications();
+    let before = app.gatehouse.hasher().verifications();
     let huge = "x".repeat(5000);
     let (_, m) = attempt(&app, "999AKHAN01", &huge).await;
     assert!(m[0].contains("You have 2 attempts left"));
-    assert_eq!(app.gatehouse.hasher.verifications(), before);
+    assert_eq!(app.gatehouse.hasher().verifications(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -293,16 +293,14 @@ async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
     .expect("hasher");
     let permit = weak.permit().await.expect("permit");
     let old = weak.hash(&permit, GOOD_PASSWORD).await.expect("hash");
-    let mut tx = app.gatehouse.store.begin().await.expect("begin");
-    tx.set_password(amir.id, &old, START, 4, None)
+    app.db
+        .set_password(amir.id, &old, START)
         .await
         .expect("set");
-    tx.commit().await.expect("commit");
 
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
     let stored = app
-        .gatehouse
-        .store
+        .db
         .account_by_id(amir.id)
         .await
         .expect("read")
@@ -324,7 +322,7 @@ async fn when_hashing_is_at_capacity_sign_in_says_busy_and_counts_nothing() {
     let app = app_with_password(&[]).await;
     // Every permit is taken (as by a flood of sign-ins).
     let mut held = Vec::new();
-    while let Ok(permit) = app.gatehouse.hasher.permit().await {
+    while let Ok(permit) = app.gatehouse.hasher().permit().await {
         held.push(permit);
     }
     assert_eq!(held.len(), 4, "twice the 2 hashing slots are admitted");
@@ -398,11 +396,11 @@ mod device_cookies {
         );
 
         attacker_guesses(&app).await;
-        let checks = app.gatehouse.hasher.verifications();
+        let checks = app.gatehouse.hasher().verifications();
         let own = client_with_cookie(&app, &cookie);
         let again = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(again.status(), 303, "the remembered browser signs in");
-        assert_eq!(app.gatehouse.hasher.verifications(), checks + 1);
+        assert_eq!(app.gatehouse.hasher().verifications(), checks + 1);
         let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(m, [LOCKED], "and the lock still holds for everyone else");
 

@@ -8,13 +8,12 @@ use gatehouse_testkit::SinkMode;
 use crate::helpers::*;
 
 async fn statuses(app: &TestApp, email: &str) -> Vec<(String, i64)> {
-    app.gatehouse
-        .store
+    app.db
         .emails_to(email, 10)
         .await
         .expect("list")
         .into_iter()
-        .map(|e| (e.status, e.attempts))
+        .map(|e| (e.status.as_str().to_owned(), e.attempts))
         .collect()
 }
 
@@ -30,12 +29,11 @@ async fn smtp_down_then_up_delivers_with_backoff() {
     app.settle().await;
     wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
     let listed = app
-        .gatehouse
-        .store
+        .db
         .emails_to("amir.khan@nhs.net", 1)
         .await
         .expect("list");
-    assert_eq!(listed[0].status, "queued");
+    assert_eq!(listed[0].status.as_str(), "queued");
     assert!(
         listed[0]
             .last_error
@@ -52,11 +50,10 @@ async fn smtp_down_then_up_delivers_with_backoff() {
 
     // Still down at the first retry: the wait doubles.
     app.advance(Span::from_seconds(first_retry));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     wait_for_attempts(&app, "amir.khan@nhs.net", 2).await;
     let listed = app
-        .gatehouse
-        .store
+        .db
         .emails_to("amir.khan@nhs.net", 1)
         .await
         .expect("list");
@@ -68,12 +65,12 @@ async fn smtp_down_then_up_delivers_with_backoff() {
     // The server comes back: the next try delivers.
     app.smtp.resume().await.expect("resume");
     app.advance(Span::from_seconds(first_retry * 2));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     let mail = app.smtp.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(mail.len(), 1);
     assert_eq!(reset_links(&mail[0]).len(), 1);
     // Recorded after the mail server took it.
-    wait_for_email(&app, "amir.khan@nhs.net", |e| e.status == "sent").await;
+    wait_for_email(&app, "amir.khan@nhs.net", |e| e.status.as_str() == "sent").await;
 }
 
 /// A service whose mail server said "try later" to Amir's recovery email
@@ -93,12 +90,11 @@ async fn with_amirs_email_refused_once() -> TestApp {
 async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     let app = with_amirs_email_refused_once().await;
     let listed = app
-        .gatehouse
-        .store
+        .db
         .emails_to("amir.khan@nhs.net", 1)
         .await
         .expect("list");
-    assert_eq!(listed[0].status, "queued");
+    assert_eq!(listed[0].status.as_str(), "queued");
     assert!(
         listed[0]
             .last_error
@@ -109,7 +105,7 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     );
     app.smtp.set_mode(SinkMode::Accept);
     app.advance(Span::minutes(1));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     assert_eq!(app.smtp.wait_for(1, Duration::from_secs(10)).await.len(), 1);
 
     app.smtp.set_mode(SinkMode::PermFail);
@@ -118,12 +114,11 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     app.settle().await;
     wait_for_attempts(&app, "jane.smith@nhs.net", 1).await;
     let listed = app
-        .gatehouse
-        .store
+        .db
         .emails_to("jane.smith@nhs.net", 1)
         .await
         .expect("list");
-    assert_eq!(listed[0].status, "failed", "{listed:?}");
+    assert_eq!(listed[0].status.as_str(), "failed", "{listed:?}");
     assert!(
         listed[0]
             .last_error
@@ -145,7 +140,7 @@ async fn an_outage_longer_than_the_link_lifetime_is_recorded_and_never_delivered
     // Five hours later the server is back; the links died after four.
     app.smtp.resume().await.expect("resume");
     app.advance(Span::hours(5));
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     for _ in 0..500 {
         if statuses(&app, "amir.khan@nhs.net").await[0].0 != "queued" {
             break;
@@ -173,12 +168,15 @@ async fn smtp_without_tls_none_refuses_a_server_that_offers_no_starttls() {
     app.settle().await;
     wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
     let listed = app
-        .gatehouse
-        .store
+        .db
         .emails_to("amir.khan@nhs.net", 1)
         .await
         .expect("list");
-    assert_eq!(listed[0].status, "queued", "not sent in plain text");
+    assert_eq!(
+        listed[0].status.as_str(),
+        "queued",
+        "not sent in plain text"
+    );
     assert!(app.smtp.messages().is_empty());
 }
 
@@ -228,26 +226,25 @@ async fn one_stalled_send_does_not_hold_up_the_emails_behind_it() {
     let app = TestApp::spawn().await;
     app.smtp.hold_mail_to(Some("slow@nhs.net"));
     let now = app.clock.now();
-    let mut tx = app.gatehouse.store.begin().await.expect("begin");
+    let mut emails = Vec::new();
     for i in 0..2 * gatehouse_mail::CONNECTIONS {
         let recipient = match i {
             0 => "slow@nhs.net".to_owned(),
             _ => format!("pat.{i}@nhs.net"),
         };
-        let email = gatehouse_store::NewEmail {
+        emails.push(gatehouse_store::NewEmail {
             kind: "recovery",
-            recipient,
+            recipient: gatehouse_domain::EmailAddress::from_trusted(recipient),
             subject: "Your username".to_owned(),
             text_body: format!("Your username is U{i:05}.\r\n"),
             html_body: format!("<p>Your username is U{i:05}.</p>"),
             account_id: None,
             recovery_request_id: None,
             send_by: None,
-        };
-        tx.enqueue_email(&email, now).await.expect("enqueue");
+        });
     }
-    tx.commit().await.expect("commit");
-    app.gatehouse.outbox_wake.notify_one();
+    app.db.enqueue(&emails, now).await.expect("enqueue");
+    app.gatehouse.wake_outbox();
 
     let behind = 2 * gatehouse_mail::CONNECTIONS - 1;
     let delivered = app.smtp.wait_for(behind, Duration::from_secs(10)).await;
@@ -266,7 +263,7 @@ async fn one_stalled_send_does_not_hold_up_the_emails_behind_it() {
 fn username_email(recipient: &str) -> gatehouse_store::NewEmail {
     gatehouse_store::NewEmail {
         kind: "recovery",
-        recipient: recipient.to_owned(),
+        recipient: gatehouse_domain::EmailAddress::from_trusted(recipient.to_owned()),
         subject: "Your username".to_owned(),
         text_body: "Your username is U00001.\r\n".to_owned(),
         html_body: "<p>Your username is U00001.</p>".to_owned(),
@@ -288,13 +285,8 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
     let app = TestApp::spawn_full(&[], false).await;
     let url = app.database_url();
     let now = app.clock.now();
-    let mut tx = app.gatehouse.store.begin().await.expect("begin");
-    for recipient in ["pat.one@nhs.net", "pat.two@nhs.net"] {
-        tx.enqueue_email(&username_email(recipient), now)
-            .await
-            .expect("enqueue");
-    }
-    tx.commit().await.expect("commit");
+    let emails = ["pat.one@nhs.net", "pat.two@nhs.net"].map(username_email);
+    app.db.enqueue(&emails, now).await.expect("enqueue");
 
     // Recording Pat One's email as sent fails, as a full disk would.
     if on_postgres() {
@@ -322,17 +314,12 @@ async fn a_database_failure_while_recording_sends_is_reported_and_the_email_sent
         Duration::from_secs(10),
     )
     .expect("mailer");
-    let worker = gatehouse_mail::OutboxWorker::new(
-        app.gatehouse.store.clone(),
-        mailer,
-        app.gatehouse.clock.clone(),
-        app.gatehouse.outbox_wake.clone(),
-    );
+    let worker = gatehouse_core::outbox::OutboxWorker::new(&app.gatehouse, mailer);
     let failed = worker.run_once().await;
     assert!(
         failed
             .as_ref()
-            .is_err_and(|e| e.to_string().contains("disk full")),
+            .is_err_and(|e| gatehouse_core::error::chain(e).contains("disk full")),
         "the run reports the failure: {failed:?}"
     );
     let sent_to = |app: &TestApp| {
@@ -386,7 +373,7 @@ async fn a_second_recovery_email_is_sent_only_after_the_first_so_it_arrives_last
     if mail.len() < 2 {
         // Only if the first was left to its retry time.
         app.advance(Span::minutes(1));
-        app.gatehouse.outbox_wake.notify_one();
+        app.gatehouse.wake_outbox();
     }
     let mail = app.smtp.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(mail.len(), 2);
@@ -422,15 +409,14 @@ async fn an_email_queued_during_a_stalled_send_goes_out_without_waiting_for_it()
     let queue = |recipient: &'static str| {
         let app = &app;
         async move {
-            let mut tx = app.gatehouse.store.begin().await.expect("begin");
-            tx.enqueue_email(&username_email(recipient), app.clock.now())
+            app.db
+                .enqueue(&[username_email(recipient)], app.clock.now())
                 .await
                 .expect("enqueue");
-            tx.commit().await.expect("commit");
         }
     };
     queue("slow@nhs.net").await;
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     assert_eq!(app.smtp.wait_held(1, Duration::from_secs(10)).await, 1);
     queue("pat.one@nhs.net").await;
     let delivered = app.smtp.wait_for(1, Duration::from_secs(5)).await;

@@ -5,6 +5,7 @@ mod cli;
 mod console;
 mod console_cases;
 mod crash_cases;
+mod db;
 mod deadline;
 mod faults;
 mod flows;

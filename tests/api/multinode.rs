@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_store::{PoolSettings, SqlStore, Store};
+use gatehouse_store::{PoolSettings, SqlStore};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
@@ -227,7 +227,10 @@ impl Cluster {
     /// Waits until every recovery request is processed and every email has left.
     async fn drain(&self) {
         for _ in 0..1200 {
-            let d = self.store.queue_depths().await.expect("depths");
+            let d = crate::db::Db(self.store.clone())
+                .queue_depths()
+                .await
+                .expect("depths");
             if d.recovery_pending == 0 && d.emails_queued == 0 {
                 return;
             }
@@ -235,7 +238,7 @@ impl Cluster {
         }
         panic!(
             "work was left undone: {:?}",
-            self.store.queue_depths().await
+            crate::db::Db(self.store.clone()).queue_depths().await
         );
     }
 

@@ -64,25 +64,26 @@ async fn the_response_is_the_same_whether_or_not_anything_matched() {
     );
 
     app.settle().await;
-    app.gatehouse.outbox_wake.notify_one();
+    app.gatehouse.wake_outbox();
     let requests = app
-        .gatehouse
-        .store
+        .db
         .recovery_requests_for("amir.khan@nhs.net", 10)
         .await
         .expect("list");
-    let outcomes: Vec<Option<&str>> = requests.iter().map(|r| r.outcome.as_deref()).collect();
+    let outcomes: Vec<Option<&str>> = requests
+        .iter()
+        .map(|r| r.outcome.map(|o| o.as_str()))
+        .collect();
     assert_eq!(
         outcomes,
         [Some("no_match"), Some("no_match"), Some("matched")]
     );
     let unknown = app
-        .gatehouse
-        .store
+        .db
         .recovery_requests_for("nobody.here@nhs.net", 10)
         .await
         .expect("list");
-    assert_eq!(unknown[0].outcome.as_deref(), Some("no_match"));
+    assert_eq!(unknown[0].outcome.map(|o| o.as_str()), Some("no_match"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -142,8 +143,7 @@ async fn the_form_checks_each_field_with_the_seed_wording() {
     }
     app.settle().await;
     assert!(
-        app.gatehouse
-            .store
+        app.db
             .recovery_requests_for("jane@nhs.net", 10)
             .await
             .expect("list")
@@ -235,14 +235,13 @@ async fn at_most_three_emails_an_hour_go_to_one_address_silently() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.emails(3).await.len(), 3);
-    let outcomes: Vec<String> = app
-        .gatehouse
-        .store
+    let outcomes: Vec<&str> = app
+        .db
         .recovery_requests_for("amir.khan@nhs.net", 10)
         .await
         .expect("list")
         .into_iter()
-        .filter_map(|r| r.outcome)
+        .filter_map(|r| r.outcome.map(|o| o.as_str()))
         .collect();
     assert_eq!(
         outcomes,
@@ -336,12 +335,14 @@ async fn a_domain_no_longer_allowed_is_recorded_and_never_mailed() {
         .await;
     app.settle().await;
     let requests = app
-        .gatehouse
-        .store
+        .db
         .recovery_requests_for("bo.li@nhs.uk", 10)
         .await
         .expect("list");
-    assert_eq!(requests[0].outcome.as_deref(), Some("domain_not_allowed"));
+    assert_eq!(
+        requests[0].outcome.map(|o| o.as_str()),
+        Some("domain_not_allowed")
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.smtp.messages().is_empty());
 }
@@ -357,8 +358,7 @@ async fn a_get_with_query_parameters_sends_nothing() {
     }
     app.settle().await;
     let recorded = app
-        .gatehouse
-        .store
+        .db
         .recovery_requests_for("amir.khan@nhs.net", 10)
         .await
         .expect("list");

@@ -170,8 +170,7 @@ async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused
         );
     }
     let stored = app
-        .gatehouse
-        .store
+        .db
         .reset_link_by_hash(
             &SecretToken::parse(link.rsplit('/').next().expect("token"))
                 .expect("token")
@@ -339,10 +338,10 @@ async fn every_sign_in_path_does_the_same_argon2id_work_and_none_once_locked() {
     let cost = |username: &'static str, password: &'static str| {
         let app = &app;
         async move {
-            let before = app.gatehouse.hasher.verifications();
+            let before = app.gatehouse.hasher().verifications();
             let (status, m) = attempt(app, username, password).await;
             assert_eq!(status, 200, "{m:?}");
-            app.gatehouse.hasher.verifications() - before
+            app.gatehouse.hasher().verifications() - before
         }
     };
     // Unknown username (a dummy hash), wrong password, an account that has

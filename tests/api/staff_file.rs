@@ -34,8 +34,7 @@ async fn the_staff_file_refuses_a_second_person_at_an_address_on_file() {
         "{stderr}"
     );
     let nobody = app
-        .gatehouse
-        .store
+        .db
         .search_accounts("pat.doe@nhs.net", 5)
         .await
         .expect("search");

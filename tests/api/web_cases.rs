@@ -279,7 +279,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             client: second.clone(),
             body: Body::Form(vec![(
                 "code".to_owned(),
-                secret.code_at(app.gatehouse.clock.now().unix().cast_unsigned()),
+                secret.code_at(app.gatehouse.clock().now().unix().cast_unsigned()),
             )]),
         },
         Route {
@@ -1145,8 +1145,11 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
     secrets.push(("an expired email's reset token".to_owned(), never_sent));
     app.smtp.set_mode(gatehouse_testkit::SinkMode::Accept);
     app.advance(Span::hours(5));
-    app.gatehouse.outbox_wake.notify_one();
-    wait_for_email(&app, "jane.smith@nhs.net", |e| e.status == "expired").await;
+    app.gatehouse.wake_outbox();
+    wait_for_email(&app, "jane.smith@nhs.net", |e| {
+        e.status.as_str() == "expired"
+    })
+    .await;
 
     let snapshot = snapshot(&url).await;
     let tables: Vec<String> = snapshot.keys().cloned().collect();

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use futures_util::StreamExt as _;
-use gatehouse_domain::Timestamp;
-use gatehouse_mail::{MailUrl, Mailer};
-use gatehouse_store::{NewEmail, OutboxEmail, PoolSettings, SqlStore, Store};
+use gatehouse_domain::{EmailAddress, Timestamp};
+use gatehouse_mail::{MailUrl, Mailer, Outgoing};
+use gatehouse_store::{NewEmail, OutboxEmail, PoolSettings, SqlStore, outbox};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// A mail server that accepts everything and counts messages.
@@ -115,7 +115,7 @@ fn now() -> Timestamp {
 fn email(i: usize) -> NewEmail {
     NewEmail {
         kind: "recovery",
-        recipient: format!("pat.{i}@nhs.net"),
+        recipient: EmailAddress::from_trusted(format!("pat.{i}@nhs.net")),
         subject: "Your username and a link to reset your password".to_owned(),
         text_body: format!(
             "Your username is U{i:05}.\r\n\r\nReset your password: http://127.0.0.1/reset/{i:064}\r\n"
@@ -143,7 +143,7 @@ pub async fn drain(binary: &Path, dir: &Path, count: usize) -> Result<Drain> {
     let store = SqlStore::open(&url, PoolSettings::default()).await?;
     let mut tx = store.begin().await?;
     for i in 0..count {
-        tx.enqueue_email(&email(i), now()).await?;
+        outbox::enqueue(&mut tx, &email(i), now()).await?;
     }
     tx.commit().await?;
     store.close().await;
@@ -193,7 +193,21 @@ pub async fn drain(binary: &Path, dir: &Path, count: usize) -> Result<Drain> {
         .collect();
     let start = Instant::now();
     let sent = futures_util::stream::iter(&emails)
-        .map(|e| mailer.send(e))
+        .map(|e| {
+            let mailer = &mailer;
+            async move {
+                mailer
+                    .send(&Outgoing {
+                        id: e.id,
+                        created_at: e.created_at,
+                        recipient: e.recipient.as_str(),
+                        subject: &e.subject,
+                        text_body: &e.text_body,
+                        html_body: &e.html_body,
+                    })
+                    .await
+            }
+        })
         .buffer_unordered(gatehouse_mail::CONNECTIONS)
         .filter(|r| std::future::ready(r.is_ok()))
         .count()

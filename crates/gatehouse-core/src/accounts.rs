@@ -3,7 +3,9 @@
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{EmailAddress, Timestamp, UsernameKey};
-use gatehouse_store::{AccountRecord, NewEmail};
+use gatehouse_store::{
+    AccountRecord, NewEmail, accounts, attempts, audit, outbox, reset_links, sessions,
+};
 
 use crate::emails::Notice;
 use crate::{Action, Actor, Error, Gatehouse, Result};
@@ -67,14 +69,15 @@ impl Gatehouse {
         username: &str,
     ) -> Result<Option<AccountStatus>> {
         let key = UsernameKey::from_typed(username);
-        let Some(account) = self.store.account_by_username(&key).await? else {
+        let Some(account) = accounts::by_username(&mut *self.read().await?, &key).await? else {
             return Ok(None);
         };
         self.authorise(actor, Action::ViewAccount, Some(&account))
             .await?;
-        let counter = self.store.attempts(&key).await?;
+        let mut db = self.read().await?;
+        let counter = attempts::read(&mut db, &key).await?;
         let now = self.clock.now();
-        let sessions = self.store.session_count(account.id).await?;
+        let sessions = sessions::count_of(&mut db, account.id).await?;
         Ok(Some(AccountStatus {
             consecutive_failures: if counter.locked_until.is_some_and(|u| u <= now) {
                 0
@@ -101,10 +104,9 @@ impl Gatehouse {
     ) -> Result<Result<AccountRecord, EmailChangeRefusal>> {
         // Checked before anything else, so that a refusal says nothing
         // about the address or the reason.
-        let Some(target) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
+        let Some(target) =
+            accounts::by_username(&mut *self.read().await?, &UsernameKey::from_typed(username))
+                .await?
         else {
             return Ok(Err(EmailChangeRefusal::NoSuchAccount));
         };
@@ -129,59 +131,57 @@ impl Gatehouse {
             }
         };
         // Read before the transaction: on SQLite it holds the only writer.
-        let holders: Vec<AccountRecord> = self
-            .store
-            .search_accounts(new.as_str(), 50)
-            .await?
-            .into_iter()
-            .filter(|a| a.email.eq_ignore_ascii_case(new.as_str()))
-            .collect();
+        let holders: Vec<AccountRecord> =
+            accounts::search(&mut *self.read().await?, new.as_str(), 50)
+                .await?
+                .into_iter()
+                .filter(|a| a.email.key() == new.key())
+                .collect();
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.begin().await?;
         // Read again inside the transaction: the role checked above must
         // still be the role of the account changed.
-        let Some(account) = tx.account_by_id(target.id).await? else {
+        let Some(account) = accounts::by_id(&mut tx, target.id).await? else {
             return Ok(Err(EmailChangeRefusal::NoSuchAccount));
         };
-        if !actor.permits(
-            Action::ChangeEmail,
-            Some(crate::privileged::role_of(&account)),
-        ) {
+        if !actor.permits(Action::ChangeEmail, Some(account.role)) {
             drop(tx);
             return Err(self
                 .refuse(actor, Action::ChangeEmail, Some(&account))
                 .await);
         }
-        if account.email == new.as_str() {
+        if account.email.as_str() == new.as_str() {
             return Ok(Err(EmailChangeRefusal::Unchanged));
         }
         if let Some(other) = holders
             .iter()
             .find(|h| h.id != account.id && !same_person(h, &account))
         {
-            return Ok(Err(EmailChangeRefusal::OtherPerson(other.username.clone())));
+            return Ok(Err(EmailChangeRefusal::OtherPerson(
+                other.username.to_string(),
+            )));
         }
-        tx.set_email(account.id, new.as_str(), now).await?;
-        let voided = tx
-            .void_links(account.id, VoidReason::EmailChanged, now, None)
-            .await?;
-        let sessions = tx.delete_sessions_of(account.id).await?;
-        for email in self.email_change_notices(&account, &account.email, new.as_str(), now)? {
-            tx.enqueue_email(&email, now).await?;
+        accounts::set_email(&mut tx, account.id, &new, now).await?;
+        let voided =
+            reset_links::void(&mut tx, account.id, VoidReason::EmailChanged, now, None).await?;
+        let ended = sessions::end_all_of(&mut tx, account.id).await?;
+        for email in self.email_change_notices(&account, &account.email, &new, now)? {
+            outbox::enqueue(&mut tx, &email, now).await?;
         }
         let detail = format!(
-            "{} -> {}; reason: {}; {voided} link(s) voided; {sessions} session(s) ended",
-            EmailAddress::from_trusted(account.email.clone()).masked(),
+            "{} -> {}; reason: {}; {voided} link(s) voided; {ended} session(s) ended",
+            account.email.masked(),
             new.masked(),
             reason.trim()
         );
-        tx.audit(&self.action(AuditEvent::EmailChanged, actor, &account, detail))
-            .await?;
+        audit::record(
+            &mut tx,
+            &self.action(AuditEvent::EmailChanged, actor, &account, detail),
+        )
+        .await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
-        let updated = self
-            .store
-            .account_by_id(account.id)
+        let updated = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
             .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
         Ok(Ok(updated))
@@ -191,8 +191,8 @@ impl Gatehouse {
     pub(crate) fn email_change_notices(
         &self,
         account: &AccountRecord,
-        old: &str,
-        new: &str,
+        old: &EmailAddress,
+        new: &EmailAddress,
         now: Timestamp,
     ) -> Result<Vec<NewEmail>> {
         let service = &self.settings.service_name;
@@ -204,7 +204,7 @@ impl Gatehouse {
                 format!(
                     "The email address for your {service} account {} was changed from this address to {} at {when}.",
                     account.username,
-                    EmailAddress::from_trusted(new.to_owned()).masked()
+                    new.masked()
                 ),
                 "Password reset emails will now go to the new address, and any reset link sent to this address no longer works.".to_owned(),
                 "If you did not expect this, contact the System Administrator straight away.".to_owned(),
@@ -235,124 +235,31 @@ fn same_person(a: &AccountRecord, b: &AccountRecord) -> bool {
         && a.date_of_birth == b.date_of_birth
 }
 
-/// One recovery request, described for the helpdesk.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RequestLine {
-    /// When it was made, in the service's time zone.
-    pub when: String,
-    /// Its number.
-    pub id: i64,
-    /// How it ended ("matched (2 accounts)", "no match", "throttled", …).
-    pub outcome: String,
-}
-
-/// One email, described for the helpdesk (never its body or link).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EmailLine {
-    /// When it was queued.
-    pub when: String,
-    /// Its number.
-    pub id: i64,
-    /// What kind of email.
-    pub kind: String,
-    /// Where it stands: queued, sent (with the server's reply), retrying
-    /// (with the last error), expired before delivery, failed.
-    pub status: String,
-}
-
-/// "Did the email go out?" for one address.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MailHistory {
-    /// The address, lower case.
-    pub email: String,
-    /// Recovery requests for it, newest first.
-    pub requests: Vec<RequestLine>,
-    /// Emails to it, newest first.
-    pub emails: Vec<EmailLine>,
-}
-
 impl Gatehouse {
-    /// Every recovery request for an address and every email to it (the 50
-    /// newest of each), described in words.
-    pub async fn mail_history(&self, email: &str) -> Result<MailHistory> {
-        let key = email.trim().to_ascii_lowercase();
-        let when = |at: Option<Timestamp>| {
-            at.map_or_else(|| "never".to_owned(), |t| self.settings.when(t))
-        };
-        let requests =
-            self.store
-                .recovery_requests_for(&key, 50)
-                .await?
-                .into_iter()
-                .map(|r| RequestLine {
-                    when: self.settings.when(r.created_at),
-                    id: r.id,
-                    outcome: format!(
-                        "{}{}",
-                        r.outcome
-                            .as_deref()
-                            .map_or("waiting to be processed", |o| match o {
-                                "matched" => "matched",
-                                "no_match" => "no account matched",
-                                "throttled" =>
-                                    "throttled (too many emails to this address this hour)",
-                                "domain_not_allowed" => "address not in an allowed domain",
-                                other => other,
-                            }),
-                        r.matched_accounts.filter(|n| *n > 0).map_or_else(String::new, |n| {
-                            let locked = r.locked_accounts.unwrap_or(0);
-                            format!(
-                                " ({n} account{}{})",
-                                if n == 1 { "" } else { "s" },
-                                match locked {
-                                    0 => String::new(),
-                                    l if l == n => {
-                                        ", locked: the email says until when, with no link"
-                                            .to_owned()
-                                    }
-                                    l => format!(
-                                        ", {l} of them locked: the email says until when, with no link for it"
-                                    ),
-                                }
-                            )
-                        })
-                    ),
-                })
-                .collect();
-        let emails = self
-            .store
-            .emails_to(&key, 50)
-            .await?
-            .into_iter()
-            .map(|e| {
-                let detail = |s: &Option<String>| s.clone().unwrap_or_default();
-                let status = match e.status.as_str() {
-                    "sent" => format!("sent {} ({})", when(e.finished_at), detail(&e.smtp_reply)),
-                    "queued" if e.attempts > 0 => format!(
-                        "retrying, next try {} (last error: {})",
-                        self.settings.when(e.next_attempt_at),
-                        detail(&e.last_error)
-                    ),
-                    "queued" => "queued".to_owned(),
-                    "expired" => format!(
-                        "expired before delivery {} ({})",
-                        when(e.finished_at),
-                        detail(&e.last_error)
-                    ),
-                    other => format!("{other} ({})", detail(&e.last_error)),
-                };
-                EmailLine {
-                    when: self.settings.when(e.created_at),
-                    id: e.id,
-                    kind: e.kind,
-                    status,
-                }
-            })
-            .collect();
-        Ok(MailHistory {
-            email: key,
-            requests,
-            emails,
-        })
+    /// People whose username, email address or employee number is `query`,
+    /// or whose surname (or first name and surname) it is, for a console
+    /// member or the operator: at most `limit`.
+    pub async fn find_accounts(
+        &self,
+        actor: &Actor,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<AccountRecord>> {
+        // Finding people is every console member's (an actor is only ever
+        // a member or the operator); what each may see of an account is
+        // checked when it is opened.
+        let _ = actor;
+        Ok(accounts::search(&mut *self.read().await?, query, limit).await?)
+    }
+
+    /// The signed-in person's own account, for "My account".
+    pub async fn own_account(
+        &self,
+        session: &gatehouse_store::SessionRecord,
+    ) -> Result<Option<AccountRecord>> {
+        match session.account_id {
+            Some(id) => Ok(accounts::by_id(&mut *self.read().await?, id).await?),
+            None => Ok(None),
+        }
     }
 }

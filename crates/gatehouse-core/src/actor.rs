@@ -69,7 +69,7 @@ impl Member {
     pub(crate) fn new(account: &AccountRecord, role: Role, client_ip: &str) -> Self {
         Self {
             account_id: account.id,
-            username: account.username.clone(),
+            username: account.username.to_string(),
             role,
             client_ip: client_ip.to_owned(),
         }

@@ -5,7 +5,7 @@
 
 use gatehouse_domain::UsernameKey;
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_store::AccountRecord;
+use gatehouse_store::{AccountRecord, accounts, attempts, audit, sessions};
 
 use crate::{Action, Actor, Error, Gatehouse, Result};
 
@@ -53,10 +53,9 @@ impl Gatehouse {
         username: &str,
         reason: &str,
     ) -> Result<std::result::Result<AccountRecord, ActionRefusal>> {
-        let Some(account) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(username))
-            .await?
+        let Some(account) =
+            accounts::by_username(&mut *self.read().await?, &UsernameKey::from_typed(username))
+                .await?
         else {
             return Ok(Err(ActionRefusal::NoSuchAccount));
         };
@@ -91,20 +90,17 @@ impl Gatehouse {
             return Ok(Err(ActionRefusal::OwnAccount));
         }
         let now = self.clock.now();
-        self.store
-            .set_disabled(account.id, disabled.then_some(now))
-            .await?;
         let kind = if disabled {
             AuditEvent::AccountDisabled
         } else {
             AuditEvent::AccountEnabled
         };
-        self.store
-            .audit(&self.action(kind, actor, &account, format!("reason: {}", reason.trim())))
-            .await?;
-        let account = self
-            .store
-            .account_by_id(account.id)
+        let mut tx = self.begin().await?;
+        accounts::set_disabled(&mut tx, account.id, disabled.then_some(now)).await?;
+        let detail = format!("reason: {}", reason.trim());
+        audit::record(&mut tx, &self.action(kind, actor, &account, detail)).await?;
+        tx.commit().await?;
+        let account = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
             .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
         Ok(Ok(account))
@@ -130,17 +126,19 @@ impl Gatehouse {
         }
         let key = account.username_key();
         let now = self.clock.now();
-        let Some(until) = self.store.attempts(&key).await?.locked_at(now) else {
+        let Some(until) = attempts::read(&mut *self.read().await?, &key)
+            .await?
+            .locked_at(now)
+        else {
             return Ok(Err(ActionRefusal::Unchanged));
         };
-        self.store.lift_lock(&key, now).await?;
+        attempts::lift_lock(&mut *self.write().await?, &key, now).await?;
         let detail = format!(
             "lock until {} lifted early; reason: {}",
             until.rfc3339(),
             reason.trim()
         );
-        self.store
-            .audit(&self.action(AuditEvent::LockLifted, actor, &account, detail))
+        self.audit(&self.action(AuditEvent::LockLifted, actor, &account, detail))
             .await?;
         Ok(Ok(account))
     }
@@ -159,11 +157,14 @@ impl Gatehouse {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let mut tx = self.store.begin().await?;
-        let ended = tx.delete_sessions_of(account.id).await?;
+        let mut tx = self.begin().await?;
+        let ended = sessions::end_all_of(&mut tx, account.id).await?;
         let detail = format!("{ended} session(s) ended; reason: {}", reason.trim());
-        tx.audit(&self.action(AuditEvent::SessionsEnded, actor, &account, detail))
-            .await?;
+        audit::record(
+            &mut tx,
+            &self.action(AuditEvent::SessionsEnded, actor, &account, detail),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Ok((account, ended)))
     }

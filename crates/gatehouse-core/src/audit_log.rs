@@ -2,9 +2,10 @@
 //! filtered by who acted, what happened, when, and which account; exported
 //! as CSV that a spreadsheet opens without running anything in it.
 
+use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::{Timestamp, UsernameKey};
-use gatehouse_store::AuditFilter;
+use gatehouse_store::{AuditFilter, accounts, audit};
 
 use crate::{Gatehouse, Result};
 
@@ -80,10 +81,11 @@ impl Gatehouse {
         };
         let username = query.username.trim();
         if !username.is_empty() {
-            match self
-                .store
-                .account_by_username(&UsernameKey::from_typed(username))
-                .await?
+            match accounts::by_username(
+                &mut *self.read().await?,
+                &UsernameKey::from_typed(username),
+            )
+            .await?
             {
                 Some(a) => filter.account_id = Some(a.id),
                 None => errors.push(FieldError {
@@ -93,7 +95,17 @@ impl Gatehouse {
             }
         }
         let nonempty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        filter.event = nonempty(&query.event);
+        if let Some(name) = nonempty(&query.event) {
+            match AuditEvent::from_stored(&name) {
+                Some(event) => filter.event = Some(event),
+                None => errors.push(FieldError {
+                    field: "event",
+                    message: format!(
+                        "There is no event called {name}: use a name from the log, such as sign_in.failed"
+                    ),
+                }),
+            }
+        }
         filter.actor = nonempty(&query.actor);
         for (field, text, end) in [("from", &query.from, false), ("to", &query.to, true)] {
             if text.trim().is_empty() {
@@ -121,13 +133,13 @@ impl Gatehouse {
         if !errors.is_empty() {
             return Ok(Err(errors));
         }
-        let rows = self.store.audit_events(&filter).await?;
+        let rows = audit::list(&mut *self.read().await?, &filter).await?;
         Ok(Ok(rows
             .into_iter()
             .map(|r| AuditLine {
                 when: self.settings.when(r.at),
                 at: r.at.rfc3339(),
-                event: r.event,
+                event: r.event.as_str().to_owned(),
                 actor: r.actor.unwrap_or_default(),
                 username: r.username.unwrap_or_default(),
                 client_ip: r.client_ip.unwrap_or_default(),
@@ -150,7 +162,7 @@ fn cell(text: &str) -> String {
 /// The events as CSV (RFC 4180), with a header row.
 pub fn audit_csv(lines: &[AuditLine]) -> std::result::Result<String, crate::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let fail = |e: csv::Error| crate::Error::Internal(format!("csv: {e}"));
+    let fail = |e: csv::Error| crate::Error::render("the audit export", e);
     w.write_record(["at", "event", "actor", "username", "client_ip", "detail"])
         .map_err(fail)?;
     for l in lines {
@@ -166,8 +178,8 @@ pub fn audit_csv(lines: &[AuditLine]) -> std::result::Result<String, crate::Erro
     }
     let bytes = w
         .into_inner()
-        .map_err(|e| crate::Error::Internal(format!("csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| crate::Error::Internal(format!("csv: {e}")))
+        .map_err(|e| crate::Error::render("the audit export", e))?;
+    String::from_utf8(bytes).map_err(|e| crate::Error::render("the audit export", e))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! text. Nothing a person typed reaches a header.
 
 use askama::Template;
+use gatehouse_domain::EmailAddress;
 use gatehouse_store::NewEmail;
 
 use crate::error::{Error, Result};
@@ -71,8 +72,7 @@ struct NoticeHtml<'a> {
 }
 
 fn render(t: &impl Template) -> Result<String> {
-    t.render()
-        .map_err(|e| Error::Internal(format!("an email template failed: {e}")))
+    t.render().map_err(|e| Error::render("an email", e))
 }
 
 impl RecoveryEmail {
@@ -104,13 +104,13 @@ impl Notice {
         &self,
         kind: &'static str,
         subject: String,
-        recipient: &str,
+        recipient: &EmailAddress,
         account_id: Option<i64>,
     ) -> Result<NewEmail> {
         let (text_body, html_body) = self.bodies()?;
         Ok(NewEmail {
             kind,
-            recipient: recipient.to_owned(),
+            recipient: recipient.clone(),
             subject,
             text_body,
             html_body,

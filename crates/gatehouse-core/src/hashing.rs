@@ -584,8 +584,10 @@ mod tests {
         // Other tests' hashers may run in this process too.
         assert!(tasks.len() >= 2, "{} hashing threads", tasks.len());
         for task in tasks {
-            // Read again while the thread is still setting itself up.
-            while policy_and_nice(&task).is_some_and(|p| p.0 != "3")
+            // Read again while the thread is still setting itself up: the
+            // policy and the nice value are two calls, so one may be seen
+            // before the other.
+            while policy_and_nice(&task).is_some_and(|p| p.0 != "3" || p.1 != "5")
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(5));

@@ -7,7 +7,8 @@ use std::io::Read;
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::import::{ImportPlan, RowError, plan_import, read_staff_file};
-use gatehouse_store::ImportSummary;
+use gatehouse_domain::{Role, Username};
+use gatehouse_store::{ImportSummary, accounts, audit, import, outbox};
 
 use crate::{Action, Actor, Gatehouse, Result};
 
@@ -48,9 +49,9 @@ fn summarise(plan: &ImportPlan) -> ImportSummary {
                     .as_ref()
                     .map(|old| gatehouse_store::EmailChange {
                         account_id: u.id,
-                        username: u.username.to_string(),
-                        old_email: old.clone(),
-                        new_email: u.row.email.to_string(),
+                        username: u.username.clone(),
+                        old_email: gatehouse_domain::EmailAddress::from_trusted(old.clone()),
+                        new_email: u.row.email.clone(),
                     })
             })
             .collect(),
@@ -76,7 +77,7 @@ impl Gatehouse {
             Ok(rows) => rows,
             Err(errors) => return Ok(Err(errors)),
         };
-        let (employers, accounts) = self.store.import_index().await?;
+        let (employers, accounts) = import::index(&mut *self.read().await?).await?;
         let plan = match plan_import(rows, &employers, &accounts) {
             Ok(plan) => plan,
             Err(errors) => return Ok(Err(errors)),
@@ -96,43 +97,34 @@ impl Gatehouse {
         }
         // Each role the file changes is audited on its account, as
         // `gatehouse admin grant` does: a file can make someone an admin.
-        let role_changes: Vec<(String, String, String)> = plan
+        let role_changes: Vec<(&Username, &str, Role)> = plan
             .updates
             .iter()
-            .filter_map(|u| {
-                let old = u.old_role.as_ref()?;
-                let new = u.row.role?;
-                Some((u.username.to_string(), old.clone(), new.as_str().to_owned()))
-            })
+            .filter_map(|u| Some((&u.username, u.old_role?.as_str(), u.row.role?)))
             .chain(plan.creates.iter().filter_map(|c| {
-                let role = c.row.role.filter(|r| *r != gatehouse_domain::Role::Staff)?;
-                Some((
-                    c.username.to_string(),
-                    "new account".to_owned(),
-                    role.as_str().to_owned(),
-                ))
+                let role = c.row.role.filter(|r| *r != Role::Staff)?;
+                Some((&c.username, "new account", role))
             }))
             .collect();
-        let mut tx = self.store.begin().await?;
-        let summary = tx.apply_import(&plan, now).await?;
+        let mut tx = self.begin().await?;
+        let summary = import::apply(&mut tx, &plan, now).await?;
         for (username, old, new) in &role_changes {
-            let key = gatehouse_domain::UsernameKey::from_typed(username);
-            if let Some(account) = tx.account_by_username(&key).await? {
-                let detail = format!("{old} -> {new}; by a staff file import");
-                tx.audit(&self.action(AuditEvent::RoleChanged, actor, &account, detail))
-                    .await?;
+            if let Some(account) = accounts::by_username(&mut tx, &username.key()).await? {
+                let detail = format!("{old} -> {}; by a staff file import", new.as_str());
+                let event = self.action(AuditEvent::RoleChanged, actor, &account, detail);
+                audit::record(&mut tx, &event).await?;
             }
         }
         for change in &summary.email_changes {
-            if let Some(account) = tx.account_by_id(change.account_id).await? {
+            if let Some(account) = accounts::by_id(&mut tx, change.account_id).await? {
                 for email in
                     self.email_change_notices(&account, &change.old_email, &change.new_email, now)?
                 {
-                    tx.enqueue_email(&email, now).await?;
+                    outbox::enqueue(&mut tx, &email, now).await?;
                 }
                 let detail = "changed by a staff file import".to_owned();
-                tx.audit(&self.action(AuditEvent::EmailChanged, actor, &account, detail))
-                    .await?;
+                let event = self.action(AuditEvent::EmailChanged, actor, &account, detail);
+                audit::record(&mut tx, &event).await?;
             }
         }
         let mut event = self.event(AuditEvent::StaffImported);
@@ -142,7 +134,7 @@ impl Gatehouse {
             "{} created, {} updated, {} unchanged, {} employer(s) added",
             summary.created, summary.updated, summary.unchanged, summary.employers_created
         ));
-        tx.audit(&event).await?;
+        audit::record(&mut tx, &event).await?;
         tx.commit().await?;
         if !summary.email_changes.is_empty() {
             self.outbox_wake.notify_one();
@@ -152,5 +144,72 @@ impl Gatehouse {
             dry_run: false,
             generated,
         }))
+    }
+}
+
+/// What previewing an uploaded staff file found.
+#[derive(Debug, Clone)]
+pub enum Preview {
+    /// The file is good: what it would change, and the number under which
+    /// it waits for "Import" (an hour at most, for its uploader only).
+    Ready {
+        /// What it would change.
+        report: ImportReport,
+        /// The staged file's number.
+        staged_id: i64,
+    },
+    /// Every problem in the file; nothing is kept.
+    Problems(Vec<RowError>),
+}
+
+impl Gatehouse {
+    /// Checks an uploaded staff file and says what it would change, keeping
+    /// the file for its uploader to import after the preview (a console
+    /// member's task: the operator imports with `gatehouse import`).
+    pub async fn preview_staff_file(
+        &self,
+        actor: &Actor,
+        file_name: &str,
+        content: &[u8],
+    ) -> Result<Preview> {
+        let report = match self.import_staff(content, true, actor).await? {
+            Ok(report) => report,
+            Err(problems) => return Ok(Preview::Problems(problems)),
+        };
+        let uploader = actor.account_id().ok_or_else(|| {
+            crate::Error::Internal("only a console member stages a staff file".to_owned())
+        })?;
+        let staged_id = import::stage(
+            &mut *self.write().await?,
+            uploader,
+            file_name,
+            content,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(Preview::Ready { report, staged_id })
+    }
+
+    /// Imports the staged file `id` its uploader previewed: its name and
+    /// the import's outcome, or `None` when the preview has expired or was
+    /// imported already. The file is forgotten either way.
+    pub async fn import_staged(
+        &self,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<Option<(String, std::result::Result<ImportReport, Vec<RowError>>)>> {
+        self.authorise(actor, Action::ImportStaff, None).await?;
+        let Some(uploader) = actor.account_id() else {
+            return Ok(None);
+        };
+        let since = self.clock.now().minus(STAGED_IMPORT_LIFETIME);
+        let Some((name, content)) =
+            import::staged(&mut *self.read().await?, id, uploader, since).await?
+        else {
+            return Ok(None);
+        };
+        let outcome = self.import_staff(content.as_slice(), false, actor).await?;
+        import::drop_staged(&mut *self.write().await?, Some(id), since).await?;
+        Ok(Some((name, outcome)))
     }
 }

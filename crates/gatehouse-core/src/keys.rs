@@ -13,7 +13,7 @@ use std::sync::{Mutex, RwLock};
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::keys::{KeyRing, MacKey};
 use gatehouse_domain::{SecretToken, Span, Timestamp};
-use gatehouse_store::Store;
+use gatehouse_store::{SqlStore, keys};
 
 use crate::{Action, Actor, Error, Gatehouse, Result};
 
@@ -57,22 +57,19 @@ pub struct ServiceKeys {
 }
 
 /// Reads the service's keys, storing a fresh one on the first start.
-pub async fn load_keys(store: &dyn Store, now: Timestamp) -> Result<ServiceKeys> {
+pub async fn load_keys(store: &SqlStore, now: Timestamp) -> Result<ServiceKeys> {
     Ok(ServiceKeys {
         ring: RwLock::new(read_ring(store, now, true).await?),
         read_at: Mutex::new(now),
     })
 }
 
-async fn read_ring(store: &dyn Store, now: Timestamp, create: bool) -> Result<KeyRing> {
-    let first = if create {
-        Some(MacKey::generate()?)
-    } else {
-        None
-    };
-    let keys = store
-        .service_keys(FORMS, first.as_ref().map(|k| k.as_bytes().as_slice()), now)
-        .await?;
+async fn read_ring(store: &SqlStore, now: Timestamp, create: bool) -> Result<KeyRing> {
+    if create {
+        let first = MacKey::generate()?;
+        keys::create_first(&mut *store.write().await?, FORMS, first.as_bytes(), now).await?;
+    }
+    let keys = keys::newest(&mut *store.read().await?, FORMS).await?;
     let mut keys = keys.iter().map(|k| MacKey::from_slice(&k.secret));
     match (keys.next(), keys.next()) {
         (Some(Some(current)), previous) => Ok(KeyRing::new(current, previous.flatten())),
@@ -123,7 +120,7 @@ impl Gatehouse {
             }
             *read_at = now;
         }
-        let fresh = read_ring(self.store.as_ref(), now, false).await?;
+        let fresh = read_ring(&self.store, now, false).await?;
         self.replace_ring(fresh);
         Ok(true)
     }
@@ -160,16 +157,15 @@ impl Gatehouse {
         self.authorise(actor, Action::ManagePrivilege, None).await?;
         let key = MacKey::generate()?;
         let now = self.clock.now();
-        let generation = self
-            .store
-            .rotate_service_key(FORMS, key.as_bytes(), now)
-            .await?;
-        self.replace_ring(read_ring(self.store.as_ref(), now, false).await?);
         let mut event = self.event(AuditEvent::KeysRotated);
         event.actor = Some(actor.audit_name());
         event.client_ip = actor.client_ip().map(str::to_owned);
+        let mut tx = self.begin().await?;
+        let generation = keys::rotate(&mut tx, FORMS, key.as_bytes(), now).await?;
         event.detail = Some(format!("generation {generation}"));
-        self.store.audit(&event).await?;
+        gatehouse_store::audit::record(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.replace_ring(read_ring(&self.store, now, false).await?);
         Ok(generation)
     }
 }

@@ -1,14 +1,17 @@
 //! Gatehouse's services: sign-in, recovery, reset, sessions, import and
-//! account administration.
+//! account administration, and the permissions that guard them.
 //!
-//! Each service takes parsed input, applies the domain's rules, and uses the
-//! store's transactions so that what must happen together does. The web
-//! handlers and the command line are thin layers over [`Gatehouse`].
+//! Each service takes parsed input, applies the domain's rules, checks the
+//! actor when it is an administrative action, and uses the store's
+//! transactions so that what must happen together does. The web handlers
+//! and the command line are thin layers over [`Gatehouse`]; nothing above
+//! this crate talks to the store.
 
 use std::sync::Arc;
 
 use gatehouse_domain::Clock;
-use gatehouse_store::{AuditRecord, Store};
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_store::{AccountRecord, AuditRecord, Pooled, SqlStore, Tx, audit};
 use tokio::sync::Notify;
 
 pub mod accounts;
@@ -18,8 +21,12 @@ pub mod audit_log;
 pub mod emails;
 pub mod error;
 pub mod hashing;
+pub mod housekeeping;
 pub mod import;
 pub mod keys;
+pub mod lockout;
+pub mod mail_history;
+pub mod outbox;
 pub mod privileged;
 pub mod recovery;
 pub mod reset;
@@ -37,17 +44,17 @@ pub use settings::Settings;
 #[derive(Clone)]
 pub struct Gatehouse {
     /// Storage.
-    pub store: Arc<dyn Store>,
+    store: SqlStore,
     /// The time source for every decision.
-    pub clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clock>,
     /// Password hashing, with bounded concurrency.
-    pub hasher: Arc<PasswordHasher>,
+    hasher: Arc<PasswordHasher>,
     /// Deployment settings.
-    pub settings: Arc<Settings>,
+    settings: Arc<Settings>,
     /// Wakes the recovery worker when a request is recorded.
-    pub recovery_wake: Arc<Notify>,
+    recovery_wake: Arc<Notify>,
     /// Wakes the outbox worker when an email is queued.
-    pub outbox_wake: Arc<Notify>,
+    outbox_wake: Arc<Notify>,
     /// The service's key, for form tokens and the reset link cookie.
     keys: Arc<keys::ServiceKeys>,
 }
@@ -63,7 +70,7 @@ impl std::fmt::Debug for Gatehouse {
 impl Gatehouse {
     /// Wires the services together; `keys` come from [`keys::load_keys`].
     pub fn new(
-        store: Arc<dyn Store>,
+        store: SqlStore,
         clock: Arc<dyn Clock>,
         hasher: Arc<PasswordHasher>,
         settings: Settings,
@@ -80,30 +87,80 @@ impl Gatehouse {
         }
     }
 
+    /// The deployment's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The time source every decision uses.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Password hashing (for the benchmarks' raw rate beside the service's).
+    pub fn hasher(&self) -> &Arc<PasswordHasher> {
+        &self.hasher
+    }
+
+    /// Tells this process's outbox worker that an email is due now, rather
+    /// than at its next look (emails queued by another process, say).
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// A connection for reads.
+    pub(crate) async fn read(&self) -> Result<Pooled> {
+        Ok(self.store.read().await?)
+    }
+
+    /// A connection for a statement that writes on its own.
+    pub(crate) async fn write(&self) -> Result<Pooled> {
+        Ok(self.store.write().await?)
+    }
+
+    /// A write transaction.
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(self.store.begin().await?)
+    }
+
+    /// Records a security event on its own.
+    pub(crate) async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        Ok(audit::record(&mut *self.write().await?, record).await?)
+    }
+
     /// An audit record for `event` at the current time.
-    pub(crate) fn event(&self, event: gatehouse_domain::audit::AuditEvent) -> AuditRecord {
+    pub(crate) fn event(&self, event: AuditEvent) -> AuditRecord {
+        AuditRecord::new(self.clock.now(), event)
+    }
+
+    /// An audit record of `event`, about `account`, from `client_ip`.
+    pub(crate) fn event_about(
+        &self,
+        event: AuditEvent,
+        account: &AccountRecord,
+        client_ip: &str,
+    ) -> AuditRecord {
         AuditRecord {
-            at: Some(self.clock.now()),
-            event: event.as_str().to_owned(),
-            ..AuditRecord::default()
+            account_id: Some(account.id),
+            username: Some(account.username.to_string()),
+            client_ip: Some(client_ip.to_owned()),
+            ..self.event(event)
         }
     }
-}
 
-impl Gatehouse {
     /// An audit record of `event`, done by `actor` to `account`.
     pub(crate) fn action(
         &self,
-        event: gatehouse_domain::audit::AuditEvent,
+        event: AuditEvent,
         actor: &Actor,
-        account: &gatehouse_store::AccountRecord,
+        account: &AccountRecord,
         detail: String,
     ) -> AuditRecord {
         AuditRecord {
             actor: Some(actor.audit_name()),
             client_ip: actor.client_ip().map(str::to_owned),
             account_id: Some(account.id),
-            username: Some(account.username.clone()),
+            username: Some(account.username.to_string()),
             detail: Some(detail),
             ..self.event(event)
         }
@@ -115,9 +172,9 @@ impl Gatehouse {
         &self,
         actor: &Actor,
         action: Action,
-        target: Option<&gatehouse_store::AccountRecord>,
+        target: Option<&AccountRecord>,
     ) -> Result<()> {
-        if actor.permits(action, target.map(privileged::role_of)) {
+        if actor.permits(action, target.map(|a| a.role)) {
             return Ok(());
         }
         Err(self.refuse(actor, action, target).await)
@@ -130,27 +187,26 @@ impl Gatehouse {
         &self,
         actor: &Actor,
         action: Action,
-        target: Option<&gatehouse_store::AccountRecord>,
+        target: Option<&AccountRecord>,
     ) -> Error {
-        let role = target.map(privileged::role_of);
-        let mut event = self.event(gatehouse_domain::audit::AuditEvent::ConsoleRefused);
+        let mut event = self.event(AuditEvent::ConsoleRefused);
         event.actor = Some(actor.audit_name());
         event.client_ip = actor.client_ip().map(str::to_owned);
         event.account_id = target.map(|a| a.id);
-        event.username = target.map(|a| a.username.clone());
-        event.detail = Some(match (target, role) {
-            (Some(a), Some(role)) => format!(
+        event.username = target.map(|a| a.username.to_string());
+        event.detail = Some(match target {
+            Some(a) => format!(
                 "{} may not {} {} account {}",
                 actor.audit_name(),
                 action.describe(),
-                role.as_str(),
+                a.role.as_str(),
                 a.username
             ),
-            _ => format!("{} may not {}", actor.audit_name(), action.describe()),
+            None => format!("{} may not {}", actor.audit_name(), action.describe()),
         });
-        match self.store.audit(&event).await {
+        match self.audit(&event).await {
             Ok(()) => Error::NotPermitted,
-            Err(e) => e.into(),
+            Err(e) => e,
         }
     }
 }

@@ -16,8 +16,9 @@ use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::lockout::ClaimDecision;
 use gatehouse_domain::second_factor::{RECOVERY_CODES, RecoveryCode, TotpSecret};
 use gatehouse_domain::{Role, Timestamp, TokenHash};
-use gatehouse_store::{AccountRecord, SessionRecord};
+use gatehouse_store::{AccountRecord, SessionRecord, accounts, second_factor, sessions};
 
+use crate::lockout::{Attempt, Wrong};
 use crate::{Error, Gatehouse, Member, Result};
 
 /// Where a signed-in person stands with the console.
@@ -91,11 +92,6 @@ pub(crate) enum CodeCheck {
     },
 }
 
-/// The role an account holds, as stored.
-pub fn role_of(account: &AccountRecord) -> Role {
-    Role::parse(&account.role).unwrap_or(Role::Staff)
-}
-
 impl Gatehouse {
     /// Whether `account` may set up an authenticator now: privileged, with
     /// none confirmed, inside the window a set-up link opened.
@@ -114,18 +110,18 @@ impl Gatehouse {
         let Some(account_id) = session.account_id else {
             return Ok((None, ConsoleAccess::NotPrivileged));
         };
-        let Some(account) = self.store.account_by_id(account_id).await? else {
+        let mut db = self.read().await?;
+        let Some(account) = accounts::by_id(&mut db, account_id).await? else {
             return Ok((None, ConsoleAccess::NotPrivileged));
         };
-        let role = role_of(&account);
+        let role = account.role;
         if role == Role::Staff {
             return Ok((Some(account), ConsoleAccess::NotPrivileged));
         }
-        let enrolled = self
-            .store
-            .second_factor(account.id)
+        let enrolled = second_factor::get(&mut db, account.id)
             .await?
             .is_some_and(|f| f.confirmed_at.is_some());
+        drop(db);
         let access = match (enrolled, session.second_factor_at) {
             (false, _) if self.may_enrol(&account) => ConsoleAccess::MustEnrol,
             (false, _) => ConsoleAccess::NeedsSetUpLink,
@@ -142,7 +138,7 @@ impl Gatehouse {
         if !self.may_enrol(account) {
             return Ok(None);
         }
-        let existing = self.store.second_factor(account.id).await?;
+        let existing = second_factor::get(&mut *self.read().await?, account.id).await?;
         let secret = match existing {
             Some(f) if f.confirmed_at.is_some() => return Ok(None),
             Some(f) => match TotpSecret::from_base32(&f.totp_secret) {
@@ -151,16 +147,19 @@ impl Gatehouse {
             },
             None => self.start_enrolment(account.id).await?,
         };
-        let uri = secret.otpauth_uri(&self.settings.service_name, &account.username);
+        let uri = secret.otpauth_uri(&self.settings.service_name, account.username.as_str());
         Ok(Some(Enrolment { secret, uri }))
     }
 
     async fn start_enrolment(&self, account_id: i64) -> Result<TotpSecret> {
         let secret = TotpSecret::generate()?;
-        if !self
-            .store
-            .start_second_factor(account_id, &secret.base32(), self.clock.now())
-            .await?
+        if !second_factor::start(
+            &mut *self.write().await?,
+            account_id,
+            &secret.base32(),
+            self.clock.now(),
+        )
+        .await?
         {
             return Err(Error::Internal(
                 "an authenticator was confirmed while another was being set up".to_owned(),
@@ -188,32 +187,27 @@ impl Gatehouse {
             CodeCheck::Locked { until } => return Ok(CodeOutcome::Locked { until }),
         };
         let now = self.clock.now();
-        self.store
-            .set_session_second_factor(&session.id_hash, now)
-            .await?;
-        let mut event = self.event(AuditEvent::SecondFactorPassed);
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.client_ip = Some(client_ip.to_owned());
+        sessions::pass_second_factor(&mut *self.write().await?, &session.id_hash, now).await?;
+        let mut event = self.event_about(AuditEvent::SecondFactorPassed, account, client_ip);
         let mut recovery_codes = Vec::new();
         if enrolled {
             recovery_codes = (0..RECOVERY_CODES)
                 .map(|_| RecoveryCode::generate())
                 .collect::<std::result::Result<_, _>>()?;
             let hashes: Vec<TokenHash> = recovery_codes.iter().map(RecoveryCode::hash).collect();
-            self.store
-                .replace_recovery_codes(account.id, &hashes, now)
-                .await?;
-            event.event = AuditEvent::SecondFactorEnrolled.as_str().to_owned();
+            let mut tx = self.begin().await?;
+            second_factor::replace_recovery_codes(&mut tx, account.id, &hashes, now).await?;
+            tx.commit().await?;
+            event.event = AuditEvent::SecondFactorEnrolled;
             event.detail = Some(format!("{RECOVERY_CODES} recovery codes issued"));
         } else if recovery_code {
-            event.event = AuditEvent::RecoveryCodeUsed.as_str().to_owned();
+            event.event = AuditEvent::RecoveryCodeUsed;
             event.detail = Some(format!(
                 "{} recovery code(s) left",
-                self.store.recovery_codes_left(account.id).await?
+                second_factor::recovery_codes_left(&mut *self.read().await?, account.id).await?
             ));
         }
-        self.store.audit(&event).await?;
+        self.audit(&event).await?;
         Ok(CodeOutcome::Passed { recovery_codes })
     }
 
@@ -227,39 +221,25 @@ impl Gatehouse {
         typed: &str,
         client_ip: &str,
     ) -> Result<CodeCheck> {
-        let policy = &self.settings.policy.lockout;
         let key = account.username_key();
         let now = self.clock.now();
-        let mut decision = None;
-        self.store
-            .update_attempts(&key, now, &mut |counter| {
-                let d = counter.claim_code(now, policy);
-                decision = Some(d);
-                match d {
-                    ClaimDecision::Check(claim) => Some(claim.next),
-                    _ => None,
-                }
-            })
-            .await?;
-        let mut event = self.event(AuditEvent::SecondFactorFailed);
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.client_ip = Some(client_ip.to_owned());
+        let (decision, _) = self.claim_attempt(&key, Attempt::Code, now).await?;
+        let mut event = self.event_about(AuditEvent::SecondFactorFailed, account, client_ip);
         let claim = match decision {
-            Some(ClaimDecision::Check(claim)) => claim,
-            Some(ClaimDecision::Locked { until }) => {
+            ClaimDecision::Check(claim) => claim,
+            ClaimDecision::Locked { until } => {
                 event.detail = Some("refused: the account is locked".to_owned());
-                self.store.audit(&event).await?;
+                self.audit(&event).await?;
                 return Ok(CodeCheck::Locked { until });
             }
-            Some(ClaimDecision::Disabled) | None => {
+            ClaimDecision::Disabled => {
                 return Err(Error::Internal(
-                    "a second-factor claim came to no decision".to_owned(),
+                    "a second-factor claim was refused as a disabled password".to_owned(),
                 ));
             }
         };
 
-        let factor = self.store.second_factor(account.id).await?;
+        let factor = second_factor::get(&mut *self.read().await?, account.id).await?;
         let enrolling = factor.as_ref().is_some_and(|f| f.confirmed_at.is_none());
         let mut recovery_code = false;
         let right = match &factor {
@@ -267,18 +247,20 @@ impl Gatehouse {
             // set-up link opened.
             Some(_) if enrolling && !self.may_enrol(account) => false,
             Some(_) if RecoveryCode::looks_like(typed) && !enrolling => {
-                recovery_code = self
-                    .store
-                    .use_recovery_code(account.id, &RecoveryCode::hash_typed(typed), now)
-                    .await?;
+                recovery_code = second_factor::use_recovery_code(
+                    &mut *self.write().await?,
+                    account.id,
+                    &RecoveryCode::hash_typed(typed),
+                    now,
+                )
+                .await?;
                 recovery_code
             }
             Some(f) => match TotpSecret::from_base32(&f.totp_secret)
                 .and_then(|s| s.verify(typed, now.unix().max(0).cast_unsigned(), f.last_step))
             {
                 Some(step) => {
-                    self.store
-                        .accept_second_factor_step(account.id, step, now)
+                    second_factor::accept_step(&mut *self.write().await?, account.id, step, now)
                         .await?
                 }
                 None => false,
@@ -287,52 +269,26 @@ impl Gatehouse {
         };
 
         if !right {
-            self.store.audit(&event).await?;
-            if let Some(until) = claim.locks_until_if_wrong {
-                let mut locked = event.clone();
-                locked.event = AuditEvent::AccountLocked.as_str().to_owned();
-                locked.detail = Some(format!(
-                    "{} consecutive failures (second factor); locked until {}",
-                    policy.threshold,
-                    until.rfc3339()
-                ));
-                self.record_lock(Some(account.id), &locked).await?;
-                return Ok(CodeCheck::Locked { until });
-            }
-            return Ok(CodeCheck::Wrong {
-                attempts_left: claim.attempts_left_if_wrong,
-            });
+            return Ok(
+                match self
+                    .record_wrong(&event, &claim, Attempt::Code, Some(account.id))
+                    .await?
+                {
+                    Wrong::Locked(until) => CodeCheck::Locked { until },
+                    Wrong::AttemptsLeft(attempts_left) => CodeCheck::Wrong { attempts_left },
+                    Wrong::Disabled => CodeCheck::Wrong { attempts_left: 0 },
+                },
+            );
         }
 
-        let mut tx = self.store.begin().await?;
-        let counter = tx.attempts(&key).await?;
-        tx.set_attempts(&key, &counter.after_code_success(claim.ticket, policy), now)
+        let mut tx = self.begin().await?;
+        self.release_claim(&mut tx, &key, claim.ticket, Attempt::Code, now)
             .await?;
         tx.commit().await?;
         Ok(CodeCheck::Right {
             enrolled: enrolling,
             recovery_code,
         })
-    }
-
-    /// Records that an account was locked, and makes its sessions pass the
-    /// second factor again before their next privileged action, together:
-    /// someone has been guessing, and a console session that passed before
-    /// must not carry on as if nothing happened. Staff sessions never pass a
-    /// second factor, so a lock caused by someone else's guesses does not
-    /// sign their owner out.
-    pub(crate) async fn record_lock(
-        &self,
-        account_id: Option<i64>,
-        locked: &gatehouse_store::AuditRecord,
-    ) -> Result<()> {
-        let mut tx = self.store.begin().await?;
-        if let Some(id) = account_id {
-            tx.forget_second_factor_passes(id).await?;
-        }
-        tx.audit(locked).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Records a refused privileged page or action.
@@ -344,10 +300,9 @@ impl Gatehouse {
     ) -> Result<()> {
         let mut event = self.event(AuditEvent::ConsoleRefused);
         event.account_id = account.map(|a| a.id);
-        event.username = account.map(|a| a.username.clone());
+        event.username = account.map(|a| a.username.to_string());
         event.client_ip = Some(client_ip.to_owned());
         event.detail = Some(what.to_owned());
-        self.store.audit(&event).await?;
-        Ok(())
+        self.audit(&event).await
     }
 }

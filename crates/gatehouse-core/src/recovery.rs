@@ -9,8 +9,11 @@
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::recovery::RecoveryRequest;
 use gatehouse_domain::reset_link::{LinkPurpose, VoidReason};
-use gatehouse_domain::{EmailAddress, RecoveryOutcome, SecretToken, Span, UsernameKey};
-use gatehouse_store::{NewEmail, NewResetLink, RecoveryRequestRow};
+use gatehouse_domain::{RecoveryOutcome, SecretToken, Span};
+use gatehouse_store::{
+    NewEmail, NewResetLink, RecoveryRequestRow, accounts, attempts, audit, outbox, recovery,
+    reset_links,
+};
 
 use crate::emails::{RecoveryEmail, RecoveryEntry};
 use crate::{Gatehouse, Result};
@@ -36,30 +39,28 @@ impl Gatehouse {
     ) -> Result<RequestOutcome> {
         let now = self.clock.now();
         let cap = self.settings.policy.recovery.requests_per_client_per_hour;
-        let mut tx = self.store.begin().await?;
-        let recent = tx
-            .recovery_requests_from(client_ip, now.minus(Span::hours(1)))
-            .await?;
+        let mut tx = self.begin().await?;
+        let recent = recovery::count_from(&mut tx, client_ip, now.minus(Span::hours(1))).await?;
         let mut event = self.event(AuditEvent::RecoveryRequested);
         event.client_ip = Some(client_ip.to_owned());
         if recent >= cap {
-            event.event = AuditEvent::RecoveryRefusedClientLimit.as_str().to_owned();
+            event.event = AuditEvent::RecoveryRefusedClientLimit;
             event.detail = Some(format!(
                 "{recent} requests from this address in the last hour"
             ));
-            tx.audit(&event).await?;
+            audit::record(&mut tx, &event).await?;
             tx.commit().await?;
             return Ok(RequestOutcome::ClientLimit);
         }
-        let id = tx
-            .insert_recovery_request(
-                &request.email.key(),
-                &request.date_of_birth.iso(),
-                request.username.as_deref(),
-                client_ip,
-                now,
-            )
-            .await?;
+        let id = recovery::insert(
+            &mut tx,
+            &request.email.key(),
+            &request.date_of_birth.iso(),
+            request.username.as_deref(),
+            client_ip,
+            now,
+        )
+        .await?;
         event.detail = Some(format!(
             "request {id} for {}{}",
             request.email.masked(),
@@ -69,7 +70,7 @@ impl Gatehouse {
                 ""
             }
         ));
-        tx.audit(&event).await?;
+        audit::record(&mut tx, &event).await?;
         tx.commit().await?;
         self.recovery_wake.notify_one();
         Ok(RequestOutcome::Recorded)
@@ -80,10 +81,13 @@ impl Gatehouse {
         let mut done = 0;
         loop {
             let now = self.clock.now();
-            let batch = self
-                .store
-                .claim_recovery_requests(now, now.plus(self.settings.worker_lease), 16)
-                .await?;
+            let batch = recovery::claim(
+                &mut *self.write().await?,
+                now,
+                now.plus(self.settings.worker_lease),
+                16,
+            )
+            .await?;
             if batch.is_empty() {
                 return Ok(done);
             }
@@ -97,24 +101,28 @@ impl Gatehouse {
     async fn process_recovery_request(&self, request: &RecoveryRequestRow) -> Result<()> {
         let now = self.clock.now();
         let settings = &self.settings;
-        let mut tx = self.store.begin().await?;
-        let accounts = tx
-            .accounts_for_recovery(
-                &request.email_key,
-                &request.date_of_birth,
-                request.username_key.as_deref(),
-            )
-            .await?;
+        let mut tx = self.begin().await?;
+        let accounts = accounts::for_recovery(
+            &mut tx,
+            &request.email_key,
+            &request.date_of_birth,
+            request.username_key.as_deref(),
+        )
+        .await?;
         let mut email = None;
         let mut issued = Vec::new();
         let mut locked_accounts = 0u32;
         let outcome = match accounts.first() {
             None => RecoveryOutcome::NoMatch,
             Some(first) => {
-                let recipient = EmailAddress::from_trusted(first.email.clone());
-                let sent = tx
-                    .emails_sent_since(&recipient.key(), RECOVERY_EMAIL, now.minus(Span::hours(1)))
-                    .await?;
+                let recipient = first.email.clone();
+                let sent = outbox::count_since(
+                    &mut tx,
+                    &recipient.key(),
+                    RECOVERY_EMAIL,
+                    now.minus(Span::hours(1)),
+                )
+                .await?;
                 if !settings.allowed_domains.permits(&recipient) {
                     RecoveryOutcome::DomainNotAllowed
                 } else if sent >= settings.policy.recovery.emails_per_address_per_hour {
@@ -123,34 +131,46 @@ impl Gatehouse {
                     let expires = now.plus(settings.policy.reset_link_ttl);
                     let mut entries = Vec::with_capacity(accounts.len());
                     for account in &accounts {
-                        let counter = tx
-                            .attempts(&UsernameKey::from_typed(&account.username))
-                            .await?;
+                        let counter =
+                            attempts::read_for_update(&mut tx, &account.username_key()).await?;
                         let locked = counter.locked_at(now);
                         let link = match locked {
                             Some(_) => None,
                             None => {
                                 // A newer request voids older links (seed: "You
                                 // cannot reuse old password reset emails").
-                                tx.void_links(account.id, VoidReason::Replaced, now, None)
-                                    .await?;
-                                let token = SecretToken::generate()?;
-                                tx.insert_reset_link(&NewResetLink {
-                                    account_id: account.id,
-                                    hash: &token.hash(),
-                                    purpose: LinkPurpose::Reset,
-                                    recovery_request_id: Some(request.id),
+                                reset_links::void(
+                                    &mut tx,
+                                    account.id,
+                                    VoidReason::Replaced,
                                     now,
-                                    expires_at: expires,
-                                })
+                                    None,
+                                )
                                 .await?;
-                                issued.push((account.id, account.username.clone(), token.hash()));
+                                let token = SecretToken::generate()?;
+                                reset_links::insert(
+                                    &mut tx,
+                                    &NewResetLink {
+                                        account_id: account.id,
+                                        hash: &token.hash(),
+                                        purpose: LinkPurpose::Reset,
+                                        recovery_request_id: Some(request.id),
+                                        now,
+                                        expires_at: expires,
+                                    },
+                                )
+                                .await?;
+                                issued.push((
+                                    account.id,
+                                    account.username.to_string(),
+                                    token.hash(),
+                                ));
                                 Some(settings.link(&format!("/reset/{}", token.encode())))
                             }
                         };
                         entries.push(RecoveryEntry {
                             employer: account.employer_name.clone(),
-                            username: account.username.clone(),
+                            username: account.username.to_string(),
                             first_time: account.password_hash.is_none(),
                             link,
                             locked_until: locked.map(|until| settings.when(until)),
@@ -169,7 +189,7 @@ impl Gatehouse {
                     let (text_body, html_body) = content.bodies()?;
                     email = Some(NewEmail {
                         kind: RECOVERY_EMAIL,
-                        recipient: recipient.as_str().to_owned(),
+                        recipient,
                         subject: content.subject(),
                         text_body,
                         html_body,
@@ -181,15 +201,12 @@ impl Gatehouse {
                 }
             }
         };
-        if !tx
-            .finish_recovery_request(request.id, outcome, locked_accounts, now)
-            .await?
-        {
+        if !recovery::finish(&mut tx, request.id, outcome, locked_accounts, now).await? {
             // Another worker finished it while this one worked: keep theirs.
             return Ok(());
         }
         if let Some(email) = &email {
-            tx.enqueue_email(email, now).await?;
+            outbox::enqueue(&mut tx, email, now).await?;
         }
         for (account_id, username, hash) in &issued {
             let mut event = self.event(AuditEvent::ResetLinkIssued);
@@ -200,7 +217,7 @@ impl Gatehouse {
                 hash.reference(),
                 request.id
             ));
-            tx.audit(&event).await?;
+            audit::record(&mut tx, &event).await?;
         }
         let mut event = self.event(AuditEvent::RecoveryProcessed);
         event.client_ip = Some(request.client_ip.clone());
@@ -213,7 +230,7 @@ impl Gatehouse {
             ),
             other => format!("request {}: {}", request.id, other.as_str()),
         });
-        tx.audit(&event).await?;
+        audit::record(&mut tx, &event).await?;
         tx.commit().await?;
         if email.is_some() {
             self.outbox_wake.notify_one();

@@ -19,12 +19,14 @@ use gatehouse_domain::password::{PasswordContext, PasswordRefusal, normalise};
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::reset_link::{LinkPurpose, LinkStatus, VoidReason};
 use gatehouse_domain::{SecretToken, Span, Timestamp, UsernameKey};
-use gatehouse_store::AccountRecord;
+use gatehouse_store::{
+    AccountRecord, accounts, attempts, audit, outbox, reset_links, second_factor, sessions,
+};
 
 use crate::emails::Notice;
 use crate::hashing::Verification;
 use crate::keys::Purpose;
-use crate::privileged::{CodeCheck, role_of};
+use crate::privileged::CodeCheck;
 use crate::{Gatehouse, Result};
 
 /// How long an opened link waits in its cookie for its form.
@@ -142,40 +144,36 @@ impl Gatehouse {
             .policy
             .recovery
             .link_guesses_per_client_per_hour;
-        // Looked up before the transaction, so that no request holds a
-        // connection while waiting for another.
+        // Only reads, unless the link is unknown or the address is over
+        // its cap: opening a known link takes no write lock and writes
+        // nothing, however often it is opened.
+        let mut db = self.read().await?;
         let found = match SecretToken::parse(token_text) {
-            Some(token) => self.store.reset_link_by_hash(&token.hash()).await?,
+            Some(token) => reset_links::by_hash(&mut db, &token.hash()).await?,
             None => None,
         };
-        let mut tx = self.store.begin().await?;
-        let guesses = tx
-            .audit_events_from(
-                client_ip,
-                AuditEvent::ResetLinkUnknown.as_str(),
-                now.minus(Span::hours(1)),
-            )
-            .await?;
+        let guesses = audit::count_from(
+            &mut db,
+            client_ip,
+            AuditEvent::ResetLinkUnknown,
+            now.minus(Span::hours(1)),
+        )
+        .await?;
+        drop(db);
+        let mut event = self.event(AuditEvent::ResetLinkUnknown);
+        event.client_ip = Some(client_ip.to_owned());
         if guesses >= cap {
-            let mut event = self.event(AuditEvent::ResetLinkRefusedClientLimit);
-            event.client_ip = Some(client_ip.to_owned());
+            event.event = AuditEvent::ResetLinkRefusedClientLimit;
             event.detail = Some(format!(
                 "{guesses} unknown links opened from this address in the last hour"
             ));
-            tx.audit(&event).await?;
-            tx.commit().await?;
+            self.audit(&event).await?;
             return Ok(LinkLookup::TooManyGuesses);
         }
         match found {
-            Some(link) => {
-                drop(tx);
-                Ok(LinkLookup::Found(link.id))
-            }
+            Some(link) => Ok(LinkLookup::Found(link.id)),
             None => {
-                let mut event = self.event(AuditEvent::ResetLinkUnknown);
-                event.client_ip = Some(client_ip.to_owned());
-                tx.audit(&event).await?;
-                tx.commit().await?;
+                self.audit(&event).await?;
                 Ok(LinkLookup::Unknown)
             }
         }
@@ -218,13 +216,14 @@ impl Gatehouse {
         &self,
         link_id: i64,
     ) -> Result<Result<(gatehouse_store::ResetLinkRow, AccountRecord), LinkProblem>> {
-        let Some(link) = self.store.reset_link(link_id).await? else {
+        let mut db = self.read().await?;
+        let Some(link) = reset_links::by_id(&mut db, link_id).await? else {
             return Ok(Err(LinkProblem::Unknown));
         };
         if let Some(problem) = LinkProblem::of(link.record.status(self.clock.now())) {
             return Ok(Err(problem));
         }
-        match self.store.account_by_id(link.account_id).await? {
+        match accounts::by_id(&mut db, link.account_id).await? {
             Some(account) if account.disabled_at.is_some() => Ok(Err(LinkProblem::AccountDisabled)),
             Some(account) => Ok(Ok((link, account))),
             None => Ok(Err(LinkProblem::Unknown)),
@@ -237,7 +236,7 @@ impl Gatehouse {
             Ok(found) => found,
             Err(problem) => return Ok(ResetPage::Unusable(problem)),
         };
-        let counter = self.store.attempts(&account.username_key()).await?;
+        let counter = attempts::read(&mut *self.read().await?, &account.username_key()).await?;
         Ok(ResetPage::Form {
             first_time: account.password_hash.is_none(),
             locked_until: counter.locked_at(self.clock.now()),
@@ -249,10 +248,8 @@ impl Gatehouse {
     /// Whether a reset of `account` asks for a second-factor code: a
     /// helpdesk or admin account with an authenticator.
     async fn needs_code(&self, account: &AccountRecord) -> Result<bool> {
-        Ok(role_of(account) != gatehouse_domain::Role::Staff
-            && self
-                .store
-                .second_factor(account.id)
+        Ok(account.role != gatehouse_domain::Role::Staff
+            && second_factor::get(&mut *self.read().await?, account.id)
                 .await?
                 .is_some_and(|f| f.confirmed_at.is_some()))
     }
@@ -271,7 +268,10 @@ impl Gatehouse {
         let key = account.username_key();
         let needs_code = self.needs_code(&account).await?;
         let policy = &self.settings.policy;
-        if let Some(until) = self.store.attempts(&key).await?.locked_at(self.clock.now()) {
+        if let Some(until) = attempts::read(&mut *self.read().await?, &key)
+            .await?
+            .locked_at(self.clock.now())
+        {
             self.audit_locked_reset(&account, client_ip).await?;
             return Ok(ResetOutcome::Locked { until });
         }
@@ -293,7 +293,7 @@ impl Gatehouse {
         }
         let password = normalise(&input.password);
         let context = PasswordContext {
-            username: account.username.clone(),
+            username: account.username.to_string(),
             names: vec![account.first_name.clone(), account.last_name.clone()],
             service_words: vec![
                 self.settings.service_name.clone(),
@@ -349,7 +349,7 @@ impl Gatehouse {
         }
 
         let permit = self.hasher.permit().await?;
-        let history = self.store.password_history(account.id).await?;
+        let history = accounts::password_history(&mut *self.read().await?, account.id).await?;
         for old in history.iter().take(policy.password.history) {
             if let Verification::Match { .. } =
                 self.hasher.verify(&permit, &password, Some(old)).await?
@@ -388,37 +388,45 @@ impl Gatehouse {
             Some(account.id),
         )?;
 
-        let mut tx = self.store.begin().await?;
-        let counter = tx.attempts(&key).await?;
+        let mut tx = self.begin().await?;
+        let counter = attempts::read_for_update(&mut tx, &key).await?;
         if let Some(until) = counter.locked_at(now) {
             drop(tx);
             self.audit_locked_reset(&account, client_ip).await?;
             return Ok(ResetOutcome::Locked { until });
         }
-        if !tx.consume_reset_link(link_id, now).await? {
+        if !reset_links::consume(&mut tx, link_id, now).await? {
             drop(tx);
             // Another submission spent it (or it expired a moment ago).
-            let problem = match self.store.reset_link(link_id).await? {
+            let problem = match reset_links::by_id(&mut *self.read().await?, link_id).await? {
                 Some(link) => LinkProblem::of(link.record.status(now)).unwrap_or(LinkProblem::Used),
                 None => LinkProblem::Unknown,
             };
             return Ok(ResetOutcome::Unusable(problem));
         }
-        tx.set_password(account.id, &hash, now, policy.password.history, setup_until)
-            .await?;
-        let voided = tx
-            .void_links(account.id, VoidReason::PasswordChanged, now, Some(link_id))
-            .await?;
-        let sessions = tx.delete_sessions_of(account.id).await?;
-        tx.set_attempts(&key, &counter.after_reset(now), now)
-            .await?;
-        tx.enqueue_email(&notice, now).await?;
-        let mut event = self.event(AuditEvent::PasswordReset);
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.client_ip = Some(client_ip.to_owned());
+        accounts::set_password(
+            &mut tx,
+            account.id,
+            &hash,
+            now,
+            policy.password.history,
+            setup_until,
+        )
+        .await?;
+        let voided = reset_links::void(
+            &mut tx,
+            account.id,
+            VoidReason::PasswordChanged,
+            now,
+            Some(link_id),
+        )
+        .await?;
+        let ended = sessions::end_all_of(&mut tx, account.id).await?;
+        attempts::set(&mut tx, &key, &counter.after_reset(now), now).await?;
+        outbox::enqueue(&mut tx, &notice, now).await?;
+        let mut event = self.event_about(AuditEvent::PasswordReset, &account, client_ip);
         event.detail = Some(format!(
-            "{} password{}; {voided} other link(s) voided; {sessions} session(s) ended",
+            "{} password{}; {voided} other link(s) voided; {ended} session(s) ended",
             if account.password_hash.is_none() {
                 "first"
             } else {
@@ -426,17 +434,14 @@ impl Gatehouse {
             },
             if set_up { " through a set-up link" } else { "" }
         ));
-        tx.audit(&event).await?;
+        audit::record(&mut tx, &event).await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
         Ok(ResetOutcome::Done { set_up })
     }
 
     async fn audit_locked_reset(&self, account: &AccountRecord, client_ip: &str) -> Result<()> {
-        let mut event = self.event(AuditEvent::PasswordResetRefusedLocked);
-        event.account_id = Some(account.id);
-        event.username = Some(account.username.clone());
-        event.client_ip = Some(client_ip.to_owned());
-        Ok(self.store.audit(&event).await?)
+        self.audit(&self.event_about(AuditEvent::PasswordResetRefusedLocked, account, client_ip))
+            .await
     }
 }

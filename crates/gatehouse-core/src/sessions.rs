@@ -9,7 +9,7 @@
 //! server-side.
 
 use gatehouse_domain::{SecretToken, Span, Timestamp};
-use gatehouse_store::SessionRecord;
+use gatehouse_store::{SessionRecord, sessions};
 
 use crate::keys::Purpose;
 use crate::{Gatehouse, Result};
@@ -73,7 +73,7 @@ impl Gatehouse {
             return Ok(None);
         };
         let hash = token.hash();
-        let Some(mut record) = self.store.session(&hash).await? else {
+        let Some(mut record) = sessions::get(&mut *self.read().await?, &hash).await? else {
             return Ok(None);
         };
         let now = self.clock.now();
@@ -83,12 +83,12 @@ impl Gatehouse {
             .session
             .is_alive(record.created_at, record.last_seen_at, now)
         {
-            self.store.delete_session(&hash).await?;
+            sessions::end(&mut *self.write().await?, &hash).await?;
             return Ok(None);
         }
         record.csrf_token = self.form_token(Purpose::SessionForm, &token);
         if now.seconds_since(record.last_seen_at) >= TOUCH_EVERY.seconds() {
-            self.store.touch_session(&hash, now).await?;
+            sessions::touch(&mut *self.write().await?, &hash, now).await?;
             record.last_seen_at = now;
         }
         Ok(Some(record))
@@ -96,22 +96,34 @@ impl Gatehouse {
 
     /// Ends a session (sign out), with its audit record when someone was signed in.
     pub async fn end_session(&self, record: &SessionRecord, client_ip: &str) -> Result<()> {
-        self.store.delete_session(&record.id_hash).await?;
+        sessions::end(&mut *self.write().await?, &record.id_hash).await?;
         if let Some(account_id) = record.account_id {
             let mut event = self.event(gatehouse_domain::audit::AuditEvent::SignedOut);
             event.account_id = Some(account_id);
             event.client_ip = Some(client_ip.to_owned());
-            self.store.audit(&event).await?;
+            self.audit(&event).await?;
         }
         Ok(())
     }
 
+    /// Records a form refused by the cross-site request checks (`why`: a
+    /// cross-site request, no session, a wrong token).
+    pub async fn form_refused(
+        &self,
+        client_ip: &str,
+        account_id: Option<i64>,
+        why: &str,
+    ) -> Result<()> {
+        let mut event = self.event(gatehouse_domain::audit::AuditEvent::CsrfRefused);
+        event.client_ip = Some(client_ip.to_owned());
+        event.account_id = account_id;
+        event.detail = Some(why.to_owned());
+        self.audit(&event).await
+    }
+
     /// Sets the one-time message shown on the next page.
     pub async fn set_flash(&self, record: &SessionRecord, message: &str) -> Result<()> {
-        Ok(self
-            .store
-            .set_session_flash(&record.id_hash, Some(message))
-            .await?)
+        Ok(sessions::set_flash(&mut *self.write().await?, &record.id_hash, Some(message)).await?)
     }
 
     /// Takes (and clears) the one-time message.
@@ -119,7 +131,7 @@ impl Gatehouse {
         if record.flash.is_none() {
             return Ok(None);
         }
-        self.store.set_session_flash(&record.id_hash, None).await?;
+        sessions::set_flash(&mut *self.write().await?, &record.id_hash, None).await?;
         Ok(record.flash.clone())
     }
 }

@@ -13,10 +13,9 @@
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::reset_link::{LinkPurpose, VoidReason};
 use gatehouse_domain::{Role, SecretToken, Timestamp, UsernameKey};
-use gatehouse_store::{AccountRecord, NewResetLink};
+use gatehouse_store::{AccountRecord, NewResetLink, accounts, audit, reset_links, second_factor};
 
 use crate::administration::ActionRefusal;
-use crate::privileged::role_of;
 use crate::{Action, Actor, Error, Gatehouse, Result};
 
 /// A one-time set-up link, shown once to the operator.
@@ -67,9 +66,7 @@ pub struct CreatedAdmin {
 impl Gatehouse {
     /// Whether `account` has a confirmed authenticator.
     async fn has_second_factor(&self, account: &AccountRecord) -> Result<bool> {
-        Ok(self
-            .store
-            .second_factor(account.id)
+        Ok(second_factor::get(&mut *self.read().await?, account.id)
             .await?
             .is_some_and(|f| f.confirmed_at.is_some()))
     }
@@ -86,24 +83,25 @@ impl Gatehouse {
         let now = self.clock.now();
         let expires_at = now.plus(self.settings.policy.reset_link_ttl);
         let token = SecretToken::generate()?;
-        let mut tx = self.store.begin().await?;
-        tx.void_links(account.id, VoidReason::Replaced, now, None)
-            .await?;
-        tx.insert_reset_link(&NewResetLink {
-            account_id: account.id,
-            hash: &token.hash(),
-            purpose: LinkPurpose::SetUp,
-            recovery_request_id: None,
-            now,
-            expires_at,
-        })
+        let mut tx = self.begin().await?;
+        reset_links::void(&mut tx, account.id, VoidReason::Replaced, now, None).await?;
+        reset_links::insert(
+            &mut tx,
+            &NewResetLink {
+                account_id: account.id,
+                hash: &token.hash(),
+                purpose: LinkPurpose::SetUp,
+                recovery_request_id: None,
+                now,
+                expires_at,
+            },
+        )
         .await?;
         let detail = format!(
             "{detail}set-up link issued, valid until {}",
             expires_at.rfc3339()
         );
-        tx.audit(&self.action(event, actor, account, detail))
-            .await?;
+        audit::record(&mut tx, &self.action(event, actor, account, detail)).await?;
         tx.commit().await?;
         Ok(SetUpLink {
             link: self.settings.link(&format!("/reset/{}", token.encode())),
@@ -122,17 +120,16 @@ impl Gatehouse {
         actor: &Actor,
     ) -> Result<Option<RoleChange>> {
         let key = UsernameKey::from_typed(username);
-        let Some(account) = self.store.account_by_username(&key).await? else {
+        let Some(account) = accounts::by_username(&mut *self.read().await?, &key).await? else {
             return Ok(None);
         };
         self.authorise(actor, Action::ManagePrivilege, Some(&account))
             .await?;
         let now = self.clock.now();
-        if account.role != role.as_str() {
-            self.store.set_role(account.id, role.as_str(), now).await?;
-            let detail = format!("{} -> {}", account.role, role.as_str());
-            self.store
-                .audit(&self.action(AuditEvent::RoleChanged, actor, &account, detail))
+        if account.role != role {
+            accounts::set_role(&mut *self.write().await?, account.id, role, now).await?;
+            let detail = format!("{} -> {}", account.role.as_str(), role.as_str());
+            self.audit(&self.action(AuditEvent::RoleChanged, actor, &account, detail))
                 .await?;
         }
         let set_up = if role != Role::Staff && !self.has_second_factor(&account).await? {
@@ -143,9 +140,7 @@ impl Gatehouse {
         } else {
             None
         };
-        let account = self
-            .store
-            .account_by_id(account.id)
+        let account = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
             .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
         Ok(Some(RoleChange { account, set_up }))
@@ -188,11 +183,11 @@ impl Gatehouse {
         ] {
             writer
                 .write_record(record)
-                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+                .map_err(|e| Error::render("the administrator's staff file row", e))?;
         }
         let file = writer
             .into_inner()
-            .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            .map_err(|e| Error::render("the administrator's staff file row", e))?;
         let report = match self.import_staff(file.as_slice(), false, actor).await? {
             Ok(report) => report,
             Err(rows) => return Ok(Err(rows.iter().map(|r| r.reason.clone()).collect())),
@@ -204,13 +199,15 @@ impl Gatehouse {
                 // The person was already on file: find them as the import
                 // did, by email address and date of birth.
                 let email = admin.email.trim().to_ascii_lowercase();
-                let mut tx = self.store.begin().await?;
-                let found = tx
-                    .accounts_for_recovery(&email, &normalise_date(&admin.date_of_birth), None)
-                    .await?;
-                tx.commit().await?;
-                match found.into_iter().find(|a| role_of(a) == Role::Admin) {
-                    Some(a) => a.username,
+                let found = accounts::for_recovery(
+                    &mut *self.read().await?,
+                    &email,
+                    &normalise_date(&admin.date_of_birth),
+                    None,
+                )
+                .await?;
+                match found.into_iter().find(|a| a.role == Role::Admin) {
+                    Some(a) => a.username.to_string(),
                     None => {
                         return Ok(Err(vec![
                             "the person could not be found after the import".to_owned(),
@@ -219,10 +216,11 @@ impl Gatehouse {
                 }
             }
         };
-        let Some(account) = self
-            .store
-            .account_by_username(&UsernameKey::from_typed(&username))
-            .await?
+        let Some(account) = accounts::by_username(
+            &mut *self.read().await?,
+            &UsernameKey::from_typed(&username),
+        )
+        .await?
         else {
             return Ok(Err(vec![format!("no account has the username {username}")]));
         };
@@ -249,10 +247,12 @@ impl Gatehouse {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        if role_of(&account) == Role::Staff {
+        if account.role == Role::Staff {
             return Ok(Err(ActionRefusal::NotPrivileged));
         }
-        self.store.clear_second_factor(account.id).await?;
+        let mut tx = self.begin().await?;
+        second_factor::clear(&mut tx, account.id).await?;
+        tx.commit().await?;
         let detail = format!("reason: {}; ", reason.trim());
         let set_up = self
             .issue_set_up_link(actor, &account, AuditEvent::SecondFactorReset, &detail)

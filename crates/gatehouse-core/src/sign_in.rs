@@ -15,9 +15,10 @@ use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision};
 use gatehouse_domain::password::normalise;
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::{SecretToken, Timestamp, TokenHash, UsernameKey};
-use gatehouse_store::SignInSuccess;
+use gatehouse_store::{SignInSuccess, accounts, attempts, audit, sessions};
 
 use crate::hashing::Verification;
+use crate::lockout::{Attempt, Wrong};
 use crate::sessions::NewSession;
 use crate::{Gatehouse, Result, reference};
 
@@ -115,33 +116,28 @@ impl Gatehouse {
         let remembered = match device.filter(|_| self.settings.device_cookies) {
             Some(token) => {
                 let own = key.for_device(&token.hash());
-                (self.store.attempts(&own).await?.claims > 0).then_some(own)
+                (attempts::read(&mut *self.read().await?, &own).await?.claims > 0).then_some(own)
             }
             None => None,
         };
         let counter_key = remembered.clone().unwrap_or_else(|| key.clone());
-        let mut decision = None;
         // The claim (on the writer) and the account (on a reader) are
         // independent, so they are read at once: the sign-in reaches the
         // hasher one database round trip sooner.
-        let mut claim = |counter: AttemptCounter| {
-            let d = counter.claim(now, &policy.lockout);
-            decision = Some(d);
-            match d {
-                ClaimDecision::Check(claim) => Some(claim.next),
-                _ => None,
-            }
+        let account_read = async {
+            let found = accounts::by_username(&mut *self.read().await?, &key).await?;
+            Ok::<_, crate::Error>(found)
         };
-        let (claimed, account) = tokio::try_join!(
-            self.store.update_attempts(&counter_key, now, &mut claim),
-            self.store.account_by_username(&key),
+        let ((decision, claimed), account) = tokio::try_join!(
+            self.claim_attempt(&counter_key, Attempt::Password, now),
+            account_read,
         )?;
         let mut event = self.event(AuditEvent::SignInFailed);
         event.client_ip = Some(client_ip.to_owned());
         match &account {
             Some(a) => {
                 event.account_id = Some(a.id);
-                event.username = Some(a.username.clone());
+                event.username = Some(a.username.to_string());
             }
             None => {
                 event.detail = Some(format!(
@@ -152,18 +148,18 @@ impl Gatehouse {
         }
 
         let claim = match decision {
-            Some(ClaimDecision::Check(claim)) => claim,
-            Some(ClaimDecision::Locked { until }) => {
-                event.event = AuditEvent::SignInRefusedLocked.as_str().to_owned();
-                self.store.audit(&event).await?;
+            ClaimDecision::Check(claim) => claim,
+            ClaimDecision::Locked { until } => {
+                event.event = AuditEvent::SignInRefusedLocked;
+                self.audit(&event).await?;
                 return Ok(SignInOutcome::Locked {
                     until,
                     just_now: false,
                 });
             }
-            Some(ClaimDecision::Disabled) | None => {
-                event.event = AuditEvent::SignInRefusedDisabled.as_str().to_owned();
-                self.store.audit(&event).await?;
+            ClaimDecision::Disabled => {
+                event.event = AuditEvent::SignInRefusedDisabled;
+                self.audit(&event).await?;
                 return Ok(SignInOutcome::Disabled);
             }
         };
@@ -184,54 +180,45 @@ impl Gatehouse {
         let permit = matches!(verification, Verification::Match { rehash: true }).then_some(permit);
 
         let (Verification::Match { rehash }, Some(account)) = (verification, account) else {
-            self.store.audit(&event).await?;
-            if let Some(until) = claim.locks_until_if_wrong {
-                let mut locked = event.clone();
-                locked.event = AuditEvent::AccountLocked.as_str().to_owned();
-                locked.detail = Some(format!(
-                    "{} consecutive failures; locked until {}",
-                    policy.lockout.threshold,
-                    until.rfc3339()
-                ));
-                // A remembered browser's own counter locks only that browser.
-                let locked_account = event.account_id.filter(|_| remembered.is_none());
-                self.record_lock(locked_account, &locked).await?;
-                return Ok(SignInOutcome::Locked {
-                    until,
-                    just_now: true,
-                });
-            }
-            if claim.disables_if_wrong {
-                let mut disabled = event.clone();
-                disabled.event = AuditEvent::PasswordDisabled.as_str().to_owned();
-                self.store.audit(&disabled).await?;
-                return Ok(SignInOutcome::Disabled);
-            }
-            return Ok(SignInOutcome::Failed {
-                attempts_left: claim.attempts_left_if_wrong,
-            });
+            // A remembered browser's own counter locks only that browser.
+            let locked_account = event.account_id.filter(|_| remembered.is_none());
+            return Ok(
+                match self
+                    .record_wrong(&event, &claim, Attempt::Password, locked_account)
+                    .await?
+                {
+                    Wrong::AttemptsLeft(attempts_left) => SignInOutcome::Failed { attempts_left },
+                    Wrong::Locked(until) => SignInOutcome::Locked {
+                        until,
+                        just_now: true,
+                    },
+                    Wrong::Disabled => SignInOutcome::Disabled,
+                },
+            );
         };
 
         // The right password: the claim is released whatever follows.
         if account.disabled_at.is_some() {
             // Only someone who knows the password learns that the account
             // is disabled.
-            let mut tx = self.store.begin().await?;
-            release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
-            event.event = AuditEvent::SignInRefusedAccountDisabled.as_str().to_owned();
-            tx.audit(&event).await?;
+            let mut tx = self.begin().await?;
+            self.release_claim(&mut tx, &counter_key, claim.ticket, Attempt::Password, now)
+                .await?;
+            event.event = AuditEvent::SignInRefusedAccountDisabled;
+            audit::record(&mut tx, &event).await?;
             tx.commit().await?;
             return Ok(SignInOutcome::AccountDisabled);
         }
         let session = self.fresh_session(Some(account.id), now)?;
         let stored = session.stored();
-        event.event = AuditEvent::SignInSucceeded.as_str().to_owned();
+        event.event = AuditEvent::SignInSucceeded;
         // Usually nothing else has touched the counter since the claim, and
         // everything is written in one statement.
         let recorded = match (claimed.after, claimed.version) {
             (Some(counter), Some(claimed_version)) => {
-                self.store
-                    .record_sign_in_success(&SignInSuccess {
+                attempts::record_sign_in_success(
+                    &mut *self.write().await?,
+                    &SignInSuccess {
                         counter_key: &counter_key,
                         claimed_version,
                         counter: &counter.after_success(claim.ticket, &policy.lockout),
@@ -240,22 +227,24 @@ impl Gatehouse {
                         previous_session,
                         session: &stored,
                         audit: &event,
-                    })
-                    .await?
+                    },
+                )
+                .await?
             }
             _ => false,
         };
         if !recorded {
             // Another attempt claimed meanwhile: read the counter afresh,
             // so that attempt stays counted.
-            let mut tx = self.store.begin().await?;
-            release_claim(&mut *tx, &counter_key, claim.ticket, &policy.lockout, now).await?;
-            tx.record_sign_in(account.id, now).await?;
+            let mut tx = self.begin().await?;
+            self.release_claim(&mut tx, &counter_key, claim.ticket, Attempt::Password, now)
+                .await?;
+            accounts::record_sign_in(&mut tx, account.id, now).await?;
             if let Some(previous) = previous_session {
-                tx.delete_session(previous).await?;
+                sessions::end(&mut tx, previous).await?;
             }
-            tx.create_session(&stored).await?;
-            tx.audit(&event).await?;
+            sessions::create(&mut tx, &stored).await?;
+            audit::record(&mut tx, &event).await?;
             tx.commit().await?;
         }
 
@@ -263,24 +252,28 @@ impl Gatehouse {
             // Parameters were raised since this password was set: store a
             // stronger hash now that the password is at hand.
             let new = self.hasher.hash(permit, &password).await?;
-            self.store
-                .upgrade_password_hash(account.id, old, &new)
-                .await?;
+            let mut tx = self.begin().await?;
+            accounts::upgrade_password_hash(&mut tx, account.id, old, &new).await?;
+            tx.commit().await?;
         }
-        let privileged = crate::privileged::role_of(&account) != gatehouse_domain::Role::Staff;
+        let privileged = account.role != gatehouse_domain::Role::Staff;
         let device = match (self.settings.device_cookies, remembered, device) {
             (false, ..) => None,
             (true, Some(_), Some(token)) => Some(Box::new(token.clone())),
             (true, ..) => {
                 let token = SecretToken::generate()?;
-                self.store
-                    .update_attempts(&key.for_device(&token.hash()), now, &mut |counter| {
+                attempts::update(
+                    &mut *self.write().await?,
+                    &key.for_device(&token.hash()),
+                    now,
+                    &mut |counter| {
                         Some(AttemptCounter {
                             claims: counter.claims.max(1),
                             ..counter
                         })
-                    })
-                    .await?;
+                    },
+                )
+                .await?;
                 Some(Box::new(token))
             }
         };
@@ -290,19 +283,4 @@ impl Gatehouse {
             device,
         })
     }
-}
-
-/// Records a right password (or code) for the attempt `ticket` claimed:
-/// the failure it counted is taken back, with any later ones kept.
-pub(crate) async fn release_claim(
-    tx: &mut dyn gatehouse_store::Tx,
-    key: &gatehouse_domain::UsernameKey,
-    ticket: u64,
-    policy: &gatehouse_domain::LockoutPolicy,
-    now: gatehouse_domain::Timestamp,
-) -> Result<()> {
-    let counter = tx.attempts(key).await?;
-    tx.set_attempts(key, &counter.after_success(ticket, policy), now)
-        .await?;
-    Ok(())
 }

@@ -59,6 +59,18 @@ impl Username {
     }
 }
 
+impl serde::Serialize for Username {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl serde::Serialize for EmailAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Debug for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Username({})", self.0)
@@ -474,6 +486,17 @@ impl Role {
             Role::Staff => "staff",
             Role::Helpdesk => "helpdesk",
             Role::Admin => "admin",
+        }
+    }
+
+    /// Reads a stored name exactly; `None` for anything else (never a
+    /// default: a role the service does not know is not "staff").
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "staff" => Some(Role::Staff),
+            "helpdesk" => Some(Role::Helpdesk),
+            "admin" => Some(Role::Admin),
+            _ => None,
         }
     }
 }

@@ -1,128 +1,126 @@
 //! The security events that are recorded (DESIGN.md invariant 8).
 
-/// A kind of security event. Each is stored under its stable name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AuditEvent {
-    /// A person signed in.
-    SignInSucceeded,
-    /// A wrong password (or an unknown username).
-    SignInFailed,
-    /// An attempt was refused because the account is locked.
-    SignInRefusedLocked,
-    /// An attempt was refused because the password is disabled.
-    SignInRefusedDisabled,
-    /// Consecutive failures locked the account.
-    AccountLocked,
-    /// Failures in all disabled the password until a reset.
-    PasswordDisabled,
-    /// A person signed out.
-    SignedOut,
-    /// A recovery request was recorded.
-    RecoveryRequested,
-    /// A recovery request was refused: too many from one client address.
-    RecoveryRefusedClientLimit,
-    /// A recovery request was processed, with its outcome.
-    RecoveryProcessed,
-    /// A reset link was issued.
-    ResetLinkIssued,
-    /// An email was queued.
-    EmailQueued,
-    /// An email was accepted by the mail server.
-    EmailSent,
-    /// A try to send an email failed and will be retried.
-    EmailRetrying,
-    /// An email was given up.
-    EmailFailed,
-    /// An email's links expired before it could be sent.
-    EmailExpired,
-    /// A password was set through a reset link.
-    PasswordReset,
-    /// A reset was refused because the account is locked.
-    PasswordResetRefusedLocked,
-    /// A reset link that names no link was opened (a typo, a cut-off copy, or a guess).
-    ResetLinkUnknown,
-    /// Opening a reset link was refused: too many unknown links from one client address.
-    ResetLinkRefusedClientLimit,
-    /// An email address was changed.
-    EmailChanged,
-    /// Staff were imported.
-    StaffImported,
-    /// A form was refused by the cross-site request checks.
-    CsrfRefused,
-    /// A privileged account enrolled an authenticator app.
-    SecondFactorEnrolled,
-    /// A privileged session passed the second factor.
-    SecondFactorPassed,
-    /// A wrong second-factor code (or a replayed one).
-    SecondFactorFailed,
-    /// A recovery code stood in for the authenticator.
-    RecoveryCodeUsed,
-    /// An account's role was changed.
-    RoleChanged,
-    /// An administrator account was created from the command line.
-    AdminCreated,
-    /// A privileged page or action was refused.
-    ConsoleRefused,
-    /// An administrator disabled an account.
-    AccountDisabled,
-    /// An administrator enabled an account again.
-    AccountEnabled,
-    /// The right password, for an account an administrator has disabled.
-    SignInRefusedAccountDisabled,
-    /// An administrator lifted a lock early (only when the operator allows it).
-    LockLifted,
-    /// The helpdesk ended every session of an account.
-    SessionsEnded,
-    /// An operator cleared an account's authenticator and recovery codes.
-    SecondFactorReset,
-    /// The operator issued a set-up link (password, then authenticator app).
-    SetUpLinkIssued,
-    /// The operator replaced the service's key (form tokens, reset link cookies).
-    KeysRotated,
+/// Defines [`AuditEvent`] and its stored names, each written once.
+macro_rules! audit_events {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// A kind of security event. Each is stored under its stable name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AuditEvent {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl AuditEvent {
+            /// Every event, in the order they are declared.
+            pub const ALL: &[AuditEvent] = &[$(AuditEvent::$variant,)*];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditEvent::$variant => $name,)*
+                }
+            }
+
+            /// Reads a stored name; `None` for a name this build does not know.
+            pub fn from_stored(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(AuditEvent::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl AuditEvent {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditEvent::SignInSucceeded => "sign_in.succeeded",
-            AuditEvent::SignInFailed => "sign_in.failed",
-            AuditEvent::SignInRefusedLocked => "sign_in.refused_locked",
-            AuditEvent::SignInRefusedDisabled => "sign_in.refused_disabled",
-            AuditEvent::AccountLocked => "account.locked",
-            AuditEvent::PasswordDisabled => "account.password_disabled",
-            AuditEvent::SignedOut => "sign_out",
-            AuditEvent::RecoveryRequested => "recovery.requested",
-            AuditEvent::RecoveryRefusedClientLimit => "recovery.refused_client_limit",
-            AuditEvent::RecoveryProcessed => "recovery.processed",
-            AuditEvent::ResetLinkIssued => "reset_link.issued",
-            AuditEvent::EmailQueued => "email.queued",
-            AuditEvent::EmailSent => "email.sent",
-            AuditEvent::EmailRetrying => "email.retrying",
-            AuditEvent::EmailFailed => "email.failed",
-            AuditEvent::EmailExpired => "email.expired",
-            AuditEvent::PasswordReset => "password.reset",
-            AuditEvent::PasswordResetRefusedLocked => "password.reset_refused_locked",
-            AuditEvent::ResetLinkUnknown => "reset_link.unknown",
-            AuditEvent::ResetLinkRefusedClientLimit => "reset_link.refused_client_limit",
-            AuditEvent::EmailChanged => "account.email_changed",
-            AuditEvent::StaffImported => "staff.imported",
-            AuditEvent::CsrfRefused => "csrf.refused",
-            AuditEvent::SecondFactorEnrolled => "second_factor.enrolled",
-            AuditEvent::SecondFactorPassed => "second_factor.passed",
-            AuditEvent::SecondFactorFailed => "second_factor.failed",
-            AuditEvent::RecoveryCodeUsed => "second_factor.recovery_code_used",
-            AuditEvent::RoleChanged => "account.role_changed",
-            AuditEvent::AdminCreated => "account.admin_created",
-            AuditEvent::ConsoleRefused => "console.refused",
-            AuditEvent::AccountDisabled => "account.disabled",
-            AuditEvent::AccountEnabled => "account.enabled",
-            AuditEvent::SignInRefusedAccountDisabled => "sign_in.refused_account_disabled",
-            AuditEvent::LockLifted => "account.lock_lifted",
-            AuditEvent::SessionsEnded => "account.sessions_ended",
-            AuditEvent::SecondFactorReset => "second_factor.reset",
-            AuditEvent::SetUpLinkIssued => "second_factor.set_up_link_issued",
-            AuditEvent::KeysRotated => "service.keys_rotated",
+audit_events! {
+    /// A person signed in.
+    SignInSucceeded => "sign_in.succeeded",
+    /// A wrong password (or an unknown username).
+    SignInFailed => "sign_in.failed",
+    /// An attempt was refused because the account is locked.
+    SignInRefusedLocked => "sign_in.refused_locked",
+    /// An attempt was refused because the password is disabled.
+    SignInRefusedDisabled => "sign_in.refused_disabled",
+    /// Consecutive failures locked the account.
+    AccountLocked => "account.locked",
+    /// Failures in all disabled the password until a reset.
+    PasswordDisabled => "account.password_disabled",
+    /// A person signed out.
+    SignedOut => "sign_out",
+    /// A recovery request was recorded.
+    RecoveryRequested => "recovery.requested",
+    /// A recovery request was refused: too many from one client address.
+    RecoveryRefusedClientLimit => "recovery.refused_client_limit",
+    /// A recovery request was processed, with its outcome.
+    RecoveryProcessed => "recovery.processed",
+    /// A reset link was issued.
+    ResetLinkIssued => "reset_link.issued",
+    /// An email was queued.
+    EmailQueued => "email.queued",
+    /// An email was accepted by the mail server.
+    EmailSent => "email.sent",
+    /// A try to send an email failed and will be retried.
+    EmailRetrying => "email.retrying",
+    /// An email was given up.
+    EmailFailed => "email.failed",
+    /// An email's links expired before it could be sent.
+    EmailExpired => "email.expired",
+    /// A password was set through a reset link.
+    PasswordReset => "password.reset",
+    /// A reset was refused because the account is locked.
+    PasswordResetRefusedLocked => "password.reset_refused_locked",
+    /// A reset link that names no link was opened (a typo, a cut-off copy, or a guess).
+    ResetLinkUnknown => "reset_link.unknown",
+    /// Opening a reset link was refused: too many unknown links from one client address.
+    ResetLinkRefusedClientLimit => "reset_link.refused_client_limit",
+    /// An email address was changed.
+    EmailChanged => "account.email_changed",
+    /// Staff were imported.
+    StaffImported => "staff.imported",
+    /// A form was refused by the cross-site request checks.
+    CsrfRefused => "csrf.refused",
+    /// A privileged account enrolled an authenticator app.
+    SecondFactorEnrolled => "second_factor.enrolled",
+    /// A privileged session passed the second factor.
+    SecondFactorPassed => "second_factor.passed",
+    /// A wrong second-factor code (or a replayed one).
+    SecondFactorFailed => "second_factor.failed",
+    /// A recovery code stood in for the authenticator.
+    RecoveryCodeUsed => "second_factor.recovery_code_used",
+    /// An account's role was changed.
+    RoleChanged => "account.role_changed",
+    /// An administrator account was created from the command line.
+    AdminCreated => "account.admin_created",
+    /// A privileged page or action was refused.
+    ConsoleRefused => "console.refused",
+    /// An administrator disabled an account.
+    AccountDisabled => "account.disabled",
+    /// An administrator enabled an account again.
+    AccountEnabled => "account.enabled",
+    /// The right password, for an account an administrator has disabled.
+    SignInRefusedAccountDisabled => "sign_in.refused_account_disabled",
+    /// An administrator lifted a lock early (only when the operator allows it).
+    LockLifted => "account.lock_lifted",
+    /// The helpdesk ended every session of an account.
+    SessionsEnded => "account.sessions_ended",
+    /// An operator cleared an account's authenticator and recovery codes.
+    SecondFactorReset => "second_factor.reset",
+    /// The operator issued a set-up link (password, then authenticator app).
+    SetUpLinkIssued => "second_factor.set_up_link_issued",
+    /// The operator replaced the service's key (form tokens, reset link cookies).
+    KeysRotated => "service.keys_rotated",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_reads_back_from_its_stored_name_and_names_are_unique() {
+        let mut names = std::collections::HashSet::new();
+        for event in AuditEvent::ALL {
+            assert_eq!(AuditEvent::from_stored(event.as_str()), Some(*event));
+            assert!(names.insert(event.as_str()), "{} twice", event.as_str());
         }
+        assert_eq!(AuditEvent::from_stored("no.such_event"), None);
     }
 }

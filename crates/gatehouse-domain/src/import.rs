@@ -407,6 +407,7 @@ fn check_duplicates(rows: &[StaffRow], errors: &mut Vec<RowError>) {
 
 /// An employer already stored.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct KnownEmployer {
     /// Storage id.
     pub id: i64,
@@ -418,6 +419,7 @@ pub struct KnownEmployer {
 
 /// What the planner needs to know of an account already stored.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct KnownAccount {
     /// Storage id.
     pub id: i64,
@@ -436,7 +438,7 @@ pub struct KnownAccount {
     /// Employee number, if any.
     pub employee_number: Option<String>,
     /// Role as stored.
-    pub role: String,
+    pub role: Role,
 }
 
 /// A person to add.
@@ -466,7 +468,7 @@ pub struct AccountUpdate {
     /// The email address before the change, when it changes.
     pub old_email: Option<String>,
     /// The role before the change, when it changes.
-    pub old_role: Option<String>,
+    pub old_role: Option<Role>,
     /// The person as the file gives them.
     pub row: StaffRow,
     /// The names of the fields that change.
@@ -711,7 +713,7 @@ pub fn plan_import(
         {
             changed.push("employee_number");
         }
-        let role_changed = row.role.is_some_and(|r| r.as_str() != known.role);
+        let role_changed = row.role.is_some_and(|r| r != known.role);
         if role_changed {
             changed.push("role");
         }
@@ -725,7 +727,7 @@ pub fn plan_import(
                 // Only a change of address (not of letter case) voids links and is told to both addresses.
                 old_email: (email_changed && row.email.key() != known.email.to_ascii_lowercase())
                     .then(|| known.email.clone()),
-                old_role: role_changed.then(|| known.role.clone()),
+                old_role: role_changed.then_some(known.role),
                 row,
                 changed,
             });
@@ -1219,7 +1221,7 @@ mod tests {
                     .employee_number
                     .as_ref()
                     .map(|n| n.as_str().to_owned()),
-                role: c.row.role.unwrap_or_default().as_str().to_owned(),
+                role: c.row.role.unwrap_or_default(),
             })
             .collect();
         (employers, accounts)
@@ -1229,7 +1231,7 @@ mod tests {
     fn a_file_without_roles_never_demotes_but_an_explicit_role_changes_it() {
         let plan = plan_import(demo_rows(), &[], &[]).expect("plans");
         let (employers, mut accounts) = stored(&plan);
-        accounts[0].role = "admin".to_owned();
+        accounts[0].role = Role::Admin;
         let again = plan_import(demo_rows(), &employers, &accounts).expect("plans");
         assert_eq!(
             again.updates.len(),

@@ -14,6 +14,8 @@ pub mod recovery;
 pub mod reset_link;
 pub mod second_factor;
 pub mod session;
+#[cfg(feature = "sqlx")]
+mod stored;
 pub mod time;
 pub mod token;
 pub mod username;

@@ -7,6 +7,42 @@
 
 use crate::time::{Span, Timestamp};
 
+/// Where an email in the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailStatus {
+    /// Waiting to be sent, or to be tried again.
+    Queued,
+    /// The mail server accepted it.
+    Sent,
+    /// Its links expired before it could be sent.
+    Expired,
+    /// Given up.
+    Failed,
+}
+
+impl EmailStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Queued => "queued",
+            EmailStatus::Sent => "sent",
+            EmailStatus::Expired => "expired",
+            EmailStatus::Failed => "failed",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "queued" => Some(EmailStatus::Queued),
+            "sent" => Some(EmailStatus::Sent),
+            "expired" => Some(EmailStatus::Expired),
+            "failed" => Some(EmailStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
 /// The wait before the first retry.
 pub const FIRST_RETRY: Span = Span::from_seconds(10);
 /// The longest wait between tries.

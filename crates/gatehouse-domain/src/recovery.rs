@@ -143,6 +143,47 @@ impl RecoveryOutcome {
             RecoveryOutcome::DomainNotAllowed => "domain_not_allowed",
         }
     }
+
+    /// Reads a stored name, with the number of accounts a match covered.
+    pub fn from_stored(name: &str, matched_accounts: Option<i64>) -> Option<Self> {
+        match name {
+            "matched" => Some(RecoveryOutcome::Matched(
+                u32::try_from(matched_accounts.unwrap_or(0)).unwrap_or(0),
+            )),
+            "no_match" => Some(RecoveryOutcome::NoMatch),
+            "throttled" => Some(RecoveryOutcome::Throttled),
+            "domain_not_allowed" => Some(RecoveryOutcome::DomainNotAllowed),
+            _ => None,
+        }
+    }
+}
+
+/// Where a recovery request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Recorded, not yet matched by the recovery worker.
+    Pending,
+    /// Matched, with its outcome.
+    Processed,
+}
+
+impl RequestStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Processed => "processed",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "pending" => Some(RequestStatus::Pending),
+            "processed" => Some(RequestStatus::Processed),
+            _ => None,
+        }
+    }
 }
 
 /// Recovery throttling (DESIGN.md policy defaults).

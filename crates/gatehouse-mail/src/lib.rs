@@ -1,28 +1,24 @@
 //! Mail for Gatehouse: where emails go (a folder of `.eml` files, or an SMTP
-//! server through lettre) and the outbox worker that delivers them.
+//! server through lettre), and how one email is sent there.
 //!
 //! Emails are never sent inside a web request. The request writes the email
 //! to the outbox in the same transaction as the reset link it carries; the
-//! [`OutboxWorker`] delivers it, retrying with backoff while the mail server
-//! is down, and records the result for the helpdesk. So a person's request
-//! is never lost to an SMTP outage, and nobody can time or fail the
-//! recovery form to learn whether an account exists.
+//! outbox worker (in `gatehouse-core`) hands each to a [`Mailer`], retrying
+//! with backoff while the mail server is down, and records the result for
+//! the helpdesk. So a person's request is never lost to an SMTP outage, and
+//! nobody can time or fail the recovery form to learn whether an account
+//! exists.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-use gatehouse_domain::mail::{AfterFailure, after_failure, still_sendable};
-use gatehouse_domain::{Clock, Span};
-use gatehouse_store::{Delivery, DeliveryResult, OutboxEmail, Result as StoreResult, Store};
+use gatehouse_domain::Timestamp;
 use lettre::message::{MultiPart, header};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tokio::sync::Notify;
 
 pub use lettre::message::Mailbox;
 
@@ -261,7 +257,7 @@ impl Mailer {
     }
 
     /// Sends one email; on success, the server's reply (or the file written).
-    pub async fn send(&self, email: &OutboxEmail) -> Result<String, SendFailure> {
+    pub async fn send(&self, email: &Outgoing<'_>) -> Result<String, SendFailure> {
         let message = self.build(email)?;
         match &self.transport {
             Transport::File(t, dir) => t
@@ -311,7 +307,7 @@ impl Mailer {
         }
     }
 
-    fn build(&self, email: &OutboxEmail) -> Result<Message, SendFailure> {
+    fn build(&self, email: &Outgoing<'_>) -> Result<Message, SendFailure> {
         let permanent = |message: String| SendFailure {
             message,
             permanent: true,
@@ -338,11 +334,30 @@ impl Mailer {
             .subject(subject)
             .header(header::MIME_VERSION_1_0)
             .multipart(MultiPart::alternative_plain_html(
-                normalise_line_endings(&email.text_body),
-                normalise_line_endings(&email.html_body),
+                normalise_line_endings(email.text_body),
+                normalise_line_endings(email.html_body),
             ))
             .map_err(|e| permanent(format!("the email could not be built: {e}")))
     }
+}
+
+/// One email to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// Its number in the outbox: with `created_at`, its `Message-ID`, the
+    /// same on every try, so that mail systems see one message if a crash
+    /// makes a second node send it again.
+    pub id: i64,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// The address on record.
+    pub recipient: &'a str,
+    /// Subject (fixed text).
+    pub subject: &'a str,
+    /// Plain-text body.
+    pub text_body: &'a str,
+    /// HTML body.
+    pub html_body: &'a str,
 }
 
 /// Every line ending as CRLF, and no bare CR or LF: SMTP's dot-stuffing is
@@ -364,205 +379,6 @@ fn describe_smtp_error(e: &lettre::transport::smtp::Error) -> String {
         format!("the mail server asked to try later: {text}")
     } else {
         format!("could not reach the mail server: {text}")
-    }
-}
-
-/// Delivers the outbox.
-pub struct OutboxWorker {
-    store: Arc<dyn Store>,
-    mailer: Mailer,
-    clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
-    lease: Span,
-    poll: Duration,
-    concurrency: usize,
-}
-
-/// The result of `future` when there is one; otherwise never (a branch of
-/// `select!` with nothing under way).
-async fn until_done<T>(future: Option<&mut BoxFuture<'_, T>>) -> T {
-    match future {
-        Some(future) => future.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Keeps the first failure of a delivery run.
-fn note(
-    failure: &mut Option<gatehouse_store::StoreError>,
-    done: Result<(), gatehouse_store::StoreError>,
-) {
-    if let Err(e) = done {
-        failure.get_or_insert(e);
-    }
-}
-
-impl OutboxWorker {
-    /// A worker delivering `store`'s outbox through `mailer`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        mailer: Mailer,
-        clock: Arc<dyn Clock>,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Self {
-            store,
-            mailer,
-            clock,
-            wake,
-            // Longer than the SMTP timeout, so a slow send is never taken by a second worker.
-            lease: Span::from_seconds(60),
-            poll: Duration::from_secs(1),
-            concurrency: CONNECTIONS,
-        }
-    }
-
-    /// How long a claimed email is held before another worker may take it;
-    /// must be longer than the mail timeout.
-    pub fn with_lease(mut self, lease: Span) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// How often the outbox is checked when nothing wakes the worker.
-    pub fn with_poll_interval(mut self, poll: Duration) -> Self {
-        self.poll = poll;
-        self
-    }
-
-    /// Delivers everything due now; returns how many emails were tried.
-    ///
-    /// Up to `concurrency` sends are in flight at once, and a connection
-    /// that frees is given the next email without waiting for the others:
-    /// claiming in batches and waiting for each batch to finish held every
-    /// connection for the batch's slowest send (one mail server that stalls
-    /// an answer for its full timeout held up every email after it). An
-    /// email is claimed only when a connection is free for it, so its lease
-    /// starts as its send does.
-    ///
-    /// The database work batches itself: one claim at a time takes every
-    /// connection that freed while the last claim ran, and one write at a
-    /// time records every try that ended while the last write ran. Under
-    /// load a write serves many emails; at rest each email gets its own at
-    /// once. A try is recorded as soon as the writer is free, which keeps
-    /// short the time between the mail server's "accepted" and its record
-    /// (the window in which a crash makes another node send it again).
-    pub async fn run_once(&self) -> Result<usize, gatehouse_store::StoreError> {
-        let mut sending = futures_util::stream::FuturesUnordered::new();
-        let mut ended: Vec<Delivery> = Vec::new();
-        let mut claim: Option<BoxFuture<'_, StoreResult<Vec<OutboxEmail>>>> = None;
-        let mut record: Option<BoxFuture<'_, StoreResult<()>>> = None;
-        let mut tried = 0;
-        let mut drained = false;
-        let mut failure = None;
-        loop {
-            // After a failure nothing more is claimed, but the sends under
-            // way finish and are recorded: an email the mail server took is
-            // recorded as sent.
-            if claim.is_none()
-                && !drained
-                && failure.is_none()
-                && sending.len() < self.concurrency
-                && ended.len() < self.concurrency
-            {
-                let now = self.clock.now();
-                let free = u32::try_from(self.concurrency - sending.len()).unwrap_or(u32::MAX);
-                claim = Some(self.store.claim_outbox(now, now.plus(self.lease), free));
-            }
-            if record.is_none() && !ended.is_empty() {
-                let deliveries = std::mem::take(&mut ended);
-                record = Some(Box::pin(async move {
-                    self.store
-                        .record_deliveries(&deliveries, self.clock.now())
-                        .await
-                }));
-            }
-            if claim.is_none() && record.is_none() && sending.is_empty() {
-                break;
-            }
-            tokio::select! {
-                claimed = until_done(claim.as_mut()) => {
-                    claim = None;
-                    match claimed {
-                        Ok(batch) if batch.is_empty() => drained = true,
-                        Ok(batch) => {
-                            tried += batch.len();
-                            sending.extend(batch.into_iter().map(|email| async move {
-                                let result = self.deliver(&email).await;
-                                Delivery { email, result }
-                            }));
-                        }
-                        Err(e) => note(&mut failure, Err(e)),
-                    }
-                }
-                recorded = until_done(record.as_mut()) => {
-                    record = None;
-                    note(&mut failure, recorded);
-                }
-                Some(delivery) = sending.next() => ended.push(delivery),
-                // A run lasts as long as its slowest send (up to the mail
-                // timeout when a relay stalls): emails queued meanwhile, on
-                // this node (which wakes the worker) or another (which only
-                // the poll finds), are claimed within it.
-                () = self.wake.notified(), if drained => drained = false,
-                () = tokio::time::sleep(self.poll), if drained => drained = false,
-            }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(tried),
-        }
-    }
-
-    async fn deliver(&self, email: &OutboxEmail) -> DeliveryResult {
-        let now = self.clock.now();
-        if !still_sendable(email.send_by, now) {
-            return DeliveryResult::Expired(
-                "its links expired before the mail server could take it".to_owned(),
-            );
-        }
-        match self.mailer.send(email).await {
-            Ok(reply) => {
-                tracing::info!(email = email.id, kind = %email.kind, "email sent");
-                DeliveryResult::Sent(reply)
-            }
-            Err(failure) => {
-                let now = self.clock.now();
-                tracing::warn!(email = email.id, attempts = email.attempts, error = %failure.message, "email not sent");
-                match after_failure(
-                    email.attempts,
-                    now,
-                    email.created_at,
-                    email.send_by,
-                    failure.permanent,
-                ) {
-                    AfterFailure::RetryAt(at) => DeliveryResult::Retry {
-                        error: failure.message,
-                        at,
-                    },
-                    AfterFailure::Expired => DeliveryResult::Expired(format!(
-                        "its links would expire before the next try; last error: {}",
-                        failure.message
-                    )),
-                    AfterFailure::GiveUp => DeliveryResult::Failed(failure.message),
-                }
-            }
-        }
-    }
-
-    /// Delivers until `shutdown` resolves, waking when told or every poll interval.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            if let Err(e) = self.run_once().await {
-                tracing::error!(error = %e, "outbox delivery failed; retrying shortly");
-            }
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
-            }
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use axum::response::Response;
 use gatehouse_core::accounts::EmailChangeRefusal;
 use gatehouse_core::administration::ActionRefusal;
 use gatehouse_core::audit_log::{AuditQuery, audit_csv};
+use gatehouse_core::import::Preview;
 use gatehouse_core::privileged::{CodeOutcome, ConsoleAccess};
 use gatehouse_core::{Actor, Member};
 use gatehouse_domain::Role;
@@ -105,7 +106,7 @@ async fn second_factor_view(
         None
     };
     let enrolment = enrolment.as_ref();
-    let settings = &state.gatehouse.settings;
+    let settings = state.gatehouse.settings();
     let qr_svg = match enrolment {
         Some(e) => qr_svg(&e.uri)?,
         None => String::new(),
@@ -241,12 +242,12 @@ pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInp
             CodeOutcome::Wrong { attempts_left } => Some(format!(
                 "The code is not right. Check the time on your phone is correct and type the newest code. You have {attempts_left} attempt{} left before your account is locked for {}.",
                 if attempts_left == 1 { "" } else { "s" },
-                g.settings.policy.lockout.duration.for_people()
+                g.settings().policy.lockout.duration.for_people()
             )),
             CodeOutcome::Locked { until } => Some(format!(
                 "Your account is locked until {}, because a password or code was entered incorrectly {} times. Nobody can lift the lock early.",
-                g.settings.when(until),
-                g.settings.policy.lockout.threshold
+                g.settings().when(until),
+                g.settings().policy.lockout.threshold
             )),
         }
     };
@@ -274,10 +275,8 @@ pub async fn home(
     } else {
         state
             .gatehouse
-            .store
-            .search_accounts(&typed, SEARCH_LIMIT)
-            .await
-            .map_err(gatehouse_core::Error::from)?
+            .find_accounts(&p.actor(), &typed, SEARCH_LIMIT)
+            .await?
     };
     let page = ConsoleHomePage {
         l: layout(&state, Some(&p.session), false),
@@ -338,15 +337,15 @@ async fn account_view(
     };
     let a = &status.account;
     let when = |at: Option<gatehouse_domain::Timestamp>| {
-        at.map_or_else(|| "never".to_owned(), |t| g.settings.when(t))
+        at.map_or_else(|| "never".to_owned(), |t| g.settings().when(t))
     };
     let rows = vec![
-        ("Username".to_owned(), a.username.clone()),
+        ("Username".to_owned(), a.username.to_string()),
         (
             "Employer".to_owned(),
             format!("{} {}", a.employer_code, a.employer_name),
         ),
-        ("Email".to_owned(), a.email.clone()),
+        ("Email".to_owned(), a.email.to_string()),
         (
             "Employee number".to_owned(),
             a.employee_number
@@ -354,12 +353,12 @@ async fn account_view(
                 .unwrap_or_else(|| "none".to_owned()),
         ),
         ("Date of birth".to_owned(), a.date_of_birth.clone()),
-        ("Role".to_owned(), a.role.clone()),
+        ("Role".to_owned(), a.role.as_str().to_owned()),
         (
             "Account".to_owned(),
             a.disabled_at.map_or_else(
                 || "Enabled".to_owned(),
-                |at| format!("Disabled by an administrator at {}", g.settings.when(at)),
+                |at| format!("Disabled by an administrator at {}", g.settings().when(at)),
             ),
         ),
         (
@@ -377,7 +376,7 @@ async fn account_view(
             "Lock".to_owned(),
             status.locked_until.map_or_else(
                 || "Not locked".to_owned(),
-                |until| format!("Locked until {}", g.settings.when(until)),
+                |until| format!("Locked until {}", g.settings().when(until)),
             ),
         ),
         (
@@ -396,15 +395,15 @@ async fn account_view(
         l: layout(state, Some(&p.session), !errors.is_empty()),
         csrf: p.session.csrf_token.clone(),
         name: format!("{} {}", a.first_name, a.last_name),
-        username: a.username.clone(),
-        email: a.email.clone(),
-        email_query: url::form_urlencoded::byte_serialize(a.email.as_bytes()).collect(),
-        locked_until: status.locked_until.map(|u| g.settings.when(u)),
-        threshold: g.settings.policy.lockout.threshold,
-        can_unlock: admin && g.settings.allow_early_unlock,
+        username: a.username.to_string(),
+        email: a.email.to_string(),
+        email_query: url::form_urlencoded::byte_serialize(a.email.as_str().as_bytes()).collect(),
+        locked_until: status.locked_until.map(|u| g.settings().when(u)),
+        threshold: g.settings().policy.lockout.threshold,
+        can_unlock: admin && g.settings().allow_early_unlock,
         can_disable: admin,
         disabled: a.disabled_at.is_some(),
-        domains: g.settings.allowed_domains.for_people(),
+        domains: g.settings().allowed_domains.for_people(),
         rows,
         errors,
         flash,
@@ -711,24 +710,14 @@ pub async fn import_preview(
     };
     match state
         .gatehouse
-        .import_staff(content.as_slice(), true, &p.actor())
+        .preview_staff_file(&p.actor(), &page.file_name, &content)
         .await?
     {
-        Ok(report) => {
-            page.staged_id = state
-                .gatehouse
-                .store
-                .stage_import(
-                    p.member.account_id(),
-                    &page.file_name,
-                    &content,
-                    state.gatehouse.clock.now(),
-                )
-                .await
-                .map_err(gatehouse_core::Error::from)?;
+        Preview::Ready { report, staged_id } => {
+            page.staged_id = staged_id;
             page.preview = Some(report.summary);
         }
-        Err(problems) => {
+        Preview::Problems(problems) => {
             page.problem_count = problems.len();
             page.problems = problems
                 .iter()
@@ -748,16 +737,7 @@ pub async fn import_apply(
 ) -> WebResult {
     let p = or_redirect!(admin_only(&state, &form.visitor, "/console/import"));
     let g = &state.gatehouse;
-    let since = g
-        .clock
-        .now()
-        .minus(gatehouse_core::import::STAGED_IMPORT_LIFETIME);
-    let Some((name, content)) = g
-        .store
-        .staged_import(id, p.member.account_id(), since)
-        .await
-        .map_err(gatehouse_core::Error::from)?
-    else {
+    let Some((name, outcome)) = g.import_staged(&p.actor(), id).await? else {
         g.set_flash(
             &p.session,
             "That preview has expired or was already imported. Choose the file again.",
@@ -765,13 +745,6 @@ pub async fn import_apply(
         .await?;
         return Ok(see_other("/console/import"));
     };
-    let outcome = g
-        .import_staff(content.as_slice(), false, &p.actor())
-        .await?;
-    g.store
-        .drop_staged_imports(Some(id), since)
-        .await
-        .map_err(gatehouse_core::Error::from)?;
     match outcome {
         Ok(report) => {
             let s = report.summary;

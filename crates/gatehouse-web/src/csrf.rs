@@ -76,25 +76,19 @@ pub(crate) async fn check(
     if !cross_site && (session_ok || form_ok) {
         return Ok(());
     }
-    let event = gatehouse_store::AuditRecord {
-        at: Some(state.gatehouse.clock.now()),
-        event: gatehouse_domain::audit::AuditEvent::CsrfRefused
-            .as_str()
-            .to_owned(),
-        client_ip: Some(visitor.client_ip.clone()),
-        account_id: visitor.account_id(),
-        detail: Some(if cross_site {
-            "cross-site request".to_owned()
-        } else if visitor.session.is_none() && !public {
-            "no session".to_owned()
-        } else if visitor.session.is_none() && visitor.form_id.is_none() {
-            "no session or form cookie".to_owned()
-        } else {
-            "form token missing or wrong".to_owned()
-        }),
-        ..gatehouse_store::AuditRecord::default()
+    let why = if cross_site {
+        "cross-site request"
+    } else if visitor.session.is_none() && !public {
+        "no session"
+    } else if visitor.session.is_none() && visitor.form_id.is_none() {
+        "no session or form cookie"
+    } else {
+        "form token missing or wrong"
     };
-    state.gatehouse.store.audit(&event).await.ok();
+    // The refusal stands whether or not it could be recorded.
+    g.form_refused(&visitor.client_ip, visitor.account_id(), why)
+        .await
+        .ok();
     Err(WebError::Forbidden)
 }
 
@@ -111,7 +105,7 @@ pub(crate) fn same_site(headers: &HeaderMap, state: &AppState) -> bool {
     }
     let public = state
         .gatehouse
-        .settings
+        .settings()
         .public_url
         .origin()
         .ascii_serialization();

@@ -23,7 +23,7 @@ type WebResult = Result<Response, WebError>;
 
 pub(crate) fn layout(state: &AppState, session: Option<&SessionRecord>, has_error: bool) -> Layout {
     Layout {
-        service: state.gatehouse.settings.service_name.clone(),
+        service: state.gatehouse.settings().service_name.clone(),
         signed_in_csrf: session
             .filter(|s| s.account_id.is_some())
             .map(|s| s.csrf_token.clone()),
@@ -47,7 +47,7 @@ pub async fn home(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
 ) -> Response {
-    let s = &state.gatehouse.settings;
+    let s = state.gatehouse.settings();
     render(
         StatusCode::OK,
         &HomePage {
@@ -67,7 +67,7 @@ fn login_view(
     errors: Vec<FieldError>,
     flash: Option<String>,
 ) -> LoginPage {
-    let policy = &state.gatehouse.settings.policy;
+    let policy = &state.gatehouse.settings().policy;
     // Only a visitor who is not signed in is shown this page.
     LoginPage {
         l: layout(state, None, !errors.is_empty()),
@@ -123,7 +123,7 @@ pub async fn login(
         visitor,
         csrf_token,
     } = form;
-    let settings = &state.gatehouse.settings;
+    let settings = state.gatehouse.settings();
     let device = crate::session::read_device_cookie(&state, &headers);
     let outcome = state
         .gatehouse
@@ -180,7 +180,7 @@ fn recover_view(
     input: RecoveryInput,
     errors: Vec<FieldError>,
 ) -> RecoverPage {
-    let s = &state.gatehouse.settings;
+    let s = state.gatehouse.settings();
     let first_domain = s
         .allowed_domains
         .domains()
@@ -230,8 +230,8 @@ pub async fn recover(State(state): State<AppState>, form: PublicForm<RecoveryInp
         csrf_token,
     } = form;
     let g = &state.gatehouse;
-    let today = g.settings.today(g.clock.now());
-    match check_recovery_form(&form, today, &g.settings.allowed_domains) {
+    let today = g.settings().today(g.clock().now());
+    match check_recovery_form(&form, today, &g.settings().allowed_domains) {
         Err(errors) => {
             let page = recover_view(&state, &visitor, csrf_token, form, errors);
             Ok(render(StatusCode::OK, &page))
@@ -252,7 +252,12 @@ pub async fn confirmation(
         StatusCode::OK,
         &ConfirmationPage {
             l: layout(&state, visitor.session.as_ref(), false),
-            ttl: state.gatehouse.settings.policy.reset_link_ttl.for_people(),
+            ttl: state
+                .gatehouse
+                .settings()
+                .policy
+                .reset_link_ttl
+                .for_people(),
         },
     )
 }
@@ -292,7 +297,7 @@ fn link_problem(
     session: Option<&SessionRecord>,
     problem: LinkProblem,
 ) -> Response {
-    let s = &state.gatehouse.settings;
+    let s = state.gatehouse.settings();
     let (heading, paragraphs) = match problem {
         LinkProblem::Unknown => (
             "This link is not valid",
@@ -356,7 +361,7 @@ fn reset_view(
     username: String,
     errors: Vec<FieldError>,
 ) -> ResetPage {
-    let s = &state.gatehouse.settings;
+    let s = state.gatehouse.settings();
     ResetPage {
         l: layout(state, visitor.session.as_ref(), !errors.is_empty()),
         csrf,
@@ -472,32 +477,27 @@ pub async fn account(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
 ) -> WebResult {
-    let (Some(session), Some(account_id)) = (visitor.session.as_ref(), visitor.account_id()) else {
+    let (Some(session), Some(_)) = (visitor.session.as_ref(), visitor.account_id()) else {
         return Ok(see_other("/login"));
     };
     let g = &state.gatehouse;
-    let Some(account) = g
-        .store
-        .account_by_id(account_id)
-        .await
-        .map_err(gatehouse_core::Error::from)?
-    else {
+    let Some(account) = g.own_account(session).await? else {
         return Ok(see_other("/login"));
     };
     let last_sign_in = account.previous_sign_in_at.map_or_else(
         || "This is your first sign-in".to_owned(),
-        |at| g.settings.when(at),
+        |at| g.settings().when(at),
     );
     let flash = g.take_flash(session).await?;
     let page = AccountPage {
         l: layout(&state, Some(session), false),
         csrf: session.csrf_token.clone(),
         name: format!("{} {}", account.first_name, account.last_name),
-        username: account.username.clone(),
+        username: account.username.to_string(),
         employer: account.employer_name.clone(),
         last_sign_in,
         flash,
-        console: gatehouse_core::privileged::role_of(&account) != gatehouse_domain::Role::Staff,
+        console: account.role != gatehouse_domain::Role::Staff,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -543,7 +543,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the database answers.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.gatehouse.store.ping().await {
+    match state.gatehouse.database_answers().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: the database does not answer");

@@ -19,7 +19,7 @@ use crate::session::{Visitor, cookie_name, form_cookie_name, read_cookie};
 pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let context = RequestContext {
         reference: new_reference(),
-        service: state.gatehouse.settings.service_name.as_str().into(),
+        service: state.gatehouse.settings().service_name.as_str().into(),
     };
     let method = req.method().clone();
     let route = req
@@ -202,7 +202,7 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
     );
-    if state.gatehouse.settings.is_https() {
+    if state.gatehouse.settings().is_https() {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),

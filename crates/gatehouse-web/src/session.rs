@@ -36,7 +36,7 @@ impl Visitor {
 
 /// The session cookie's name.
 pub fn cookie_name(state: &AppState) -> &'static str {
-    if state.gatehouse.settings.is_https() {
+    if state.gatehouse.settings().is_https() {
         "__Host-gatehouse"
     } else {
         "gatehouse"
@@ -57,7 +57,7 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value with the attributes every cookie of this service has.
 fn cookie(state: &AppState, name: &str, value: &str, extra: &str) -> Result<HeaderValue, WebError> {
-    let secure = if state.gatehouse.settings.is_https() {
+    let secure = if state.gatehouse.settings().is_https() {
         "; Secure"
     } else {
         ""
@@ -70,7 +70,7 @@ fn cookie(state: &AppState, name: &str, value: &str, extra: &str) -> Result<Head
 
 /// The form cookie's name.
 pub fn form_cookie_name(state: &AppState) -> &'static str {
-    if state.gatehouse.settings.is_https() {
+    if state.gatehouse.settings().is_https() {
         "__Host-gatehouse-form"
     } else {
         "gatehouse-form"
@@ -79,7 +79,7 @@ pub fn form_cookie_name(state: &AppState) -> &'static str {
 
 /// The device cookie's name (see `GATEHOUSE_DEVICE_COOKIES`).
 fn device_cookie_name(state: &AppState) -> &'static str {
-    if state.gatehouse.settings.is_https() {
+    if state.gatehouse.settings().is_https() {
         "__Host-gatehouse-device"
     } else {
         "gatehouse-device"
@@ -88,7 +88,7 @@ fn device_cookie_name(state: &AppState) -> &'static str {
 
 /// The reset link cookie's name.
 fn reset_cookie_name(state: &AppState) -> &'static str {
-    if state.gatehouse.settings.is_https() {
+    if state.gatehouse.settings().is_https() {
         "__Host-gatehouse-reset"
     } else {
         "gatehouse-reset"
@@ -125,7 +125,7 @@ const DEVICE_COOKIE_SECONDS: u32 = 30 * 24 * 60 * 60;
 /// The browser's device cookie, when device cookies are on and it sent a
 /// well-formed one.
 pub fn read_device_cookie(state: &AppState, headers: &HeaderMap) -> Option<SecretToken> {
-    if !state.gatehouse.settings.device_cookies {
+    if !state.gatehouse.settings().device_cookies {
         return None;
     }
     read_cookie(headers, device_cookie_name(state)).and_then(|v| SecretToken::parse(&v))

@@ -250,8 +250,8 @@ impl ConsoleAccountPage {
 pub struct ConsoleMailPage {
     pub l: Layout,
     pub email: String,
-    pub requests: Vec<gatehouse_core::accounts::RequestLine>,
-    pub emails: Vec<gatehouse_core::accounts::EmailLine>,
+    pub requests: Vec<gatehouse_core::mail_history::RequestLine>,
+    pub emails: Vec<gatehouse_core::mail_history::EmailLine>,
 }
 
 /// The audit log with its filters.

@@ -4,32 +4,34 @@
 //!
 //! Each scenario takes a fresh, migrated, empty store.
 
-use std::sync::Arc;
-
 use gatehouse_domain::account::AllowedDomains;
+use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::import::{plan_import, read_staff_file};
 use gatehouse_domain::lockout::{AttemptCounter, ClaimDecision, LockoutPolicy};
 use gatehouse_domain::reset_link::{LinkPurpose, LinkStatus, VoidReason};
-use gatehouse_domain::{RecoveryOutcome, SecretToken, Span, Timestamp, UsernameKey};
+use gatehouse_domain::{
+    EmailAddress, RecoveryOutcome, Role, SecretToken, Span, Timestamp, UsernameKey,
+};
 use gatehouse_store::{
     AuditFilter, AuditRecord, Delivery, DeliveryResult, NewEmail, NewResetLink, OutboxEmail,
-    PoolSettings, SessionRecord, SignInSuccess, SqlStore, Store,
+    PoolSettings, SessionRecord, SignInSuccess, SqlStore, accounts, attempts, audit, import,
+    outbox, recovery, reset_links, second_factor, sessions,
 };
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
 /// A fresh SQLite store in its own temporary folder.
-pub async fn sqlite() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+pub async fn sqlite() -> (SqlStore, Box<dyn std::any::Any>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/test.db", dir.path().display());
     let store = SqlStore::open(&url, PoolSettings::default())
         .await
         .expect("open sqlite");
-    (Arc::new(store), Box::new(dir))
+    (store, Box::new(dir))
 }
 
 /// A fresh PostgreSQL store in its own database.
-pub async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+pub async fn postgres() -> (SqlStore, Box<dyn std::any::Any>) {
     let db = gatehouse_testkit::TestDatabase::create()
         .await
         .expect("PostgreSQL must be running: see GATEHOUSE_TEST_POSTGRES_URL");
@@ -37,7 +39,7 @@ pub async fn postgres() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
-    (Arc::new(store), Box::new(db))
+    (store, Box::new(db))
 }
 
 const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
@@ -45,14 +47,16 @@ const STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,
 432 Other Trust,,Jane,Smith,1985-03-14,jane.smith@nhs.net,\n\
 999 Demo Trust,,John,Smith,1990-01-01,john.smith@nhs.net,E2\n";
 
-pub async fn import(store: &Arc<dyn Store>, csv: &str) -> gatehouse_store::ImportSummary {
+pub async fn import(store: &SqlStore, csv: &str) -> gatehouse_store::ImportSummary {
     let allowed = AllowedDomains::parse("nhs.net").expect("valid");
     let rows = read_staff_file(csv.as_bytes(), jiff::civil::date(2026, 11, 25), &allowed)
         .expect("valid file");
-    let (employers, accounts) = store.import_index().await.expect("index");
+    let (employers, accounts) = import::index(&mut *store.read().await.expect("connection"))
+        .await
+        .expect("index");
     let plan = plan_import(rows, &employers, &accounts).expect("plan");
     let mut tx = store.begin().await.expect("begin");
-    let summary = tx.apply_import(&plan, T0).await.expect("apply");
+    let summary = import::apply(&mut tx, &plan, T0).await.expect("apply");
     tx.commit().await.expect("commit");
     summary
 }
@@ -61,16 +65,18 @@ pub fn key(s: &str) -> UsernameKey {
     UsernameKey::from_typed(s)
 }
 
-pub async fn imports_create_then_update_in_place(store: Arc<dyn Store>) {
+pub async fn imports_create_then_update_in_place(store: SqlStore) {
     let first = import(&store, STAFF).await;
     assert_eq!((first.created, first.employers_created), (3, 2));
     let again = import(&store, STAFF).await;
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 3));
-    let jane = store
-        .account_by_username(&key("999jsmith01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999jsmith01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     assert_eq!(jane.employer_name, "Demo Trust");
     assert_eq!(jane.password_hash, None);
     let changed = import(
@@ -83,12 +89,17 @@ pub async fn imports_create_then_update_in_place(store: Arc<dyn Store>) {
     .await;
     assert_eq!(changed.updated, 1);
     assert_eq!(changed.email_changes.len(), 1);
-    assert_eq!(changed.email_changes[0].old_email, "jane.smith@nhs.net");
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    assert_eq!(
+        changed.email_changes[0].old_email.as_str(),
+        "jane.smith@nhs.net"
+    );
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     assert_eq!(
         (jane.last_name.as_str(), jane.email.as_str()),
         ("Jones", "jane.jones@nhs.net")
@@ -97,7 +108,7 @@ pub async fn imports_create_then_update_in_place(store: Arc<dyn Store>) {
 
 /// More accounts than the store reads in one page when an import loads
 /// every stored account (`IMPORT_INDEX_PAGE`, 20,000).
-pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: Arc<dyn Store>) {
+pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: SqlStore) {
     let mut csv = String::from(
         "employer,username,first_name,last_name,date_of_birth,email,employee_number\n",
     );
@@ -114,39 +125,61 @@ pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: Arc<
     );
 }
 
-pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn Store>) {
+pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
+    assert!(
+        accounts::set_role(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            Role::Helpdesk,
+            T0
+        )
         .await
-        .expect("read")
-        .expect("exists");
-    assert!(store.set_role(jane.id, "helpdesk", T0).await.expect("role"));
+        .expect("role")
+    );
     assert_eq!(
-        store
-            .account_by_id(jane.id)
+        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
             .role,
-        "helpdesk"
+        Role::Helpdesk
     );
-    assert!(store.second_factor(jane.id).await.expect("read").is_none());
     assert!(
-        store
-            .start_second_factor(jane.id, "AAAA", T0)
+        second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
             .await
-            .expect("start")
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        second_factor::start(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            "AAAA",
+            T0
+        )
+        .await
+        .expect("start")
     );
     // Restarting an unconfirmed enrolment replaces its secret.
     assert!(
-        store
-            .start_second_factor(jane.id, "BBBB", T0)
-            .await
-            .expect("restart")
+        second_factor::start(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            "BBBB",
+            T0
+        )
+        .await
+        .expect("restart")
     );
-    let row = store
-        .second_factor(jane.id)
+    let row = second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("row");
@@ -157,10 +190,14 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn 
     for _ in 0..10 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .accept_second_factor_step(jane.id, 1000, T0)
-                .await
-                .expect("accept")
+            second_factor::accept_step(
+                &mut *store.write().await.expect("connection"),
+                jane.id,
+                1000,
+                T0,
+            )
+            .await
+            .expect("accept")
         }));
     }
     let mut accepted = 0;
@@ -168,102 +205,166 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: Arc<dyn 
         accepted += usize::from(t.await.expect("task"));
     }
     assert_eq!(accepted, 1);
-    let row = store
-        .second_factor(jane.id)
+    let row = second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("row");
     assert_eq!((row.confirmed_at, row.last_step), (Some(T0), Some(1000)));
     assert!(
-        !store
-            .accept_second_factor_step(jane.id, 999, T0)
-            .await
-            .expect("older")
+        !second_factor::accept_step(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            999,
+            T0
+        )
+        .await
+        .expect("older")
     );
     assert!(
-        store
-            .accept_second_factor_step(jane.id, 1001, T0)
-            .await
-            .expect("newer")
+        second_factor::accept_step(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            1001,
+            T0
+        )
+        .await
+        .expect("newer")
     );
     // A confirmed factor is never replaced by a new enrolment.
     assert!(
-        !store
-            .start_second_factor(jane.id, "CCCC", T0)
-            .await
-            .expect("start")
+        !second_factor::start(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            "CCCC",
+            T0
+        )
+        .await
+        .expect("start")
     );
 
     let codes: Vec<_> = (0..3)
         .map(|_| SecretToken::generate().expect("random").hash())
         .collect();
-    store
-        .replace_recovery_codes(jane.id, &codes, T0)
+    in_tx::replace_recovery_codes(&store, jane.id, &codes, T0)
         .await
         .expect("codes");
-    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 3);
-    assert!(
-        store
-            .use_recovery_code(jane.id, &codes[1], T0)
+    assert_eq!(
+        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
             .await
-            .expect("use")
+            .expect("count"),
+        3
     );
     assert!(
-        !store
-            .use_recovery_code(jane.id, &codes[1], T0)
-            .await
-            .expect("reuse")
-    );
-    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 2);
-    let john = store
-        .account_by_username(&key("999JSMITH02"))
+        second_factor::use_recovery_code(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            &codes[1],
+            T0
+        )
         .await
-        .expect("read")
-        .expect("exists");
+        .expect("use")
+    );
     assert!(
-        !store
-            .use_recovery_code(john.id, &codes[0], T0)
+        !second_factor::use_recovery_code(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            &codes[1],
+            T0
+        )
+        .await
+        .expect("reuse")
+    );
+    assert_eq!(
+        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
             .await
-            .expect("other account")
+            .expect("count"),
+        2
+    );
+    let john = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH02"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
+    assert!(
+        !second_factor::use_recovery_code(
+            &mut *store.write().await.expect("connection"),
+            john.id,
+            &codes[0],
+            T0
+        )
+        .await
+        .expect("other account")
     );
 
     let mut s = session(Some(jane.id));
-    store.create_session(&s).await.expect("create");
-    store
-        .set_session_second_factor(&s.id_hash, T0)
+    sessions::create(&mut *store.write().await.expect("connection"), &s)
         .await
-        .expect("mark");
-    s = store
-        .session(&s.id_hash)
+        .expect("create");
+    sessions::pass_second_factor(
+        &mut *store.write().await.expect("connection"),
+        &s.id_hash,
+        T0,
+    )
+    .await
+    .expect("mark");
+    s = sessions::get(&mut *store.read().await.expect("connection"), &s.id_hash)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(s.second_factor_at, Some(T0));
 
     // A lost phone and no codes left: the operator clears it.
-    store.clear_second_factor(jane.id).await.expect("clear");
-    assert!(store.second_factor(jane.id).await.expect("read").is_none());
-    assert_eq!(store.recovery_codes_left(jane.id).await.expect("count"), 0);
+    in_tx::clear_second_factor(&store, jane.id)
+        .await
+        .expect("clear");
     assert!(
-        store.session(&s.id_hash).await.expect("read").is_none(),
+        second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("count"),
+        0
+    );
+    assert!(
+        sessions::get(&mut *store.read().await.expect("connection"), &s.id_hash)
+            .await
+            .expect("read")
+            .is_none(),
         "signed out"
     );
     assert!(
-        store
-            .start_second_factor(jane.id, "DDDD", T0)
-            .await
-            .expect("enrol again")
+        second_factor::start(
+            &mut *store.write().await.expect("connection"),
+            jane.id,
+            "DDDD",
+            T0
+        )
+        .await
+        .expect("enrol again")
     );
 }
 
-pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: Arc<dyn Store>) {
+pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: SqlStore) {
     import(&store, STAFF).await;
     let names = |found: Vec<gatehouse_store::AccountRecord>| {
-        found.into_iter().map(|a| a.username).collect::<Vec<_>>()
+        found
+            .into_iter()
+            .map(|a| a.username.to_string())
+            .collect::<Vec<_>>()
     };
     let search = |q: &'static str, limit: u32| {
         let store = store.clone();
-        async move { store.search_accounts(q, limit).await.expect("search") }
+        async move {
+            accounts::search(&mut *store.read().await.expect("connection"), q, limit)
+                .await
+                .expect("search")
+        }
     };
     assert_eq!(
         names(search("smith", 50).await).len(),
@@ -297,94 +398,135 @@ pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: A
     assert!(search("amir smith", 50).await.is_empty());
 }
 
-pub async fn staged_imports_belong_to_their_uploader_and_expire(store: Arc<dyn Store>) {
+pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     let file = b"employer,username\n999,X\n".to_vec();
-    let id = store
-        .stage_import(jane.id, "staff.csv", &file, T0)
-        .await
-        .expect("stage");
+    let id = import::stage(
+        &mut *store.write().await.expect("connection"),
+        jane.id,
+        "staff.csv",
+        &file,
+        T0,
+    )
+    .await
+    .expect("stage");
     let earlier = Timestamp::from_unix(T0.unix() - 1);
     assert_eq!(
-        store
-            .staged_import(id, jane.id, earlier)
-            .await
-            .expect("read"),
+        import::staged(
+            &mut *store.read().await.expect("connection"),
+            id,
+            jane.id,
+            earlier
+        )
+        .await
+        .expect("read"),
         Some(("staff.csv".to_owned(), file))
     );
     assert_eq!(
-        store
-            .staged_import(id, jane.id + 1, earlier)
-            .await
-            .expect("read"),
+        import::staged(
+            &mut *store.read().await.expect("connection"),
+            id,
+            jane.id + 1,
+            earlier
+        )
+        .await
+        .expect("read"),
         None,
         "another account's"
     );
     let later = Timestamp::from_unix(T0.unix() + 1);
     assert_eq!(
-        store.staged_import(id, jane.id, later).await.expect("read"),
+        import::staged(
+            &mut *store.read().await.expect("connection"),
+            id,
+            jane.id,
+            later
+        )
+        .await
+        .expect("read"),
         None,
         "too old"
     );
     assert_eq!(
-        store.drop_staged_imports(None, later).await.expect("purge"),
+        import::drop_staged(&mut *store.write().await.expect("connection"), None, later)
+            .await
+            .expect("purge"),
         1
     );
     assert_eq!(
-        store
-            .drop_staged_imports(Some(id), later)
-            .await
-            .expect("drop"),
+        import::drop_staged(
+            &mut *store.write().await.expect("connection"),
+            Some(id),
+            later
+        )
+        .await
+        .expect("drop"),
         0
     );
 }
 
-pub async fn attempt_counters_never_lose_a_concurrent_update(store: Arc<dyn Store>) {
+pub async fn attempt_counters_never_lose_a_concurrent_update(store: SqlStore) {
     let mut tasks = Vec::new();
     for _ in 0..40 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .update_attempts(&key("ANYONE"), T0, &mut |mut c: AttemptCounter| {
+            attempts::update(
+                &mut *store.write().await.expect("connection"),
+                &key("ANYONE"),
+                T0,
+                &mut |mut c: AttemptCounter| {
                     c.claims += 1;
                     Some(c)
-                })
-                .await
-                .expect("update")
+                },
+            )
+            .await
+            .expect("update")
         }));
     }
     for t in tasks {
         t.await.expect("task");
     }
     assert_eq!(
-        store.attempts(&key("anyone")).await.expect("read").claims,
+        attempts::read(
+            &mut *store.read().await.expect("connection"),
+            &key("anyone")
+        )
+        .await
+        .expect("read")
+        .claims,
         40
     );
 }
 
-pub async fn concurrent_claims_check_at_most_the_threshold(store: Arc<dyn Store>) {
+pub async fn concurrent_claims_check_at_most_the_threshold(store: SqlStore) {
     let policy = LockoutPolicy::default();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut decision = None;
-            store
-                .update_attempts(&key("VICTIM"), T0, &mut |c: AttemptCounter| {
+            attempts::update(
+                &mut *store.write().await.expect("connection"),
+                &key("VICTIM"),
+                T0,
+                &mut |c: AttemptCounter| {
                     let d = c.claim(T0, &policy);
                     decision = Some(d);
                     match d {
                         ClaimDecision::Check(claim) => Some(claim.next),
                         _ => None,
                     }
-                })
-                .await
-                .expect("update");
+                },
+            )
+            .await
+            .expect("update");
             decision
         }));
     }
@@ -396,31 +538,33 @@ pub async fn concurrent_claims_check_at_most_the_threshold(store: Arc<dyn Store>
     }
     assert_eq!(checks, 3);
     assert!(
-        store
-            .attempts(&key("victim"))
-            .await
-            .expect("read")
-            .locked_at(T0)
-            .is_some()
+        attempts::read(
+            &mut *store.read().await.expect("connection"),
+            &key("victim")
+        )
+        .await
+        .expect("read")
+        .locked_at(T0)
+        .is_some()
     );
 }
 
-pub async fn a_link_is_spent_exactly_once_under_concurrency(store: Arc<dyn Store>) {
+pub async fn a_link_is_spent_exactly_once_under_concurrency(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     let token = SecretToken::generate().expect("random");
     let mut tx = store.begin().await.expect("begin");
-    let link = tx
-        .insert_reset_link(&new_link(jane.id, &token.hash()))
+    let link = reset_links::insert(&mut tx, &new_link(jane.id, &token.hash()))
         .await
         .expect("insert");
     tx.commit().await.expect("commit");
-    let found = store
-        .reset_link_by_hash(&token.hash())
+    let found = reset_links::by_hash(&mut *store.read().await.expect("connection"), &token.hash())
         .await
         .expect("read")
         .expect("exists");
@@ -432,8 +576,7 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: Arc<dyn Store
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut tx = store.begin().await.expect("begin");
-            let won = tx
-                .consume_reset_link(link, T0.plus(Span::minutes(5)))
+            let won = reset_links::consume(&mut tx, link, T0.plus(Span::minutes(5)))
                 .await
                 .expect("consume");
             tx.commit().await.expect("commit");
@@ -447,85 +590,104 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: Arc<dyn Store
         }
     }
     assert_eq!(winners, 1);
-    let used = store.reset_link(link).await.expect("read").expect("exists");
-    assert_eq!(used.record.status(T0), LinkStatus::Used);
-}
-
-pub async fn expired_and_voided_links_cannot_be_spent(store: Arc<dyn Store>) {
-    import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
+    let used = reset_links::by_id(&mut *store.read().await.expect("connection"), link)
         .await
         .expect("read")
         .expect("exists");
+    assert_eq!(used.record.status(T0), LinkStatus::Used);
+}
+
+pub async fn expired_and_voided_links_cannot_be_spent(store: SqlStore) {
+    import(&store, STAFF).await;
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     let mut tx = store.begin().await.expect("begin");
-    let old = tx
-        .insert_reset_link(&new_link(
-            jane.id,
-            &SecretToken::generate().expect("r").hash(),
-        ))
-        .await
-        .expect("insert");
-    let new = tx
-        .insert_reset_link(&new_link(
-            jane.id,
-            &SecretToken::generate().expect("r").hash(),
-        ))
-        .await
-        .expect("insert");
+    let old = reset_links::insert(
+        &mut tx,
+        &new_link(jane.id, &SecretToken::generate().expect("r").hash()),
+    )
+    .await
+    .expect("insert");
+    let new = reset_links::insert(
+        &mut tx,
+        &new_link(jane.id, &SecretToken::generate().expect("r").hash()),
+    )
+    .await
+    .expect("insert");
     assert_eq!(
-        tx.void_links(jane.id, VoidReason::Replaced, T0, Some(new))
+        reset_links::void(&mut tx, jane.id, VoidReason::Replaced, T0, Some(new))
             .await
             .expect("void"),
         1
     );
-    assert!(!tx.consume_reset_link(old, T0).await.expect("consume"));
     assert!(
-        !tx.consume_reset_link(new, T0.plus(Span::hours(4)))
+        !reset_links::consume(&mut tx, old, T0)
             .await
             .expect("consume")
     );
     assert!(
-        tx.consume_reset_link(new, T0.plus(Span::hours(4)).minus(Span::from_seconds(1)))
+        !reset_links::consume(&mut tx, new, T0.plus(Span::hours(4)))
             .await
             .expect("consume")
+    );
+    assert!(
+        reset_links::consume(
+            &mut tx,
+            new,
+            T0.plus(Span::hours(4)).minus(Span::from_seconds(1))
+        )
+        .await
+        .expect("consume")
     );
     tx.commit().await.expect("commit");
-    let old = store.reset_link(old).await.expect("read").expect("exists");
+    let old = reset_links::by_id(&mut *store.read().await.expect("connection"), old)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(
         old.record.status(T0),
         LinkStatus::Voided(VoidReason::Replaced)
     );
 }
 
-pub async fn passwords_keep_a_bounded_history(store: Arc<dyn Store>) {
+pub async fn passwords_keep_a_bounded_history(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     for i in 0..6 {
         let mut tx = store.begin().await.expect("begin");
-        tx.set_password(jane.id, &format!("hash{i}"), T0, 4, None)
+        accounts::set_password(&mut tx, jane.id, &format!("hash{i}"), T0, 4, None)
             .await
             .expect("set");
         tx.commit().await.expect("commit");
     }
-    let history = store.password_history(jane.id).await.expect("history");
+    let history =
+        accounts::password_history(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("history");
     assert_eq!(history, ["hash5", "hash4", "hash3", "hash2"]);
-    store
-        .upgrade_password_hash(jane.id, "hash5", "better5")
+    in_tx::upgrade_password_hash(&store, jane.id, "hash5", "better5")
         .await
         .expect("upgrade");
-    let jane = store
-        .account_by_id(jane.id)
+    let jane = accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(jane.password_hash.as_deref(), Some("better5"));
     assert_eq!(
-        store.password_history(jane.id).await.expect("history")[0],
+        accounts::password_history(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("history")[0],
         "better5"
     );
 }
@@ -545,12 +707,11 @@ pub fn new_link(account_id: i64, hash: &gatehouse_domain::TokenHash) -> NewReset
 /// A set-up link's purpose is kept; the window it opens to set up a second
 /// factor is kept with its password, and closed by any other password, an
 /// email change, a second-factor reset, or disabling the account.
-pub async fn set_up_links_open_a_window_that_other_changes_close(store: Arc<dyn Store>) {
+pub async fn set_up_links_open_a_window_that_other_changes_close(store: SqlStore) {
     let jane = imported_jane(&store).await;
     let until = T0.plus(Span::hours(4));
     let window = || async {
-        store
-            .account_by_id(jane.id)
+        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
@@ -558,25 +719,30 @@ pub async fn set_up_links_open_a_window_that_other_changes_close(store: Arc<dyn 
     };
     let token = SecretToken::generate().expect("random");
     let mut tx = store.begin().await.expect("begin");
-    let id = tx
-        .insert_reset_link(&NewResetLink {
+    let id = reset_links::insert(
+        &mut tx,
+        &NewResetLink {
             purpose: LinkPurpose::SetUp,
             ..new_link(jane.id, &token.hash())
-        })
-        .await
-        .expect("insert");
-    tx.set_password(jane.id, "h1", T0, 4, Some(until))
+        },
+    )
+    .await
+    .expect("insert");
+    accounts::set_password(&mut tx, jane.id, "h1", T0, 4, Some(until))
         .await
         .expect("set");
     tx.commit().await.expect("commit");
-    let link = store.reset_link(id).await.expect("read").expect("exists");
+    let link = reset_links::by_id(&mut *store.read().await.expect("connection"), id)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(link.purpose, LinkPurpose::SetUp);
     assert_eq!(window().await, Some(until));
 
     let closes: [&str; 4] = ["password", "email", "second factor", "disabled"];
     for what in closes {
         let mut tx = store.begin().await.expect("begin");
-        tx.set_password(jane.id, "h2", T0, 4, Some(until))
+        accounts::set_password(&mut tx, jane.id, "h2", T0, 4, Some(until))
             .await
             .expect("set");
         tx.commit().await.expect("commit");
@@ -584,25 +750,33 @@ pub async fn set_up_links_open_a_window_that_other_changes_close(store: Arc<dyn 
         match what {
             "password" => {
                 let mut tx = store.begin().await.expect("begin");
-                tx.set_password(jane.id, "h3", T0, 4, None)
+                accounts::set_password(&mut tx, jane.id, "h3", T0, 4, None)
                     .await
                     .expect("set");
                 tx.commit().await.expect("commit");
             }
             "email" => {
                 let mut tx = store.begin().await.expect("begin");
-                tx.set_email(jane.id, "jane.new@nhs.net", T0)
-                    .await
-                    .expect("set");
+                accounts::set_email(
+                    &mut tx,
+                    jane.id,
+                    &EmailAddress::from_trusted("jane.new@nhs.net".to_owned()),
+                    T0,
+                )
+                .await
+                .expect("set");
                 tx.commit().await.expect("commit");
             }
-            "second factor" => store.clear_second_factor(jane.id).await.expect("clear"),
+            "second factor" => in_tx::clear_second_factor(&store, jane.id)
+                .await
+                .expect("clear"),
             _ => {
-                store
-                    .set_disabled(jane.id, Some(T0))
+                in_tx::set_disabled(&store, jane.id, Some(T0))
                     .await
                     .expect("disable");
-                store.set_disabled(jane.id, None).await.expect("enable");
+                in_tx::set_disabled(&store, jane.id, None)
+                    .await
+                    .expect("enable");
             }
         }
         assert_eq!(window().await, None, "{what} closes the window");
@@ -611,13 +785,12 @@ pub async fn set_up_links_open_a_window_that_other_changes_close(store: Arc<dyn 
 
 /// Every node reads the same key, however many start at once; a rotation
 /// keeps the generation before it and forgets older ones.
-pub async fn service_keys_are_made_once_and_rotate(store: Arc<dyn Store>) {
+pub async fn service_keys_are_made_once_and_rotate(store: SqlStore) {
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store
-                .service_keys("forms", Some(&[i; 32]), T0)
+            in_tx::service_keys(&store, "forms", Some(&[i; 32]), T0)
                 .await
                 .expect("keys")
         }));
@@ -635,27 +808,26 @@ pub async fn service_keys_are_made_once_and_rotate(store: Arc<dyn Store>) {
         "every node got the same key"
     );
     // Another purpose has a key of its own.
-    let other = store
-        .service_keys("other", Some(&[9; 32]), T0)
+    let other = in_tx::service_keys(&store, "other", Some(&[9; 32]), T0)
         .await
         .expect("keys");
     assert_eq!(other[0].secret, vec![9; 32]);
 
     assert_eq!(
-        store
-            .rotate_service_key("forms", &[20; 32], T0)
+        in_tx::rotate_service_key(&store, "forms", &[20; 32], T0)
             .await
             .expect("rotate"),
         2
     );
     assert_eq!(
-        store
-            .rotate_service_key("forms", &[30; 32], T0)
+        in_tx::rotate_service_key(&store, "forms", &[30; 32], T0)
             .await
             .expect("rotate"),
         3
     );
-    let keys = store.service_keys("forms", None, T0).await.expect("keys");
+    let keys = in_tx::service_keys(&store, "forms", None, T0)
+        .await
+        .expect("keys");
     let generations: Vec<(i64, u8)> = keys.iter().map(|k| (k.generation, k.secret[0])).collect();
     assert_eq!(generations, [(3, 30), (2, 20)]);
 }
@@ -673,29 +845,33 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
 }
 
 /// Imports the staff file and returns Jane Smith's account at Demo Trust.
-async fn imported_jane(store: &Arc<dyn Store>) -> gatehouse_store::AccountRecord {
+async fn imported_jane(store: &SqlStore) -> gatehouse_store::AccountRecord {
     import(store, STAFF).await;
-    store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists")
+    accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists")
 }
 
 /// The last 20 audit events, newest first.
-async fn recent_audit_events(store: &Arc<dyn Store>) -> Vec<gatehouse_store::AuditRow> {
-    store
-        .audit_events(&AuditFilter {
+async fn recent_audit_events(store: &SqlStore) -> Vec<gatehouse_store::AuditRow> {
+    audit::list(
+        &mut *store.read().await.expect("connection"),
+        &AuditFilter {
             limit: 20,
             ..AuditFilter::default()
-        })
-        .await
-        .expect("audit")
+        },
+    )
+    .await
+    .expect("audit")
 }
 
 /// Claims an attempt on `username` at `now`: the claim and the counter's version.
 async fn claim(
-    store: &Arc<dyn Store>,
+    store: &SqlStore,
     username: &str,
     now: Timestamp,
 ) -> (gatehouse_domain::lockout::Claim, i64) {
@@ -708,29 +884,37 @@ async fn claim(
         claimed = Some(claim);
         Some(claim.next)
     };
-    let update = store
-        .update_attempts(&key(username), now, &mut change)
-        .await
-        .expect("claim");
+    let update = attempts::update(
+        &mut *store.write().await.expect("connection"),
+        &key(username),
+        now,
+        &mut change,
+    )
+    .await
+    .expect("claim");
     let claim = claimed.expect("not locked");
     assert_eq!(update.after, Some(claim.next));
     (claim, update.version.expect("written"))
 }
 
-pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Store>) {
+pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     let jane = imported_jane(&store).await;
     let policy = LockoutPolicy::default();
     claim(&store, "999JSMITH01", T0).await;
     let (second, version) = claim(&store, "999JSMITH01", T0).await;
     let jane_key = key("999JSMITH01");
-    let claimed = store.attempts(&jane_key).await.expect("read");
+    let claimed = attempts::read(&mut *store.read().await.expect("connection"), &jane_key)
+        .await
+        .expect("read");
     assert_eq!(claimed, second.next);
     let previous = session(Some(jane.id));
-    store.create_session(&previous).await.expect("create");
+    sessions::create(&mut *store.write().await.expect("connection"), &previous)
+        .await
+        .expect("create");
     let new = session(Some(jane.id));
     let audit = AuditRecord {
-        at: Some(T0),
-        event: "sign_in.succeeded".to_owned(),
+        at: T0,
+        event: AuditEvent::SignInSucceeded,
         actor: Some("999JSMITH01".to_owned()),
         account_id: Some(jane.id),
         username: Some("999JSMITH01".to_owned()),
@@ -761,22 +945,27 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
     let state = || async {
         let events = recent_audit_events(&store).await;
         (
-            store.attempts(&jane_key).await.expect("read"),
-            store
-                .session(&previous.id_hash)
+            attempts::read(&mut *store.read().await.expect("connection"), &jane_key)
                 .await
-                .expect("read")
-                .is_some(),
-            store.session(&new.id_hash).await.expect("read"),
-            store
-                .account_by_id(jane.id)
+                .expect("read"),
+            sessions::get(
+                &mut *store.read().await.expect("connection"),
+                &previous.id_hash,
+            )
+            .await
+            .expect("read")
+            .is_some(),
+            sessions::get(&mut *store.read().await.expect("connection"), &new.id_hash)
+                .await
+                .expect("read"),
+            accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
                 .await
                 .expect("read")
                 .expect("exists")
                 .last_sign_in_at,
             events
                 .into_iter()
-                .filter(|e| e.event == "sign_in.succeeded")
+                .filter(|e| e.event == AuditEvent::SignInSucceeded)
                 .map(|e| {
                     (
                         e.at,
@@ -794,10 +983,12 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
     // The first claim's version is stale (the second claim moved it on):
     // nothing at all is written.
     assert!(
-        !store
-            .record_sign_in_success(&success(version - 1))
-            .await
-            .expect("refused, not failed")
+        !attempts::record_sign_in_success(
+            &mut *store.write().await.expect("connection"),
+            &success(version - 1)
+        )
+        .await
+        .expect("refused, not failed")
     );
     let (counter, previous_kept, created, last_sign_in, events) = state().await;
     assert_eq!(counter, claimed);
@@ -808,10 +999,12 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
 
     // At the claimed version, everything.
     assert!(
-        store
-            .record_sign_in_success(&success(version))
-            .await
-            .expect("written")
+        attempts::record_sign_in_success(
+            &mut *store.write().await.expect("connection"),
+            &success(version)
+        )
+        .await
+        .expect("written")
     );
     let (counter, previous_kept, created, last_sign_in, events) = state().await;
     assert_eq!(counter, released);
@@ -841,16 +1034,18 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: Arc<dyn Sto
 
     // The write moved the version on: the same success cannot be written twice.
     assert!(
-        !store
-            .record_sign_in_success(&success(version))
-            .await
-            .expect("refused")
+        !attempts::record_sign_in_success(
+            &mut *store.write().await.expect("connection"),
+            &success(version)
+        )
+        .await
+        .expect("refused")
     );
 }
 
 /// Two sign-ins that both finish against the same claimed version (a
 /// duplicated request, say): exactly one writes.
-pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
+pub async fn concurrent_sign_in_successes_write_once(store: SqlStore) {
     let jane = imported_jane(&store).await;
     let policy = LockoutPolicy::default();
     let (claimed, version) = claim(&store, "999JSMITH01", T0).await;
@@ -860,8 +1055,9 @@ pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let new = session(Some(jane.id));
-            let written = store
-                .record_sign_in_success(&SignInSuccess {
+            let written = attempts::record_sign_in_success(
+                &mut *store.write().await.expect("connection"),
+                &SignInSuccess {
                     counter_key: &key("999JSMITH01"),
                     claimed_version: version,
                     counter: &released,
@@ -870,16 +1066,18 @@ pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
                     previous_session: None,
                     session: &new,
                     audit: &AuditRecord {
-                        at: Some(T0),
-                        event: "sign_in.succeeded".to_owned(),
-                        ..AuditRecord::default()
+                        ..AuditRecord::new(T0, AuditEvent::SignInSucceeded)
                     },
-                })
-                .await
-                .expect("written or refused");
+                },
+            )
+            .await
+            .expect("written or refused");
             (
                 written,
-                store.session(&new.id_hash).await.expect("read").is_some(),
+                sessions::get(&mut *store.read().await.expect("connection"), &new.id_hash)
+                    .await
+                    .expect("read")
+                    .is_some(),
             )
         }));
     }
@@ -893,40 +1091,53 @@ pub async fn concurrent_sign_in_successes_write_once(store: Arc<dyn Store>) {
         written += usize::from(ok);
     }
     assert_eq!(written, 1);
-    assert_eq!(store.session_count(jane.id).await.expect("count"), 1);
+    assert_eq!(
+        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("count"),
+        1
+    );
 }
 
-pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
+pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
     let a = session(Some(jane.id));
     let b = session(Some(jane.id));
     let anon = session(None);
     for s in [&a, &b, &anon] {
-        store.create_session(s).await.expect("create");
+        sessions::create(&mut *store.write().await.expect("connection"), s)
+            .await
+            .expect("create");
     }
-    store
-        .set_session_flash(&anon.id_hash, Some("hello"))
-        .await
-        .expect("flash");
-    store
-        .touch_session(&a.id_hash, T0.plus(Span::minutes(1)))
-        .await
-        .expect("touch");
-    let read = store
-        .session(&a.id_hash)
+    sessions::set_flash(
+        &mut *store.write().await.expect("connection"),
+        &anon.id_hash,
+        Some("hello"),
+    )
+    .await
+    .expect("flash");
+    sessions::touch(
+        &mut *store.write().await.expect("connection"),
+        &a.id_hash,
+        T0.plus(Span::minutes(1)),
+    )
+    .await
+    .expect("touch");
+    let read = sessions::get(&mut *store.read().await.expect("connection"), &a.id_hash)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(read.last_seen_at, T0.plus(Span::minutes(1)));
     assert_eq!(read.csrf_token, a.csrf_token);
     assert_eq!(
-        store
-            .session(&anon.id_hash)
+        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
             .await
             .expect("read")
             .expect("exists")
@@ -934,22 +1145,32 @@ pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
             .as_deref(),
         Some("hello")
     );
-    assert_eq!(store.session_count(jane.id).await.expect("count"), 2);
+    assert_eq!(
+        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("count"),
+        2
+    );
     // A lock makes the account's sessions pass the second factor again.
-    store
-        .set_session_second_factor(&a.id_hash, T0)
-        .await
-        .expect("pass");
-    store
-        .set_session_second_factor(&anon.id_hash, T0)
-        .await
-        .expect("pass");
+    sessions::pass_second_factor(
+        &mut *store.write().await.expect("connection"),
+        &a.id_hash,
+        T0,
+    )
+    .await
+    .expect("pass");
+    sessions::pass_second_factor(
+        &mut *store.write().await.expect("connection"),
+        &anon.id_hash,
+        T0,
+    )
+    .await
+    .expect("pass");
     let passed = |s: &SessionRecord| {
         let store = store.clone();
         let hash = s.id_hash;
         async move {
-            store
-                .session(&hash)
+            sessions::get(&mut *store.read().await.expect("connection"), &hash)
                 .await
                 .expect("read")
                 .expect("exists")
@@ -959,7 +1180,7 @@ pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
     assert_eq!(passed(&a).await, Some(T0));
     let mut tx = store.begin().await.expect("begin");
     assert_eq!(
-        tx.forget_second_factor_passes(jane.id)
+        sessions::forget_second_factor_passes(&mut tx, jane.id)
             .await
             .expect("forget"),
         1
@@ -972,39 +1193,66 @@ pub async fn sessions_round_trip_and_end_together(store: Arc<dyn Store>) {
         "other accounts' sessions keep theirs"
     );
     let mut tx = store.begin().await.expect("begin");
-    assert_eq!(tx.delete_sessions_of(jane.id).await.expect("delete"), 2);
-    tx.commit().await.expect("commit");
-    assert!(store.session(&b.id_hash).await.expect("read").is_none());
-    assert!(store.session(&anon.id_hash).await.expect("read").is_some());
     assert_eq!(
-        store
-            .purge(T0.plus(Span::hours(1)), Span::minutes(30))
+        sessions::end_all_of(&mut tx, jane.id)
+            .await
+            .expect("delete"),
+        2
+    );
+    tx.commit().await.expect("commit");
+    assert!(
+        sessions::get(&mut *store.read().await.expect("connection"), &b.id_hash)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        in_tx::purge(&store, T0.plus(Span::hours(1)), Span::minutes(30))
             .await
             .expect("purge"),
         1
     );
-    assert!(store.session(&anon.id_hash).await.expect("read").is_none());
+    assert!(
+        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
-pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: Arc<dyn Store>) {
+pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: SqlStore) {
     let mut tx = store.begin().await.expect("begin");
     for i in 0..10 {
-        tx.insert_recovery_request(&format!("p{i}@nhs.net"), "1985-03-14", None, "10.0.0.1", T0)
-            .await
-            .expect("insert");
+        recovery::insert(
+            &mut tx,
+            &format!("p{i}@nhs.net"),
+            "1985-03-14",
+            None,
+            "10.0.0.1",
+            T0,
+        )
+        .await
+        .expect("insert");
     }
     assert_eq!(
-        tx.recovery_requests_from("10.0.0.1", T0.minus(Span::hours(1)))
+        recovery::count_from(&mut tx, "10.0.0.1", T0.minus(Span::hours(1)))
             .await
             .expect("count"),
         10
     );
     tx.commit().await.expect("commit");
     let lease = T0.plus(Span::minutes(1));
-    let (a, b) = tokio::join!(
-        store.claim_recovery_requests(T0, lease, 6),
-        store.claim_recovery_requests(T0, lease, 6)
-    );
+    let claim = || async {
+        let mut conn = store.write().await.expect("connection");
+        recovery::claim(&mut conn, T0, lease, 6).await
+    };
+    let (a, b) = tokio::join!(claim(), claim());
     let (a, b) = (a.expect("claim"), b.expect("claim"));
     assert_eq!(a.len() + b.len(), 10);
     let mut ids: Vec<i64> = a.iter().chain(b.iter()).map(|r| r.id).collect();
@@ -1012,41 +1260,52 @@ pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: Arc<dy
     ids.dedup();
     assert_eq!(ids.len(), 10, "no request was claimed twice");
     assert!(
-        store
-            .claim_recovery_requests(T0, lease, 10)
-            .await
-            .expect("claim")
-            .is_empty()
+        recovery::claim(
+            &mut *store.write().await.expect("connection"),
+            T0,
+            lease,
+            10
+        )
+        .await
+        .expect("claim")
+        .is_empty()
     );
     // A crashed worker's lease runs out and another takes the work.
-    let again = store
-        .claim_recovery_requests(lease, lease.plus(Span::minutes(1)), 20)
-        .await
-        .expect("claim");
+    let again = recovery::claim(
+        &mut *store.write().await.expect("connection"),
+        lease,
+        lease.plus(Span::minutes(1)),
+        20,
+    )
+    .await
+    .expect("claim");
     assert_eq!(again.len(), 10);
     let mut tx = store.begin().await.expect("begin");
     assert!(
-        tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, 0, lease)
+        recovery::finish(&mut tx, again[0].id, RecoveryOutcome::NoMatch, 0, lease)
             .await
             .expect("finish")
     );
     assert!(
-        !tx.finish_recovery_request(again[0].id, RecoveryOutcome::NoMatch, 0, lease)
+        !recovery::finish(&mut tx, again[0].id, RecoveryOutcome::NoMatch, 0, lease)
             .await
             .expect("finish")
     );
     tx.commit().await.expect("commit");
-    let summaries = store
-        .recovery_requests_for("p0@nhs.net", 10)
-        .await
-        .expect("list");
-    assert_eq!(summaries[0].outcome.as_deref(), Some("no_match"));
+    let summaries = recovery::for_email(
+        &mut *store.read().await.expect("connection"),
+        "p0@nhs.net",
+        10,
+    )
+    .await
+    .expect("list");
+    assert_eq!(summaries[0].outcome, Some(RecoveryOutcome::NoMatch));
 }
 
-pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
+pub async fn outbox_delivers_scrubs_and_retries(store: SqlStore) {
     let email = NewEmail {
         kind: "recovery",
-        recipient: "Jane.Smith@nhs.net".to_owned(),
+        recipient: EmailAddress::from_trusted("Jane.Smith@nhs.net".to_owned()),
         subject: "Subject".to_owned(),
         text_body: "secret link".to_owned(),
         html_body: "<p>secret link</p>".to_owned(),
@@ -1057,99 +1316,128 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
     // The second to another address: emails to one address go out one at
     // a time (see the next scenario).
     let to_pat = NewEmail {
-        recipient: "Pat.Jones@nhs.net".to_owned(),
+        recipient: EmailAddress::from_trusted("Pat.Jones@nhs.net".to_owned()),
         ..email.clone()
     };
     let mut tx = store.begin().await.expect("begin");
-    let first = tx.enqueue_email(&email, T0).await.expect("enqueue");
-    let second = tx.enqueue_email(&to_pat, T0).await.expect("enqueue");
+    let first = outbox::enqueue(&mut tx, &email, T0).await.expect("enqueue");
+    let second = outbox::enqueue(&mut tx, &to_pat, T0)
+        .await
+        .expect("enqueue");
     assert_eq!(
-        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
-            .await
-            .expect("count"),
+        outbox::count_since(
+            &mut tx,
+            "jane.smith@nhs.net",
+            "recovery",
+            T0.minus(Span::hours(1))
+        )
+        .await
+        .expect("count"),
         1
     );
     tx.commit().await.expect("commit");
     let lease = T0.plus(Span::minutes(1));
-    let claimed = store.claim_outbox(T0, lease, 10).await.expect("claim");
+    let claimed = outbox::claim(
+        &mut *store.write().await.expect("connection"),
+        T0,
+        lease,
+        10,
+    )
+    .await
+    .expect("claim");
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].id, first);
     assert_eq!(claimed[0].attempts, 1);
     assert_eq!(claimed[0].text_body, "secret link");
     assert!(
-        store
-            .claim_outbox(T0, lease, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        outbox::claim(
+            &mut *store.write().await.expect("connection"),
+            T0,
+            lease,
+            10
+        )
+        .await
+        .expect("claim")
+        .is_empty(),
         "leased"
     );
     // Two tries that ended together are recorded in one write, each as its own.
     let retry_at = T0.plus(Span::from_seconds(10));
-    store
-        .record_deliveries(
-            &[
-                Delivery {
-                    email: claimed[0].clone(),
-                    result: DeliveryResult::Sent("250 OK queued".to_owned()),
+    in_tx::record_deliveries(
+        &store,
+        &[
+            Delivery {
+                email: claimed[0].clone(),
+                result: DeliveryResult::Sent("250 OK queued".to_owned()),
+            },
+            Delivery {
+                email: claimed[1].clone(),
+                result: DeliveryResult::Retry {
+                    error: "421 busy".to_owned(),
+                    at: retry_at,
                 },
-                Delivery {
-                    email: claimed[1].clone(),
-                    result: DeliveryResult::Retry {
-                        error: "421 busy".to_owned(),
-                        at: retry_at,
-                    },
-                },
-            ],
-            T0,
-        )
-        .await
-        .expect("record");
-    store
-        .record_deliveries(&[], T0)
+            },
+        ],
+        T0,
+    )
+    .await
+    .expect("record");
+    in_tx::record_deliveries(&store, &[], T0)
         .await
         .expect("nothing to record");
     assert!(
-        store
-            .claim_outbox(T0, lease, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
-        "not due yet"
-    );
-    let again = store
-        .claim_outbox(retry_at, retry_at.plus(Span::minutes(1)), 10)
-        .await
-        .expect("claim");
-    assert_eq!(again.len(), 1);
-    assert_eq!((again[0].id, again[0].attempts), (second, 2));
-    store
-        .record_deliveries(
-            &[Delivery {
-                email: again[0].clone(),
-                result: DeliveryResult::Expired("links expired".to_owned()),
-            }],
-            retry_at,
+        outbox::claim(
+            &mut *store.write().await.expect("connection"),
+            T0,
+            lease,
+            10
         )
         .await
-        .expect("record");
+        .expect("claim")
+        .is_empty(),
+        "not due yet"
+    );
+    let again = outbox::claim(
+        &mut *store.write().await.expect("connection"),
+        retry_at,
+        retry_at.plus(Span::minutes(1)),
+        10,
+    )
+    .await
+    .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (second, 2));
+    in_tx::record_deliveries(
+        &store,
+        &[Delivery {
+            email: again[0].clone(),
+            result: DeliveryResult::Expired("links expired".to_owned()),
+        }],
+        retry_at,
+    )
+    .await
+    .expect("record");
     let mut listed = Vec::new();
     for address in ["pat.jones@nhs.net", "jane.smith@nhs.net"] {
-        listed.extend(store.emails_to(address, 10).await.expect("list"));
+        listed.extend(
+            outbox::to_address(&mut *store.read().await.expect("connection"), address, 10)
+                .await
+                .expect("list"),
+        );
     }
     let statuses: Vec<&str> = listed.iter().map(|e| e.status.as_str()).collect();
     assert_eq!(statuses, ["expired", "sent"]);
     assert_eq!(listed[1].smtp_reply.as_deref(), Some("250 OK queued"));
     assert!(
-        store
-            .claim_outbox(
-                retry_at.plus(Span::hours(9)),
-                retry_at.plus(Span::hours(10)),
-                10
-            )
-            .await
-            .expect("claim")
-            .is_empty()
+        outbox::claim(
+            &mut *store.write().await.expect("connection"),
+            retry_at.plus(Span::hours(9)),
+            retry_at.plus(Span::hours(10)),
+            10
+        )
+        .await
+        .expect("claim")
+        .is_empty()
     );
     let events = recent_audit_events(&store).await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
@@ -1174,10 +1462,10 @@ pub async fn outbox_delivers_scrubs_and_retries(store: Arc<dyn Store>) {
 /// open the newest email in their inbox: emails to one address must arrive
 /// in the order they were queued, even when the older one is waiting for a
 /// retry when the newer one is queued.
-pub async fn emails_to_one_address_go_out_in_the_order_queued(store: Arc<dyn Store>) {
+pub async fn emails_to_one_address_go_out_in_the_order_queued(store: SqlStore) {
     let to = |recipient: &str, body: &str| NewEmail {
         kind: "recovery",
-        recipient: recipient.to_owned(),
+        recipient: EmailAddress::from_trusted(recipient.to_owned()),
         subject: "Subject".to_owned(),
         text_body: body.to_owned(),
         html_body: format!("<p>{body}</p>"),
@@ -1186,126 +1474,155 @@ pub async fn emails_to_one_address_go_out_in_the_order_queued(store: Arc<dyn Sto
         send_by: Some(T0.plus(Span::hours(4))),
     };
     let mut tx = store.begin().await.expect("begin");
-    let older = tx
-        .enqueue_email(&to("Jane.Smith@nhs.net", "older"), T0)
+    let older = outbox::enqueue(&mut tx, &to("Jane.Smith@nhs.net", "older"), T0)
         .await
         .expect("enqueue");
-    let other = tx
-        .enqueue_email(&to("pat.jones@nhs.net", "other"), T0)
+    let other = outbox::enqueue(&mut tx, &to("pat.jones@nhs.net", "other"), T0)
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");
     let ids = |emails: &[OutboxEmail]| emails.iter().map(|e| e.id).collect::<Vec<_>>();
-    let claimed = store
-        .claim_outbox(T0, T0.plus(Span::minutes(1)), 10)
-        .await
-        .expect("claim");
+    let claimed = outbox::claim(
+        &mut *store.write().await.expect("connection"),
+        T0,
+        T0.plus(Span::minutes(1)),
+        10,
+    )
+    .await
+    .expect("claim");
     assert_eq!(ids(&claimed), [older, other]);
     // The older one is refused for now: its retry is ten minutes away.
-    store
-        .record_deliveries(
-            &[
-                Delivery {
-                    email: claimed[0].clone(),
-                    result: DeliveryResult::Retry {
-                        error: "451 try later".to_owned(),
-                        at: T0.plus(Span::minutes(10)),
-                    },
+    in_tx::record_deliveries(
+        &store,
+        &[
+            Delivery {
+                email: claimed[0].clone(),
+                result: DeliveryResult::Retry {
+                    error: "451 try later".to_owned(),
+                    at: T0.plus(Span::minutes(10)),
                 },
-                Delivery {
-                    email: claimed[1].clone(),
-                    result: DeliveryResult::Sent("250 OK".to_owned()),
-                },
-            ],
-            T0,
-        )
-        .await
-        .expect("record");
+            },
+            Delivery {
+                email: claimed[1].clone(),
+                result: DeliveryResult::Sent("250 OK".to_owned()),
+            },
+        ],
+        T0,
+    )
+    .await
+    .expect("record");
 
     // A minute later a newer email to the same address (written in other
     // capitals) is queued: the older one is made due at once and goes first.
     let at = T0.plus(Span::minutes(1));
     let mut tx = store.begin().await.expect("begin");
-    let newer = tx
-        .enqueue_email(&to("JANE.SMITH@nhs.net", "newer"), at)
+    let newer = outbox::enqueue(&mut tx, &to("JANE.SMITH@nhs.net", "newer"), at)
         .await
         .expect("enqueue");
     assert_eq!(
-        tx.emails_sent_since("jane.smith@nhs.net", "recovery", T0.minus(Span::hours(1)))
-            .await
-            .expect("count"),
+        outbox::count_since(
+            &mut tx,
+            "jane.smith@nhs.net",
+            "recovery",
+            T0.minus(Span::hours(1))
+        )
+        .await
+        .expect("count"),
         2,
         "both count towards the address's hourly limit, whatever their state"
     );
     tx.commit().await.expect("commit");
     let lease = at.plus(Span::minutes(1));
-    let claimed = store.claim_outbox(at, lease, 10).await.expect("claim");
+    let claimed = outbox::claim(
+        &mut *store.write().await.expect("connection"),
+        at,
+        lease,
+        10,
+    )
+    .await
+    .expect("claim");
     assert_eq!(ids(&claimed), [older], "the older one first, and alone");
     assert!(
-        store
-            .claim_outbox(at, lease, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
-        "the newer one waits while the older one is being sent"
-    );
-    store
-        .record_deliveries(
-            &[Delivery {
-                email: claimed[0].clone(),
-                result: DeliveryResult::Sent("250 OK".to_owned()),
-            }],
+        outbox::claim(
+            &mut *store.write().await.expect("connection"),
             at,
+            lease,
+            10
         )
         .await
-        .expect("record");
-    let claimed = store.claim_outbox(at, lease, 10).await.expect("claim");
+        .expect("claim")
+        .is_empty(),
+        "the newer one waits while the older one is being sent"
+    );
+    in_tx::record_deliveries(
+        &store,
+        &[Delivery {
+            email: claimed[0].clone(),
+            result: DeliveryResult::Sent("250 OK".to_owned()),
+        }],
+        at,
+    )
+    .await
+    .expect("record");
+    let claimed = outbox::claim(
+        &mut *store.write().await.expect("connection"),
+        at,
+        lease,
+        10,
+    )
+    .await
+    .expect("claim");
     assert_eq!(ids(&claimed), [newer], "then the newer one");
     assert_eq!(claimed[0].text_body, "newer");
 }
 
-pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
-    for (i, event) in ["a", "b", "a"].iter().enumerate() {
-        store
-            .audit(&AuditRecord {
-                at: Some(T0),
-                event: (*event).to_owned(),
+pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
+    let (a, b) = (AuditEvent::SignInFailed, AuditEvent::SignInSucceeded);
+    for (i, event) in [a, b, a].into_iter().enumerate() {
+        audit::record(
+            &mut *store.write().await.expect("connection"),
+            &AuditRecord {
                 account_id: Some(i as i64 % 2),
-                ..AuditRecord::default()
-            })
-            .await
-            .expect("audit");
+                ..AuditRecord::new(T0, event)
+            },
+        )
+        .await
+        .expect("audit");
     }
-    let only_a = store
-        .audit_events(&AuditFilter {
-            event: Some("a".to_owned()),
+    let only_a = audit::list(
+        &mut *store.read().await.expect("connection"),
+        &AuditFilter {
+            event: Some(a),
             limit: 10,
             ..Default::default()
-        })
-        .await
-        .expect("list");
+        },
+    )
+    .await
+    .expect("list");
     assert_eq!(only_a.len(), 2);
-    let account_1 = store
-        .audit_events(&AuditFilter {
+    let account_1 = audit::list(
+        &mut *store.read().await.expect("connection"),
+        &AuditFilter {
             account_id: Some(1),
             limit: 10,
             ..Default::default()
-        })
-        .await
-        .expect("list");
+        },
+    )
+    .await
+    .expect("list");
     assert_eq!(account_1.len(), 1);
-    assert_eq!(account_1[0].event, "b");
+    assert_eq!(account_1[0].event, b);
 
     for (at, actor) in [(T0.unix() + 10, "admin X"), (T0.unix() + 20, "helpdesk Y")] {
-        store
-            .audit(&AuditRecord {
-                at: Some(Timestamp::from_unix(at)),
-                event: "c".to_owned(),
+        audit::record(
+            &mut *store.write().await.expect("connection"),
+            &AuditRecord {
                 actor: Some(actor.to_owned()),
-                ..AuditRecord::default()
-            })
-            .await
-            .expect("audit");
+                ..AuditRecord::new(Timestamp::from_unix(at), AuditEvent::EmailChanged)
+            },
+        )
+        .await
+        .expect("audit");
     }
     let by = |actor: Option<&str>, since: Option<i64>, until: Option<i64>| AuditFilter {
         actor: actor.map(str::to_owned),
@@ -1316,7 +1633,12 @@ pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
     };
     let count = |f: AuditFilter| {
         let store = store.clone();
-        async move { store.audit_events(&f).await.expect("list").len() }
+        async move {
+            audit::list(&mut *store.read().await.expect("connection"), &f)
+                .await
+                .expect("list")
+                .len()
+        }
     };
     assert_eq!(count(by(Some("admin X"), None, None)).await, 1);
     assert_eq!(
@@ -1333,40 +1655,41 @@ pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
     assert_eq!(count(by(None, None, Some(1))).await, 3, "the first three");
 
     // Per-client throttles count one event from one address over a window.
+    let (d, e) = (AuditEvent::ResetLinkUnknown, AuditEvent::RecoveryRequested);
     for (at, event, ip) in [
-        (0, "d", "10.0.0.1"),
-        (50, "d", "10.0.0.1"),
-        (60, "d", "10.0.0.1"),
-        (60, "e", "10.0.0.1"),
-        (60, "d", "10.0.0.2"),
+        (0, d, "10.0.0.1"),
+        (50, d, "10.0.0.1"),
+        (60, d, "10.0.0.1"),
+        (60, e, "10.0.0.1"),
+        (60, d, "10.0.0.2"),
     ] {
-        store
-            .audit(&AuditRecord {
-                at: Some(Timestamp::from_unix(T0.unix() + at)),
-                event: event.to_owned(),
+        audit::record(
+            &mut *store.write().await.expect("connection"),
+            &AuditRecord {
                 client_ip: Some(ip.to_owned()),
-                ..AuditRecord::default()
-            })
-            .await
-            .expect("audit");
+                ..AuditRecord::new(Timestamp::from_unix(T0.unix() + at), event)
+            },
+        )
+        .await
+        .expect("audit");
     }
     let mut tx = store.begin().await.expect("begin");
     let from = |s: i64| Timestamp::from_unix(T0.unix() + s);
     assert_eq!(
-        tx.audit_events_from("10.0.0.1", "d", from(-1))
+        audit::count_from(&mut tx, "10.0.0.1", d, from(-1))
             .await
             .expect("count"),
         3
     );
     assert_eq!(
-        tx.audit_events_from("10.0.0.1", "d", from(0))
+        audit::count_from(&mut tx, "10.0.0.1", d, from(0))
             .await
             .expect("count"),
         2,
         "since is exclusive"
     );
     assert_eq!(
-        tx.audit_events_from("10.0.0.3", "d", from(-1))
+        audit::count_from(&mut tx, "10.0.0.3", d, from(-1))
             .await
             .expect("count"),
         0
@@ -1374,37 +1697,40 @@ pub async fn audit_events_filter_by_account_and_event(store: Arc<dyn Store>) {
     tx.commit().await.expect("commit");
 }
 
-pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: Arc<dyn Store>) {
+pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore) {
     import(&store, STAFF).await;
-    let jane = store
-        .account_by_username(&key("999JSMITH01"))
-        .await
-        .expect("read")
-        .expect("exists");
-    store
-        .create_session(&session(Some(jane.id)))
-        .await
-        .expect("session");
+    let jane = accounts::by_username(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read")
+    .expect("exists");
+    sessions::create(
+        &mut *store.write().await.expect("connection"),
+        &session(Some(jane.id)),
+    )
+    .await
+    .expect("session");
     assert!(
-        store
-            .set_disabled(jane.id, Some(T0))
+        in_tx::set_disabled(&store, jane.id, Some(T0))
             .await
             .expect("disable")
     );
-    let read = store
-        .account_by_id(jane.id)
+    let read = accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(read.disabled_at, Some(T0));
     assert_eq!(
-        store.session_count(jane.id).await.expect("count"),
+        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+            .await
+            .expect("count"),
         0,
         "sessions end"
     );
     let mut tx = store.begin().await.expect("begin");
-    let matched = tx
-        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", None)
+    let matched = accounts::for_recovery(&mut tx, "jane.smith@nhs.net", "1985-03-14", None)
         .await
         .expect("match");
     tx.commit().await.expect("commit");
@@ -1416,66 +1742,177 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: Arc<dyn 
         ["432JSMITH01"],
         "recovery skips a disabled account"
     );
-    assert!(store.set_disabled(jane.id, None).await.expect("enable"));
+    assert!(
+        in_tx::set_disabled(&store, jane.id, None)
+            .await
+            .expect("enable")
+    );
     assert_eq!(
-        store
-            .account_by_id(jane.id)
+        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
             .disabled_at,
         None
     );
-    assert!(!store.set_disabled(-1, Some(T0)).await.expect("nobody"));
+    assert!(
+        !in_tx::set_disabled(&store, -1, Some(T0))
+            .await
+            .expect("nobody")
+    );
 
     let policy = LockoutPolicy::default();
     for _ in 0..policy.threshold {
-        store
-            .update_attempts(&key("999JSMITH01"), T0, &mut |c: AttemptCounter| match c
-                .claim(T0, &policy)
-            {
+        attempts::update(
+            &mut *store.write().await.expect("connection"),
+            &key("999JSMITH01"),
+            T0,
+            &mut |c: AttemptCounter| match c.claim(T0, &policy) {
                 ClaimDecision::Check(claim) => Some(claim.next),
                 _ => None,
-            })
-            .await
-            .expect("claim");
+            },
+        )
+        .await
+        .expect("claim");
     }
     assert!(
-        store
-            .attempts(&key("999JSMITH01"))
-            .await
-            .expect("read")
-            .locked_at(T0)
-            .is_some()
-    );
-    store
-        .lift_lock(&key("999JSMITH01"), T0)
+        attempts::read(
+            &mut *store.read().await.expect("connection"),
+            &key("999JSMITH01")
+        )
         .await
-        .expect("lift");
-    let after = store.attempts(&key("999JSMITH01")).await.expect("read");
+        .expect("read")
+        .locked_at(T0)
+        .is_some()
+    );
+    attempts::lift_lock(
+        &mut *store.write().await.expect("connection"),
+        &key("999JSMITH01"),
+        T0,
+    )
+    .await
+    .expect("lift");
+    let after = attempts::read(
+        &mut *store.read().await.expect("connection"),
+        &key("999JSMITH01"),
+    )
+    .await
+    .expect("read");
     assert_eq!((after.locked_at(T0), after.consecutive), (None, 0));
 }
 
-pub async fn recovery_matching_ignores_case_and_narrows_by_username(store: Arc<dyn Store>) {
+pub async fn recovery_matching_ignores_case_and_narrows_by_username(store: SqlStore) {
     import(&store, STAFF).await;
     let mut tx = store.begin().await.expect("begin");
-    let both = tx
-        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", None)
+    let both = accounts::for_recovery(&mut tx, "jane.smith@nhs.net", "1985-03-14", None)
         .await
         .expect("match");
     let names: Vec<&str> = both.iter().map(|a| a.username.as_str()).collect();
     assert_eq!(names, ["432JSMITH01", "999JSMITH01"]);
-    let one = tx
-        .accounts_for_recovery("jane.smith@nhs.net", "1985-03-14", Some("999JSMITH01"))
-        .await
-        .expect("match");
+    let one = accounts::for_recovery(
+        &mut tx,
+        "jane.smith@nhs.net",
+        "1985-03-14",
+        Some("999JSMITH01"),
+    )
+    .await
+    .expect("match");
     assert_eq!(one.len(), 1);
     assert!(
-        tx.accounts_for_recovery("jane.smith@nhs.net", "1985-03-15", None)
+        accounts::for_recovery(&mut tx, "jane.smith@nhs.net", "1985-03-15", None)
             .await
             .expect("match")
             .is_empty()
     );
+}
+
+/// The store's operations that must run in a transaction, each in one of
+/// its own, as the services use them.
+mod in_tx {
+    use gatehouse_domain::{Span, Timestamp, TokenHash};
+    use gatehouse_store::{
+        Delivery, Result, ServiceKey, SqlStore, accounts, housekeeping, keys, outbox, second_factor,
+    };
+
+    pub async fn replace_recovery_codes(
+        store: &SqlStore,
+        account_id: i64,
+        hashes: &[TokenHash],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = store.begin().await?;
+        second_factor::replace_recovery_codes(&mut tx, account_id, hashes, now).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn upgrade_password_hash(
+        store: &SqlStore,
+        account_id: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        let mut tx = store.begin().await?;
+        accounts::upgrade_password_hash(&mut tx, account_id, old, new).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn set_disabled(
+        store: &SqlStore,
+        account_id: i64,
+        at: Option<Timestamp>,
+    ) -> Result<bool> {
+        let mut tx = store.begin().await?;
+        let changed = accounts::set_disabled(&mut tx, account_id, at).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn clear_second_factor(store: &SqlStore, account_id: i64) -> Result<()> {
+        let mut tx = store.begin().await?;
+        second_factor::clear(&mut tx, account_id).await?;
+        Ok(tx.commit().await?)
+    }
+
+    pub async fn service_keys(
+        store: &SqlStore,
+        purpose: &str,
+        first: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Vec<ServiceKey>> {
+        if let Some(first) = first {
+            keys::create_first(&mut *store.write().await?, purpose, first, now).await?;
+        }
+        keys::newest(&mut *store.read().await?, purpose).await
+    }
+
+    pub async fn rotate_service_key(
+        store: &SqlStore,
+        purpose: &str,
+        secret: &[u8],
+        now: Timestamp,
+    ) -> Result<i64> {
+        let mut tx = store.begin().await?;
+        let generation = keys::rotate(&mut tx, purpose, secret, now).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    pub async fn purge(store: &SqlStore, now: Timestamp, idle: Span) -> Result<u64> {
+        let mut tx = store.begin().await?;
+        let removed = housekeeping::purge(&mut tx, now, idle).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    pub async fn record_deliveries(
+        store: &SqlStore,
+        deliveries: &[Delivery],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = store.begin().await?;
+        outbox::record_deliveries(&mut tx, deliveries, now).await?;
+        Ok(tx.commit().await?)
+    }
 }
 
 /// Calls `$callback!($($args)* scenario, …)` with every scenario's name.

@@ -1,0 +1,321 @@
+//! The staff file's writes: what the planner (in the domain) decided, in
+//! one transaction; and staff files an administrator uploaded, kept between
+//! their preview and their import.
+
+use std::collections::HashMap;
+
+use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
+use gatehouse_domain::reset_link::VoidReason;
+use gatehouse_domain::{EmailAddress, Timestamp, Username};
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use crate::database::{backend_of_connection, placeholders};
+use crate::{Backend, Result, StoreError, Tx, reset_links, sessions};
+
+/// New accounts from which an import into SQLite builds the accounts
+/// table's indexes afterwards instead of row by row.
+const BULK_LOAD_ROWS: usize = 50_000;
+
+/// Accounts read per statement when an import loads every stored account.
+const IMPORT_INDEX_PAGE: i64 = 20_000;
+
+/// What an import wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Employers added.
+    pub employers_created: usize,
+    /// Employers renamed.
+    pub employers_renamed: usize,
+    /// People added.
+    pub created: usize,
+    /// People changed.
+    pub updated: usize,
+    /// People already as the file says.
+    pub unchanged: usize,
+    /// Accounts whose email address changed (their links voided, sessions ended).
+    pub email_changes: Vec<EmailChange>,
+}
+
+/// An email address changed by an import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChange {
+    /// The account.
+    pub account_id: i64,
+    /// Its username.
+    pub username: Username,
+    /// The old address.
+    pub old_email: EmailAddress,
+    /// The new address.
+    pub new_email: EmailAddress,
+}
+
+/// Employers and accounts, for planning an import.
+pub async fn index(conn: &mut AnyConnection) -> Result<(Vec<KnownEmployer>, Vec<KnownAccount>)> {
+    let employers: Vec<KnownEmployer> = sqlx::query_as("SELECT id, code, name FROM employers")
+        .fetch_all(&mut *conn)
+        .await?;
+    // In pages by id: one statement for two million accounts would hold
+    // every raw row in memory at once, beside the decoded copies.
+    let mut accounts: Vec<KnownAccount> = Vec::new();
+    let mut after = 0_i64;
+    loop {
+        let page: Vec<KnownAccount> = sqlx::query_as(
+            "SELECT id, employer_id, username, first_name, last_name, date_of_birth, email, \
+             employee_number, role FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(IMPORT_INDEX_PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let full = page.len() as i64 == IMPORT_INDEX_PAGE;
+        accounts.extend(page);
+        match accounts.last() {
+            Some(last) if full => after = last.id,
+            _ => break,
+        }
+    }
+    Ok((employers, accounts))
+}
+
+/// Writes an import plan: employers, new people, changes. In the caller's
+/// transaction, so that a file imports whole or not at all.
+pub async fn apply(tx: &mut Tx, plan: &ImportPlan, now: Timestamp) -> Result<ImportSummary> {
+    let backend = backend_of_connection(tx);
+    let mut summary = ImportSummary {
+        unchanged: plan.unchanged,
+        ..ImportSummary::default()
+    };
+    for change in &plan.employers {
+        match change.existing_id {
+            Some(id) => {
+                sqlx::query("UPDATE employers SET name = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(&change.name)
+                    .execute(&mut **tx)
+                    .await?;
+                summary.employers_renamed += 1;
+            }
+            None => {
+                sqlx::query("INSERT INTO employers (code, name) VALUES ($1, $2)")
+                    .bind(&change.code)
+                    .bind(&change.name)
+                    .execute(&mut **tx)
+                    .await?;
+                summary.employers_created += 1;
+            }
+        }
+    }
+    let employer_ids: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT code, id FROM employers")
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+
+    if backend == Backend::Sqlite && !plan.creates.is_empty() {
+        // SQLite's default page cache is 2 MiB; a large import inserts
+        // into three indexes in key order that is not insertion order,
+        // and with a small cache every insert re-reads and re-writes
+        // pages through the kernel (half the time of a 500,000-row
+        // import, in perf). The cache only grows as pages are used, and
+        // goes back to the default before this connection is reused.
+        sqlx::query("PRAGMA cache_size = -262144")
+            .execute(&mut **tx)
+            .await?;
+    }
+    // A bulk load into SQLite: inserting 2,000,000 rows one by one into
+    // five secondary indexes (each in an order of its own) took most of
+    // the import; building each index afterwards from sorted keys is
+    // several times faster. The indexes are dropped and made again from
+    // their own stored definitions inside this transaction, so nobody
+    // sees the table without them, and a unique index that no longer
+    // holds fails the import as a whole.
+    let rebuilt = if backend == Backend::Sqlite && plan.creates.len() >= BULK_LOAD_ROWS {
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'accounts' AND sql IS NOT NULL",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        for (name, _) in &indexes {
+            sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                .execute(&mut **tx)
+                .await?;
+        }
+        indexes
+    } else {
+        Vec::new()
+    };
+    let mut result = insert_and_update(tx, backend, plan, now, &mut summary, &employer_ids).await;
+    for (_, sql) in &rebuilt {
+        if result.is_ok() {
+            result = sqlx::query(AssertSqlSafe(sql.clone()))
+                .execute(&mut **tx)
+                .await
+                .map(|_| ())
+                .map_err(Into::into);
+        }
+    }
+    if backend == Backend::Sqlite && !plan.creates.is_empty() {
+        sqlx::query("PRAGMA cache_size = -2000")
+            .execute(&mut **tx)
+            .await?;
+    }
+    result?;
+    Ok(summary)
+}
+
+/// The bulk of an import: new accounts in batches, then updates.
+async fn insert_and_update(
+    tx: &mut Tx,
+    backend: Backend,
+    plan: &ImportPlan,
+    now: Timestamp,
+    summary: &mut ImportSummary,
+    employer_ids: &HashMap<String, i64>,
+) -> Result<()> {
+    let employer_id = |code: &str| {
+        employer_ids
+            .get(code)
+            .copied()
+            .ok_or_else(|| StoreError::Config(format!("employer {code} vanished mid-import")))
+    };
+    let batch_rows = match backend {
+        // Parameters per statement (13 per row): SQLite allows 32,766,
+        // PostgreSQL 65,535.
+        Backend::Sqlite => 2_500,
+        Backend::Postgres => 5_000,
+    };
+    for batch in plan.creates.chunks(batch_rows) {
+        let mut sql = String::from(
+            "INSERT INTO accounts (employer_id, username, username_key, first_name, \
+             last_name, date_of_birth, email, email_key, employee_number, role, created_at, \
+             updated_at, last_name_key) VALUES ",
+        );
+        sql.push_str(&placeholders(backend, batch.len(), 13));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in batch {
+            q = q
+                .bind(employer_id(&c.employer_code)?)
+                .bind(c.username.as_str().to_owned())
+                .bind(c.username.key().as_str().to_owned())
+                .bind(c.row.first_name.as_str().to_owned())
+                .bind(c.row.last_name.as_str().to_owned())
+                .bind(c.row.date_of_birth.iso())
+                .bind(c.row.email.as_str().to_owned())
+                .bind(c.row.email.key())
+                .bind(
+                    c.row
+                        .employee_number
+                        .as_ref()
+                        .map(|n| n.as_str().to_owned()),
+                )
+                .bind(c.row.role.unwrap_or_default())
+                .bind(now)
+                .bind(now)
+                .bind(c.row.last_name.as_str().to_lowercase());
+        }
+        q.execute(&mut **tx).await?;
+        summary.created += batch.len();
+    }
+    // New accounts start with no attempt history, even if their username
+    // was tried before it existed.
+    for batch in plan.creates.chunks(batch_rows) {
+        let list = placeholders(backend, batch.len(), 1);
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM sign_in_attempts WHERE username_key IN ({list})"
+        )));
+        for c in batch {
+            q = q.bind(c.username.key().as_str().to_owned());
+        }
+        q.execute(&mut **tx).await?;
+    }
+
+    for u in &plan.updates {
+        sqlx::query(
+            "UPDATE accounts SET username = $2, username_key = $3, first_name = $4, \
+             last_name = $5, date_of_birth = $6, email = $7, email_key = $8, \
+             employee_number = COALESCE($9, employee_number), role = COALESCE($10, role), \
+             updated_at = $11, \
+             last_name_key = $12 WHERE id = $1",
+        )
+        .bind(u.id)
+        .bind(u.username.as_str())
+        .bind(u.username.key().as_str())
+        .bind(u.row.first_name.as_str())
+        .bind(u.row.last_name.as_str())
+        .bind(u.row.date_of_birth.iso())
+        .bind(u.row.email.as_str())
+        .bind(u.row.email.key())
+        .bind(u.row.employee_number.as_ref().map(|n| n.as_str()))
+        .bind(u.row.role)
+        .bind(now)
+        .bind(u.row.last_name.as_str().to_lowercase())
+        .execute(&mut **tx)
+        .await?;
+        summary.updated += 1;
+        if let Some(old) = &u.old_email {
+            reset_links::void(tx, u.id, VoidReason::EmailChanged, now, None).await?;
+            sessions::end_all_of(tx, u.id).await?;
+            summary.email_changes.push(EmailChange {
+                account_id: u.id,
+                username: u.username.clone(),
+                old_email: EmailAddress::from_trusted(old.clone()),
+                new_email: u.row.email.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Keeps an uploaded staff file between its preview and its import; returns its id.
+pub async fn stage(
+    conn: &mut AnyConnection,
+    account_id: i64,
+    file_name: &str,
+    content: &[u8],
+    now: Timestamp,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO staged_imports (account_id, file_name, content, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(account_id)
+    .bind(file_name)
+    .bind(content)
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// A staged file, if it exists, was uploaded by `account_id`, and is
+/// younger than `since`: its name and content.
+pub async fn staged(
+    conn: &mut AnyConnection,
+    id: i64,
+    account_id: i64,
+    since: Timestamp,
+) -> Result<Option<(String, Vec<u8>)>> {
+    Ok(sqlx::query_as(
+        "SELECT file_name, content FROM staged_imports \
+         WHERE id = $1 AND account_id = $2 AND created_at >= $3",
+    )
+    .bind(id)
+    .bind(account_id)
+    .bind(since)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Forgets a staged file (after its import), or every one older than `before`.
+pub async fn drop_staged(
+    conn: &mut AnyConnection,
+    id: Option<i64>,
+    before: Timestamp,
+) -> Result<u64> {
+    let query = match id {
+        Some(id) => sqlx::query("DELETE FROM staged_imports WHERE id = $1").bind(id),
+        None => sqlx::query("DELETE FROM staged_imports WHERE created_at < $1").bind(before),
+    };
+    Ok(query.execute(conn).await?.rows_affected())
+}

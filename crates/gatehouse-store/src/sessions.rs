@@ -1,0 +1,144 @@
+//! Server-side sessions: only the hash of the id in the cookie is stored.
+
+use gatehouse_domain::{Timestamp, TokenHash};
+use sqlx::AnyConnection;
+
+use crate::Result;
+
+/// A server-side session.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRecord {
+    /// SHA-256 of the session id in the cookie.
+    pub id_hash: TokenHash,
+    /// The signed-in account, or `None` before sign-in.
+    pub account_id: Option<i64>,
+    /// The form token for this session: stored empty, and made from the
+    /// cookie's id on every request (a MAC under the service's key).
+    pub csrf_token: String,
+    /// When the session began.
+    pub created_at: Timestamp,
+    /// The latest request.
+    pub last_seen_at: Timestamp,
+    /// A one-time message for the next page.
+    pub flash: Option<String>,
+    /// When this session passed the second factor (privileged accounts).
+    pub second_factor_at: Option<Timestamp>,
+}
+
+/// The session whose id hashes to `id_hash`.
+pub async fn get(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
+    Ok(sqlx::query_as(
+        "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, flash, \
+         second_factor_at FROM sessions WHERE id_hash = $1",
+    )
+    .bind(id_hash)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Stores a new session. (The `sign_in_successes` view of migrations 9 and
+/// 10 writes sessions too: a new column goes into both.)
+pub async fn create(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
+         flash, second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(s.id_hash)
+    .bind(s.account_id)
+    .bind(&s.csrf_token)
+    .bind(s.created_at)
+    .bind(s.last_seen_at)
+    .bind(&s.flash)
+    .bind(s.second_factor_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records activity on a session.
+pub async fn touch(conn: &mut AnyConnection, id_hash: &TokenHash, now: Timestamp) -> Result<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
+        .bind(id_hash)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends a session.
+pub async fn end(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of an account; returns how many.
+pub async fn end_all_of(conn: &mut AnyConnection, account_id: i64) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+        .bind(account_id)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// Sets or clears a session's one-time message.
+pub async fn set_flash(
+    conn: &mut AnyConnection,
+    id_hash: &TokenHash,
+    flash: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE sessions SET flash = $2 WHERE id_hash = $1")
+        .bind(id_hash)
+        .bind(flash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that a session passed the second factor.
+pub async fn pass_second_factor(
+    conn: &mut AnyConnection,
+    id_hash: &TokenHash,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query("UPDATE sessions SET second_factor_at = $2 WHERE id_hash = $1")
+        .bind(id_hash)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Makes every session of an account pass the second factor again (the
+/// account was locked: someone has been guessing); returns how many.
+pub async fn forget_second_factor_passes(conn: &mut AnyConnection, account_id: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE sessions SET second_factor_at = NULL \
+         WHERE account_id = $1 AND second_factor_at IS NOT NULL",
+    )
+    .bind(account_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// How many sessions an account has.
+pub async fn count_of(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Deletes sessions idle since before `idle_since`; returns how many.
+pub async fn end_idle(conn: &mut AnyConnection, idle_since: Timestamp) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE last_seen_at < $1")
+        .bind(idle_since)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
