@@ -11,8 +11,9 @@ use gatehouse_core::{Actor, Gatehouse};
 use gatehouse_domain::{Role, Timestamp};
 use serde_json::json;
 
-use crate::cli::printable;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::terminal::printable;
 
 /// Who the command line acts as, in the audit log.
 const ACTOR: &Actor = &Actor::COMMAND_LINE;
@@ -178,7 +179,7 @@ fn when(g: &Gatehouse, at: Option<Timestamp>) -> String {
 }
 
 /// Who a person is, for `find` and `status`.
-fn person(a: &gatehouse_store::AccountRecord) -> serde_json::Value {
+fn person(a: &gatehouse_core::AccountRecord) -> serde_json::Value {
     json!({
         "username": a.username,
         "first_name": a.first_name,
@@ -205,9 +206,45 @@ fn refuse(json: bool, code: u8, message: &str) -> ExitCode {
 }
 
 /// Runs one task.
-pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, ConfigError> {
-    let g = crate::cli::services(config, false).await?;
-    let db = |e: gatehouse_core::Error| ConfigError(format!("GATEHOUSE_DATABASE_URL: {e}"));
+pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, Failure> {
+    let named = task.username().unwrap_or_default().to_owned();
+    match run_task(config, task, json).await {
+        Err(Failure::Service {
+            source: gatehouse_core::Error::NoSuchAccount,
+            ..
+        }) => Ok(refuse(
+            json,
+            1,
+            &format!("No account has the username {named}."),
+        )),
+        done => done,
+    }
+}
+
+impl AdminTask {
+    /// The account a task names, if it names one.
+    fn username(&self) -> Option<&str> {
+        match self {
+            AdminTask::Status { username }
+            | AdminTask::SetEmail { username, .. }
+            | AdminTask::Grant { username, .. }
+            | AdminTask::Disable { username, .. }
+            | AdminTask::Enable { username, .. }
+            | AdminTask::EndSessions { username, .. }
+            | AdminTask::ResetSecondFactor { username, .. }
+            | AdminTask::Unlock { username, .. } => Some(username),
+            AdminTask::Audit { username, .. } => username.as_deref(),
+            AdminTask::Find { .. }
+            | AdminTask::Mail { .. }
+            | AdminTask::CreateAdmin { .. }
+            | AdminTask::RotateKeys => None,
+        }
+    }
+}
+
+async fn run_task(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, Failure> {
+    let g = crate::app::for_a_command(config, false).await?;
+    let db = Failure::service("the task could not be done");
     match task {
         AdminTask::Find { query, limit } => {
             let found = g.find_accounts(ACTOR, &query, limit).await.map_err(db)?;
@@ -229,13 +266,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
             }
         }
         AdminTask::Status { username } => {
-            let Some(s) = g.account_status(ACTOR, &username).await.map_err(db)? else {
-                return Ok(refuse(
-                    json,
-                    1,
-                    &format!("No account has the username {username}."),
-                ));
-            };
+            let s = g.account_status(ACTOR, &username).await.map_err(db)?;
             let a = &s.account;
             if json {
                 let mut out = person(a);
@@ -360,10 +391,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 }
             };
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&lines).map_err(|e| ConfigError(e.to_string()))?
-                );
+                println!("{}", json!(lines));
             } else if csv {
                 print!("{}", audit_csv(&lines).map_err(db)?);
             } else {
@@ -391,10 +419,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
         AdminTask::Mail { email } => {
             let history = g.mail_history(&email).await.map_err(db)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&history).map_err(|e| ConfigError(e.to_string()))?
-                );
+                println!("{}", json!(history));
                 return Ok(ExitCode::SUCCESS);
             }
             println!("Recovery requests for {}:", printable(&history.email));
@@ -423,8 +448,9 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                 Ok(role) => role,
                 Err(why) => return Ok(refuse(json, 2, &format!("Not changed: {why}."))),
             };
-            match g.set_role(&username, role, ACTOR).await.map_err(db)? {
-                Some(change) if json => {
+            let change = g.set_role(&username, role, ACTOR).await.map_err(db)?;
+            match change {
+                change if json => {
                     println!(
                         "{}",
                         json!({
@@ -434,7 +460,7 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                         })
                     );
                 }
-                Some(change) => {
+                change => {
                     println!(
                         "{} is now {}.",
                         change.account.username,
@@ -443,13 +469,6 @@ pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCod
                     if let Some(set_up) = &change.set_up {
                         print_set_up(&g, set_up);
                     }
-                }
-                None => {
-                    return Ok(refuse(
-                        json,
-                        1,
-                        &format!("No account has the username {username}."),
-                    ));
                 }
             }
         }

@@ -95,6 +95,16 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
     ))
 }
 
+/// The services of a short command (import, admin, worker) on the real
+/// clock, put in step with the database's (see [`keep_in_step`]);
+/// `follow` keeps it in step for a long-running process.
+pub async fn for_a_command(config: &Config, follow: bool) -> Result<Gatehouse, ConfigError> {
+    let clock = CorrectedClock::default();
+    let gatehouse = services(config, Arc::new(clock.clone())).await?;
+    keep_in_step(gatehouse.clone(), clock, follow).await;
+    Ok(gatehouse)
+}
+
 /// How often a node re-reads the database's clock.
 const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
 

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use gatehouse_core::Gatehouse;
 use gatehouse_domain::CorrectedClock;
 
 pub use crate::admin::AdminTask;
 use crate::app::{self, Application, Options};
 use crate::config::{Config, ConfigError};
+use crate::failure::Failure;
+use crate::terminal::printable;
 
 /// Sign-in and self-service account access for a staff record system.
 #[derive(Debug, Parser)]
@@ -63,7 +64,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e.into()),
     };
     crate::telemetry::init(config.log_json);
     let result = match cli.command {
@@ -80,22 +81,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn fail(e: &ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
+fn fail(e: &Failure) -> ExitCode {
+    eprintln!("error: {}", e.line());
+    e.exit_code()
 }
 
-/// The services of a short command (import, admin, worker) on the real
-/// clock, put in step with the database's (see [`app::keep_in_step`]);
-/// `follow` keeps it in step for a long-running process.
-pub async fn services(config: &Config, follow: bool) -> Result<Gatehouse, ConfigError> {
-    let clock = CorrectedClock::default();
-    let gatehouse = app::services(config, Arc::new(clock.clone())).await?;
-    app::keep_in_step(gatehouse.clone(), clock, follow).await;
-    Ok(gatehouse)
-}
-
-async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, ConfigError> {
+async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, Failure> {
     let options = Options {
         run_workers: workers,
         ..Options::default()
@@ -118,12 +109,15 @@ async fn serve(config: &Config, workers: bool, demo: bool) -> Result<ExitCode, C
     }
     app.run(app::shutdown_on_signals())
         .await
-        .map_err(|e| ConfigError(format!("GATEHOUSE_LISTEN: the server stopped: {e}")))?;
+        .map_err(|source| Failure::Io {
+            doing: "the server stopped".to_owned(),
+            source,
+        })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn worker(config: &Config) -> Result<ExitCode, ConfigError> {
-    let gatehouse = services(config, true).await?;
+async fn worker(config: &Config) -> Result<ExitCode, Failure> {
+    let gatehouse = app::for_a_command(config, true).await?;
     let mailer = gatehouse_mail::Mailer::new(
         &config.mail_url,
         &config.mail_from,
@@ -144,7 +138,7 @@ async fn worker(config: &Config) -> Result<ExitCode, ConfigError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn migrate(config: &Config) -> Result<ExitCode, ConfigError> {
+async fn migrate(config: &Config) -> Result<ExitCode, Failure> {
     let store =
         gatehouse_store::SqlStore::connect(&config.database_url, app::pool_settings(config))
             .await
@@ -174,10 +168,12 @@ async fn migrate(config: &Config) -> Result<ExitCode, ConfigError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCode, ConfigError> {
-    let gatehouse = services(config, false).await?;
-    let reader = std::fs::File::open(file)
-        .map_err(|e| ConfigError(format!("{}: cannot open it: {e}", file.display())))?;
+async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCode, Failure> {
+    let gatehouse = app::for_a_command(config, false).await?;
+    let reader = std::fs::File::open(file).map_err(|source| Failure::Io {
+        doing: format!("{}: cannot open it", file.display()),
+        source,
+    })?;
     let started = std::time::Instant::now();
     let report = gatehouse
         .import_staff(
@@ -186,7 +182,7 @@ async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCo
             &gatehouse_core::Actor::IMPORT,
         )
         .await
-        .map_err(|e| ConfigError(format!("the import failed, nothing was changed: {e}")))?;
+        .map_err(Failure::service("the import failed, nothing was changed"))?;
     match report {
         Err(errors) => {
             eprintln!(
@@ -229,18 +225,4 @@ async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Text from records, with control characters shown escaped so nothing typed
-/// by anyone can move the cursor or forge a line in an operator's terminal.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

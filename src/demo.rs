@@ -4,6 +4,7 @@
 use gatehouse_core::{Actor, Gatehouse};
 
 use crate::config::{Config, ConfigError};
+use crate::failure::Failure;
 
 /// The sample organisation, in the staff file format.
 pub const SAMPLE_STAFF: &str = include_str!("../demo/staff.csv");
@@ -13,15 +14,11 @@ const DEMO: &Actor = &Actor::Operator("demo");
 
 /// Loads the sample organisation (again: importing is idempotent) and
 /// prints where to go, who to be, and where emails land.
-pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), ConfigError> {
+pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Failure> {
     let report = gatehouse
         .import_staff(SAMPLE_STAFF.as_bytes(), false, DEMO)
         .await
-        .map_err(|e| {
-            ConfigError(format!(
-                "GATEHOUSE_DATABASE_URL: the demo data could not be loaded: {e}"
-            ))
-        })?
+        .map_err(Failure::service("the demo data could not be loaded"))?
         .map_err(|rows| {
             let first = rows.first().map(ToString::to_string).unwrap_or_default();
             ConfigError(format!(
@@ -38,21 +35,17 @@ pub async fn prepare(gatehouse: &Gatehouse, config: &Config) -> Result<(), Confi
         {
             // As the operator would: a set-up link for each privileged
             // person who has no authenticator app yet.
-            let store_error = |e: gatehouse_core::Error| {
-                ConfigError(format!(
-                    "GATEHOUSE_DATABASE_URL: the demo's set-up links: {e}"
-                ))
-            };
+            let store_error = Failure::service("the demo's set-up links could not be made");
             let found = gatehouse
                 .find_accounts(DEMO, email, 1)
                 .await
                 .map_err(store_error)?;
             if let Some(account) = found.first()
-                && let Some(change) = gatehouse
+                && let Some(set_up) = gatehouse
                     .set_role(account.username.as_str(), role, DEMO)
                     .await
                     .map_err(store_error)?
-                && let Some(set_up) = change.set_up
+                    .set_up
             {
                 set_up_links.push((format!("{first} {last}"), role, set_up.link));
             }

@@ -7,4 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod failure;
 pub mod telemetry;
+pub mod terminal;

@@ -99,6 +99,18 @@ fn import_reports_every_bad_row_and_changes_nothing() {
         assert!(stderr.contains(line), "missing {line:?} in {stderr}");
     }
 
+    // A file that cannot be read is a failure of the work (status 1, as a
+    // bad row is), not of a setting (status 2), and says why in one line.
+    let mut c = gatehouse(dir.path(), &[]);
+    c.args(["import", "missing.csv"]);
+    let (code, stdout, stderr) = run(c);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: missing.csv: cannot open it: No such file"),
+        "{stderr}"
+    );
+
     let good = dir.path().join("staff.csv");
     std::fs::write(&good, STAFF).expect("write");
     let mut c = gatehouse(dir.path(), &[]);

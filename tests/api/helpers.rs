@@ -803,7 +803,6 @@ pub async fn grant(app: &TestApp, username: &str, role: gatehouse_domain::Role) 
         .set_role(username, role, OPERATOR)
         .await
         .expect("role")
-        .expect("account")
         .set_up
         .expect("a set-up link for an account with no authenticator")
         .link
@@ -929,8 +928,7 @@ pub async fn account_status(
     app.gatehouse
         .account_status(OPERATOR, username)
         .await
-        .expect("status")
-        .unwrap_or_else(|| panic!("no account {username}"))
+        .unwrap_or_else(|e| panic!("{username}: {e}"))
 }
 
 /// The sign-in failure counter kept for `username` (typed as a person would).

@@ -1,4 +1,4 @@
-//! Reset links (DESIGN.md invariant 2) and the reset page.
+//! Reset links (docs/design.md invariant 2) and the reset page.
 
 use std::sync::Arc;
 

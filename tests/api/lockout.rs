@@ -1,4 +1,4 @@
-//! Sign-in and the lockout (DESIGN.md invariants 1 and 3).
+//! Sign-in and the lockout (docs/design.md invariants 1 and 3).
 
 use std::sync::Arc;
 

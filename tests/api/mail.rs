@@ -1,4 +1,4 @@
-//! Mail delivery through the outbox (DESIGN.md invariant 4).
+//! Mail delivery through the outbox (docs/design.md invariant 4).
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Several nodes: three real `gatehouse serve` processes on one PostgreSQL
 //! database, behind a real nginx, with a real SMTP server. Every guarantee
-//! of the core must hold across them (DESIGN.md: "no in-memory state decides
+//! of the core must hold across them (docs/design.md: "no in-memory state decides
 //! correctness").
 //!
 //! Needs PostgreSQL (`GATEHOUSE_TEST_POSTGRES_URL`) and nginx on the PATH or

@@ -1,5 +1,5 @@
 //! The recovery form: no enumeration, validation, throttling, and what
-//! reaches the mail server (DESIGN.md invariants 1, 4 and 5).
+//! reaches the mail server (docs/design.md invariants 1, 4 and 5).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! Sessions, forms, headers, error pages and the audit log
-//! (DESIGN.md invariants 5, 7 and 8).
+//! (docs/design.md invariants 5, 7 and 8).
 
 use gatehouse_domain::{SecretToken, Span};
 

@@ -30,8 +30,6 @@ pub struct AccountStatus {
 /// Why an email change was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailChangeRefusal {
-    /// No account has that username.
-    NoSuchAccount,
     /// The new address is not an email address or not in an allowed domain.
     BadAddress(String),
     /// The account already has that address.
@@ -47,7 +45,6 @@ pub enum EmailChangeRefusal {
 impl std::fmt::Display for EmailChangeRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EmailChangeRefusal::NoSuchAccount => f.write_str("no account has that username"),
             EmailChangeRefusal::BadAddress(why) => f.write_str(why),
             EmailChangeRefusal::Unchanged => f.write_str("the account already has that address"),
             EmailChangeRefusal::OtherPerson(username) => write!(
@@ -63,14 +60,10 @@ impl Gatehouse {
     /// The state of the account with this username, for an actor who may
     /// see it ([`Error::NotPermitted`] otherwise: a helpdesk member asking
     /// about a privileged account).
-    pub async fn account_status(
-        &self,
-        actor: &Actor,
-        username: &str,
-    ) -> Result<Option<AccountStatus>> {
+    pub async fn account_status(&self, actor: &Actor, username: &str) -> Result<AccountStatus> {
         let key = UsernameKey::from_typed(username);
         let Some(account) = accounts::by_username(&mut *self.read().await?, &key).await? else {
-            return Ok(None);
+            return Err(Error::NoSuchAccount);
         };
         self.authorise(actor, Action::ViewAccount, Some(&account))
             .await?;
@@ -78,7 +71,7 @@ impl Gatehouse {
         let counter = attempts::read(&mut db, &key).await?;
         let now = self.clock.now();
         let sessions = sessions::count_of(&mut db, account.id).await?;
-        Ok(Some(AccountStatus {
+        Ok(AccountStatus {
             consecutive_failures: if counter.locked_until.is_some_and(|u| u <= now) {
                 0
             } else {
@@ -89,7 +82,7 @@ impl Gatehouse {
             password_disabled: counter.is_disabled(&self.settings.policy.lockout),
             sessions,
             account,
-        }))
+        })
     }
 
     /// Changes an account's email address: outstanding links are voided,
@@ -108,7 +101,7 @@ impl Gatehouse {
             accounts::by_username(&mut *self.read().await?, &UsernameKey::from_typed(username))
                 .await?
         else {
-            return Ok(Err(EmailChangeRefusal::NoSuchAccount));
+            return Err(Error::NoSuchAccount);
         };
         self.authorise(actor, Action::ChangeEmail, Some(&target))
             .await?;
@@ -142,7 +135,7 @@ impl Gatehouse {
         // Read again inside the transaction: the role checked above must
         // still be the role of the account changed.
         let Some(account) = accounts::by_id(&mut tx, target.id).await? else {
-            return Ok(Err(EmailChangeRefusal::NoSuchAccount));
+            return Err(Error::NoSuchAccount);
         };
         if !actor.permits(Action::ChangeEmail, Some(account.role)) {
             drop(tx);
@@ -183,7 +176,7 @@ impl Gatehouse {
         self.outbox_wake.notify_one();
         let updated = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
-            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
+            .ok_or(Error::NoSuchAccount)?;
         Ok(Ok(updated))
     }
 

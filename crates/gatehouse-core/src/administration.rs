@@ -12,8 +12,6 @@ use crate::{Action, Actor, Error, Gatehouse, Result};
 /// Why an administrative action on an account was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionRefusal {
-    /// No account has that username.
-    NoSuchAccount,
     /// A reason is required.
     NoReason,
     /// The account is already in that state.
@@ -29,7 +27,6 @@ pub enum ActionRefusal {
 impl std::fmt::Display for ActionRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            ActionRefusal::NoSuchAccount => "no account has that username",
             ActionRefusal::NoReason => "give a reason",
             ActionRefusal::Unchanged => "the account is already like that",
             ActionRefusal::NotAllowed => {
@@ -57,7 +54,7 @@ impl Gatehouse {
             accounts::by_username(&mut *self.read().await?, &UsernameKey::from_typed(username))
                 .await?
         else {
-            return Ok(Err(ActionRefusal::NoSuchAccount));
+            return Err(Error::NoSuchAccount);
         };
         self.authorise(actor, action, Some(&account)).await?;
         if reason.trim().is_empty() {
@@ -102,7 +99,7 @@ impl Gatehouse {
         tx.commit().await?;
         let account = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
-            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
+            .ok_or(Error::NoSuchAccount)?;
         Ok(Ok(account))
     }
 

@@ -19,6 +19,9 @@ pub enum Error {
     /// The actor may not do this (HTTP 403); the refusal has been audited.
     #[error("you do not have permission to do that")]
     NotPermitted,
+    /// No account has the username a request names (HTTP 404).
+    #[error("no account has that username")]
+    NoSuchAccount,
     /// The database failed (HTTP 503 when it is unavailable, else 500 with a reference).
     #[error("the database failed")]
     Store(#[from] gatehouse_store::StoreError),

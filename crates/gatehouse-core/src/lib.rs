@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use gatehouse_domain::Clock;
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_store::{AccountRecord, AuditRecord, Pooled, SqlStore, Tx, audit};
+use gatehouse_store::{AuditRecord, Pooled, SqlStore, Tx, audit};
 use tokio::sync::Notify;
 
 pub mod accounts;
@@ -37,6 +37,9 @@ pub mod sign_in;
 
 pub use actor::{Action, Actor, Member};
 pub use error::{Error, Result};
+/// The records core hands to its callers: read-only values, so that the
+/// web layer and the command line never need the store itself.
+pub use gatehouse_store::{AccountRecord, ImportSummary, SessionRecord};
 pub use hashing::{HashParams, PasswordHasher};
 pub use settings::Settings;
 

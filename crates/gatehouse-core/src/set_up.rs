@@ -110,18 +110,13 @@ impl Gatehouse {
     }
 
     /// Sets the role of the account with this username (the operator's
-    /// task); `Ok(None)` if there is no such account. Audited with the
+    /// task); [`Error::NoSuchAccount`] if there is none. Audited with the
     /// actor and the old role. An account made helpdesk or admin that has
     /// no authenticator gets a set-up link.
-    pub async fn set_role(
-        &self,
-        username: &str,
-        role: Role,
-        actor: &Actor,
-    ) -> Result<Option<RoleChange>> {
+    pub async fn set_role(&self, username: &str, role: Role, actor: &Actor) -> Result<RoleChange> {
         let key = UsernameKey::from_typed(username);
         let Some(account) = accounts::by_username(&mut *self.read().await?, &key).await? else {
-            return Ok(None);
+            return Err(Error::NoSuchAccount);
         };
         self.authorise(actor, Action::ManagePrivilege, Some(&account))
             .await?;
@@ -142,8 +137,8 @@ impl Gatehouse {
         };
         let account = accounts::by_id(&mut *self.read().await?, account.id)
             .await?
-            .ok_or_else(|| Error::Internal("the account vanished".to_owned()))?;
-        Ok(Some(RoleChange { account, set_up }))
+            .ok_or(Error::NoSuchAccount)?;
+        Ok(RoleChange { account, set_up })
     }
 
     /// Creates (or promotes, if the staff file already has this person) an

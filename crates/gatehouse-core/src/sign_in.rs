@@ -1,6 +1,6 @@
 //! Log in: username and password, with the lockout.
 //!
-//! The order of steps is the point (DESIGN.md invariants 1, 3 and 6):
+//! The order of steps is the point (docs/design.md invariants 1, 3 and 6):
 //! 1. wait for admission to hashing, so a flood is told "busy" instead of queueing;
 //! 2. claim the attempt in the database (compare-and-set), which counts it as
 //!    a failure before anything is checked, so parallel guesses cannot

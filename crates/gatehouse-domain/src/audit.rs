@@ -1,4 +1,4 @@
-//! The security events that are recorded (DESIGN.md invariant 8).
+//! The security events that are recorded (docs/design.md invariant 8).
 
 /// Defines [`AuditEvent`] and its stored names, each written once.
 macro_rules! audit_events {

@@ -28,7 +28,7 @@ pub use session::SessionPolicy;
 pub use time::{Clock, CorrectedClock, ManualClock, Span, SystemClock, Timestamp};
 pub use token::{SecretToken, TokenHash};
 
-/// Every policy in one place, with the defaults of DESIGN.md.
+/// Every policy in one place, with the defaults of docs/design.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Lockout threshold, duration and lifetime cap.

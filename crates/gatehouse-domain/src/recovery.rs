@@ -186,7 +186,7 @@ impl RequestStatus {
     }
 }
 
-/// Recovery throttling (DESIGN.md policy defaults).
+/// Recovery throttling (docs/design.md, "Policy defaults").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryPolicy {
     /// Emails per address on record per hour (silently: the same confirmation).

@@ -2,7 +2,7 @@
 
 use crate::time::{Span, Timestamp};
 
-/// Session timeouts (DESIGN.md: idle 30 minutes, absolute 12 hours, a shift).
+/// Session timeouts (docs/design.md: idle 30 minutes, absolute 12 hours, a shift).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {
     /// Ends a session this long after its last request.

@@ -79,9 +79,9 @@ async fn previous_release_statements_work(url: &str) {
     .await
     .expect("read");
     let counter: (i64, i64, i64) = (
-        row.try_get(0).expect("consecutive"),
-        row.try_get(1).expect("codes"),
-        row.try_get(2).expect("version"),
+        row.try_get("consecutive").expect("consecutive"),
+        row.try_get("second_factor_failures").expect("codes"),
+        row.try_get("version").expect("version"),
     );
     assert_eq!(
         counter,

@@ -12,8 +12,8 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
+use gatehouse_core::SessionRecord;
 use gatehouse_core::keys::Purpose;
-use gatehouse_store::SessionRecord;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;

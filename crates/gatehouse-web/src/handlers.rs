@@ -4,11 +4,11 @@ use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use gatehouse_core::SessionRecord;
 use gatehouse_core::recovery::RequestOutcome;
 use gatehouse_core::reset::{LinkLookup, LinkProblem, ResetInput, ResetOutcome};
 use gatehouse_core::sign_in::{SignInInput, SignInOutcome};
 use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form};
-use gatehouse_store::SessionRecord;
 
 use crate::AppState;
 use crate::csrf::{CsrfForm, PublicForm};

@@ -8,8 +8,8 @@
 //! sessions, and a form id is only ever the seed of a form token.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use gatehouse_core::SessionRecord;
 use gatehouse_domain::SecretToken;
-use gatehouse_store::SessionRecord;
 
 use crate::AppState;
 use crate::error::WebError;

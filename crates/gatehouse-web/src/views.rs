@@ -210,7 +210,7 @@ pub struct ConsoleHomePage {
     pub admin: bool,
     pub query: String,
     pub searched: bool,
-    pub results: Vec<gatehouse_store::AccountRecord>,
+    pub results: Vec<gatehouse_core::AccountRecord>,
     pub limit: usize,
 }
 
@@ -281,7 +281,7 @@ pub struct ConsoleImportPage {
     pub flash: Option<String>,
     pub errors: Vec<FieldError>,
     pub file_name: String,
-    pub preview: Option<gatehouse_store::ImportSummary>,
+    pub preview: Option<gatehouse_core::ImportSummary>,
     pub staged_id: i64,
     pub problems: Vec<String>,
     pub problem_count: usize,

@@ -1,0 +1,17 @@
+//! The staff file (`gatehouse import`): reading and checking it, then
+//! planning what it changes.
+//!
+//! Format (docs/design.md, "The staff file"): UTF-8, RFC 4180, a header row; columns
+//! `employer,username,first_name,last_name,date_of_birth,email` and optionally
+//! `employee_number,role`, in any order. A file with any bad row imports
+//! nothing: every problem is reported with its line number, so the HR team
+//! can fix the whole file in one go.
+
+mod plan;
+mod read;
+
+pub use plan::*;
+pub use read::*;
+
+#[cfg(test)]
+mod tests;

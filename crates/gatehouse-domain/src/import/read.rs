@@ -1,0 +1,398 @@
+//! Reading a staff file and checking every row.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use crate::account::{
+    AllowedDomains, DateOfBirth, DateProblem, EmailAddress, EmailProblem, EmployeeNumber,
+    EmployerRef, PersonName, Role, Username, UsernameKey,
+};
+
+/// Columns every file must have.
+pub const REQUIRED_COLUMNS: [&str; 6] = [
+    "employer",
+    "username",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "email",
+];
+/// Columns a file may have.
+pub const OPTIONAL_COLUMNS: [&str; 2] = ["employee_number", "role"];
+
+/// One person, as the file describes them.
+#[derive(Debug, Clone)]
+pub struct StaffRow {
+    /// The line the row starts on (the header is line 1).
+    pub line: u64,
+    /// Their employer.
+    pub employer: EmployerRef,
+    /// Their username, if the file gives one.
+    pub username: Option<Username>,
+    /// First name.
+    pub first_name: PersonName,
+    /// Last name.
+    pub last_name: PersonName,
+    /// Date of birth.
+    pub date_of_birth: DateOfBirth,
+    /// Work email address.
+    pub email: EmailAddress,
+    /// Employee number, if given.
+    pub employee_number: Option<EmployeeNumber>,
+    /// Role, if the file gives one. A file without the column, or a blank
+    /// cell, leaves a stored account's role alone (an HR feed never demotes
+    /// an administrator by omission); a new account is then staff.
+    pub role: Option<Role>,
+}
+
+/// A problem with one line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// The line number (the header is line 1; 0 means the file as a whole).
+    pub line: u64,
+    /// What is wrong, in words an HR officer can act on.
+    pub reason: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "file: {}", self.reason)
+        } else {
+            write!(f, "line {}: {}", self.line, self.reason)
+        }
+    }
+}
+
+fn file_error(reason: impl Into<String>) -> Vec<RowError> {
+    vec![RowError {
+        line: 0,
+        reason: reason.into(),
+    }]
+}
+
+/// Reads and checks a whole file. Either every row is good, or every problem is returned.
+pub fn read_staff_file(
+    input: impl Read,
+    today: jiff::civil::Date,
+    allowed: &AllowedDomains,
+) -> Result<Vec<StaffRow>, Vec<RowError>> {
+    let newlines = std::rc::Rc::new(std::cell::RefCell::new(Newlines::default()));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .from_reader(CountingReader {
+            inner: input,
+            offset: 0,
+            newlines: newlines.clone(),
+        });
+    // The line a text editor shows for the record starting at `byte`: the
+    // csv crate's own count is one short after a header ending in CRLF.
+    let line_at = |byte: u64| newlines.borrow_mut().line_at(byte);
+    let headers = match reader.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(file_error(format!("the header row could not be read: {e}"))),
+    };
+    if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
+        return Err(file_error("the file is empty: it needs a header row"));
+    }
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    let mut errors = Vec::new();
+    for (i, raw) in headers.iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(raw) else {
+            return Err(file_error("the header row is not UTF-8 text"));
+        };
+        let name = text
+            .trim_start_matches('\u{feff}') // Excel's byte-order mark
+            .trim()
+            .to_ascii_lowercase();
+        if !REQUIRED_COLUMNS.contains(&name.as_str()) && !OPTIONAL_COLUMNS.contains(&name.as_str())
+        {
+            errors.push(RowError {
+                line: 1,
+                reason: format!(
+                    "unknown column {name:?}; the columns are {} and optionally {}",
+                    REQUIRED_COLUMNS.join(", "),
+                    OPTIONAL_COLUMNS.join(", ")
+                ),
+            });
+        } else if columns.insert(name.clone(), i).is_some() {
+            errors.push(RowError {
+                line: 1,
+                reason: format!("column {name:?} appears twice"),
+            });
+        }
+    }
+    for required in REQUIRED_COLUMNS {
+        if !columns.contains_key(required) {
+            errors.push(RowError {
+                line: 1,
+                reason: format!("missing column {required:?}"),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut rows = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = line_at(reader.position().byte());
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                errors.push(RowError {
+                    line: e.position().map_or(line, |p| line_at(p.byte())),
+                    reason: format!("this line could not be read as CSV: {e}"),
+                });
+                break;
+            }
+        }
+        // The record ends on the line of its terminator (or of the file's
+        // last byte); it starts as many lines up as its quoted fields hold
+        // line breaks. (Its own position may be a blank line before it.)
+        let end = reader.position().byte().saturating_sub(1);
+        let breaks: usize = record
+            .iter()
+            .map(|field| field.iter().filter(|b| **b == b'\n').count())
+            .sum();
+        let line = line_at(end).saturating_sub(breaks as u64).max(line);
+        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue; // a blank line, often at the end of a file from Excel
+        }
+        if record.len() != headers.len() {
+            errors.push(RowError {
+                line,
+                reason: format!(
+                    "has {} fields but the header has {}",
+                    record.len(),
+                    headers.len()
+                ),
+            });
+            continue;
+        }
+        match parse_row(line, &record, &columns, today, allowed) {
+            Ok(row) => rows.push(row),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    check_duplicates(&rows, &mut errors);
+    if rows.is_empty() && errors.is_empty() {
+        errors.push(RowError {
+            line: 0,
+            reason: "the file has a header but no people".to_owned(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        errors.sort_by_key(|e| e.line);
+        Err(errors)
+    }
+}
+
+/// Where the line breaks of the file read so far are, for turning a
+/// record's byte offset into the line a text editor shows. Only the breaks
+/// the csv reader has read ahead of the current record are kept: a
+/// 2,000,000-row file costs no more than one buffer's worth.
+#[derive(Debug, Default)]
+struct Newlines {
+    /// Offsets of line feeds not yet passed by a record.
+    ahead: std::collections::VecDeque<u64>,
+    /// Line feeds already passed.
+    passed: u64,
+}
+
+impl Newlines {
+    /// The line (from 1) holding the byte at `offset`, for offsets that
+    /// never go backwards.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&at| at < offset) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// Passes a file through, noting where its line feeds are. CRLF ends a
+/// line at its LF, LF alone too, and a line break inside a quoted field is
+/// a line as a text editor counts it.
+struct CountingReader<R> {
+    inner: R,
+    offset: u64,
+    newlines: std::rc::Rc<std::cell::RefCell<Newlines>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut newlines = self.newlines.borrow_mut();
+        for (i, byte) in buf[..n].iter().enumerate() {
+            if *byte == b'\n' {
+                newlines.ahead.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+fn parse_row(
+    line: u64,
+    record: &csv::ByteRecord,
+    columns: &HashMap<String, usize>,
+    today: jiff::civil::Date,
+    allowed: &AllowedDomains,
+) -> Result<StaffRow, Vec<RowError>> {
+    let mut errors = Vec::new();
+    // Each column's text: "" when the optional column is absent.
+    let mut text = |name: &str| -> String {
+        let Some(&index) = columns.get(name) else {
+            return String::new();
+        };
+        match std::str::from_utf8(record.get(index).unwrap_or_default()) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                errors.push(RowError {
+                    line,
+                    reason: format!("{name} is not UTF-8 text"),
+                });
+                String::new()
+            }
+        }
+    };
+    let employer = text("employer");
+    let username = text("username");
+    let first = text("first_name");
+    let last = text("last_name");
+    let dob = text("date_of_birth");
+    let email = text("email");
+    let employee_number = text("employee_number");
+    let role = text("role");
+
+    let mut keep = Keep { line, errors };
+    let employer = keep.take(EmployerRef::parse(&employer));
+    let username = if username.trim().is_empty() {
+        Some(None)
+    } else {
+        keep.take(Username::parse(&username).map(Some))
+    };
+    let first_name = keep.take(PersonName::parse(&first).map_err(|e| format!("first_name {e}")));
+    let last_name = keep.take(PersonName::parse(&last).map_err(|e| format!("last_name {e}")));
+    let date_of_birth = keep.take(DateOfBirth::parse(&dob, today).map_err(|p| match p {
+        DateProblem::Empty => "date_of_birth is empty".to_owned(),
+        DateProblem::NotReal => {
+            format!("date_of_birth {dob:?} is not a real date written YYYY-MM-DD or DD/MM/YYYY")
+        }
+        DateProblem::InFuture => format!("date_of_birth {dob:?} is not in the past"),
+        DateProblem::TooLongAgo => format!("date_of_birth {dob:?} is before 1900"),
+    }));
+    let email = keep.take(match EmailAddress::parse(&email) {
+        Ok(addr) if allowed.permits(&addr) => Ok(addr),
+        Ok(_) => Err(format!(
+            "email {email:?} is not in an allowed domain ({})",
+            allowed.for_people()
+        )),
+        Err(EmailProblem::Empty) => Err("email is empty".to_owned()),
+        Err(EmailProblem::TooLong) => Err("email is too long".to_owned()),
+        Err(EmailProblem::Format) => Err(format!("email {email:?} is not an email address")),
+    });
+    let employee_number = keep.take(EmployeeNumber::parse(&employee_number));
+    let role = if role.trim().is_empty() {
+        Some(None)
+    } else {
+        keep.take(Role::parse(&role).map(Some))
+    };
+    let errors = keep.errors;
+    match (
+        employer,
+        username,
+        first_name,
+        last_name,
+        date_of_birth,
+        email,
+        employee_number,
+        role,
+    ) {
+        (
+            Some(employer),
+            Some(username),
+            Some(first_name),
+            Some(last_name),
+            Some(date_of_birth),
+            Some(email),
+            Some(employee_number),
+            Some(role),
+        ) if errors.is_empty() => Ok(StaffRow {
+            line,
+            employer,
+            username,
+            first_name,
+            last_name,
+            date_of_birth,
+            email,
+            employee_number,
+            role,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Collects the problems of one row while keeping its good values.
+struct Keep {
+    line: u64,
+    errors: Vec<RowError>,
+}
+
+impl Keep {
+    fn take<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result
+            .map_err(|reason| {
+                self.errors.push(RowError {
+                    line: self.line,
+                    reason,
+                })
+            })
+            .ok()
+    }
+}
+
+/// The employer as the file identifies it: by number if it has one, else by name.
+fn employer_identity(e: &EmployerRef) -> String {
+    match (&e.code, &e.name) {
+        (Some(code), _) => format!("#{code}"),
+        (None, Some(name)) => name.to_lowercase(),
+        (None, None) => String::new(),
+    }
+}
+
+fn check_duplicates(rows: &[StaffRow], errors: &mut Vec<RowError>) {
+    let mut usernames: HashMap<UsernameKey, u64> = HashMap::new();
+    let mut numbers: HashMap<(String, String), u64> = HashMap::new();
+    for row in rows {
+        if let Some(u) = &row.username
+            && let Some(first) = usernames.insert(u.key(), row.line)
+        {
+            errors.push(RowError {
+                line: row.line,
+                reason: format!("username {u} is also on line {first}"),
+            });
+        }
+        if let Some(n) = &row.employee_number {
+            let key = (employer_identity(&row.employer), n.as_str().to_owned());
+            if let Some(first) = numbers.insert(key, row.line) {
+                errors.push(RowError {
+                    line: row.line,
+                    reason: format!(
+                        "employee_number {} at this employer is also on line {first}",
+                        n.as_str()
+                    ),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Uploading a staff file (admins): a preview of what would change, then
+//! the import.
+
+use axum::Extension;
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use gatehouse_core::import::Preview;
+use gatehouse_domain::recovery::FieldError;
+
+use crate::AppState;
+use crate::csrf::CsrfForm;
+use crate::error::WebError;
+use crate::handlers::{layout, see_other};
+use crate::session::Visitor;
+use crate::views::{ConsoleImportPage, render};
+
+use super::{Privileged, WebResult, admin_only};
+
+/// Problems listed on the page when a file is refused (all are counted).
+const PROBLEMS_SHOWN: usize = 200;
+
+fn import_page(p: &Privileged, state: &AppState) -> ConsoleImportPage {
+    ConsoleImportPage {
+        l: layout(state, Some(&p.session), false),
+        csrf: p.session.csrf_token.clone(),
+        flash: None,
+        errors: Vec::new(),
+        file_name: String::new(),
+        preview: None,
+        staged_id: 0,
+        problems: Vec::new(),
+        problem_count: 0,
+    }
+}
+
+/// `GET /console/import`: choose a staff file (admin).
+pub async fn import_form(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+) -> WebResult {
+    let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
+    let mut page = import_page(&p, &state);
+    page.flash = state.gatehouse.take_flash(&p.session).await?;
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// The form token and the file (its name and bytes) of an upload.
+async fn read_upload(
+    multipart: &mut Multipart,
+) -> Result<(String, Option<(String, Vec<u8>)>), axum::extract::multipart::MultipartError> {
+    let mut token = String::new();
+    let mut file = None;
+    while let Some(field) = multipart.next_field().await? {
+        match field.name() {
+            Some("csrf_token") => token = field.text().await?,
+            Some("file") => {
+                let name = field.file_name().unwrap_or("").chars().take(200).collect();
+                file = Some((name, field.bytes().await?.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    Ok((token, file))
+}
+
+/// `POST /console/import` (multipart): check the file and show what would
+/// change; nothing is written but the staged file.
+pub async fn import_preview(
+    State(state): State<AppState>,
+    Extension(visitor): Extension<Visitor>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> WebResult {
+    // Who is asking is known before the body is read: only an
+    // administrator's upload is read at all.
+    let p = or_redirect!(admin_only(&state, &visitor, "/console/import"));
+    // axum's own answer to a body that is not multipart is plain text
+    // naming its internals: this service's 400 page instead.
+    let mut multipart = multipart.map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
+    let (token, file) = match read_upload(&mut multipart).await {
+        Ok(upload) => upload,
+        // Nothing is changed by showing the form again, so no form token
+        // is needed to say the file was too big.
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let mut page = import_page(&p, &state);
+            page.l.has_error = true;
+            page.errors.push(FieldError {
+                field: "file",
+                message: format!(
+                    "The file is larger than {} MiB: load it on the server with gatehouse import",
+                    state.upload_limit / (1024 * 1024)
+                ),
+            });
+            return Ok(render(StatusCode::PAYLOAD_TOO_LARGE, &page));
+        }
+        Err(e) => return Err(WebError::BadRequest(format!("upload: {e}"))),
+    };
+    let cross_site = !crate::csrf::same_site(&headers, &state);
+    crate::csrf::check(&state, &visitor, cross_site, &token, false).await?;
+    let mut page = import_page(&p, &state);
+    let Some((name, content)) = file.filter(|(_, c)| !c.is_empty()) else {
+        page.l.has_error = true;
+        page.errors.push(FieldError {
+            field: "file",
+            message: "Choose a staff file (a CSV file)".to_owned(),
+        });
+        return Ok(render(StatusCode::OK, &page));
+    };
+    page.file_name = if name.is_empty() {
+        "the file".to_owned()
+    } else {
+        name.clone()
+    };
+    match state
+        .gatehouse
+        .preview_staff_file(&p.actor(), &page.file_name, &content)
+        .await?
+    {
+        Preview::Ready { report, staged_id } => {
+            page.staged_id = staged_id;
+            page.preview = Some(report.summary);
+        }
+        Preview::Problems(problems) => {
+            page.problem_count = problems.len();
+            page.problems = problems
+                .iter()
+                .take(PROBLEMS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+        }
+    }
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// `POST /console/import/{id}`: import a previewed file.
+pub async fn import_apply(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: CsrfForm<crate::handlers::NoFields>,
+) -> WebResult {
+    let p = or_redirect!(admin_only(&state, &form.visitor, "/console/import"));
+    let g = &state.gatehouse;
+    let Some((name, outcome)) = g.import_staged(&p.actor(), id).await? else {
+        g.set_flash(
+            &p.session,
+            "That preview has expired or was already imported. Choose the file again.",
+        )
+        .await?;
+        return Ok(see_other("/console/import"));
+    };
+    match outcome {
+        Ok(report) => {
+            let s = report.summary;
+            g.set_flash(
+                &p.session,
+                &format!(
+                    "{name} was imported: {} people added, {} changed, {} already up to date, {} email address change{}.",
+                    s.created,
+                    s.updated,
+                    s.unchanged,
+                    s.email_changes.len(),
+                    if s.email_changes.len() == 1 { "" } else { "s" }
+                ),
+            )
+            .await?;
+            Ok(see_other("/console/import"))
+        }
+        Err(problems) => {
+            // Something changed between the preview and now (another import).
+            let mut page = import_page(&p, &state);
+            page.file_name = name;
+            page.problem_count = problems.len();
+            page.problems = problems
+                .iter()
+                .take(PROBLEMS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+            Ok(render(StatusCode::OK, &page))
+        }
+    }
+}
