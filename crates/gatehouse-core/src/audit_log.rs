@@ -136,6 +136,7 @@ impl Gatehouse {
         let rows = audit::list(&mut *self.read().await?, &filter).await?;
         Ok(Ok(rows
             .into_iter()
+            .map(|row| row.record)
             .map(|r| AuditLine {
                 when: self.settings.when(r.at),
                 at: r.at.rfc3339(),

@@ -6,9 +6,9 @@ use gatehouse_domain::lockout::AttemptCounter;
 use gatehouse_domain::{Timestamp, TokenHash, UsernameKey};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use crate::audit::AuditRecord;
+use crate::audit::{self, AuditRecord};
 use crate::database::backend_of_connection;
-use crate::sessions::SessionRecord;
+use crate::sessions::{self, SessionRecord};
 use crate::{Backend, Result, StoreError, Tx};
 
 /// How many times a compare-and-set is retried before giving up.
@@ -274,24 +274,11 @@ pub async fn record_sign_in_success(
     )
     .bind(s.counter_key)
     .bind(s.claimed_version);
-    let written = bind_counter(query, s.counter)
+    let query = bind_counter(query, s.counter)
         .bind(s.now)
         .bind(s.account_id)
-        .bind(s.previous_session.copied())
-        .bind(session.id_hash)
-        .bind(session.account_id)
-        .bind(&session.csrf_token)
-        .bind(session.created_at)
-        .bind(session.last_seen_at)
-        .bind(&session.flash)
-        .bind(session.second_factor_at)
-        .bind(audit.at)
-        .bind(audit.event)
-        .bind(&audit.actor)
-        .bind(audit.account_id)
-        .bind(&audit.username)
-        .bind(&audit.client_ip)
-        .bind(&audit.detail)
+        .bind(s.previous_session.copied());
+    let written = audit::bind_columns(sessions::bind_columns(query, session), audit)
         .execute(conn)
         .await;
     match written {

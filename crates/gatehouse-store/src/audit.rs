@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 use crate::Result;
 
 /// A security event to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRecord {
     /// When.
     pub at: Timestamp,
@@ -40,25 +40,23 @@ impl AuditRecord {
     }
 }
 
-/// A recorded security event.
+/// A recorded security event: its record, read through as if its own
+/// fields, and the order it was recorded in.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
     /// Storage id, in order of recording.
     pub id: i64,
-    /// When.
-    pub at: Timestamp,
-    /// What.
-    pub event: AuditEvent,
-    /// Who did it.
-    pub actor: Option<String>,
-    /// The account it concerns.
-    pub account_id: Option<i64>,
-    /// The username it concerns.
-    pub username: Option<String>,
-    /// The client address.
-    pub client_ip: Option<String>,
-    /// Details.
-    pub detail: Option<String>,
+    /// The event.
+    #[sqlx(flatten)]
+    pub record: AuditRecord,
+}
+
+impl std::ops::Deref for AuditRow {
+    type Target = AuditRecord;
+
+    fn deref(&self) -> &AuditRecord {
+        &self.record
+    }
 }
 
 /// Which audit events to list.
@@ -81,20 +79,32 @@ pub struct AuditFilter {
 /// Records a security event. (The `sign_in_successes` view of migrations 9
 /// and 10 writes audit events too: a new column goes into both.)
 pub async fn record(conn: &mut AnyConnection, r: &AuditRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    bind_columns(
+        sqlx::query(
+            "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, \
+             detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ),
+        r,
     )
-    .bind(r.at)
-    .bind(r.event)
-    .bind(&r.actor)
-    .bind(r.account_id)
-    .bind(&r.username)
-    .bind(&r.client_ip)
-    .bind(&r.detail)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Binds an event's columns, in the order `record` names them (the
+/// sign-in statement of `attempts` writes an event in the same order).
+pub(crate) fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: &'q AuditRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(r.at)
+        .bind(r.event)
+        .bind(&r.actor)
+        .bind(r.account_id)
+        .bind(&r.username)
+        .bind(&r.client_ip)
+        .bind(&r.detail)
 }
 
 /// Security events, newest first.

@@ -39,20 +39,32 @@ pub async fn get(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<Option
 /// Stores a new session. (The `sign_in_successes` view of migrations 9 and
 /// 10 writes sessions too: a new column goes into both.)
 pub async fn create(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
-         flash, second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    bind_columns(
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
+             flash, second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ),
+        s,
     )
-    .bind(s.id_hash)
-    .bind(s.account_id)
-    .bind(&s.csrf_token)
-    .bind(s.created_at)
-    .bind(s.last_seen_at)
-    .bind(&s.flash)
-    .bind(s.second_factor_at)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Binds a session's columns, in the order `create` names them (the
+/// sign-in statement of `attempts` writes a session in the same order).
+pub(crate) fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    s: &'q SessionRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(s.id_hash)
+        .bind(s.account_id)
+        .bind(&s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(&s.flash)
+        .bind(s.second_factor_at)
 }
 
 /// Records activity on a session.

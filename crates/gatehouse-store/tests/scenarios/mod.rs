@@ -51,7 +51,7 @@ pub async fn import(store: &SqlStore, csv: &str) -> gatehouse_store::ImportSumma
     let allowed = AllowedDomains::parse("nhs.net").expect("valid");
     let rows = read_staff_file(csv.as_bytes(), jiff::civil::date(2026, 11, 25), &allowed)
         .expect("valid file");
-    let (employers, accounts) = import::index(&mut *store.read().await.expect("connection"))
+    let (employers, accounts) = import::index(&mut store.read().await.expect("connection"))
         .await
         .expect("index");
     let plan = plan_import(rows, &employers, &accounts).expect("plan");
@@ -71,7 +71,7 @@ pub async fn imports_create_then_update_in_place(store: SqlStore) {
     let again = import(&store, STAFF).await;
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 3));
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999jsmith01"),
     )
     .await
@@ -94,7 +94,7 @@ pub async fn imports_create_then_update_in_place(store: SqlStore) {
         "jane.smith@nhs.net"
     );
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -128,7 +128,7 @@ pub async fn reimporting_more_accounts_than_one_page_finds_every_one(store: SqlS
 pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -136,7 +136,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     .expect("exists");
     assert!(
         accounts::set_role(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             Role::Helpdesk,
             T0
@@ -145,7 +145,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         .expect("role")
     );
     assert_eq!(
-        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+        accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
@@ -153,14 +153,14 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         Role::Helpdesk
     );
     assert!(
-        second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
+        second_factor::get(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .is_none()
     );
     assert!(
         second_factor::start(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             "AAAA",
             T0
@@ -171,7 +171,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     // Restarting an unconfirmed enrolment replaces its secret.
     assert!(
         second_factor::start(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             "BBBB",
             T0
@@ -179,7 +179,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         .await
         .expect("restart")
     );
-    let row = second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
+    let row = second_factor::get(&mut store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("row");
@@ -191,7 +191,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             second_factor::accept_step(
-                &mut *store.write().await.expect("connection"),
+                &mut store.write().await.expect("connection"),
                 jane.id,
                 1000,
                 T0,
@@ -205,14 +205,14 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         accepted += usize::from(t.await.expect("task"));
     }
     assert_eq!(accepted, 1);
-    let row = second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
+    let row = second_factor::get(&mut store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("row");
     assert_eq!((row.confirmed_at, row.last_step), (Some(T0), Some(1000)));
     assert!(
         !second_factor::accept_step(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             999,
             T0
@@ -222,7 +222,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     );
     assert!(
         second_factor::accept_step(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             1001,
             T0
@@ -233,7 +233,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     // A confirmed factor is never replaced by a new enrolment.
     assert!(
         !second_factor::start(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             "CCCC",
             T0
@@ -249,14 +249,14 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         .await
         .expect("codes");
     assert_eq!(
-        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
+        second_factor::recovery_codes_left(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         3
     );
     assert!(
         second_factor::use_recovery_code(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             &codes[1],
             T0
@@ -266,7 +266,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     );
     assert!(
         !second_factor::use_recovery_code(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             &codes[1],
             T0
@@ -275,13 +275,13 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         .expect("reuse")
     );
     assert_eq!(
-        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
+        second_factor::recovery_codes_left(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         2
     );
     let john = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH02"),
     )
     .await
@@ -289,7 +289,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     .expect("exists");
     assert!(
         !second_factor::use_recovery_code(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             john.id,
             &codes[0],
             T0
@@ -299,17 +299,17 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     );
 
     let mut s = session(Some(jane.id));
-    sessions::create(&mut *store.write().await.expect("connection"), &s)
+    sessions::create(&mut store.write().await.expect("connection"), &s)
         .await
         .expect("create");
     sessions::pass_second_factor(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &s.id_hash,
         T0,
     )
     .await
     .expect("mark");
-    s = sessions::get(&mut *store.read().await.expect("connection"), &s.id_hash)
+    s = sessions::get(&mut store.read().await.expect("connection"), &s.id_hash)
         .await
         .expect("read")
         .expect("exists");
@@ -320,19 +320,19 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
         .await
         .expect("clear");
     assert!(
-        second_factor::get(&mut *store.read().await.expect("connection"), jane.id)
+        second_factor::get(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .is_none()
     );
     assert_eq!(
-        second_factor::recovery_codes_left(&mut *store.read().await.expect("connection"), jane.id)
+        second_factor::recovery_codes_left(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         0
     );
     assert!(
-        sessions::get(&mut *store.read().await.expect("connection"), &s.id_hash)
+        sessions::get(&mut store.read().await.expect("connection"), &s.id_hash)
             .await
             .expect("read")
             .is_none(),
@@ -340,7 +340,7 @@ pub async fn second_factors_accept_each_step_once_and_codes_once(store: SqlStore
     );
     assert!(
         second_factor::start(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             jane.id,
             "DDDD",
             T0
@@ -361,7 +361,7 @@ pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: S
     let search = |q: &'static str, limit: u32| {
         let store = store.clone();
         async move {
-            accounts::search(&mut *store.read().await.expect("connection"), q, limit)
+            accounts::search(&mut store.read().await.expect("connection"), q, limit)
                 .await
                 .expect("search")
         }
@@ -401,7 +401,7 @@ pub async fn the_helpdesk_finds_people_every_way_without_regard_to_case(store: S
 pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -409,7 +409,7 @@ pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore)
     .expect("exists");
     let file = b"employer,username\n999,X\n".to_vec();
     let id = import::stage(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         jane.id,
         "staff.csv",
         &file,
@@ -420,7 +420,7 @@ pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore)
     let earlier = Timestamp::from_unix(T0.unix() - 1);
     assert_eq!(
         import::staged(
-            &mut *store.read().await.expect("connection"),
+            &mut store.read().await.expect("connection"),
             id,
             jane.id,
             earlier
@@ -431,7 +431,7 @@ pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore)
     );
     assert_eq!(
         import::staged(
-            &mut *store.read().await.expect("connection"),
+            &mut store.read().await.expect("connection"),
             id,
             jane.id + 1,
             earlier
@@ -444,7 +444,7 @@ pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore)
     let later = Timestamp::from_unix(T0.unix() + 1);
     assert_eq!(
         import::staged(
-            &mut *store.read().await.expect("connection"),
+            &mut store.read().await.expect("connection"),
             id,
             jane.id,
             later
@@ -455,14 +455,14 @@ pub async fn staged_imports_belong_to_their_uploader_and_expire(store: SqlStore)
         "too old"
     );
     assert_eq!(
-        import::drop_staged(&mut *store.write().await.expect("connection"), None, later)
+        import::drop_staged(&mut store.write().await.expect("connection"), None, later)
             .await
             .expect("purge"),
         1
     );
     assert_eq!(
         import::drop_staged(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             Some(id),
             later
         )
@@ -478,7 +478,7 @@ pub async fn attempt_counters_never_lose_a_concurrent_update(store: SqlStore) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             attempts::update(
-                &mut *store.write().await.expect("connection"),
+                &mut store.write().await.expect("connection"),
                 &key("ANYONE"),
                 T0,
                 &mut |mut c: AttemptCounter| {
@@ -494,13 +494,10 @@ pub async fn attempt_counters_never_lose_a_concurrent_update(store: SqlStore) {
         t.await.expect("task");
     }
     assert_eq!(
-        attempts::read(
-            &mut *store.read().await.expect("connection"),
-            &key("anyone")
-        )
-        .await
-        .expect("read")
-        .claims,
+        attempts::read(&mut store.read().await.expect("connection"), &key("anyone"))
+            .await
+            .expect("read")
+            .claims,
         40
     );
 }
@@ -513,7 +510,7 @@ pub async fn concurrent_claims_check_at_most_the_threshold(store: SqlStore) {
         tasks.push(tokio::spawn(async move {
             let mut decision = None;
             attempts::update(
-                &mut *store.write().await.expect("connection"),
+                &mut store.write().await.expect("connection"),
                 &key("VICTIM"),
                 T0,
                 &mut |c: AttemptCounter| {
@@ -538,21 +535,18 @@ pub async fn concurrent_claims_check_at_most_the_threshold(store: SqlStore) {
     }
     assert_eq!(checks, 3);
     assert!(
-        attempts::read(
-            &mut *store.read().await.expect("connection"),
-            &key("victim")
-        )
-        .await
-        .expect("read")
-        .locked_at(T0)
-        .is_some()
+        attempts::read(&mut store.read().await.expect("connection"), &key("victim"))
+            .await
+            .expect("read")
+            .locked_at(T0)
+            .is_some()
     );
 }
 
 pub async fn a_link_is_spent_exactly_once_under_concurrency(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -564,7 +558,7 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: SqlStore) {
         .await
         .expect("insert");
     tx.commit().await.expect("commit");
-    let found = reset_links::by_hash(&mut *store.read().await.expect("connection"), &token.hash())
+    let found = reset_links::by_hash(&mut store.read().await.expect("connection"), &token.hash())
         .await
         .expect("read")
         .expect("exists");
@@ -590,7 +584,7 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: SqlStore) {
         }
     }
     assert_eq!(winners, 1);
-    let used = reset_links::by_id(&mut *store.read().await.expect("connection"), link)
+    let used = reset_links::by_id(&mut store.read().await.expect("connection"), link)
         .await
         .expect("read")
         .expect("exists");
@@ -600,7 +594,7 @@ pub async fn a_link_is_spent_exactly_once_under_concurrency(store: SqlStore) {
 pub async fn expired_and_voided_links_cannot_be_spent(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -645,7 +639,7 @@ pub async fn expired_and_voided_links_cannot_be_spent(store: SqlStore) {
         .expect("consume")
     );
     tx.commit().await.expect("commit");
-    let old = reset_links::by_id(&mut *store.read().await.expect("connection"), old)
+    let old = reset_links::by_id(&mut store.read().await.expect("connection"), old)
         .await
         .expect("read")
         .expect("exists");
@@ -658,7 +652,7 @@ pub async fn expired_and_voided_links_cannot_be_spent(store: SqlStore) {
 pub async fn passwords_keep_a_bounded_history(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -671,21 +665,20 @@ pub async fn passwords_keep_a_bounded_history(store: SqlStore) {
             .expect("set");
         tx.commit().await.expect("commit");
     }
-    let history =
-        accounts::password_history(&mut *store.read().await.expect("connection"), jane.id)
-            .await
-            .expect("history");
+    let history = accounts::password_history(&mut store.read().await.expect("connection"), jane.id)
+        .await
+        .expect("history");
     assert_eq!(history, ["hash5", "hash4", "hash3", "hash2"]);
     in_tx::upgrade_password_hash(&store, jane.id, "hash5", "better5")
         .await
         .expect("upgrade");
-    let jane = accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+    let jane = accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(jane.password_hash.as_deref(), Some("better5"));
     assert_eq!(
-        accounts::password_history(&mut *store.read().await.expect("connection"), jane.id)
+        accounts::password_history(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("history")[0],
         "better5"
@@ -711,7 +704,7 @@ pub async fn set_up_links_open_a_window_that_other_changes_close(store: SqlStore
     let jane = imported_jane(&store).await;
     let until = T0.plus(Span::hours(4));
     let window = || async {
-        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+        accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
@@ -732,7 +725,7 @@ pub async fn set_up_links_open_a_window_that_other_changes_close(store: SqlStore
         .await
         .expect("set");
     tx.commit().await.expect("commit");
-    let link = reset_links::by_id(&mut *store.read().await.expect("connection"), id)
+    let link = reset_links::by_id(&mut store.read().await.expect("connection"), id)
         .await
         .expect("read")
         .expect("exists");
@@ -848,7 +841,7 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
 async fn imported_jane(store: &SqlStore) -> gatehouse_store::AccountRecord {
     import(store, STAFF).await;
     accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -859,7 +852,7 @@ async fn imported_jane(store: &SqlStore) -> gatehouse_store::AccountRecord {
 /// The last 20 audit events, newest first.
 async fn recent_audit_events(store: &SqlStore) -> Vec<gatehouse_store::AuditRow> {
     audit::list(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &AuditFilter {
             limit: 20,
             ..AuditFilter::default()
@@ -885,7 +878,7 @@ async fn claim(
         Some(claim.next)
     };
     let update = attempts::update(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &key(username),
         now,
         &mut change,
@@ -903,12 +896,12 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     claim(&store, "999JSMITH01", T0).await;
     let (second, version) = claim(&store, "999JSMITH01", T0).await;
     let jane_key = key("999JSMITH01");
-    let claimed = attempts::read(&mut *store.read().await.expect("connection"), &jane_key)
+    let claimed = attempts::read(&mut store.read().await.expect("connection"), &jane_key)
         .await
         .expect("read");
     assert_eq!(claimed, second.next);
     let previous = session(Some(jane.id));
-    sessions::create(&mut *store.write().await.expect("connection"), &previous)
+    sessions::create(&mut store.write().await.expect("connection"), &previous)
         .await
         .expect("create");
     let new = session(Some(jane.id));
@@ -945,20 +938,20 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     let state = || async {
         let events = recent_audit_events(&store).await;
         (
-            attempts::read(&mut *store.read().await.expect("connection"), &jane_key)
+            attempts::read(&mut store.read().await.expect("connection"), &jane_key)
                 .await
                 .expect("read"),
             sessions::get(
-                &mut *store.read().await.expect("connection"),
+                &mut store.read().await.expect("connection"),
                 &previous.id_hash,
             )
             .await
             .expect("read")
             .is_some(),
-            sessions::get(&mut *store.read().await.expect("connection"), &new.id_hash)
+            sessions::get(&mut store.read().await.expect("connection"), &new.id_hash)
                 .await
                 .expect("read"),
-            accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+            accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
                 .await
                 .expect("read")
                 .expect("exists")
@@ -966,6 +959,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
             events
                 .into_iter()
                 .filter(|e| e.event == AuditEvent::SignInSucceeded)
+                .map(|row| row.record)
                 .map(|e| {
                     (
                         e.at,
@@ -984,7 +978,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     // nothing at all is written.
     assert!(
         !attempts::record_sign_in_success(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &success(version - 1)
         )
         .await
@@ -1000,7 +994,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     // At the claimed version, everything.
     assert!(
         attempts::record_sign_in_success(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &success(version)
         )
         .await
@@ -1035,7 +1029,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
     // The write moved the version on: the same success cannot be written twice.
     assert!(
         !attempts::record_sign_in_success(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &success(version)
         )
         .await
@@ -1056,7 +1050,7 @@ pub async fn concurrent_sign_in_successes_write_once(store: SqlStore) {
         tasks.push(tokio::spawn(async move {
             let new = session(Some(jane.id));
             let written = attempts::record_sign_in_success(
-                &mut *store.write().await.expect("connection"),
+                &mut store.write().await.expect("connection"),
                 &SignInSuccess {
                     counter_key: &key("999JSMITH01"),
                     claimed_version: version,
@@ -1074,7 +1068,7 @@ pub async fn concurrent_sign_in_successes_write_once(store: SqlStore) {
             .expect("written or refused");
             (
                 written,
-                sessions::get(&mut *store.read().await.expect("connection"), &new.id_hash)
+                sessions::get(&mut store.read().await.expect("connection"), &new.id_hash)
                     .await
                     .expect("read")
                     .is_some(),
@@ -1092,7 +1086,7 @@ pub async fn concurrent_sign_in_successes_write_once(store: SqlStore) {
     }
     assert_eq!(written, 1);
     assert_eq!(
-        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+        sessions::count_of(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         1
@@ -1102,7 +1096,7 @@ pub async fn concurrent_sign_in_successes_write_once(store: SqlStore) {
 pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
@@ -1112,32 +1106,32 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
     let b = session(Some(jane.id));
     let anon = session(None);
     for s in [&a, &b, &anon] {
-        sessions::create(&mut *store.write().await.expect("connection"), s)
+        sessions::create(&mut store.write().await.expect("connection"), s)
             .await
             .expect("create");
     }
     sessions::set_flash(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &anon.id_hash,
         Some("hello"),
     )
     .await
     .expect("flash");
     sessions::touch(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &a.id_hash,
         T0.plus(Span::minutes(1)),
     )
     .await
     .expect("touch");
-    let read = sessions::get(&mut *store.read().await.expect("connection"), &a.id_hash)
+    let read = sessions::get(&mut store.read().await.expect("connection"), &a.id_hash)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(read.last_seen_at, T0.plus(Span::minutes(1)));
     assert_eq!(read.csrf_token, a.csrf_token);
     assert_eq!(
-        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
+        sessions::get(&mut store.read().await.expect("connection"), &anon.id_hash)
             .await
             .expect("read")
             .expect("exists")
@@ -1146,21 +1140,21 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
         Some("hello")
     );
     assert_eq!(
-        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+        sessions::count_of(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         2
     );
     // A lock makes the account's sessions pass the second factor again.
     sessions::pass_second_factor(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &a.id_hash,
         T0,
     )
     .await
     .expect("pass");
     sessions::pass_second_factor(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &anon.id_hash,
         T0,
     )
@@ -1170,7 +1164,7 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
         let store = store.clone();
         let hash = s.id_hash;
         async move {
-            sessions::get(&mut *store.read().await.expect("connection"), &hash)
+            sessions::get(&mut store.read().await.expect("connection"), &hash)
                 .await
                 .expect("read")
                 .expect("exists")
@@ -1201,13 +1195,13 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
     );
     tx.commit().await.expect("commit");
     assert!(
-        sessions::get(&mut *store.read().await.expect("connection"), &b.id_hash)
+        sessions::get(&mut store.read().await.expect("connection"), &b.id_hash)
             .await
             .expect("read")
             .is_none()
     );
     assert!(
-        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
+        sessions::get(&mut store.read().await.expect("connection"), &anon.id_hash)
             .await
             .expect("read")
             .is_some()
@@ -1219,7 +1213,7 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
         1
     );
     assert!(
-        sessions::get(&mut *store.read().await.expect("connection"), &anon.id_hash)
+        sessions::get(&mut store.read().await.expect("connection"), &anon.id_hash)
             .await
             .expect("read")
             .is_none()
@@ -1260,19 +1254,14 @@ pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: SqlSto
     ids.dedup();
     assert_eq!(ids.len(), 10, "no request was claimed twice");
     assert!(
-        recovery::claim(
-            &mut *store.write().await.expect("connection"),
-            T0,
-            lease,
-            10
-        )
-        .await
-        .expect("claim")
-        .is_empty()
+        recovery::claim(&mut store.write().await.expect("connection"), T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty()
     );
     // A crashed worker's lease runs out and another takes the work.
     let again = recovery::claim(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         lease,
         lease.plus(Span::minutes(1)),
         20,
@@ -1293,7 +1282,7 @@ pub async fn recovery_requests_are_claimed_by_one_worker_at_a_time(store: SqlSto
     );
     tx.commit().await.expect("commit");
     let summaries = recovery::for_email(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         "p0@nhs.net",
         10,
     )
@@ -1337,28 +1326,18 @@ pub async fn outbox_delivers_scrubs_and_retries(store: SqlStore) {
     );
     tx.commit().await.expect("commit");
     let lease = T0.plus(Span::minutes(1));
-    let claimed = outbox::claim(
-        &mut *store.write().await.expect("connection"),
-        T0,
-        lease,
-        10,
-    )
-    .await
-    .expect("claim");
+    let claimed = outbox::claim(&mut store.write().await.expect("connection"), T0, lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].id, first);
     assert_eq!(claimed[0].attempts, 1);
     assert_eq!(claimed[0].text_body, "secret link");
     assert!(
-        outbox::claim(
-            &mut *store.write().await.expect("connection"),
-            T0,
-            lease,
-            10
-        )
-        .await
-        .expect("claim")
-        .is_empty(),
+        outbox::claim(&mut store.write().await.expect("connection"), T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
         "leased"
     );
     // Two tries that ended together are recorded in one write, each as its own.
@@ -1386,19 +1365,14 @@ pub async fn outbox_delivers_scrubs_and_retries(store: SqlStore) {
         .await
         .expect("nothing to record");
     assert!(
-        outbox::claim(
-            &mut *store.write().await.expect("connection"),
-            T0,
-            lease,
-            10
-        )
-        .await
-        .expect("claim")
-        .is_empty(),
+        outbox::claim(&mut store.write().await.expect("connection"), T0, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
         "not due yet"
     );
     let again = outbox::claim(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         retry_at,
         retry_at.plus(Span::minutes(1)),
         10,
@@ -1420,7 +1394,7 @@ pub async fn outbox_delivers_scrubs_and_retries(store: SqlStore) {
     let mut listed = Vec::new();
     for address in ["pat.jones@nhs.net", "jane.smith@nhs.net"] {
         listed.extend(
-            outbox::to_address(&mut *store.read().await.expect("connection"), address, 10)
+            outbox::to_address(&mut store.read().await.expect("connection"), address, 10)
                 .await
                 .expect("list"),
         );
@@ -1430,7 +1404,7 @@ pub async fn outbox_delivers_scrubs_and_retries(store: SqlStore) {
     assert_eq!(listed[1].smtp_reply.as_deref(), Some("250 OK queued"));
     assert!(
         outbox::claim(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             retry_at.plus(Span::hours(9)),
             retry_at.plus(Span::hours(10)),
             10
@@ -1483,7 +1457,7 @@ pub async fn emails_to_one_address_go_out_in_the_order_queued(store: SqlStore) {
     tx.commit().await.expect("commit");
     let ids = |emails: &[OutboxEmail]| emails.iter().map(|e| e.id).collect::<Vec<_>>();
     let claimed = outbox::claim(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         T0,
         T0.plus(Span::minutes(1)),
         10,
@@ -1533,25 +1507,15 @@ pub async fn emails_to_one_address_go_out_in_the_order_queued(store: SqlStore) {
     );
     tx.commit().await.expect("commit");
     let lease = at.plus(Span::minutes(1));
-    let claimed = outbox::claim(
-        &mut *store.write().await.expect("connection"),
-        at,
-        lease,
-        10,
-    )
-    .await
-    .expect("claim");
+    let claimed = outbox::claim(&mut store.write().await.expect("connection"), at, lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(ids(&claimed), [older], "the older one first, and alone");
     assert!(
-        outbox::claim(
-            &mut *store.write().await.expect("connection"),
-            at,
-            lease,
-            10
-        )
-        .await
-        .expect("claim")
-        .is_empty(),
+        outbox::claim(&mut store.write().await.expect("connection"), at, lease, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
         "the newer one waits while the older one is being sent"
     );
     in_tx::record_deliveries(
@@ -1564,14 +1528,9 @@ pub async fn emails_to_one_address_go_out_in_the_order_queued(store: SqlStore) {
     )
     .await
     .expect("record");
-    let claimed = outbox::claim(
-        &mut *store.write().await.expect("connection"),
-        at,
-        lease,
-        10,
-    )
-    .await
-    .expect("claim");
+    let claimed = outbox::claim(&mut store.write().await.expect("connection"), at, lease, 10)
+        .await
+        .expect("claim");
     assert_eq!(ids(&claimed), [newer], "then the newer one");
     assert_eq!(claimed[0].text_body, "newer");
 }
@@ -1580,7 +1539,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
     let (a, b) = (AuditEvent::SignInFailed, AuditEvent::SignInSucceeded);
     for (i, event) in [a, b, a].into_iter().enumerate() {
         audit::record(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &AuditRecord {
                 account_id: Some(i as i64 % 2),
                 ..AuditRecord::new(T0, event)
@@ -1590,7 +1549,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
         .expect("audit");
     }
     let only_a = audit::list(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &AuditFilter {
             event: Some(a),
             limit: 10,
@@ -1601,7 +1560,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
     .expect("list");
     assert_eq!(only_a.len(), 2);
     let account_1 = audit::list(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &AuditFilter {
             account_id: Some(1),
             limit: 10,
@@ -1615,7 +1574,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
 
     for (at, actor) in [(T0.unix() + 10, "admin X"), (T0.unix() + 20, "helpdesk Y")] {
         audit::record(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &AuditRecord {
                 actor: Some(actor.to_owned()),
                 ..AuditRecord::new(Timestamp::from_unix(at), AuditEvent::EmailChanged)
@@ -1634,7 +1593,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
     let count = |f: AuditFilter| {
         let store = store.clone();
         async move {
-            audit::list(&mut *store.read().await.expect("connection"), &f)
+            audit::list(&mut store.read().await.expect("connection"), &f)
                 .await
                 .expect("list")
                 .len()
@@ -1664,7 +1623,7 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
         (60, d, "10.0.0.2"),
     ] {
         audit::record(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &AuditRecord {
                 client_ip: Some(ip.to_owned()),
                 ..AuditRecord::new(Timestamp::from_unix(T0.unix() + at), event)
@@ -1700,14 +1659,14 @@ pub async fn audit_events_filter_by_account_and_event(store: SqlStore) {
 pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore) {
     import(&store, STAFF).await;
     let jane = accounts::by_username(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
     .expect("read")
     .expect("exists");
     sessions::create(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &session(Some(jane.id)),
     )
     .await
@@ -1717,13 +1676,13 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore
             .await
             .expect("disable")
     );
-    let read = accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+    let read = accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("exists");
     assert_eq!(read.disabled_at, Some(T0));
     assert_eq!(
-        sessions::count_of(&mut *store.read().await.expect("connection"), jane.id)
+        sessions::count_of(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("count"),
         0,
@@ -1748,7 +1707,7 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore
             .expect("enable")
     );
     assert_eq!(
-        accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+        accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
             .await
             .expect("read")
             .expect("exists")
@@ -1764,7 +1723,7 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore
     let policy = LockoutPolicy::default();
     for _ in 0..policy.threshold {
         attempts::update(
-            &mut *store.write().await.expect("connection"),
+            &mut store.write().await.expect("connection"),
             &key("999JSMITH01"),
             T0,
             &mut |c: AttemptCounter| match c.claim(T0, &policy) {
@@ -1777,7 +1736,7 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore
     }
     assert!(
         attempts::read(
-            &mut *store.read().await.expect("connection"),
+            &mut store.read().await.expect("connection"),
             &key("999JSMITH01")
         )
         .await
@@ -1786,14 +1745,14 @@ pub async fn accounts_disable_and_enable_and_locks_can_be_lifted(store: SqlStore
         .is_some()
     );
     attempts::lift_lock(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &key("999JSMITH01"),
         T0,
     )
     .await
     .expect("lift");
     let after = attempts::read(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &key("999JSMITH01"),
     )
     .await
