@@ -1,6 +1,5 @@
-//! `gatehouse-bench all`: every figure of issue 5 in one run, each beside
-//! its baseline measured in the same run, printed as Markdown tables for
-//! BENCHMARKS.md.
+//! `gatehouse-bench all`: every figure of BENCHMARKS.md in one run, each
+//! beside its baseline measured in the same run, printed as Markdown tables.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -101,7 +101,7 @@ fn header_problems_are_reported_before_rows() {
     );
 }
 
-/// Issue 16, defect 5: with CRLF line endings (what Excel and most HR
+/// Defect P5 (docs/security.md): with CRLF line endings (what Excel and most HR
 /// systems export, and what RFC 4180 specifies) every line number was
 /// one short. The number must be the one a text editor shows, for LF,
 /// CRLF and quoted fields holding line breaks.
@@ -159,7 +159,7 @@ fn quoted_fields_may_hold_commas_and_line_breaks_are_refused_in_names() {
     assert!(errors[0].reason.contains("control character"), "{errors:?}");
 }
 
-/// Issue 16, defect 7: bidirectional controls and line separators were
+/// Defect P7 (docs/security.md): bidirectional controls and line separators were
 /// accepted in names, letting an HR file make one person look like
 /// another in the console and in emails.
 #[test]
@@ -347,7 +347,7 @@ fn reimport_updates_in_place_and_flags_email_changes() {
     assert_eq!(plan.creates[0].username.as_str(), "999ZNEW01");
 }
 
-/// Issue 16, defect 3: the console refused an email change to another
+/// Defect P3 (docs/security.md): the console refused an email change to another
 /// person's address, but the staff file accepted it, after which one
 /// mailbox received another person's username and reset link.
 #[test]
