@@ -121,12 +121,7 @@ pub async fn import_preview(
             page.preview = Some(report.summary);
         }
         Preview::Problems(problems) => {
-            page.problem_count = problems.len();
-            page.problems = problems
-                .iter()
-                .take(PROBLEMS_SHOWN)
-                .map(ToString::to_string)
-                .collect();
+            show_problems(&mut page, &problems);
         }
     }
     Ok(render(StatusCode::OK, &page))
@@ -169,13 +164,19 @@ pub async fn import_apply(
             // Something changed between the preview and now (another import).
             let mut page = import_page(&p, &state);
             page.file_name = name;
-            page.problem_count = problems.len();
-            page.problems = problems
-                .iter()
-                .take(PROBLEMS_SHOWN)
-                .map(ToString::to_string)
-                .collect();
+            show_problems(&mut page, &problems);
             Ok(render(StatusCode::OK, &page))
         }
     }
+}
+
+/// The problems of a refused file on its page: all counted, the first
+/// [`PROBLEMS_SHOWN`] listed.
+fn show_problems(page: &mut ConsoleImportPage, problems: &[impl ToString]) {
+    page.problem_count = problems.len();
+    page.problems = problems
+        .iter()
+        .take(PROBLEMS_SHOWN)
+        .map(ToString::to_string)
+        .collect();
 }

@@ -52,20 +52,23 @@ pub(super) struct Privileged {
 }
 
 impl Privileged {
+    /// The member, as core's actor for the actions they ask for.
     pub(super) fn actor(&self) -> Actor {
         Actor::Member(self.member.clone())
     }
 
+    /// Whether the member is an administrator (the pages only admins see).
     pub(super) fn admin(&self) -> bool {
         self.member.role() == Role::Admin
     }
 }
 
-pub(super) async fn privileged(
+/// The signed-in visitor's session, account and what core says of their
+/// console access; the login page for anyone not signed in.
+async fn signed_in_access(
     state: &AppState,
     visitor: &Visitor,
-    page: &str,
-) -> Result<Result<Privileged, Response>, WebError> {
+) -> Result<Result<(SessionRecord, Option<AccountRecord>, ConsoleAccess), Response>, WebError> {
     let Some(session) = visitor.session.clone().filter(|s| s.account_id.is_some()) else {
         return Ok(Err(see_other("/login")));
     };
@@ -73,6 +76,21 @@ pub(super) async fn privileged(
         .gatehouse
         .console_access(&session, &visitor.client_ip)
         .await?;
+    Ok(Ok((session, account, access)))
+}
+
+/// The guard of every console page: the login page for a visitor not
+/// signed in, the second factor for one who has not passed it in this
+/// session, a 403 (audited as `page`) for a role the console is not for.
+pub(super) async fn privileged(
+    state: &AppState,
+    visitor: &Visitor,
+    page: &str,
+) -> Result<Result<Privileged, Response>, WebError> {
+    let (session, account, access) = match signed_in_access(state, visitor).await? {
+        Ok(found) => found,
+        Err(response) => return Ok(Err(response)),
+    };
     match (access, account) {
         (ConsoleAccess::Granted(member), Some(_)) => Ok(Ok(Privileged { session, member })),
         (
@@ -94,13 +112,10 @@ pub(super) async fn pending(
     state: &AppState,
     visitor: &Visitor,
 ) -> Result<Result<(SessionRecord, AccountRecord, bool), Response>, WebError> {
-    let Some(session) = visitor.session.clone().filter(|s| s.account_id.is_some()) else {
-        return Ok(Err(see_other("/login")));
+    let (session, account, access) = match signed_in_access(state, visitor).await? {
+        Ok(found) => found,
+        Err(response) => return Ok(Err(response)),
     };
-    let (account, access) = state
-        .gatehouse
-        .console_access(&session, &visitor.client_ip)
-        .await?;
     match (access, account) {
         (ConsoleAccess::Granted(_), _) => Ok(Err(see_other("/console"))),
         (ConsoleAccess::MustEnrol, Some(account)) => Ok(Ok((session, account, true))),
