@@ -9,6 +9,7 @@ pub mod import;
 pub mod keys;
 pub mod lockout;
 pub mod mail;
+pub mod oidc;
 pub mod password;
 pub mod recovery;
 pub mod reset_link;
