@@ -143,6 +143,7 @@ fn import_reports_every_bad_row_and_changes_nothing() {
     );
 }
 
+/// Security cases F76, G84 (docs/security.md).
 #[test]
 fn admin_shows_status_changes_emails_and_lists_the_audit_log() {
     let dir = tempfile::tempdir().expect("dir");
@@ -221,6 +222,7 @@ async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
     server
 }
 
+/// Security cases C39, E59, H92, H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no_secrets() {
     let dir = tempfile::tempdir().expect("dir");
@@ -502,6 +504,7 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
     );
 }
 
+/// Security case D52 (docs/security.md).
 #[test]
 fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock() {
     let dir = tempfile::tempdir().expect("dir");

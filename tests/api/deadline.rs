@@ -2,7 +2,7 @@
 //! handling outlasts the bound is answered 503 at the bound; the console's
 //! staff-file upload, whose time grows with the file and the uploader's
 //! link, is not cut. (The bound firing on a database gone silent in the
-//! middle of a statement is in crash_cases.rs, on PostgreSQL.)
+//! middle of a statement is in crash.rs, on PostgreSQL.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,6 +16,8 @@ async fn recovery_requests(app: &TestApp) -> i64 {
 
 /// SQLite's write lock held by another process (a backup, an import) for
 /// longer than `GATEHOUSE_DATABASE_TIMEOUT`.
+///
+/// Security cases H86, H87, H95 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     if on_postgres() {
@@ -119,6 +121,8 @@ async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_ca
 /// The mail server accepts the message and then says nothing: the try ends
 /// after `GATEHOUSE_MAIL_TIMEOUT`, is retried later, and the web pages are
 /// answered as usual meanwhile.
+///
+/// Security case H90 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried() {
     let app = TestApp::spawn_with(&[

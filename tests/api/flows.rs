@@ -4,6 +4,7 @@ use gatehouse_domain::Span;
 
 use crate::helpers::*;
 
+/// Security cases A1, B19, F72, F75 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn first_time_access_from_recovery_to_my_account() {
     let app = TestApp::spawn().await;
@@ -149,6 +150,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     assert!(account.contains("9:00am on 25 November 2026"), "{account}");
 }
 
+/// Security cases A1, C29, C37 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn several_employers_get_one_email_with_a_link_for_each_account() {
     let app = TestApp::spawn().await;
@@ -229,6 +231,7 @@ async fn several_employers_get_one_email_with_a_link_for_each_account() {
     assert!(!narrowed.decoded_body().contains("999JSMITH01"));
 }
 
+/// Security cases A5, D52 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_account_is_told_until_when_and_gets_no_link() {
     let app = TestApp::spawn().await;
@@ -253,6 +256,7 @@ async fn a_locked_account_is_told_until_when_and_gets_no_link() {
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
 }
 
+/// Security case D54 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_use_the_seed_wording_and_work_without_javascript() {
     let app = TestApp::spawn().await;

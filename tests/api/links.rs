@@ -1,8 +1,12 @@
-//! Reset links (docs/design.md invariant 2) and the reset page.
+//! Reset links (docs/design.md invariant 2) and the reset form, case by
+//! case (docs/security.md, cases B18–B26 and C29–C39): scanners, tampering,
+//! guessing, expiry, other links, concurrent redemptions, the password
+//! rules, forged fields, skipped steps, forged forms and echoes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use gatehouse_domain::Span;
+use gatehouse_domain::{Clock, SecretToken, Span, TokenHash};
 use sha2::Digest;
 
 use crate::helpers::*;
@@ -40,6 +44,7 @@ async fn page_heading(response: reqwest::Response) -> String {
     page[start..end].trim().to_owned()
 }
 
+/// Security cases A1, B22, H97 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_a_hash_of_the_token_is_stored() {
     let app = TestApp::spawn().await;
@@ -77,6 +82,7 @@ async fn dump_database(url: &str) -> String {
         .collect()
 }
 
+/// Security cases B18, C35 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn opening_a_link_never_spends_it() {
     let app = TestApp::spawn().await;
@@ -102,6 +108,7 @@ async fn opening_a_link_never_spends_it() {
     assert!(again.contains("href=\"/recover\""), "offers to start again");
 }
 
+/// Security cases A1, B21, C37 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
     let app = TestApp::spawn().await;
@@ -145,6 +152,7 @@ async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
     assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
 }
 
+/// Security case B26 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_newer_request_voids_older_links() {
     let app = TestApp::spawn().await;
@@ -166,6 +174,7 @@ async fn a_newer_request_voids_older_links() {
     );
 }
 
+/// Security cases C36, H100 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     let app = Arc::new(TestApp::spawn().await);
@@ -222,6 +231,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     );
 }
 
+/// Security case C35 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_password_change_voids_other_links_and_ends_every_session() {
     let app = TestApp::spawn().await;
@@ -262,6 +272,7 @@ async fn a_password_change_voids_other_links_and_ends_every_session() {
     );
 }
 
+/// Security case B27 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_reset_completes_while_the_account_is_locked() {
     let app = TestApp::spawn().await;
@@ -322,6 +333,7 @@ fn token_hash(link: &str) -> gatehouse_domain::TokenHash {
         .hash()
 }
 
+/// Security cases C28, C32 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_password_rules_are_enforced_with_reasons() {
     let app = TestApp::spawn().await;
@@ -416,6 +428,7 @@ async fn the_password_rules_are_enforced_with_reasons() {
     assert_eq!(r.status(), 303);
 }
 
+/// Security case C32 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn none_of_the_last_four_passwords_may_be_reused() {
     let app = TestApp::spawn().await;
@@ -456,6 +469,7 @@ async fn none_of_the_last_four_passwords_may_be_reused() {
         .await;
 }
 
+/// Security cases B20, C37 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_or_mangled_links_say_so_and_never_fail() {
     let app = TestApp::spawn().await;
@@ -480,4 +494,906 @@ async fn unknown_or_mangled_links_say_so_and_never_fail() {
     // Straight to the form with no link at all.
     let page = app.get("/reset").await.text().await.expect("body");
     assert!(page.contains("This link is not valid"));
+}
+
+const JANE: (&str, &str, &str) = ("14", "3", "1985");
+
+/// A fresh reset link for Amir (the clock is moved on first, so the three
+/// emails an hour per address never get in the way).
+async fn amirs_link(app: &TestApp) -> String {
+    app.advance(Span::hours(1));
+    link_for_amir(app).await
+}
+
+/// A service with STAFF imported and a fresh reset link for Amir.
+async fn app_with_amirs_link() -> (TestApp, String) {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    let link = amirs_link(&app).await;
+    (app, link)
+}
+
+fn token_of(link: &str) -> &str {
+    link.rsplit('/').next().expect("token")
+}
+
+fn hash_of(link: &str) -> TokenHash {
+    SecretToken::parse(token_of(link)).expect("token").hash()
+}
+
+/// Whether the link has been spent.
+async fn spent(app: &TestApp, link: &str) -> bool {
+    app.db
+        .reset_link_by_hash(&hash_of(link))
+        .await
+        .expect("read")
+        .expect("the link exists")
+        .record
+        .used_at
+        .is_some()
+}
+
+async fn post_reset(
+    app: &TestApp,
+    c: &reqwest::Client,
+    csrf: &str,
+    username: &str,
+    password: &str,
+    confirm: &str,
+) -> reqwest::Response {
+    post_form(
+        c,
+        &app.url("/reset"),
+        csrf,
+        &[
+            ("username", username),
+            ("password", password),
+            ("confirm-password", confirm),
+        ],
+    )
+    .await
+}
+
+/// The reset form as `username` with `GOOD_PASSWORD`, plus `user_id` and
+/// `account_id` fields naming the account `id`.
+async fn post_reset_with_ids(
+    app: &TestApp,
+    c: &reqwest::Client,
+    csrf: &str,
+    username: &str,
+    id: &str,
+) -> reqwest::Response {
+    post_form(
+        c,
+        &app.url("/reset"),
+        csrf,
+        &[
+            ("username", username),
+            ("password", GOOD_PASSWORD),
+            ("confirm-password", GOOD_PASSWORD),
+            ("user_id", id),
+            ("account_id", id),
+        ],
+    )
+    .await
+}
+
+/// Opens `link` in a new browser and sets `password` through it.
+async fn reset_through(
+    app: &TestApp,
+    link: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let c = client();
+    let csrf = open_reset_form(app, &c, link).await;
+    post_reset(app, &c, &csrf, username, password, password).await
+}
+
+/// The status of a GET of `url` by `c`.
+async fn status_of(c: &reqwest::Client, url: &str) -> reqwest::StatusCode {
+    c.get(url).send().await.expect("GET").status()
+}
+
+/// Security case B18 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn head_and_repeated_get_requests_never_spend_a_link() {
+    let (app, link) = app_with_amirs_link().await;
+    let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
+    // A scanner that only asks for the headers, several times, with and
+    // without keeping its cookies.
+    let scanner = client();
+    for c in [&scanner, &scanner, &client()] {
+        let r = c.head(app.url(path)).send().await.expect("HEAD");
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/reset");
+        let r = c.head(app.url("/reset")).send().await.expect("HEAD");
+        assert_eq!(r.status(), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(status_of(&scanner, &app.url(path)).await, 303);
+    }
+    assert!(!spent(&app, &link).await, "no HEAD or GET spends the link");
+    let done = reset_through(&app, &link, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(done.status(), 303, "the person's POST still works");
+    assert!(spent(&app, &link).await);
+}
+
+/// Every row of every table, to see that a request stored nothing.
+async fn everything(app: &TestApp) -> std::collections::BTreeMap<String, Vec<Vec<String>>> {
+    snapshot(&app.database_url()).await
+}
+
+/// Issue 16, defect 6: each GET of a reset link (known, used or expired)
+/// wrote a session row, took SQLite's one writer, and did not count
+/// towards the client's cap on link guesses. Opening a known link now
+/// stores nothing (it waits in a signed cookie), and an unknown one only
+/// its audit row, which the cap counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_a_reset_link_again_and_again_stores_nothing() {
+    let (app, link) = app_with_amirs_link().await;
+    let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
+    let before = everything(&app).await;
+    let scanner = client();
+    for i in 0..200 {
+        let c = if i % 2 == 0 { &scanner } else { &app.client };
+        assert_eq!(status_of(c, &app.url(path)).await, 303);
+    }
+    assert_eq!(everything(&app).await, before, "200 opens stored nothing");
+
+    // A used link and an expired one: nothing either.
+    let done = reset_through(&app, &link, "999AKHAN01", GOOD_PASSWORD).await;
+    assert_eq!(done.status(), 303);
+    let expired = amirs_link(&app).await;
+    app.advance(Span::hours(5));
+    let before = everything(&app).await;
+    for used_or_expired in [&link, &expired] {
+        let path = used_or_expired
+            .strip_prefix(PUBLIC_URL)
+            .expect("public URL");
+        for _ in 0..20 {
+            assert_eq!(status_of(&scanner, &app.url(path)).await, 303);
+        }
+    }
+    assert_eq!(
+        everything(&app).await,
+        before,
+        "used and expired links stored nothing"
+    );
+
+    // The cookie cannot be made up: another link's number with this
+    // link's tag, or no tag, is "not valid".
+    let fresh = amirs_link(&app).await;
+    let c = client();
+    app.open_link(&c, &fresh).await;
+    let reset_page = app.url("/reset");
+    for forged in ["1.9999999999.AAAA", "2.9999999999.", "garbage", ""] {
+        let r = client_with_cookie(&app, &format!("gatehouse-reset={forged}"))
+            .get(&reset_page)
+            .send()
+            .await
+            .expect("GET");
+        assert!(
+            r.text()
+                .await
+                .expect("body")
+                .contains("This link is not valid"),
+            "{forged}"
+        );
+    }
+    assert!(
+        app.page_as(&c, "/reset")
+            .await
+            .contains("name=\"password\"")
+    );
+}
+
+/// Security case B20 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {
+    let (app, link) = app_with_amirs_link().await;
+    let token = token_of(&link).to_owned();
+    let first = token.chars().next().expect("a character");
+    let other = if first == 'A' { 'B' } else { 'A' };
+    let middle = 20;
+    let swap_middle: String = token
+        .char_indices()
+        .map(|(i, c)| {
+            if i == middle {
+                if c == 'x' { 'y' } else { 'x' }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let flipped: String = token
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    let double_encoded: String = token.bytes().map(|b| format!("%25{b:02X}")).collect();
+    let tampered = [
+        format!("{other}{}", &token[1..]),
+        swap_middle,
+        token[..token.len() - 1].to_owned(),
+        format!("{token}A"),
+        flipped,
+        double_encoded,
+        format!("{token}%2F"),
+        format!("{}!*", &token[..41]),
+    ];
+    for t in &tampered {
+        assert_ne!(t, &token);
+        let c = client();
+        let r = c
+            .get(app.url(&format!("/reset/{t}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 303, "{t}");
+        let page = app.get_as(&c, "/reset").await;
+        assert_eq!(page.status(), 200, "{t}");
+        let page = page.text().await.expect("body");
+        assert!(page.contains("This link is not valid"), "{t}: {page}");
+        assert!(!page.contains(&token), "the real token is never shown");
+        assert!(!page.contains("name=\"password\""));
+    }
+    assert_eq!(
+        audit_events(&app, "reset_link.unknown").await.len(),
+        tampered.len(),
+        "each tampered link is recorded"
+    );
+    // None of it harmed the real link.
+    assert!(!spent(&app, &link).await);
+    assert_eq!(
+        reset_through(&app, &link, "999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
+}
+
+/// Security case B23 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every_link() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")]).await;
+    app.import(STAFF).await;
+    let link = amirs_link(&app).await;
+    let path = link
+        .strip_prefix(PUBLIC_URL)
+        .expect("public URL")
+        .to_owned();
+    let guesser = client_from("198.51.100.7");
+    // A hospital's worth of mistyped links: 100 an hour from one address is
+    // allowed (the default of GATEHOUSE_LINK_GUESSES_PER_CLIENT_PER_HOUR).
+    for i in 0..100 {
+        let guess = SecretToken::generate().expect("random").encode();
+        let r = guesser
+            .get(app.url(&format!("/reset/{guess}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 303, "guess {i}");
+    }
+    let guess = SecretToken::generate().expect("random").encode();
+    let refused = guesser
+        .get(app.url(&format!("/reset/{guess}")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(refused.status(), 429, "the 101st unknown link is refused");
+    assert_eq!(refused.headers()["retry-after"], "3600");
+    assert!(refused.headers().get("set-cookie").is_none());
+    let page = refused.text().await.expect("body");
+    assert!(page.contains("Too many links that are not valid"), "{page}");
+    assert!(page.contains("Try again in an hour"));
+    assert!(page.contains("Reference:"));
+    assert!(!page.contains(&guess), "the token is not echoed");
+
+    // A real link from the same address is refused too: were it let through,
+    // the answer would still tell a guesser when a guess had hit.
+    let r = guesser.get(app.url(&path)).send().await.expect("GET");
+    assert_eq!(r.status(), 429);
+    assert!(
+        !app.page_as(&guesser, "/reset")
+            .await
+            .contains("name=\"password\"")
+    );
+    // Other addresses are not affected.
+    let colleague = client_from("203.0.113.9");
+    assert_eq!(status_of(&colleague, &app.url(&path)).await, 303);
+    assert!(
+        app.page_as(&colleague, "/reset")
+            .await
+            .contains("name=\"password\"")
+    );
+
+    // Every refusal is audited with the address, like the recovery cap.
+    let refusals = audit_events(&app, "reset_link.refused_client_limit").await;
+    assert_eq!(refusals.len(), 2);
+    assert!(
+        refusals
+            .iter()
+            .all(|e| e.client_ip.as_deref() == Some("198.51.100.7"))
+    );
+    assert!(
+        refusals[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("100 unknown links"))
+    );
+    assert!(refusals.iter().all(|e| {
+        let d = e.detail.clone().unwrap_or_default();
+        !d.contains(&guess) && !d.contains(token_of(&link))
+    }));
+    let unknown = audit_events(&app, "reset_link.unknown").await;
+    assert_eq!(unknown.len(), 100, "refused guesses are not looked up");
+
+    // An hour after the guesses, the address may open links again.
+    app.advance(Span::from_seconds(3601));
+    assert_eq!(status_of(&guesser, &app.url(&path)).await, 303);
+    assert!(
+        app.page_as(&guesser, "/reset")
+            .await
+            .contains("name=\"password\"")
+    );
+}
+
+/// Security case B23 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
+    let app = TestApp::spawn_with(&[
+        ("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true"),
+        ("GATEHOUSE_LINK_GUESSES_PER_CLIENT_PER_HOUR", "3"),
+    ])
+    .await;
+    app.import(STAFF).await;
+    let link = amirs_link(&app).await;
+    let path = link
+        .strip_prefix(PUBLIC_URL)
+        .expect("public URL")
+        .to_owned();
+    // Opening real links, however often, is not guessing.
+    let person = client_from("192.0.2.1");
+    for _ in 0..5 {
+        assert_eq!(status_of(&person, &app.url(&path)).await, 303);
+    }
+    for (address, expected) in [
+        ("192.0.2.1", 303),
+        ("192.0.2.2", 303),
+        ("192.0.2.1", 303),
+        ("192.0.2.1", 303),
+        ("192.0.2.1", 429),
+        ("192.0.2.2", 303),
+    ] {
+        let r = client_from(address)
+            .get(app.url("/reset/not-a-link"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), expected, "{address}");
+    }
+    assert_eq!(status_of(&person, &app.url(&path)).await, 429);
+    assert_eq!(
+        status_of(&client_from("192.0.2.2"), &app.url(&path)).await,
+        303
+    );
+}
+
+/// Security case B24 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_an_https_public_url_every_emailed_link_is_https() {
+    let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
+    app.import(STAFF).await;
+    app.request_recovery("amir.khan@nhs.net", AMIR).await;
+    let mail = app.recovery_email(1).await;
+    let body = mail.decoded_body();
+    let at = body
+        .find("https://esr.example.org/reset/")
+        .unwrap_or_else(|| panic!("an https link: {body}"));
+    assert_eq!(
+        body.matches("/reset/").count(),
+        body.matches("https://esr.example.org/reset/").count(),
+        "every link is https: {body}"
+    );
+    assert!(!body.contains("http://esr.example.org"));
+    let token: String = body[at + "https://esr.example.org/reset/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert_eq!(token.len(), 43);
+    // The link's path answers with a redirect that stays on the same
+    // (https) origin, a Secure cookie and HSTS.
+    let r = app.get(&format!("/reset/{token}")).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/reset");
+    let cookie = r.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(cookie.starts_with("__Host-gatehouse-reset=") && cookie.contains("; Secure"));
+    assert!(
+        r.headers()["strict-transport-security"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=63072000")
+    );
+}
+
+/// Security cases B26, C35 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account() {
+    let (app, emailed) = app_with_amirs_link().await;
+    // A second usable link for the same account, issued after the email
+    // (the store allows it; a newer request would have voided the first).
+    let amir = account(&app, "999AKHAN01").await;
+    let second = SecretToken::generate().expect("random");
+    let now = app.clock.now();
+    app.db
+        .insert_reset_link(&gatehouse_store::NewResetLink {
+            account_id: amir.id,
+            hash: &second.hash(),
+            purpose: gatehouse_domain::reset_link::LinkPurpose::Reset,
+            recovery_request_id: None,
+            now,
+            expires_at: now.plus(Span::hours(4)),
+        })
+        .await
+        .expect("insert");
+    let second = format!("{PUBLIC_URL}/reset/{}", second.encode());
+    // Both open the form: two usable links.
+    let held = client();
+    let held_csrf = open_reset_form(&app, &held, &second).await;
+
+    assert_eq!(
+        reset_through(&app, &emailed, "999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // The other link is void, whether opened afresh or already on screen.
+    let c = client();
+    app.open_link(&c, &second).await;
+    let page = app.page_as(&c, "/reset").await;
+    assert!(page.contains("This link is no longer valid"), "{page}");
+    assert!(
+        page.contains("The password for this account has been changed since this email was sent")
+    );
+    let late = post_reset(
+        &app,
+        &held,
+        &held_csrf,
+        "999AKHAN01",
+        "teapot sunrise harbour",
+        "teapot sunrise harbour",
+    )
+    .await;
+    assert_eq!(late.status(), 200);
+    assert!(
+        late.text()
+            .await
+            .expect("body")
+            .contains("has been changed since this email was sent")
+    );
+    assert!(!spent(&app, &second).await, "voided, not spent");
+    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    let reset = audit_events(&app, "password.reset").await;
+    assert!(
+        reset[0]
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1 other link(s) voided")
+    );
+}
+
+/// Security case C29 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() {
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    app.request_recovery("jane.smith@nhs.net", JANE).await;
+    let mail = app.recovery_email(1).await;
+    let body = mail.decoded_body();
+    // One email, one link per account, in the order the accounts are listed.
+    let links = reset_links(&mail);
+    assert_eq!(links.len(), 2);
+    let first_432 = body.find("432JSMITH01").expect("432") < body.find("999JSMITH01").expect("999");
+    let (link_432, link_999) = if first_432 {
+        (links[0].clone(), links[1].clone())
+    } else {
+        (links[1].clone(), links[0].clone())
+    };
+    let other = account(&app, "432JSMITH01").await;
+    let other_id = other.id.to_string();
+
+    let c = client();
+    let csrf = open_reset_form(&app, &c, &link_999).await;
+    // The other account's username, with ids pointing at it: refused.
+    let r = post_reset_with_ids(&app, &c, &csrf, "432JSMITH01", &other_id).await;
+    assert_eq!(r.status(), 200);
+    assert_error(
+        &r.text().await.expect("body"),
+        "Enter the username written in the email that this link came from",
+    );
+    assert!(account(&app, "432JSMITH01").await.password_hash.is_none());
+    assert!(account(&app, "999JSMITH01").await.password_hash.is_none());
+    assert!(!spent(&app, &link_999).await);
+
+    // The link's own username with ids of the other account: only the
+    // link's account changes; the extra fields are not read at all.
+    let r = post_reset_with_ids(&app, &c, &csrf, "999JSMITH01", &other_id).await;
+    assert_eq!(r.status(), 303);
+    assert!(account(&app, "999JSMITH01").await.password_hash.is_some());
+    assert!(
+        account(&app, "432JSMITH01").await.password_hash.is_none(),
+        "the other account is untouched"
+    );
+    assert_eq!(app.log_in("999JSMITH01", GOOD_PASSWORD).await.status(), 303);
+    // The other account's own link is still usable: nothing was voided there.
+    assert!(!spent(&app, &link_432).await);
+    let c = client();
+    open_reset_form(&app, &c, &link_432).await;
+}
+
+/// Security case C35 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_and_a_notice_is_sent()
+{
+    let app = TestApp::spawn().await;
+    app.import(STAFF).await;
+    give_amir_a_password(&app).await;
+    // Two consecutive failures, one short of the lock.
+    for i in 0..2 {
+        app.log_in("999AKHAN01", &format!("wrong password {i}"))
+            .await;
+    }
+    let link = amirs_link(&app).await;
+    let c = client();
+    let csrf = open_reset_form(&app, &c, &link).await;
+    let before = c.get(app.url("/account")).send().await.expect("GET");
+    assert_eq!(before.status(), 303, "not signed in before");
+    let done = post_reset(
+        &app,
+        &c,
+        &csrf,
+        "999AKHAN01",
+        "teapot sunrise harbour",
+        "teapot sunrise harbour",
+    )
+    .await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()["location"], "/login?password=set");
+    assert!(!sets_a_session(&done), "no new session is issued");
+    assert_eq!(
+        set_cookies(&done),
+        ["gatehouse-reset=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"],
+        "only the spent link's cookie is removed"
+    );
+    // The resetting browser is sent to log in, and is not signed in.
+    let account = c.get(app.url("/account")).send().await.expect("GET");
+    assert_eq!(account.status(), 303);
+    assert_eq!(account.headers()["location"], "/login");
+    let login = app.page_as(&c, "/login?password=set").await;
+    assert!(
+        login.contains("Your password has been set. Log in with your username and new password.")
+    );
+
+    // The count went back to zero: a wrong password leaves 2 attempts, not the lock.
+    let counter = sign_in_attempts(&app, "999AKHAN01").await;
+    assert_eq!(counter.consecutive, 0);
+    let r = app.log_in("999AKHAN01", "wrong password 3").await;
+    assert_error(&r.text().await.expect("body"), "You have 2 attempts left");
+    assert_eq!(
+        app.log_in("999AKHAN01", "teapot sunrise harbour")
+            .await
+            .status(),
+        303
+    );
+
+    // The notice: to the address on record, saying what to do, with no link
+    // that changes the account and no password.
+    app.settle().await;
+    let notice = wait_for_notice(&app, 2).await;
+    assert_eq!(notice.to, ["amir.khan@nhs.net"]);
+    assert_eq!(
+        notice.header("Subject").as_deref(),
+        Some("Your Electronic Staff Record password has been set")
+    );
+    let body = notice.decoded_body();
+    assert!(
+        body.contains(
+            "The password for your Electronic Staff Record account 999AKHAN01 was set at"
+        )
+    );
+    assert!(body.contains("If you did this, you do not need to do anything."));
+    assert!(body.contains("If you did not, contact the System Administrator straight away."));
+    assert!(!body.contains("/reset"));
+    assert!(!body.contains("teapot sunrise harbour"));
+    assert!(!body.contains(GOOD_PASSWORD));
+}
+
+/// Waits for the `n`-th "password set" notice.
+async fn wait_for_notice(app: &TestApp, n: usize) -> gatehouse_testkit::smtp::ReceivedMail {
+    for _ in 0..500 {
+        let notices = password_set_notices(app);
+        if notices.len() >= n {
+            return notices[n - 1].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("notice {n} never came");
+}
+
+/// Security case C37 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused() {
+    let (app, link) = app_with_amirs_link().await;
+    // A browser that never opened a link, with a perfectly good form token.
+    let c = client();
+    let csrf = csrf_token(&app.page_as(&c, "/login").await).expect("token");
+    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("This link is not valid")
+    );
+    assert!(!spent(&app, &link).await);
+
+    // A browser that opened it, then left the form for more than an hour:
+    // the link is still within its 4 hours, but this browser no longer holds it.
+    let c = client();
+    let csrf = open_reset_form(&app, &c, &link).await;
+    // Active all along (so the session itself does not end after 30 idle
+    // minutes), and still held at 40 minutes...
+    for _ in 0..2 {
+        app.advance(Span::minutes(20));
+        assert!(
+            app.page_as(&c, "/reset")
+                .await
+                .contains("name=\"password\"")
+        );
+    }
+    // ...but not at the hour.
+    app.advance(Span::minutes(20));
+    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("This link is not valid")
+    );
+    assert!(!spent(&app, &link).await);
+    let account = account(&app, "999AKHAN01").await;
+    assert!(account.password_hash.is_none(), "no password was set");
+    // Opening the link again starts afresh.
+    let csrf = open_reset_form(&app, &c, &link).await;
+    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    assert_eq!(r.status(), 303);
+}
+
+/// Security case C38 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spends_nothing() {
+    let (app, link) = app_with_amirs_link().await;
+    let c = client();
+    let csrf = open_reset_form(&app, &c, &link).await;
+    let fields = |token: Option<&str>| {
+        let mut f = vec![
+            ("username", "999AKHAN01".to_owned()),
+            ("password", GOOD_PASSWORD.to_owned()),
+            ("confirm-password", GOOD_PASSWORD.to_owned()),
+        ];
+        if let Some(t) = token {
+            f.push(("csrf_token", t.to_owned()));
+        }
+        f
+    };
+    let other = SecretToken::generate().expect("random").encode();
+    let attempts = [
+        c.post(app.url("/reset")).form(&fields(None)),
+        c.post(app.url("/reset")).form(&fields(Some(""))),
+        c.post(app.url("/reset")).form(&fields(Some(&other))),
+        c.post(app.url("/reset"))
+            .header("sec-fetch-site", "cross-site")
+            .form(&fields(Some(&csrf))),
+        c.post(app.url("/reset"))
+            .header("origin", "https://evil.example")
+            .form(&fields(Some(&csrf))),
+    ];
+    for (i, request) in attempts.into_iter().enumerate() {
+        let r = request.send().await.expect("POST");
+        assert_eq!(r.status(), 403, "attempt {i}");
+        assert!(
+            r.text()
+                .await
+                .expect("body")
+                .contains("This form has expired")
+        );
+        assert!(!spent(&app, &link).await, "attempt {i} spent the link");
+    }
+    assert_eq!(audit_events(&app, "csrf.refused").await.len(), 5);
+    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
+    // The same form, sent properly, works.
+    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    assert_eq!(r.status(), 303);
+}
+
+/// Security case C39 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn typed_passwords_appear_in_no_page_redirect_or_email() {
+    let (app, link) = app_with_amirs_link().await;
+    let c = client();
+    let csrf = open_reset_form(&app, &c, &link).await;
+    let typed = "Quokka-Zeppelin-Mango-7731";
+    let cases = [
+        (
+            typed,
+            "Quokka-Zeppelin-Mango-7732",
+            "The passwords do not match",
+        ),
+        (
+            "password1234",
+            "password1234",
+            "Your password is too easy to guess",
+        ),
+        (
+            "Quokka-7731",
+            "Quokka-7731",
+            "Your password must be at least 12",
+        ),
+    ];
+    for (password, confirm, message) in cases {
+        let r = post_reset(&app, &c, &csrf, "999AKHAN01", password, confirm).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("location").is_none());
+        let page = r.text().await.expect("body");
+        assert_error(&page, message);
+        assert!(!page.contains(password), "{password} is echoed");
+        assert!(!page.contains(confirm), "{confirm} is echoed");
+        assert!(
+            page.contains("value=\"999AKHAN01\""),
+            "the username is kept"
+        );
+    }
+    let r = post_reset(&app, &c, &csrf, "999AKHAN01", typed, typed).await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        !r.headers()["location"]
+            .to_str()
+            .expect("ascii")
+            .contains(typed)
+    );
+    let login = app.page_as(&c, "/login").await;
+    assert!(!login.contains(typed));
+    // The recovery email went before and the notice after: neither holds it.
+    let notice = wait_for_notice(&app, 1).await;
+    for m in app.smtp.messages() {
+        assert!(!m.data.contains(typed) && !m.decoded_body().contains(typed));
+    }
+    assert!(!notice.decoded_body().contains(typed));
+    assert_eq!(app.recovery_emails().len(), 1);
+}
+
+/// Security case D54 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reset_form_asks_password_managers_for_a_new_password() {
+    let (app, link) = app_with_amirs_link().await;
+    let c = client();
+    open_reset_form(&app, &c, &link).await;
+    let page = app.page_as(&c, "/reset").await;
+    for id in ["password", "confirm-password"] {
+        let input = input_tag(&page, id);
+        assert!(input.contains("type=\"password\""), "{input}");
+        assert!(input.contains("autocomplete=\"new-password\""), "{input}");
+        assert!(!input.contains("onpaste"), "{input}");
+        assert!(
+            !input.contains("value="),
+            "a password is never put back: {input}"
+        );
+    }
+    let username = input_tag(&page, "username");
+    assert!(username.contains("autocomplete=\"username\""), "{username}");
+    assert!(!page.contains("onpaste") && !page.contains("oncopy"));
+}
+
+/// The `<input>` tag with this id.
+fn input_tag(page: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = page
+        .match_indices("<input")
+        .map(|(i, _)| i)
+        .find(|&i| {
+            page[i..]
+                .split('>')
+                .next()
+                .is_some_and(|t| t.contains(&marker))
+        })
+        .unwrap_or_else(|| panic!("no input {id}"));
+    page[at..at + page[at..].find('>').expect("end")].to_owned()
+}
+
+/// A second node of `app`'s service: another process's worth of state (its
+/// own pools, hasher and caches) on the same database and clock.
+async fn second_node(
+    app: &TestApp,
+    vars: &[(&str, &str)],
+) -> (String, tokio::sync::watch::Sender<bool>) {
+    let mut env = test_env(&app.database_url(), &app.smtp.url());
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = gatehouse::config::Config::from_sources(None, &env).expect("configuration");
+    let node = gatehouse::app::Application::build(
+        &config,
+        std::sync::Arc::new(app.clock.clone()),
+        gatehouse::app::Options {
+            run_workers: false,
+            poll: Duration::from_millis(50),
+        },
+    )
+    .await
+    .expect("second node builds");
+    let address = format!("http://{}", node.address());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(node.run(rx));
+    (address, stop)
+}
+
+/// Security case B23 (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_links_are_counted_across_nodes() {
+    let vars = [
+        ("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true"),
+        ("GATEHOUSE_LINK_GUESSES_PER_CLIENT_PER_HOUR", "4"),
+    ];
+    let app = TestApp::spawn_with(&vars).await;
+    let (other, _stop) = second_node(&app, &vars).await;
+    let nodes = [app.address.clone(), other];
+    let guesser = client_from("198.51.100.20");
+    // Four guesses spread over both nodes use up the address's hour...
+    for i in 0..4 {
+        let r = guesser
+            .get(format!("{}/reset/not-a-link-{i}", nodes[i % 2]))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 303, "guess {i}");
+    }
+    // ...on every node: neither kept its own count.
+    for node in &nodes {
+        let r = guesser
+            .get(format!("{node}/reset/not-a-link-again"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 429, "{node}");
+    }
+}
+
+/// Security case B24 (docs/security.md).
+#[test]
+fn the_documented_proxy_serves_the_links_over_tls_only() {
+    // Gatehouse listens for its proxy, not for browsers: refusing plain HTTP
+    // is the proxy's job, so the configuration we ship must not offer it.
+    let config = include_str!("../../docs/nginx.conf");
+    let listens: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("listen "))
+        .collect();
+    assert!(!listens.is_empty());
+    for listen in listens {
+        assert!(
+            listen
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(';') == "ssl"),
+            "{listen}"
+        );
+    }
 }

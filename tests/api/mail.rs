@@ -17,6 +17,7 @@ async fn statuses(app: &TestApp, email: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Security case H88 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtp_down_then_up_delivers_with_backoff() {
     let app = TestApp::spawn().await;
@@ -86,6 +87,7 @@ async fn with_amirs_email_refused_once() -> TestApp {
     app
 }
 
+/// Security case H89 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     let app = with_amirs_email_refused_once().await;
@@ -128,6 +130,7 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     );
 }
 
+/// Security case H91 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_longer_than_the_link_lifetime_is_recorded_and_never_delivered_late() {
     let app = TestApp::spawn().await;

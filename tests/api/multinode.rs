@@ -318,6 +318,7 @@ async fn set_password(cluster: &Cluster, n: usize) {
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
 }
 
+/// Security case D49 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_three() {
     let cluster = Arc::new(Cluster::start(5).await);
@@ -385,6 +386,7 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
     }
 }
 
+/// Security case C36 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() {
     let cluster = Arc::new(Cluster::start(5).await);
@@ -447,6 +449,7 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
     assert_eq!(r.status(), 303);
 }
 
+/// Security case H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere() {
     let cluster = Cluster::start(5).await;
@@ -569,6 +572,7 @@ async fn flood(
     confirmed
 }
 
+/// Security cases F77, H92, H96 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_recovery_requests_across_nodes_each_get_exactly_one_email_even_when_a_node_dies()
  {
@@ -665,6 +669,7 @@ async fn seconds_from_database_now(cluster: &Cluster, stored: &str) -> i64 {
         .await
 }
 
+/// Security case H98 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() {
     assert!(

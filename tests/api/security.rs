@@ -5,6 +5,7 @@ use gatehouse_domain::{SecretToken, Span};
 
 use crate::helpers::*;
 
+/// Security cases B19, E64, E67, E68 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_page_sends_the_security_headers() {
     let app = TestApp::spawn().await;
@@ -99,6 +100,8 @@ async fn amir_signs_in_through(
 /// anything being stored (their form token comes from a form cookie);
 /// signing in issues the session cookie; and a session the browser had
 /// before signing in is replaced by a new id and dies (session fixation).
+///
+/// Security cases E59, E60 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     let app = app_with_password(&[]).await;
@@ -160,6 +163,7 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     assert_ne!(cookie_value(&set_cookies(&r)[0]), planted);
 }
 
+/// Security cases B24, E59, E69 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
@@ -228,6 +232,7 @@ async fn a_planted_form_cookie_does_not_give_away_the_form_token() {
     assert_eq!(audit_events(&app, "service.keys_rotated").await.len(), 3);
 }
 
+/// Security cases D57, E66 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     let app = app_with_password(&[]).await;
@@ -340,6 +345,7 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     assert!(details.contains(&"cross-site request"), "{details:?}");
 }
 
+/// Security cases E62, E63 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
     let app = app_with_password(&[]).await;
@@ -372,6 +378,7 @@ async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
     panic!("a session active all day must still end after 12 hours");
 }
 
+/// Security cases E64, E66, E70 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logging_out_ends_the_session_on_the_server() {
     let app = app_with_password(&[]).await;
@@ -432,6 +439,7 @@ async fn logging_out_ends_the_session_on_the_server() {
     assert_eq!(app.get("/logout").await.status(), 405);
 }
 
+/// Security cases D55, E71 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn error_pages_carry_a_reference_and_nothing_internal() {
     let app = TestApp::spawn().await;
@@ -499,6 +507,7 @@ async fn health_and_readiness() {
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
 
+/// Security case C39 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_security_event_is_audited_without_secrets() {
     let app = TestApp::spawn().await;
@@ -586,6 +595,7 @@ async fn every_security_event_is_audited_without_secrets() {
     }
 }
 
+/// Security cases E60, E65 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     let app = app_with_password(&[]).await;
@@ -624,6 +634,7 @@ async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     assert_ne!(new_id, invented);
 }
 
+/// Security case E70 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn other_methods_get_405_and_nothing_is_reflected() {
     let app = TestApp::spawn().await;
@@ -739,6 +750,8 @@ mod limits {
 /// D56: there is no redirect parameter to abuse. A sign-in that names
 /// somewhere else to go, in the query or the form, still lands on the fixed
 /// page, and nothing echoes the foreign address.
+///
+/// Security case D56 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sign_in_goes_only_to_its_own_page_whatever_next_or_return_to_say() {
     let app = app_with_password(&[]).await;

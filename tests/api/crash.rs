@@ -681,6 +681,8 @@ async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_
 /// the process is killed there. Nothing of it remains: the old password
 /// works, the link is unused and still works, the session is intact, no
 /// notice is sent. Then the same link does the whole reset.
+///
+/// Security case H93 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_link_still_works() {
     let mut service = Service::start(On::Postgres, &[]).await;
@@ -784,6 +786,8 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
 /// the process killed there. The attempt was claimed, and committed, before
 /// the check: three such crashes lock the account, and the right password
 /// is then refused without being checked.
+///
+/// Security case H94 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_lock_the_account() {
     let mut service = Service::start(On::Postgres, &[]).await;
@@ -834,6 +838,8 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
 
 /// A lock, a failure count, an open link and a session, checked after a
 /// clean restart (SIGTERM) and after `kill -9`.
+///
+/// Security case H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and_kill_9() {
     let mut service = Service::start(On::Suite, &[]).await;
@@ -962,6 +968,8 @@ async fn footprint(service: &Service) -> Vec<i64> {
 /// real and an unknown username, a recovery request and a reset link all
 /// get the same clear 503, no session and nothing saved; when the database
 /// is back, the same process serves them again.
+///
+/// Security case H86 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_and_comes_back() {
     let mut service = Service::prepare(On::Postgres, &[("GATEHOUSE_DATABASE_TIMEOUT", "2s")]).await;
@@ -1142,6 +1150,8 @@ async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
 /// promises nothing about what was saved; a warning names each route and
 /// reference, and no password; and once the database is back, the same
 /// process answers both normally.
+///
+/// Security case H86 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writes_nothing_half_and_comes_back()
  {

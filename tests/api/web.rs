@@ -9,7 +9,7 @@ use gatehouse_domain::{Role, Span};
 use reqwest::cookie::CookieStore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::console_cases::{AMIR, JANE};
+use crate::console::{AMIR, JANE};
 use crate::helpers::*;
 
 /// Two more people, each with one account, for actions that must not
@@ -159,6 +159,7 @@ fn fields(pairs: &[(&str, &str)]) -> Body {
     )
 }
 
+/// Security cases C38, E66 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_request() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
@@ -451,6 +452,7 @@ fn assert_html(what: &str, r: &reqwest::Response) {
     );
 }
 
+/// Security cases E67, E68 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse_framing() {
     let app = TestApp::spawn_with(&[
@@ -567,6 +569,8 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
 
 /// 503, while SQLite's write lock is held elsewhere. (PostgreSQL waits on
 /// row locks instead; the page and its headers come from the same code.)
+///
+/// Security case E67 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_unavailable_page_sends_every_security_header() {
     if on_postgres() {
@@ -584,6 +588,7 @@ async fn the_service_unavailable_page_sends_every_security_header() {
     lock.release().await;
 }
 
+/// Security case E69 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_stay_on_https() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
@@ -708,6 +713,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     );
 }
 
+/// Security cases B24, E69 (docs/security.md).
 #[test]
 fn the_documented_proxy_serves_the_app_only_over_tls() {
     let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/nginx.conf"))
@@ -823,6 +829,7 @@ fn assert_nothing_internal(what: &str, body: &str) {
     }
 }
 
+/// Security case E71 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals() {
     let app = TestApp::spawn().await;
@@ -1041,6 +1048,7 @@ async fn a_client_that_sends_a_form_body_slowly_gets_408_and_is_cut_off() {
     assert_eq!(r.status(), 200);
 }
 
+/// Security case H97 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_form_token() {
     let app = TestApp::spawn().await;
