@@ -11,8 +11,6 @@ use sha2::Digest;
 
 use crate::helpers::*;
 
-const AMIR: (&str, &str, &str) = ("2", "7", "1990");
-
 async fn reset_with(
     app: &TestApp,
     link: &str,
@@ -20,10 +18,9 @@ async fn reset_with(
     password: &str,
     confirm: &str,
 ) -> reqwest::Response {
-    let c = client();
-    app.open_link(&c, link).await;
-    app.submit(
-        &c,
+    let c = app.browser();
+    c.open_link(link).await;
+    c.submit(
         "/reset",
         "/reset",
         &[
@@ -49,7 +46,7 @@ async fn page_heading(response: reqwest::Response) -> String {
 async fn only_a_hash_of_the_token_is_stored() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     let token = link.rsplit('/').next().expect("token").to_owned();
     let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &token)
         .expect("base64url");
@@ -65,7 +62,7 @@ async fn only_a_hash_of_the_token_is_stored() {
         "the link is found by the SHA-256 of its token"
     );
     // Once the email has gone, no table holds the token or the link, in any column.
-    wait_until_sent(&app).await;
+    app.wait_until_sent().await;
     let dump = dump_database(&app.database_url()).await;
     assert!(!dump.contains(&token), "a copy of the token is stored");
     assert!(dump.contains("email.sent"));
@@ -87,22 +84,22 @@ async fn dump_database(url: &str) -> String {
 async fn opening_a_link_never_spends_it() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     // A mail scanner opens it, twice, and follows the redirect.
     for _ in 0..2 {
-        let scanner = client();
-        assert_eq!(app.open_link(&scanner, &link).await.status(), 303);
+        let scanner = app.browser();
+        assert_eq!(scanner.open_link(&link).await.status(), 303);
         assert_eq!(
-            page_heading(app.get_as(&scanner, "/reset").await).await,
+            page_heading(scanner.get("/reset").await).await,
             "Set your password"
         );
     }
     let done = reset_with(&app, &link, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(done.status(), 303);
     // Now it is spent.
-    let c = client();
-    app.open_link(&c, &link).await;
-    let again = app.get_as(&c, "/reset").await.text().await.expect("body");
+    let c = app.browser();
+    c.open_link(&link).await;
+    let again = c.get("/reset").await.text().await.expect("body");
     assert!(again.contains("This link is no longer valid"));
     assert!(again.contains("already been used"));
     assert!(again.contains("href=\"/recover\""), "offers to start again");
@@ -113,18 +110,19 @@ async fn opening_a_link_never_spends_it() {
 async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     // One second before the end it still opens the form...
     app.advance(Span::from_seconds(4 * 3600 - 1));
-    let c = client();
-    app.open_link(&c, &link).await;
-    let page = app.get_as(&c, "/reset").await;
+    let c = app.browser();
+    c.open_link(&link).await;
+    let page = c.get("/reset").await;
     let page = page.text().await.expect("body");
     assert!(page.contains("Set your password"), "{page}");
     let token = csrf_token(&page).expect("token");
     // ...but a form already on screen cannot beat the clock.
     app.advance(Span::from_seconds(1));
     let late = c
+        .http()
         .post(app.url("/reset"))
         .form(&[
             ("username", "999AKHAN01"),
@@ -139,17 +137,24 @@ async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
     assert!(late.contains("This link is no longer valid"), "{late}");
     assert!(late.contains("must be used within 4 hours"));
     // And opened afresh, it says so too.
-    let fresh = client();
-    app.open_link(&fresh, &link).await;
+    let fresh = app.browser();
+    fresh.open_link(&link).await;
     assert!(
-        app.get_as(&fresh, "/reset")
+        fresh
+            .get("/reset")
             .await
             .text()
             .await
             .expect("body")
             .contains("This link is no longer valid")
     );
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        200
+    );
 }
 
 /// Security case B26 (docs/security.md).
@@ -157,11 +162,11 @@ async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
 async fn a_newer_request_voids_older_links() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let old = link_for_amir(&app).await;
-    let new = link_for_amir(&app).await;
-    let c = client();
-    app.open_link(&c, &old).await;
-    let page = app.get_as(&c, "/reset").await.text().await.expect("body");
+    let old = app.reset_link(&AMIR).await;
+    let new = app.reset_link(&AMIR).await;
+    let c = app.browser();
+    c.open_link(&old).await;
+    let page = c.get("/reset").await.text().await.expect("body");
     assert!(
         page.contains("A newer password reset email has been sent"),
         "{page}"
@@ -179,14 +184,13 @@ async fn a_newer_request_voids_older_links() {
 async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     let app = Arc::new(TestApp::spawn().await);
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     // Twenty browsers each open the link and get the form ready...
     let mut ready = Vec::new();
     for i in 0..20 {
-        let c = client();
-        app.open_link(&c, &link).await;
-        let token =
-            csrf_token(&app.get_as(&c, "/reset").await.text().await.expect("body")).expect("token");
+        let c = app.browser();
+        c.open_link(&link).await;
+        let token = csrf_token(&c.get("/reset").await.text().await.expect("body")).expect("token");
         ready.push((c, token, format!("kettle violin marmalade {i}")));
     }
     // ...then all submit at once.
@@ -198,6 +202,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             let r = c
+                .http()
                 .post(app.url("/reset"))
                 .form(&[
                     ("username", "999AKHAN01"),
@@ -225,7 +230,10 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     }
     assert_eq!(winners.len(), 1, "exactly one redemption wins");
     assert_eq!(
-        app.log_in("999AKHAN01", &winners[0]).await.status(),
+        app.browser()
+            .log_in("999AKHAN01", &winners[0])
+            .await
+            .status(),
         303,
         "the winner's password is the one set"
     );
@@ -236,18 +244,16 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
 async fn a_password_change_voids_other_links_and_ends_every_session() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    give_amir_a_password(&app).await;
-    let signed_in = client();
+    app.set_password(&AMIR, GOOD_PASSWORD).await;
+    let signed_in = app.browser();
     assert_eq!(
-        app.log_in_as(&signed_in, "999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
+        signed_in.log_in("999AKHAN01", GOOD_PASSWORD).await.status(),
         303
     );
-    assert_eq!(app.get_as(&signed_in, "/account").await.status(), 200);
+    assert_eq!(signed_in.get("/account").await.status(), 200);
 
     // Two links exist: one from an old email (voided by the newer request) and the newest.
-    let newest = link_for_amir(&app).await;
+    let newest = app.reset_link(&AMIR).await;
     assert_eq!(
         reset_with(
             &app,
@@ -260,12 +266,19 @@ async fn a_password_change_voids_other_links_and_ends_every_session() {
         .status(),
         303
     );
-    let after = app.get_as(&signed_in, "/account").await;
+    let after = signed_in.get("/account").await;
     assert_eq!(after.status(), 303, "the other browser's session ended");
     assert_eq!(after.headers()["location"], "/login");
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
     assert_eq!(
-        app.log_in("999AKHAN01", "teapot sunrise harbour")
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", "teapot sunrise harbour")
             .await
             .status(),
         303
@@ -277,17 +290,18 @@ async fn a_password_change_voids_other_links_and_ends_every_session() {
 async fn no_reset_completes_while_the_account_is_locked() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     // The form is on screen when the account gets locked.
-    let c = client();
-    app.open_link(&c, &link).await;
-    let token =
-        csrf_token(&app.get_as(&c, "/reset").await.text().await.expect("body")).expect("token");
+    let c = app.browser();
+    c.open_link(&link).await;
+    let token = csrf_token(&c.get("/reset").await.text().await.expect("body")).expect("token");
     for i in 0..3 {
-        app.log_in("999AKHAN01", &format!("wrong password {i}"))
+        app.browser()
+            .log_in("999AKHAN01", &format!("wrong password {i}"))
             .await;
     }
     let response = c
+        .http()
         .post(app.url("/reset"))
         .form(&[
             ("username", "999AKHAN01"),
@@ -305,7 +319,7 @@ async fn no_reset_completes_while_the_account_is_locked() {
         "{page}"
     );
     // The page opened while locked says so instead of showing the form.
-    let page = app.get_as(&c, "/reset").await.text().await.expect("body");
+    let page = c.get("/reset").await.text().await.expect("body");
     assert!(page.contains("Your account is locked until"));
     assert!(!page.contains("name=\"password\""));
     // Nothing changed and the link was not spent.
@@ -318,7 +332,8 @@ async fn no_reset_completes_while_the_account_is_locked() {
     assert_eq!(link.record.used_at, None);
     app.advance(Span::hours(12));
     assert!(
-        app.log_in("999AKHAN01", GOOD_PASSWORD)
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
             .await
             .text()
             .await
@@ -338,7 +353,7 @@ fn token_hash(link: &str) -> gatehouse_domain::TokenHash {
 async fn the_password_rules_are_enforced_with_reasons() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let link = link_for_amir(&app).await;
+    let link = app.reset_link(&AMIR).await;
     let cases = [
         (
             "short",
@@ -372,12 +387,11 @@ async fn the_password_rules_are_enforced_with_reasons() {
         ),
         ("", "", "Enter a new password"),
     ];
-    let c = client();
-    app.open_link(&c, &link).await;
+    let c = app.browser();
+    c.open_link(&link).await;
     for (password, confirm, expected) in cases {
-        let r = app
+        let r = c
             .submit(
-                &c,
                 "/reset",
                 "/reset",
                 &[
@@ -399,9 +413,8 @@ async fn the_password_rules_are_enforced_with_reasons() {
             "the title says there is an error"
         );
     }
-    let r = app
+    let r = c
         .submit(
-            &c,
             "/reset",
             "/reset",
             &[
@@ -413,9 +426,8 @@ async fn the_password_rules_are_enforced_with_reasons() {
         .await;
     assert!(error_messages(&r.text().await.expect("body"))[0].starts_with("Enter your username"));
     // The link survived every refusal.
-    let r = app
+    let r = c
         .submit(
-            &c,
             "/reset",
             "/reset",
             &[
@@ -441,12 +453,11 @@ async fn none_of_the_last_four_passwords_may_be_reused() {
     ];
     for p in passwords {
         app.advance(Span::hours(2));
-        app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", p)
-            .await;
+        app.set_password(&AMIR, p).await;
     }
     for p in passwords {
         app.advance(Span::hours(2));
-        let link = link_for_amir(&app).await;
+        let link = app.reset_link(&AMIR).await;
         let r = reset_with(&app, &link, "999AKHAN01", p, p).await;
         let messages = error_messages(&r.text().await.expect("body"));
         assert_eq!(
@@ -456,17 +467,10 @@ async fn none_of_the_last_four_passwords_may_be_reused() {
         );
     }
     app.advance(Span::hours(2));
-    app.set_password(
-        "amir.khan@nhs.net",
-        AMIR,
-        "999AKHAN01",
-        "velvet glacier trumpet",
-    )
-    .await;
+    app.set_password(&AMIR, "velvet glacier trumpet").await;
     // The oldest of the four has now dropped out of the history.
     app.advance(Span::hours(2));
-    app.set_password("amir.khan@nhs.net", AMIR, "999AKHAN01", passwords[0])
-        .await;
+    app.set_password(&AMIR, passwords[0]).await;
 }
 
 /// Security cases B20, C37 (docs/security.md).
@@ -479,10 +483,10 @@ async fn unknown_or_mangled_links_say_so_and_never_fail() {
         "/reset/%00%0d%0a",
         &format!("/reset/{}", "A".repeat(10_000)),
     ] {
-        let c = client();
-        let r = app.get_as(&c, path).await;
+        let c = app.browser();
+        let r = c.get(path).await;
         assert_eq!(r.status(), 303, "{path}");
-        let page = app.get_as(&c, "/reset").await;
+        let page = c.get("/reset").await;
         assert_eq!(page.status(), 200);
         assert!(
             page.text()
@@ -492,17 +496,15 @@ async fn unknown_or_mangled_links_say_so_and_never_fail() {
         );
     }
     // Straight to the form with no link at all.
-    let page = app.get("/reset").await.text().await.expect("body");
+    let page = app.visitor.get("/reset").await.text().await.expect("body");
     assert!(page.contains("This link is not valid"));
 }
-
-const JANE: (&str, &str, &str) = ("14", "3", "1985");
 
 /// A fresh reset link for Amir (the clock is moved on first, so the three
 /// emails an hour per address never get in the way).
 async fn amirs_link(app: &TestApp) -> String {
     app.advance(Span::hours(1));
-    link_for_amir(app).await
+    app.reset_link(&AMIR).await
 }
 
 /// A service with STAFF imported and a fresh reset link for Amir.
@@ -534,16 +536,14 @@ async fn spent(app: &TestApp, link: &str) -> bool {
 }
 
 async fn post_reset(
-    app: &TestApp,
-    c: &reqwest::Client,
+    c: &Browser,
     csrf: &str,
     username: &str,
     password: &str,
     confirm: &str,
 ) -> reqwest::Response {
-    post_form(
-        c,
-        &app.url("/reset"),
+    c.post_form(
+        "/reset",
         csrf,
         &[
             ("username", username),
@@ -557,15 +557,13 @@ async fn post_reset(
 /// The reset form as `username` with `GOOD_PASSWORD`, plus `user_id` and
 /// `account_id` fields naming the account `id`.
 async fn post_reset_with_ids(
-    app: &TestApp,
-    c: &reqwest::Client,
+    c: &Browser,
     csrf: &str,
     username: &str,
     id: &str,
 ) -> reqwest::Response {
-    post_form(
-        c,
-        &app.url("/reset"),
+    c.post_form(
+        "/reset",
         csrf,
         &[
             ("username", username),
@@ -585,14 +583,14 @@ async fn reset_through(
     username: &str,
     password: &str,
 ) -> reqwest::Response {
-    let c = client();
-    let csrf = open_reset_form(app, &c, link).await;
-    post_reset(app, &c, &csrf, username, password, password).await
+    let c = app.browser();
+    let csrf = c.open_reset_form(link).await;
+    post_reset(&c, &csrf, username, password, password).await
 }
 
 /// The status of a GET of `url` by `c`.
-async fn status_of(c: &reqwest::Client, url: &str) -> reqwest::StatusCode {
-    c.get(url).send().await.expect("GET").status()
+async fn status_of(c: &Browser, url: &str) -> reqwest::StatusCode {
+    c.http().get(url).send().await.expect("GET").status()
 }
 
 /// Security case B18 (docs/security.md).
@@ -602,12 +600,12 @@ async fn head_and_repeated_get_requests_never_spend_a_link() {
     let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
     // A scanner that only asks for the headers, several times, with and
     // without keeping its cookies.
-    let scanner = client();
-    for c in [&scanner, &scanner, &client()] {
-        let r = c.head(app.url(path)).send().await.expect("HEAD");
+    let scanner = app.browser();
+    for c in [&scanner, &scanner, &app.browser()] {
+        let r = c.http().head(app.url(path)).send().await.expect("HEAD");
         assert_eq!(r.status(), 303);
         assert_eq!(r.headers()["location"], "/reset");
-        let r = c.head(app.url("/reset")).send().await.expect("HEAD");
+        let r = c.http().head(app.url("/reset")).send().await.expect("HEAD");
         assert_eq!(r.status(), 200);
     }
     for _ in 0..3 {
@@ -634,9 +632,9 @@ async fn opening_a_reset_link_again_and_again_stores_nothing() {
     let (app, link) = app_with_amirs_link().await;
     let path = link.strip_prefix(PUBLIC_URL).expect("public URL");
     let before = everything(&app).await;
-    let scanner = client();
+    let scanner = app.browser();
     for i in 0..200 {
-        let c = if i % 2 == 0 { &scanner } else { &app.client };
+        let c = if i % 2 == 0 { &scanner } else { &app.visitor };
         assert_eq!(status_of(c, &app.url(path)).await, 303);
     }
     assert_eq!(everything(&app).await, before, "200 opens stored nothing");
@@ -664,11 +662,14 @@ async fn opening_a_reset_link_again_and_again_stores_nothing() {
     // The cookie cannot be made up: another link's number with this
     // link's tag, or no tag, is "not valid".
     let fresh = amirs_link(&app).await;
-    let c = client();
-    app.open_link(&c, &fresh).await;
+    let c = app.browser();
+    c.open_link(&fresh).await;
     let reset_page = app.url("/reset");
     for forged in ["1.9999999999.AAAA", "2.9999999999.", "garbage", ""] {
-        let r = client_with_cookie(&app, &format!("gatehouse-reset={forged}"))
+        let r = app
+            .browser()
+            .with_cookie(&format!("gatehouse-reset={forged}"))
+            .http()
             .get(&reset_page)
             .send()
             .await
@@ -681,11 +682,7 @@ async fn opening_a_reset_link_again_and_again_stores_nothing() {
             "{forged}"
         );
     }
-    assert!(
-        app.page_as(&c, "/reset")
-            .await
-            .contains("name=\"password\"")
-    );
+    assert!(c.page("/reset").await.contains("name=\"password\""));
 }
 
 /// Security case B20 (docs/security.md).
@@ -729,14 +726,15 @@ async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {
     ];
     for t in &tampered {
         assert_ne!(t, &token);
-        let c = client();
+        let c = app.browser();
         let r = c
+            .http()
             .get(app.url(&format!("/reset/{t}")))
             .send()
             .await
             .expect("GET");
         assert_eq!(r.status(), 303, "{t}");
-        let page = app.get_as(&c, "/reset").await;
+        let page = c.get("/reset").await;
         assert_eq!(page.status(), 200, "{t}");
         let page = page.text().await.expect("body");
         assert!(page.contains("This link is not valid"), "{t}: {page}");
@@ -768,12 +766,13 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
         .strip_prefix(PUBLIC_URL)
         .expect("public URL")
         .to_owned();
-    let guesser = client_from("198.51.100.7");
+    let guesser = app.browser().with_header("x-forwarded-for", "198.51.100.7");
     // A hospital's worth of mistyped links: 100 an hour from one address is
     // allowed (the default of GATEHOUSE_LINK_GUESSES_PER_CLIENT_PER_HOUR).
     for i in 0..100 {
         let guess = SecretToken::generate().expect("random").encode();
         let r = guesser
+            .http()
             .get(app.url(&format!("/reset/{guess}")))
             .send()
             .await
@@ -782,6 +781,7 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
     }
     let guess = SecretToken::generate().expect("random").encode();
     let refused = guesser
+        .http()
         .get(app.url(&format!("/reset/{guess}")))
         .send()
         .await
@@ -797,21 +797,18 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
 
     // A real link from the same address is refused too: were it let through,
     // the answer would still tell a guesser when a guess had hit.
-    let r = guesser.get(app.url(&path)).send().await.expect("GET");
+    let r = guesser
+        .http()
+        .get(app.url(&path))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 429);
-    assert!(
-        !app.page_as(&guesser, "/reset")
-            .await
-            .contains("name=\"password\"")
-    );
+    assert!(!guesser.page("/reset").await.contains("name=\"password\""));
     // Other addresses are not affected.
-    let colleague = client_from("203.0.113.9");
+    let colleague = app.browser().with_header("x-forwarded-for", "203.0.113.9");
     assert_eq!(status_of(&colleague, &app.url(&path)).await, 303);
-    assert!(
-        app.page_as(&colleague, "/reset")
-            .await
-            .contains("name=\"password\"")
-    );
+    assert!(colleague.page("/reset").await.contains("name=\"password\""));
 
     // Every refusal is audited with the address, like the recovery cap.
     let refusals = audit_events(&app, "reset_link.refused_client_limit").await;
@@ -837,11 +834,7 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
     // An hour after the guesses, the address may open links again.
     app.advance(Span::from_seconds(3601));
     assert_eq!(status_of(&guesser, &app.url(&path)).await, 303);
-    assert!(
-        app.page_as(&guesser, "/reset")
-            .await
-            .contains("name=\"password\"")
-    );
+    assert!(guesser.page("/reset").await.contains("name=\"password\""));
 }
 
 /// Security case B23 (docs/security.md).
@@ -859,7 +852,7 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
         .expect("public URL")
         .to_owned();
     // Opening real links, however often, is not guessing.
-    let person = client_from("192.0.2.1");
+    let person = app.browser().with_header("x-forwarded-for", "192.0.2.1");
     for _ in 0..5 {
         assert_eq!(status_of(&person, &app.url(&path)).await, 303);
     }
@@ -871,7 +864,10 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
         ("192.0.2.1", 429),
         ("192.0.2.2", 303),
     ] {
-        let r = client_from(address)
+        let r = app
+            .browser()
+            .with_header("x-forwarded-for", address)
+            .http()
             .get(app.url("/reset/not-a-link"))
             .send()
             .await
@@ -880,7 +876,11 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
     }
     assert_eq!(status_of(&person, &app.url(&path)).await, 429);
     assert_eq!(
-        status_of(&client_from("192.0.2.2"), &app.url(&path)).await,
+        status_of(
+            &app.browser().with_header("x-forwarded-for", "192.0.2.2"),
+            &app.url(&path)
+        )
+        .await,
         303
     );
 }
@@ -890,7 +890,7 @@ async fn the_cap_on_unknown_links_is_a_setting_and_counted_per_address() {
 async fn with_an_https_public_url_every_emailed_link_is_https() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
     app.import(STAFF).await;
-    app.request_recovery("amir.khan@nhs.net", AMIR).await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     let mail = app.recovery_email(1).await;
     let body = mail.decoded_body();
     let at = body
@@ -909,7 +909,7 @@ async fn with_an_https_public_url_every_emailed_link_is_https() {
     assert_eq!(token.len(), 43);
     // The link's path answers with a redirect that stays on the same
     // (https) origin, a Secure cookie and HSTS.
-    let r = app.get(&format!("/reset/{token}")).await;
+    let r = app.visitor.get(&format!("/reset/{token}")).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/reset");
     let cookie = r.headers()["set-cookie"].to_str().expect("ascii");
@@ -944,8 +944,8 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
         .expect("insert");
     let second = format!("{PUBLIC_URL}/reset/{}", second.encode());
     // Both open the form: two usable links.
-    let held = client();
-    let held_csrf = open_reset_form(&app, &held, &second).await;
+    let held = app.browser();
+    let held_csrf = held.open_reset_form(&second).await;
 
     assert_eq!(
         reset_through(&app, &emailed, "999AKHAN01", GOOD_PASSWORD)
@@ -954,15 +954,14 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
         303
     );
     // The other link is void, whether opened afresh or already on screen.
-    let c = client();
-    app.open_link(&c, &second).await;
-    let page = app.page_as(&c, "/reset").await;
+    let c = app.browser();
+    c.open_link(&second).await;
+    let page = c.page("/reset").await;
     assert!(page.contains("This link is no longer valid"), "{page}");
     assert!(
         page.contains("The password for this account has been changed since this email was sent")
     );
     let late = post_reset(
-        &app,
         &held,
         &held_csrf,
         "999AKHAN01",
@@ -978,7 +977,13 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
             .contains("has been changed since this email was sent")
     );
     assert!(!spent(&app, &second).await, "voided, not spent");
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let reset = audit_events(&app, "password.reset").await;
     assert!(
         reset[0]
@@ -994,11 +999,11 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
 async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    app.request_recovery("jane.smith@nhs.net", JANE).await;
+    app.browser().request_recovery(JANE.recovery()).await;
     let mail = app.recovery_email(1).await;
     let body = mail.decoded_body();
     // One email, one link per account, in the order the accounts are listed.
-    let links = reset_links(&mail);
+    let links = reset_links(&mail, PUBLIC_URL);
     assert_eq!(links.len(), 2);
     let first_432 = body.find("432JSMITH01").expect("432") < body.find("999JSMITH01").expect("999");
     let (link_432, link_999) = if first_432 {
@@ -1009,10 +1014,10 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     let other = account(&app, "432JSMITH01").await;
     let other_id = other.id.to_string();
 
-    let c = client();
-    let csrf = open_reset_form(&app, &c, &link_999).await;
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link_999).await;
     // The other account's username, with ids pointing at it: refused.
-    let r = post_reset_with_ids(&app, &c, &csrf, "432JSMITH01", &other_id).await;
+    let r = post_reset_with_ids(&c, &csrf, "432JSMITH01", &other_id).await;
     assert_eq!(r.status(), 200);
     assert_error(
         &r.text().await.expect("body"),
@@ -1024,18 +1029,24 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
 
     // The link's own username with ids of the other account: only the
     // link's account changes; the extra fields are not read at all.
-    let r = post_reset_with_ids(&app, &c, &csrf, "999JSMITH01", &other_id).await;
+    let r = post_reset_with_ids(&c, &csrf, "999JSMITH01", &other_id).await;
     assert_eq!(r.status(), 303);
     assert!(account(&app, "999JSMITH01").await.password_hash.is_some());
     assert!(
         account(&app, "432JSMITH01").await.password_hash.is_none(),
         "the other account is untouched"
     );
-    assert_eq!(app.log_in("999JSMITH01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999JSMITH01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
     // The other account's own link is still usable: nothing was voided there.
     assert!(!spent(&app, &link_432).await);
-    let c = client();
-    open_reset_form(&app, &c, &link_432).await;
+    let c = app.browser();
+    c.open_reset_form(&link_432).await;
 }
 
 /// Security case C35 (docs/security.md).
@@ -1044,19 +1055,19 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
 {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    give_amir_a_password(&app).await;
+    app.set_password(&AMIR, GOOD_PASSWORD).await;
     // Two consecutive failures, one short of the lock.
     for i in 0..2 {
-        app.log_in("999AKHAN01", &format!("wrong password {i}"))
+        app.browser()
+            .log_in("999AKHAN01", &format!("wrong password {i}"))
             .await;
     }
     let link = amirs_link(&app).await;
-    let c = client();
-    let csrf = open_reset_form(&app, &c, &link).await;
-    let before = c.get(app.url("/account")).send().await.expect("GET");
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link).await;
+    let before = c.http().get(app.url("/account")).send().await.expect("GET");
     assert_eq!(before.status(), 303, "not signed in before");
     let done = post_reset(
-        &app,
         &c,
         &csrf,
         "999AKHAN01",
@@ -1073,10 +1084,10 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
         "only the spent link's cookie is removed"
     );
     // The resetting browser is sent to log in, and is not signed in.
-    let account = c.get(app.url("/account")).send().await.expect("GET");
+    let account = c.http().get(app.url("/account")).send().await.expect("GET");
     assert_eq!(account.status(), 303);
     assert_eq!(account.headers()["location"], "/login");
-    let login = app.page_as(&c, "/login?password=set").await;
+    let login = c.page("/login?password=set").await;
     assert!(
         login.contains("Your password has been set. Log in with your username and new password.")
     );
@@ -1084,10 +1095,11 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
     // The count went back to zero: a wrong password leaves 2 attempts, not the lock.
     let counter = sign_in_attempts(&app, "999AKHAN01").await;
     assert_eq!(counter.consecutive, 0);
-    let r = app.log_in("999AKHAN01", "wrong password 3").await;
+    let r = app.browser().log_in("999AKHAN01", "wrong password 3").await;
     assert_error(&r.text().await.expect("body"), "You have 2 attempts left");
     assert_eq!(
-        app.log_in("999AKHAN01", "teapot sunrise harbour")
+        app.browser()
+            .log_in("999AKHAN01", "teapot sunrise harbour")
             .await
             .status(),
         303
@@ -1118,7 +1130,7 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
 /// Waits for the `n`-th "password set" notice.
 async fn wait_for_notice(app: &TestApp, n: usize) -> gatehouse_testkit::smtp::ReceivedMail {
     for _ in 0..500 {
-        let notices = password_set_notices(app);
+        let notices = app.password_set_notices();
         if notices.len() >= n {
             return notices[n - 1].clone();
         }
@@ -1132,9 +1144,9 @@ async fn wait_for_notice(app: &TestApp, n: usize) -> gatehouse_testkit::smtp::Re
 async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused() {
     let (app, link) = app_with_amirs_link().await;
     // A browser that never opened a link, with a perfectly good form token.
-    let c = client();
-    let csrf = csrf_token(&app.page_as(&c, "/login").await).expect("token");
-    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    let c = app.browser();
+    let csrf = c.form_token("/login").await;
+    let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 200);
     assert!(
         r.text()
@@ -1146,21 +1158,17 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
 
     // A browser that opened it, then left the form for more than an hour:
     // the link is still within its 4 hours, but this browser no longer holds it.
-    let c = client();
-    let csrf = open_reset_form(&app, &c, &link).await;
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link).await;
     // Active all along (so the session itself does not end after 30 idle
     // minutes), and still held at 40 minutes...
     for _ in 0..2 {
         app.advance(Span::minutes(20));
-        assert!(
-            app.page_as(&c, "/reset")
-                .await
-                .contains("name=\"password\"")
-        );
+        assert!(c.page("/reset").await.contains("name=\"password\""));
     }
     // ...but not at the hour.
     app.advance(Span::minutes(20));
-    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 200);
     assert!(
         r.text()
@@ -1172,8 +1180,8 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
     let account = account(&app, "999AKHAN01").await;
     assert!(account.password_hash.is_none(), "no password was set");
     // Opening the link again starts afresh.
-    let csrf = open_reset_form(&app, &c, &link).await;
-    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    let csrf = c.open_reset_form(&link).await;
+    let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 303);
 }
 
@@ -1181,8 +1189,8 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spends_nothing() {
     let (app, link) = app_with_amirs_link().await;
-    let c = client();
-    let csrf = open_reset_form(&app, &c, &link).await;
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link).await;
     let fields = |token: Option<&str>| {
         let mut f = vec![
             ("username", "999AKHAN01".to_owned()),
@@ -1196,13 +1204,15 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
     };
     let other = SecretToken::generate().expect("random").encode();
     let attempts = [
-        c.post(app.url("/reset")).form(&fields(None)),
-        c.post(app.url("/reset")).form(&fields(Some(""))),
-        c.post(app.url("/reset")).form(&fields(Some(&other))),
-        c.post(app.url("/reset"))
+        c.http().post(app.url("/reset")).form(&fields(None)),
+        c.http().post(app.url("/reset")).form(&fields(Some(""))),
+        c.http().post(app.url("/reset")).form(&fields(Some(&other))),
+        c.http()
+            .post(app.url("/reset"))
             .header("sec-fetch-site", "cross-site")
             .form(&fields(Some(&csrf))),
-        c.post(app.url("/reset"))
+        c.http()
+            .post(app.url("/reset"))
             .header("origin", "https://evil.example")
             .form(&fields(Some(&csrf))),
     ];
@@ -1218,9 +1228,15 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
         assert!(!spent(&app, &link).await, "attempt {i} spent the link");
     }
     assert_eq!(audit_events(&app, "csrf.refused").await.len(), 5);
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 200);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        200
+    );
     // The same form, sent properly, works.
-    let r = post_reset(&app, &c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
+    let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 303);
 }
 
@@ -1228,8 +1244,8 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn typed_passwords_appear_in_no_page_redirect_or_email() {
     let (app, link) = app_with_amirs_link().await;
-    let c = client();
-    let csrf = open_reset_form(&app, &c, &link).await;
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link).await;
     let typed = "Quokka-Zeppelin-Mango-7731";
     let cases = [
         (
@@ -1249,7 +1265,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
         ),
     ];
     for (password, confirm, message) in cases {
-        let r = post_reset(&app, &c, &csrf, "999AKHAN01", password, confirm).await;
+        let r = post_reset(&c, &csrf, "999AKHAN01", password, confirm).await;
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("location").is_none());
         let page = r.text().await.expect("body");
@@ -1261,7 +1277,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
             "the username is kept"
         );
     }
-    let r = post_reset(&app, &c, &csrf, "999AKHAN01", typed, typed).await;
+    let r = post_reset(&c, &csrf, "999AKHAN01", typed, typed).await;
     assert_eq!(r.status(), 303);
     assert!(
         !r.headers()["location"]
@@ -1269,7 +1285,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
             .expect("ascii")
             .contains(typed)
     );
-    let login = app.page_as(&c, "/login").await;
+    let login = c.page("/login").await;
     assert!(!login.contains(typed));
     // The recovery email went before and the notice after: neither holds it.
     let notice = wait_for_notice(&app, 1).await;
@@ -1284,9 +1300,9 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reset_form_asks_password_managers_for_a_new_password() {
     let (app, link) = app_with_amirs_link().await;
-    let c = client();
-    open_reset_form(&app, &c, &link).await;
-    let page = app.page_as(&c, "/reset").await;
+    let c = app.browser();
+    c.open_reset_form(&link).await;
+    let page = c.page("/reset").await;
     for id in ["password", "confirm-password"] {
         let input = input_tag(&page, id);
         assert!(input.contains("type=\"password\""), "{input}");
@@ -1355,10 +1371,13 @@ async fn unknown_links_are_counted_across_nodes() {
     let app = TestApp::spawn_with(&vars).await;
     let (other, _stop) = second_node(&app, &vars).await;
     let nodes = [app.address.clone(), other];
-    let guesser = client_from("198.51.100.20");
+    let guesser = app
+        .browser()
+        .with_header("x-forwarded-for", "198.51.100.20");
     // Four guesses spread over both nodes use up the address's hour...
     for i in 0..4 {
         let r = guesser
+            .http()
             .get(format!("{}/reset/not-a-link-{i}", nodes[i % 2]))
             .send()
             .await
@@ -1368,6 +1387,7 @@ async fn unknown_links_are_counted_across_nodes() {
     // ...on every node: neither kept its own count.
     for node in &nodes {
         let r = guesser
+            .http()
             .get(format!("{node}/reset/not-a-link-again"))
             .send()
             .await

@@ -4,7 +4,6 @@
 mod cli;
 mod console;
 mod crash;
-mod db;
 mod deadline;
 mod faults;
 mod flows;

@@ -51,13 +51,14 @@ async fn the_response_is_the_same_whether_or_not_anything_matched() {
     ];
     let mut seen = Vec::new();
     for (email, dob, username) in cases {
-        let browser = client();
+        let browser = app.browser();
         let post = observe(
-            app.request_recovery_as(&browser, email, dob, username)
+            browser
+                .request_recovery(Recovery::new(email, dob).with_username(username))
                 .await,
         )
         .await;
-        let page = observe(app.get_as(&browser, "/recover/confirmation").await).await;
+        let page = observe(browser.get("/recover/confirmation").await).await;
         seen.push((post, page));
     }
     for other in &seen[1..] {
@@ -136,7 +137,8 @@ async fn the_form_checks_each_field_with_the_seed_wording() {
     ];
     for (email, dob, username, expected) in cases {
         let r = app
-            .request_recovery_as(&client(), email, dob, username)
+            .browser()
+            .request_recovery(Recovery::new(email, dob).with_username(username))
             .await;
         assert_eq!(r.status(), 200);
         let page = r.text().await.expect("body");
@@ -163,28 +165,29 @@ async fn header_injection_and_repeated_fields_never_reach_a_mail_header() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     let r = app
+        .browser()
         .request_recovery(
-            "amir.khan@nhs.net\r\nBcc: attacker@nhs.net",
-            ("2", "7", "1990"),
+            AMIR.recovery()
+                .typed_as("amir.khan@nhs.net\r\nBcc: attacker@nhs.net"),
         )
         .await;
     assert_eq!(r.status(), 200, "refused as an invalid address");
     // Two email fields: refused, never mailed to both (GitLab CVE-2023-7028).
-    let c = client();
-    let token = form_token(&c, &app.url("/recover")).await;
-    let r = post_form(
-        &c,
-        &app.url("/recover"),
-        &token,
-        &[
-            ("email", "amir.khan@nhs.net"),
-            ("email", "attacker@nhs.net"),
-            ("dob-day", "2"),
-            ("dob-month", "7"),
-            ("dob-year", "1990"),
-        ],
-    )
-    .await;
+    let c = app.browser();
+    let token = c.form_token("/recover").await;
+    let r = c
+        .post_form(
+            "/recover",
+            &token,
+            &[
+                ("email", "amir.khan@nhs.net"),
+                ("email", "attacker@nhs.net"),
+                ("dob-day", "2"),
+                ("dob-month", "7"),
+                ("dob-year", "1990"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.expect("body").contains("Reference:"));
     app.settle().await;
@@ -197,10 +200,11 @@ async fn header_injection_and_repeated_fields_never_reach_a_mail_header() {
 async fn links_use_the_public_url_whatever_the_host_header_says() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let c = client();
-    let page = app.get_as(&c, "/recover").await.text().await.expect("body");
+    let c = app.browser();
+    let page = c.get("/recover").await.text().await.expect("body");
     let token = csrf_token(&page).expect("token");
     let r = c
+        .http()
         .post(app.url("/recover"))
         .header("host", "evil.example")
         .header("x-forwarded-host", "evil.example")
@@ -219,7 +223,7 @@ async fn links_use_the_public_url_whatever_the_host_header_says() {
     let body = mail[0].decoded_body();
     assert!(!body.contains("evil.example"));
     assert_eq!(
-        reset_links(&mail[0]).len(),
+        reset_links(&mail[0], PUBLIC_URL).len(),
         1,
         "the link is on {PUBLIC_URL}"
     );
@@ -232,9 +236,7 @@ async fn at_most_three_emails_an_hour_go_to_one_address_silently() {
     app.import(STAFF).await;
     let mut pages = Vec::new();
     for _ in 0..5 {
-        let r = app
-            .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-            .await;
+        let r = app.browser().request_recovery(AMIR.recovery()).await;
         pages.push((r.status(), r.headers().get("location").cloned()));
         app.settle().await;
     }
@@ -258,8 +260,7 @@ async fn at_most_three_emails_an_hour_go_to_one_address_silently() {
     );
     // An hour later the allowance is back.
     app.advance(Span::hours(1));
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     assert_eq!(app.emails(4).await.len(), 4);
 }
 
@@ -270,14 +271,16 @@ async fn one_client_address_has_only_a_high_cap() {
         TestApp::spawn_with(&[("GATEHOUSE_RECOVERY_REQUESTS_PER_CLIENT_PER_HOUR", "2")]).await;
     for _ in 0..2 {
         assert_eq!(
-            app.request_recovery("someone@nhs.net", ("1", "1", "1980"))
+            app.browser()
+                .request_recovery(Recovery::new("someone@nhs.net", ("1", "1", "1980")))
                 .await
                 .status(),
             303
         );
     }
     let refused = app
-        .request_recovery("someone@nhs.net", ("1", "1", "1980"))
+        .browser()
+        .request_recovery(Recovery::new("someone@nhs.net", ("1", "1", "1980")))
         .await;
     assert_eq!(refused.status(), 429);
     assert!(
@@ -296,7 +299,8 @@ async fn one_client_address_has_only_a_high_cap() {
 async fn emails_are_multipart_with_fixed_headers_and_crlf_lines() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_MAIL_FROM", "ESR <no-reply@esr.example>")]).await;
     app.import(STAFF).await;
-    app.request_recovery("AMIR.KHAN@nhs.net", ("2", "7", "1990"))
+    app.browser()
+        .request_recovery(AMIR.recovery().typed_as("AMIR.KHAN@nhs.net"))
         .await;
     let mail = app.emails(1).await;
     let m = &mail[0];
@@ -336,7 +340,8 @@ async fn a_domain_no_longer_allowed_is_recorded_and_never_mailed() {
     .await;
     app.import("employer,username,first_name,last_name,date_of_birth,email\n999,,Bo,Li,1980-01-01,bo.li@nhs.uk\n").await;
     assert_eq!(
-        app.request_recovery("bo.li@nhs.uk", ("1", "1", "1980"))
+        app.browser()
+            .request_recovery(Recovery::new("bo.li@nhs.uk", ("1", "1", "1980")))
             .await
             .status(),
         303
@@ -366,7 +371,7 @@ async fn a_get_with_query_parameters_sends_nothing() {
     app.import(STAFF).await;
     let query = "email=amir.khan%40nhs.net&dob-day=2&dob-month=7&dob-year=1990";
     for path in ["/recover", "/recover/confirmation"] {
-        let r = app.get(&format!("{path}?{query}")).await;
+        let r = app.visitor.get(&format!("{path}?{query}")).await;
         assert_eq!(r.status(), 200, "{path}");
     }
     app.settle().await;
@@ -382,15 +387,9 @@ async fn a_get_with_query_parameters_sends_nothing() {
 
 /// Amir and Sam (plain matches), Lena (to be locked), Dora (to be disabled:
 /// her only account).
-const PEOPLE: &str = "employer,username,first_name,last_name,date_of_birth,email\n\
-999 Demo Hospital NHS Trust,,Amir,Khan,1990-07-02,amir.khan@nhs.net\n\
-999 Demo Hospital NHS Trust,,Lena,Locke,1980-05-06,lena.locke@nhs.net\n\
-999 Demo Hospital NHS Trust,,Dora,Dent,1975-09-10,dora.dent@nhs.net\n\
-999 Demo Hospital NHS Trust,,Sam,Stone,1970-01-20,sam.stone@nhs.net\n";
-
-const AMIR: (&str, &str, &str) = ("2", "7", "1990");
-const LENA: (&str, &str, &str) = ("6", "5", "1980");
-const DORA: (&str, &str, &str) = ("10", "9", "1975");
+fn people() -> String {
+    staff_file(&[&AMIR, &LENA, &DORA, &SAM])
+}
 
 /// Everything a watcher sees of a response: status, every header but `Date`
 /// (cookie values, which differ per visitor by design, blanked), and the
@@ -461,12 +460,13 @@ fn recovery_form<'a>(
 /// POSTs the recovery form (no username) as `c`, with `token`.
 async fn send_recovery(
     app: &TestApp,
-    c: &reqwest::Client,
+    c: &Browser,
     email: &str,
     dob: (&str, &str, &str),
     token: &str,
 ) -> reqwest::Response {
-    c.post(app.url("/recover"))
+    c.http()
+        .post(app.url("/recover"))
         .form(&recovery_form(email, dob, "", token))
         .send()
         .await
@@ -474,9 +474,9 @@ async fn send_recovery(
 }
 
 /// A browser that has opened the recovery form, and the form's token.
-async fn browser_at_form(app: &TestApp) -> (reqwest::Client, String) {
-    let c = client();
-    let token = form_token(&c, &app.url("/recover")).await;
+async fn browser_at_form(app: &TestApp) -> (Browser, String) {
+    let c = app.browser();
+    let token = c.form_token("/recover").await;
     (c, token)
 }
 
@@ -502,7 +502,9 @@ async fn assert_no_mail(app: &TestApp) {
 /// Locks Lena (3 wrong passwords) and disables Dora's only account.
 async fn lock_lena_and_disable_dora(app: &TestApp) {
     for _ in 0..3 {
-        app.log_in("999LLOCKE01", "wrong password here").await;
+        app.browser()
+            .log_in("999LLOCKE01", "wrong password here")
+            .await;
     }
     let lena = sign_in_attempts(app, "999LLOCKE01").await;
     assert!(lena.locked_at(app.clock.now()).is_some(), "Lena is locked");
@@ -520,19 +522,23 @@ async fn lock_lena_and_disable_dora(app: &TestApp) {
 async fn every_arm_gets_the_same_answer_before_any_matching_after_the_same_database_work() {
     // Workers off: whatever the answer is, it was made before any matching.
     let app = TestApp::spawn_full(&[], false).await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     lock_lena_and_disable_dora(&app).await;
     let url = app.database_url();
     let arms = [
-        ("A1 match", "amir.khan@nhs.net", AMIR),
+        ("A1 match", AMIR.email, AMIR.date_of_birth),
         (
             "A2 wrong date of birth",
             "amir.khan@nhs.net",
             ("3", "7", "1990"),
         ),
-        ("A3 unknown email", "nobody.here@nhs.net", AMIR),
-        ("A5 locked account", "lena.locke@nhs.net", LENA),
-        ("A16 disabled account", "dora.dent@nhs.net", DORA),
+        (
+            "A3 unknown email",
+            "nobody.here@nhs.net",
+            AMIR.date_of_birth,
+        ),
+        ("A5 locked account", LENA.email, LENA.date_of_birth),
+        ("A16 disabled account", DORA.email, DORA.date_of_birth),
     ];
     let mut seen = Vec::new();
     for (arm, email, dob) in arms {
@@ -541,7 +547,7 @@ async fn every_arm_gets_the_same_answer_before_any_matching_after_the_same_datab
         let post = send_recovery(&app, &browser, email, dob, &token).await;
         let post = whole(post).await;
         let work = changes(&before, &table_rows(&url).await);
-        let page = whole(app.get_as(&browser, "/recover/confirmation").await).await;
+        let page = whole(browser.get("/recover/confirmation").await).await;
         seen.push((arm, post, work, page));
     }
     let (_, post, work, page) = &seen[0];
@@ -629,7 +635,7 @@ async fn compare_with_a_match(
 ) {
     let (a, token_a) = browser_at_form(app).await;
     let (b, token_b) = browser_at_form(app).await;
-    let matched = send_recovery(app, &a, "amir.khan@nhs.net", AMIR, &token_a).await;
+    let matched = send_recovery(app, &a, AMIR.email, AMIR.date_of_birth, &token_a).await;
     let other = send_recovery(app, &b, email, dob, &token_b).await;
     (whole(matched).await, whole(other).await)
 }
@@ -640,9 +646,9 @@ async fn compare_with_a_match(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_account_gets_the_whole_response_of_a_match_and_no_link() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     lock_lena_and_disable_dora(&app).await;
-    let (matched, locked) = compare_with_a_match(&app, "lena.locke@nhs.net", LENA).await;
+    let (matched, locked) = compare_with_a_match(&app, LENA.email, LENA.date_of_birth).await;
     assert_eq!(matched.0, 303);
     assert_eq!(locked, matched, "the lock is not revealed");
 
@@ -652,7 +658,10 @@ async fn a_locked_account_gets_the_whole_response_of_a_match_and_no_link() {
         .filter(|m| m.to == ["lena.locke@nhs.net"])
         .collect();
     assert_eq!(lena.len(), 1);
-    assert!(reset_links(lena[0]).is_empty(), "no reset link is sent");
+    assert!(
+        reset_links(lena[0], PUBLIC_URL).is_empty(),
+        "no reset link is sent"
+    );
     assert!(
         lena[0]
             .decoded_body()
@@ -669,9 +678,9 @@ async fn a_locked_account_gets_the_whole_response_of_a_match_and_no_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_whose_only_account_is_disabled_gets_the_response_of_a_match_and_no_email() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     lock_lena_and_disable_dora(&app).await;
-    let (matched, disabled) = compare_with_a_match(&app, "dora.dent@nhs.net", DORA).await;
+    let (matched, disabled) = compare_with_a_match(&app, DORA.email, DORA.date_of_birth).await;
     assert_eq!(matched.0, 303);
     assert_eq!(disabled, matched, "the disabled state is not revealed");
 
@@ -707,7 +716,7 @@ async fn a_person_whose_only_account_is_disabled_gets_the_response_of_a_match_an
 async fn unicode_look_alikes_of_a_stored_address_get_the_format_error_and_no_mail() {
     let app =
         TestApp::spawn_with(&[("GATEHOUSE_ALLOWED_EMAIL_DOMAINS", "nhs.net,digital.nhs.uk")]).await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     app.import(
         "employer,username,first_name,last_name,date_of_birth,email\n\
          999 Demo Hospital NHS Trust,,Ian,Ivory,1982-04-03,ian.ivory@digital.nhs.uk\n",
@@ -717,14 +726,17 @@ async fn unicode_look_alikes_of_a_stored_address_get_the_format_error_and_no_mai
     // Each folds, under some Unicode case rule, to a stored address.
     let cases = [
         ("sam.\u{17F}tone@nhs.net", ("20", "1", "1970")), // ſ (long s) upper-cases to S
-        ("amir.\u{212A}han@nhs.net", AMIR),               // K (Kelvin sign) lower-cases to k
-        ("am\u{131}r.khan@nhs.net", AMIR),                // ı (dotless i) in the local part
-        ("amir.khan@nh\u{17F}.net", AMIR),                // ſ in the domain
+        ("amir.\u{212A}han@nhs.net", AMIR.date_of_birth), // K (Kelvin sign) lower-cases to k
+        ("am\u{131}r.khan@nhs.net", AMIR.date_of_birth),  // ı (dotless i) in the local part
+        ("amir.khan@nh\u{17F}.net", AMIR.date_of_birth),  // ſ in the domain
         ("ian.ivory@d\u{131}gital.nhs.uk", ("3", "4", "1982")), // ı in the domain
         ("\u{131}an.\u{131}vory@DIGITAL.NHS.UK", ("3", "4", "1982")),
     ];
     for (email, dob) in cases {
-        let r = app.request_recovery_as(&client(), email, dob, "").await;
+        let r = app
+            .browser()
+            .request_recovery(Recovery::new(email, dob))
+            .await;
         assert_eq!(r.status(), 200, "{email}: refused, not recorded");
         let page = r.text().await.expect("body");
         assert_eq!(error_messages(&page), [format], "{email}");
@@ -734,7 +746,8 @@ async fn unicode_look_alikes_of_a_stored_address_get_the_format_error_and_no_mai
     assert_no_mail(&app).await;
 
     // The control: the plain address, typed in upper case, is mailed, to the stored address.
-    app.request_recovery("SAM.STONE@NHS.NET", ("20", "1", "1970"))
+    app.browser()
+        .request_recovery(SAM.recovery().typed_as("SAM.STONE@NHS.NET"))
         .await;
     let mail = app.emails(1).await;
     assert_eq!(mail[0].to, ["sam.stone@nhs.net"]);
@@ -746,23 +759,23 @@ async fn unicode_look_alikes_of_a_stored_address_get_the_format_error_and_no_mai
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
 
     // `email[]` twice (PHP/Rails style): not the `email` field, so it is missing.
     let (c, token) = browser_at_form(&app).await;
-    let r = post_form(
-        &c,
-        &app.url("/recover"),
-        &token,
-        &[
-            ("email[]", "amir.khan@nhs.net"),
-            ("email[]", "sam.stone@nhs.net"),
-            ("dob-day", "2"),
-            ("dob-month", "7"),
-            ("dob-year", "1990"),
-        ],
-    )
-    .await;
+    let r = c
+        .post_form(
+            "/recover",
+            &token,
+            &[
+                ("email[]", "amir.khan@nhs.net"),
+                ("email[]", "sam.stone@nhs.net"),
+                ("dob-day", "2"),
+                ("dob-month", "7"),
+                ("dob-year", "1990"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         error_messages(&r.text().await.expect("body")),
@@ -775,6 +788,7 @@ async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
     );
     for content_type in ["application/json", "application/x-www-form-urlencoded"] {
         let r = c
+            .http()
             .post(app.url("/recover"))
             .header("content-type", content_type)
             .body(json.clone())
@@ -796,6 +810,7 @@ async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
         "%7B%22email%22%3A%22sam.stone%40nhs.net%22%7D"
     );
     let r = c
+        .http()
         .post(app.url("/recover"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
@@ -818,7 +833,7 @@ async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
 async fn line_breaks_in_the_username_are_refused_with_the_same_page_whether_or_not_the_rest_matches()
  {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     let injections = [
         "999AKHAN01\r\nBcc: attacker@nhs.net",
         "999AKHAN01\r\nCc: attacker@nhs.net",
@@ -832,7 +847,8 @@ async fn line_breaks_in_the_username_are_refused_with_the_same_page_whether_or_n
         // Amir's address and date (would match) and an unknown one.
         for email in ["amir.khan@nhs.net", "nobody.here@nhs.net"] {
             let r = app
-                .request_recovery_as(&client(), email, AMIR, username)
+                .browser()
+                .request_recovery(AMIR.recovery().typed_as(email).with_username(username))
                 .await;
             assert_eq!(r.status(), 200, "{username:?}: refused");
             let page = r.text().await.expect("body");
@@ -849,7 +865,10 @@ async fn line_breaks_in_the_username_are_refused_with_the_same_page_whether_or_n
     let mut pages = Vec::new();
     for email in ["amir.khan@nhs.net", "nobody.here@nhs.net"] {
         let typed = format!("{email}\r\nBcc: attacker@nhs.net");
-        let r = app.request_recovery(&typed, AMIR).await;
+        let r = app
+            .browser()
+            .request_recovery(AMIR.recovery().typed_as(&typed))
+            .await;
         assert_eq!(r.status(), 200);
         let page = r.text().await.expect("body");
         pages.push(comparable(&page).replace(email, "EMAIL"));
@@ -911,7 +930,7 @@ async fn raw_post(app: &TestApp, head: &str, body: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn links_use_the_public_url_whatever_forwarded_or_a_hand_written_request_says() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     let authority = app.address.trim_start_matches("http://").to_owned();
     let form = |token: &str| {
         format!("email=amir.khan%40nhs.net&dob-day=2&dob-month=7&dob-year=1990&csrf_token={token}")
@@ -953,7 +972,7 @@ async fn links_use_the_public_url_whatever_forwarded_or_a_hand_written_request_s
             303 => {
                 let mail = app.recovery_email(before + 1).await;
                 assert!(!mail.data.contains("evil"), "{what}: {}", mail.data);
-                let links = reset_links(&mail);
+                let links = reset_links(&mail, PUBLIC_URL);
                 assert_eq!(links.len(), 1, "{what}: the link is on {PUBLIC_URL}");
             }
             400 => {
@@ -988,7 +1007,8 @@ async fn request_from(
     dob: (&str, &str, &str),
 ) -> reqwest::Response {
     let (c, token) = browser_at_form(app).await;
-    c.post(app.url("/recover"))
+    c.http()
+        .post(app.url("/recover"))
         .header("x-forwarded-for", ip)
         .form(&recovery_form(email, dob, "", &token))
         .send()
@@ -1000,9 +1020,15 @@ async fn request_from(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_for_one_address_from_many_client_addresses_still_get_three_emails_an_hour() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")]).await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     for i in 1..=8 {
-        let r = request_from(&app, &format!("198.51.100.{i}"), "amir.khan@nhs.net", AMIR).await;
+        let r = request_from(
+            &app,
+            &format!("198.51.100.{i}"),
+            AMIR.email,
+            AMIR.date_of_birth,
+        )
+        .await;
         assert_eq!(r.status(), 303, "request {i}");
         app.settle().await;
     }
@@ -1042,20 +1068,20 @@ async fn the_per_client_limit_answers_429_at_the_same_count_for_known_and_unknow
         ("GATEHOUSE_RECOVERY_REQUESTS_PER_CLIENT_PER_HOUR", "3"),
     ])
     .await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     let known = [
-        ("amir.khan@nhs.net", AMIR),
-        ("lena.locke@nhs.net", LENA),
+        (AMIR.email, AMIR.date_of_birth),
+        (LENA.email, LENA.date_of_birth),
         ("sam.stone@nhs.net", ("20", "1", "1970")),
-        ("dora.dent@nhs.net", DORA),
-        ("amir.khan@nhs.net", AMIR),
+        (DORA.email, DORA.date_of_birth),
+        (AMIR.email, AMIR.date_of_birth),
     ];
     let unknown = [
-        ("nobody.one@nhs.net", AMIR),
-        ("nobody.two@nhs.net", LENA),
-        ("nobody.three@nhs.net", DORA),
-        ("nobody.four@nhs.net", AMIR),
-        ("nobody.five@nhs.net", AMIR),
+        ("nobody.one@nhs.net", AMIR.date_of_birth),
+        ("nobody.two@nhs.net", LENA.date_of_birth),
+        ("nobody.three@nhs.net", DORA.date_of_birth),
+        ("nobody.four@nhs.net", AMIR.date_of_birth),
+        ("nobody.five@nhs.net", AMIR.date_of_birth),
     ];
     let mut answers = Vec::new();
     for (ip, list) in [("203.0.113.1", known), ("203.0.113.2", unknown)] {
@@ -1091,7 +1117,7 @@ async fn the_per_client_limit_answers_429_at_the_same_count_for_known_and_unknow
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_addresses() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     const FORMAT: &str = "Enter an email address in the correct format, like first.last@nhs.net";
     let long = "a".repeat(10_000);
     // (email built from the address, date of birth, username, expected messages)
@@ -1102,13 +1128,28 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
         &'static [&'static str],
     );
     let cases: [Case; 9] = [
-        (|a, long| format!("{long}{a}"), AMIR, "", &[FORMAT]),
-        (|a, _| a.replacen('@', "\0@", 1), AMIR, "", &[FORMAT]),
-        (|a, _| format!("{a}\0"), AMIR, "", &[FORMAT]),
-        (|a, _| format!("{a}' OR 1=1--"), AMIR, "", &[FORMAT]),
+        (
+            |a, long| format!("{long}{a}"),
+            AMIR.date_of_birth,
+            "",
+            &[FORMAT],
+        ),
+        (
+            |a, _| a.replacen('@', "\0@", 1),
+            AMIR.date_of_birth,
+            "",
+            &[FORMAT],
+        ),
+        (|a, _| format!("{a}\0"), AMIR.date_of_birth, "", &[FORMAT]),
+        (
+            |a, _| format!("{a}' OR 1=1--"),
+            AMIR.date_of_birth,
+            "",
+            &[FORMAT],
+        ),
         (
             |a, _| format!("<script>alert(1)</script>{a}"),
-            AMIR,
+            AMIR.date_of_birth,
             "",
             &[FORMAT],
         ),
@@ -1132,7 +1173,7 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
         ),
         (
             |a, _| a.to_owned(),
-            AMIR,
+            AMIR.date_of_birth,
             "' OR 1=1--",
             &["Enter your username as it is written in your email, or leave it blank"],
         ),
@@ -1142,7 +1183,8 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
         for address in ["amir.khan@nhs.net", "nobody.here@nhs.net"] {
             let typed = email(address, &long);
             let r = app
-                .request_recovery_as(&client(), &typed, *dob, username)
+                .browser()
+                .request_recovery(Recovery::new(&typed, *dob).with_username(username))
                 .await;
             assert_eq!(r.status(), 200, "case {n}: a validation page, never a 500");
             let page = r.text().await.expect("body");
@@ -1164,7 +1206,8 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
     }
     // The script is kept in the box, escaped.
     let page = app
-        .request_recovery("<script>alert(1)</script>", AMIR)
+        .browser()
+        .request_recovery(AMIR.recovery().typed_as("<script>alert(1)</script>"))
         .await
         .text()
         .await
@@ -1186,16 +1229,20 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_records_nothing() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
+    app.import(&people()).await;
     let (c, token) = browser_at_form(&app).await;
-    let post = |client: &reqwest::Client, token: &str| {
-        client
-            .post(app.url("/recover"))
-            .form(&recovery_form("amir.khan@nhs.net", AMIR, "", token))
+    let post = |client: &Browser, token: &str| {
+        client.http().post(app.url("/recover")).form(&recovery_form(
+            AMIR.email,
+            AMIR.date_of_birth,
+            "",
+            token,
+        ))
     };
     let no_token = c
+        .http()
         .post(app.url("/recover"))
-        .form(&recovery_form("amir.khan@nhs.net", AMIR, "", "")[..5])
+        .form(&recovery_form(AMIR.email, AMIR.date_of_birth, "", "")[..5])
         .send()
         .await
         .expect("POST");
@@ -1222,7 +1269,7 @@ async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_r
             .send()
             .await
             .expect("POST"),
-        post(&client(), &token).send().await.expect("POST"),
+        post(&app.browser(), &token).send().await.expect("POST"),
     ];
     let n = refusals.len();
     for (i, r) in refusals.into_iter().enumerate() {
@@ -1250,9 +1297,9 @@ async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reset_email_says_once_only_and_holds_no_date_of_birth_name_or_password() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
-    give_amir_a_password(&app).await;
-    app.request_recovery("amir.khan@nhs.net", AMIR).await;
+    app.import(&people()).await;
+    app.set_password(&AMIR, GOOD_PASSWORD).await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     // The first-time email and the one sent once a password exists.
     for n in [1, 2] {
         let mail = app.recovery_email(n).await;
@@ -1268,7 +1315,7 @@ async fn the_reset_email_says_once_only_and_holds_no_date_of_birth_name_or_passw
         );
         assert!(body.contains("works only once"), "in the HTML part too");
         assert!(body.contains("Username: 999AKHAN01"));
-        assert_eq!(reset_links(&mail).len(), 1);
+        assert_eq!(reset_links(&mail, PUBLIC_URL).len(), 1);
         // 1990 covers every way of writing the date of birth.
         for secret in [
             "1990",
@@ -1350,7 +1397,9 @@ async fn a_body_holding_a_lone_dot_line_reaches_the_mail_server_whole_as_one_mes
             assert!(part.contains(piece), "{piece:?} missing from {part:?}");
         }
     }
-    let sent = wait_for_email(&app, "amir.khan@nhs.net", |e| e.status.as_str() == "sent").await;
+    let sent = app
+        .wait_for_email("amir.khan@nhs.net", |e| e.status.as_str() == "sent")
+        .await;
     assert_eq!(sent.attempts, 1, "sent at the first try");
 }
 
@@ -1360,22 +1409,31 @@ async fn a_body_holding_a_lone_dot_line_reaches_the_mail_server_whole_as_one_mes
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_reset_sends_a_notice_to_the_stored_address_with_what_to_do_and_no_link() {
     let app = TestApp::spawn().await;
-    app.import(PEOPLE).await;
-    give_amir_a_password(&app).await;
+    app.import(&people()).await;
+    app.set_password(&AMIR, GOOD_PASSWORD).await;
     // The first notice is recorded as sent before the clock jumps: a jump
     // past its lease while it was still being sent would let the worker
     // take it again (in real time a send never outlasts its lease).
-    wait_until_sent(&app).await;
+    app.wait_until_sent().await;
     // A second reset, not first-time, asked for in another case.
     app.advance(Span::minutes(5));
     let second = "thistle gazebo lantern";
-    app.set_password("AMIR.KHAN@NHS.NET", AMIR, "999AKHAN01", second)
-        .await;
-    assert_eq!(app.log_in("999AKHAN01", second).await.status(), 303);
+    app.set_password(
+        &Person {
+            email: "AMIR.KHAN@NHS.NET",
+            ..AMIR
+        },
+        second,
+    )
+    .await;
+    assert_eq!(
+        app.browser().log_in("999AKHAN01", second).await.status(),
+        303
+    );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let notices = loop {
-        let notices = password_set_notices(&app);
+        let notices = app.password_set_notices();
         if notices.len() >= 2 || tokio::time::Instant::now() > deadline {
             break notices;
         }

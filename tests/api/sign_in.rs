@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 /// The status of a sign-in and its error messages.
 async fn attempt(app: &TestApp, username: &str, password: &str) -> (u16, Vec<String>) {
-    let response = app.log_in(username, password).await;
+    let response = app.browser().log_in(username, password).await;
     let status = response.status().as_u16();
     let page = response.text().await.expect("body");
     (status, error_messages(&page))
@@ -62,7 +62,7 @@ async fn three_wrong_passwords_lock_for_twelve_hours_and_say_until_when() {
     let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(m, [locked]);
     app.advance(Span::from_seconds(1));
-    let signed_in = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+    let signed_in = app.browser().log_in("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(
         signed_in.status(),
         303,
@@ -76,7 +76,13 @@ async fn a_success_clears_the_count() {
     let app = app_with_password(&[]).await;
     attempt(&app, "999AKHAN01", "wrong password 1").await;
     attempt(&app, "999AKHAN01", "wrong password 2").await;
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let (_, m) = attempt(&app, "999AKHAN01", "wrong password 3").await;
     assert!(m[0].contains("You have 2 attempts left"), "{m:?}");
 }
@@ -118,11 +124,11 @@ async fn a_right_password_is_recorded_even_if_another_attempt_claims_meanwhile()
         )
         .await;
     }
-    let browser = client();
-    let signed_in = app.log_in_as(&browser, "999AKHAN01", GOOD_PASSWORD).await;
+    let browser = app.browser();
+    let signed_in = browser.log_in("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(signed_in.headers()["location"], "/account");
-    let account = app.page_as(&browser, "/account").await;
+    let account = browser.page("/account").await;
     assert!(account.contains("Sign out"), "{account}");
     assert_eq!(audit_events(&app, "sign_in.succeeded").await.len(), 1);
     let counter = sign_in_attempts(&app, "999AKHAN01").await;
@@ -224,7 +230,11 @@ async fn the_right_password_inside_a_burst_of_guesses_does_not_beat_the_lock() {
             format!("guess {i} wrong")
         };
         tasks.push(tokio::spawn(async move {
-            app.log_in("999AKHAN01", &password).await.status().as_u16()
+            app.browser()
+                .log_in("999AKHAN01", &password)
+                .await
+                .status()
+                .as_u16()
         }));
     }
     let mut successes = 0;
@@ -253,15 +263,10 @@ async fn one_hundred_failures_in_all_disable_the_password_until_a_reset() {
     let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
     assert!(m[0].starts_with("Your password no longer works"), "{m:?}");
     // A reset brings it back.
-    app.set_password(
-        "amir.khan@nhs.net",
-        ("2", "7", "1990"),
-        "999AKHAN01",
-        "teapot sunrise harbour",
-    )
-    .await;
+    app.set_password(&AMIR, "teapot sunrise harbour").await;
     assert_eq!(
-        app.log_in("999AKHAN01", "teapot sunrise harbour")
+        app.browser()
+            .log_in("999AKHAN01", "teapot sunrise harbour")
             .await
             .status(),
         303
@@ -276,7 +281,13 @@ async fn empty_fields_are_asked_for_and_not_counted() {
     for _ in 0..5 {
         attempt(&app, "999AKHAN01", "").await;
     }
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
 }
 
 /// Security case D55 (docs/security.md).
@@ -314,7 +325,13 @@ async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
         .await
         .expect("set");
 
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
     let stored = app
         .db
         .account_by_id(amir.id)
@@ -327,7 +344,10 @@ async fn a_hash_with_old_parameters_is_upgraded_at_sign_in() {
         "{hash}"
     );
     assert_eq!(
-        app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(),
+        app.browser()
+            .log_in("999AKHAN01", GOOD_PASSWORD)
+            .await
+            .status(),
         303,
         "the new hash works"
     );
@@ -343,7 +363,10 @@ async fn when_hashing_is_at_capacity_sign_in_says_busy_and_counts_nothing() {
         held.push(permit);
     }
     assert_eq!(held.len(), 4, "twice the 2 hashing slots are admitted");
-    let r = app.log_in("999AKHAN01", "wrong password here").await;
+    let r = app
+        .browser()
+        .log_in("999AKHAN01", "wrong password here")
+        .await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     assert!(
@@ -388,12 +411,12 @@ mod device_cookies {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn by_default_three_guesses_from_anywhere_lock_the_owner_out_for_twelve_hours() {
         let app = app_with_password(&[]).await;
-        let own = client();
-        let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        let own = app.browser();
+        let first = own.log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
         assert_eq!(device_cookie_of(&first), None, "off by default");
         attacker_guesses(&app).await;
-        let again = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+        let again = app.browser().log_in("999AKHAN01", GOOD_PASSWORD).await;
         let m = error_messages(&again.text().await.expect("body"));
         assert_eq!(m, [LOCKED], "the seed's rule: the owner is locked out too");
     }
@@ -401,8 +424,8 @@ mod device_cookies {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn with_device_cookies_the_owners_browser_gets_in_while_guessers_stay_locked() {
         let app = app_with_password(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
-        let own = client();
-        let first = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        let own = app.browser();
+        let first = own.log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
         let cookie = device_cookie_of(&first).expect("a device cookie");
         assert!(
@@ -414,8 +437,8 @@ mod device_cookies {
 
         attacker_guesses(&app).await;
         let checks = app.gatehouse.hasher().verifications();
-        let own = client_with_cookie(&app, &cookie);
-        let again = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        let own = app.browser().with_cookie(&cookie);
+        let again = own.log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(again.status(), 303, "the remembered browser signs in");
         assert_eq!(app.gatehouse.hasher().verifications(), checks + 1);
         let (_, m) = attempt(&app, "999AKHAN01", GOOD_PASSWORD).await;
@@ -425,8 +448,10 @@ mod device_cookies {
         let invented = gatehouse_domain::SecretToken::generate()
             .expect("token")
             .encode();
-        let forger = client_with_cookie(&app, &format!("gatehouse-device={invented}"));
-        let forged = app.log_in_as(&forger, "999AKHAN01", GOOD_PASSWORD).await;
+        let forger = app
+            .browser()
+            .with_cookie(&format!("gatehouse-device={invented}"));
+        let forged = forger.log_in("999AKHAN01", GOOD_PASSWORD).await;
         let m = error_messages(&forged.text().await.expect("body"));
         assert_eq!(m, [LOCKED]);
     }
@@ -434,14 +459,15 @@ mod device_cookies {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_remembered_browser_has_three_attempts_of_its_own() {
         let app = app_with_password(&[("GATEHOUSE_DEVICE_COOKIES", "true")]).await;
-        let first = app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+        let first = app.browser().log_in("999AKHAN01", GOOD_PASSWORD).await;
         assert_eq!(first.status(), 303);
-        let own = client_with_cookie(&app, &device_cookie_of(&first).expect("a device cookie"));
+        let own = app
+            .browser()
+            .with_cookie(&device_cookie_of(&first).expect("a device cookie"));
         for i in 1..=3 {
-            app.log_in_as(&own, "999AKHAN01", &format!("mistyped {i}"))
-                .await;
+            own.log_in("999AKHAN01", &format!("mistyped {i}")).await;
         }
-        let locked = app.log_in_as(&own, "999AKHAN01", GOOD_PASSWORD).await;
+        let locked = own.log_in("999AKHAN01", GOOD_PASSWORD).await;
         let m = error_messages(&locked.text().await.expect("body"));
         assert_eq!(
             m,
@@ -456,23 +482,17 @@ mod device_cookies {
 
 /// A browser holding a fresh link for Amir, and its form token (the clock is
 /// moved on first, so the three emails an hour never get in the way).
-async fn open_amirs_form(app: &TestApp) -> (reqwest::Client, String, String) {
+async fn open_amirs_form(app: &TestApp) -> (Browser, String, String) {
     app.advance(Span::hours(1));
-    let link = link_for_amir(app).await;
-    let c = client();
-    let csrf = open_reset_form(app, &c, &link).await;
+    let link = app.reset_link(&AMIR).await;
+    let c = app.browser();
+    let csrf = c.open_reset_form(&link).await;
     (c, csrf, link)
 }
 
-async fn post_reset(
-    app: &TestApp,
-    c: &reqwest::Client,
-    csrf: &str,
-    password: &str,
-) -> reqwest::Response {
-    post_form(
-        c,
-        &app.url("/reset"),
+async fn post_reset(c: &Browser, csrf: &str, password: &str) -> reqwest::Response {
+    c.post_form(
+        "/reset",
         csrf,
         &[
             ("username", "999AKHAN01"),
@@ -486,7 +506,7 @@ async fn post_reset(
 /// Sets Amir's password through a fresh link; panics if refused.
 async fn set_amirs_password(app: &TestApp, password: &str) {
     let (c, csrf, _) = open_amirs_form(app).await;
-    let r = post_reset(app, &c, &csrf, password).await;
+    let r = post_reset(&c, &csrf, password).await;
     let status = r.status();
     let page = r.text().await.expect("body");
     assert_eq!(
@@ -554,7 +574,10 @@ async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        let opened = app.open_link(&bare, &link).await;
+        let path = link
+            .strip_prefix(PUBLIC_URL)
+            .expect("links use the public URL");
+        let opened = bare.get(app.url(path)).send().await.expect("GET");
         let cookie = opened.headers()["set-cookie"]
             .to_str()
             .expect("ascii")
@@ -594,7 +617,7 @@ async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused
         ),
         (varied(257), "Your password must be 256 characters or fewer"),
     ] {
-        let r = post_reset(&app, &c, &csrf, &password).await;
+        let r = post_reset(&c, &csrf, &password).await;
         assert_eq!(r.status(), 200);
         let messages = error_messages(&r.text().await.expect("body"));
         assert!(
@@ -614,14 +637,20 @@ async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused
         .expect("read")
         .expect("link");
     assert_eq!(stored.record.used_at, None, "no refusal spent the link");
-    assert_eq!(post_reset(&app, &c, &csrf, &varied(12)).await.status(), 303);
-    assert_eq!(app.log_in("999AKHAN01", &varied(12)).await.status(), 303);
+    assert_eq!(post_reset(&c, &csrf, &varied(12)).await.status(), 303);
+    assert_eq!(
+        app.browser()
+            .log_in("999AKHAN01", &varied(12))
+            .await
+            .status(),
+        303
+    );
 
     for n in [64, 256] {
         let password: String = varied(n + 1)[1..].to_owned();
         set_amirs_password(&app, &password).await;
         assert_eq!(
-            app.log_in("999AKHAN01", &password).await.status(),
+            app.browser().log_in("999AKHAN01", &password).await.status(),
             303,
             "{n}"
         );
@@ -640,7 +669,10 @@ async fn passwords_of_12_to_256_characters_are_accepted_whole_and_others_refused
             "{m:?}"
         );
     }
-    assert_eq!(app.log_in("999AKHAN01", &eighty).await.status(), 303);
+    assert_eq!(
+        app.browser().log_in("999AKHAN01", &eighty).await.status(),
+        303
+    );
 }
 
 /// Security case C33 (docs/security.md).
@@ -652,32 +684,35 @@ async fn emoji_cjk_and_accents_are_counted_in_code_points_and_sign_in_in_either_
     let emoji = "😀🐈🌧🚲🎻🍋🧩🦉🌋🪁🧲🛶";
     let (c, csrf, _) = open_amirs_form(&app).await;
     let eleven: String = emoji.chars().take(11).collect();
-    let r = post_reset(&app, &c, &csrf, &eleven).await;
+    let r = post_reset(&c, &csrf, &eleven).await;
     assert_error(
         &r.text().await.expect("body"),
         "Your password must be at least 12 characters long",
     );
     // 12 are enough, and sign in.
     assert_eq!(emoji.chars().count(), 12);
-    assert_eq!(post_reset(&app, &c, &csrf, emoji).await.status(), 303);
-    assert_eq!(app.log_in("999AKHAN01", emoji).await.status(), 303);
+    assert_eq!(post_reset(&c, &csrf, emoji).await.status(), 303);
+    assert_eq!(
+        app.browser().log_in("999AKHAN01", emoji).await.status(),
+        303
+    );
 
     let cjk = "漢字仮名交じり文の暗号鍵です";
     set_amirs_password(&app, cjk).await;
-    assert_eq!(app.log_in("999AKHAN01", cjk).await.status(), 303);
+    assert_eq!(app.browser().log_in("999AKHAN01", cjk).await.status(), 303);
 
     // Set as NFC (precomposed), typed as NFD (letter + combining mark)...
     let nfc = "cr\u{e8}me br\u{fb}l\u{e9}e caf\u{e9}";
     let nfd = "cre\u{300}me bru\u{302}le\u{301}e cafe\u{301}";
     assert_ne!(nfc, nfd);
     set_amirs_password(&app, nfc).await;
-    assert_eq!(app.log_in("999AKHAN01", nfd).await.status(), 303);
-    assert_eq!(app.log_in("999AKHAN01", nfc).await.status(), 303);
+    assert_eq!(app.browser().log_in("999AKHAN01", nfd).await.status(), 303);
+    assert_eq!(app.browser().log_in("999AKHAN01", nfc).await.status(), 303);
     // ...and the other way round.
     let nfd = "sen\u{303}or pin\u{303}ata jalapen\u{303}o";
     let nfc = "se\u{f1}or pi\u{f1}ata jalape\u{f1}o";
     set_amirs_password(&app, nfd).await;
-    assert_eq!(app.log_in("999AKHAN01", nfc).await.status(), 303);
+    assert_eq!(app.browser().log_in("999AKHAN01", nfc).await.status(), 303);
 }
 
 /// Security case C34 (docs/security.md).
@@ -687,7 +722,10 @@ async fn spaces_around_and_inside_a_password_are_kept_at_reset_and_at_sign_in() 
     app.import(STAFF).await;
     let spaced = "  kettle violin marmalade  ";
     set_amirs_password(&app, spaced).await;
-    assert_eq!(app.log_in("999AKHAN01", spaced).await.status(), 303);
+    assert_eq!(
+        app.browser().log_in("999AKHAN01", spaced).await.status(),
+        303
+    );
     // Nothing is trimmed or squeezed: each variant is a wrong password.
     for other in [
         "kettle violin marmalade",
@@ -701,7 +739,10 @@ async fn spaces_around_and_inside_a_password_are_kept_at_reset_and_at_sign_in() 
             "{other:?}"
         );
         // A success in between keeps the lock away.
-        assert_eq!(app.log_in("999AKHAN01", spaced).await.status(), 303);
+        assert_eq!(
+            app.browser().log_in("999AKHAN01", spaced).await.status(),
+            303
+        );
     }
 }
 
@@ -713,7 +754,7 @@ async fn answer(
     username: &str,
     password: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    let r = app.log_in(username, password).await;
+    let r = app.browser().log_in(username, password).await;
     let status = r.status().as_u16();
     let headers = comparable_headers(r.headers());
     let body = comparable(&r.text().await.expect("body")).replace(username, "USERNAME");
@@ -801,15 +842,9 @@ async fn every_sign_in_path_does_the_same_argon2id_work_and_none_once_locked() {
 async fn failures_from_different_addresses_and_browsers_lock_the_one_account() {
     let app = app_with_password(&[("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")]).await;
     let browser = |address: &str, agent: &str| {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-forwarded-for", address.parse().expect("value"));
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .user_agent(agent)
-            .build()
-            .expect("client")
+        app.browser()
+            .with_header("x-forwarded-for", address)
+            .with_header("user-agent", agent)
     };
     let attempts = [
         (
@@ -821,12 +856,8 @@ async fn failures_from_different_addresses_and_browsers_lock_the_one_account() {
     ];
     let mut last = Vec::new();
     for (i, (address, agent)) in attempts.iter().enumerate() {
-        let r = app
-            .log_in_as(
-                &browser(address, agent),
-                "999AKHAN01",
-                &format!("wrong {i}"),
-            )
+        let r = browser(address, agent)
+            .log_in("999AKHAN01", &format!("wrong {i}"))
             .await;
         last = error_messages(&r.text().await.expect("body"));
     }
@@ -840,8 +871,8 @@ async fn failures_from_different_addresses_and_browsers_lock_the_one_account() {
     addresses.sort();
     assert_eq!(addresses, ["192.0.2.3", "198.51.100.1", "203.0.113.2"]);
     // A fourth address with the right password is locked out too.
-    let r = app
-        .log_in_as(&browser("192.0.2.99", "Edge"), "999AKHAN01", GOOD_PASSWORD)
+    let r = browser("192.0.2.99", "Edge")
+        .log_in("999AKHAN01", GOOD_PASSWORD)
         .await;
     assert_eq!(r.status(), 200);
     assert_error(
@@ -879,14 +910,14 @@ async fn a_username_locked_before_its_account_existed_starts_clean_when_imported
     let (_, m) = attempt(&app, "999NEWBIE01", "her own typo").await;
     assert!(m[0].contains("You have 2 attempts left"), "{m:?}");
     // And she can set a password (no reset completes while locked).
-    app.set_password(
-        "nia.okafor@nhs.net",
-        ("6", "5", "1992"),
-        "999NEWBIE01",
-        GOOD_PASSWORD,
-    )
-    .await;
-    assert_eq!(app.log_in("999NEWBIE01", GOOD_PASSWORD).await.status(), 303);
+    app.set_password(&NIA, GOOD_PASSWORD).await;
+    assert_eq!(
+        app.browser()
+            .log_in("999NEWBIE01", GOOD_PASSWORD)
+            .await
+            .status(),
+        303
+    );
 }
 
 /// Runs the real binary with `format` logs to a file, sends sign-ins with
@@ -946,16 +977,16 @@ async fn log_of_forged_sign_ins(format: &str) -> String {
     for username in forged {
         assert!(username.chars().count() <= 64, "{username:?}");
     }
-    let browser = client();
+    let browser = Browser::new(&base, &base);
     for username in forged {
-        let token = form_token(&browser, &format!("{base}/login")).await;
-        let r = post_form(
-            &browser,
-            &format!("{base}/login"),
-            &token,
-            &[("username", username), ("password", "wrong password")],
-        )
-        .await;
+        let token = browser.form_token("/login").await;
+        let r = browser
+            .post_form(
+                "/login",
+                &token,
+                &[("username", username), ("password", "wrong password")],
+            )
+            .await;
         assert_eq!(r.status(), 200);
         assert!(
             r.text()
@@ -966,8 +997,9 @@ async fn log_of_forged_sign_ins(format: &str) -> String {
         );
     }
     // A raw line break in the body, not percent-encoded, and one in the path.
-    let token = form_token(&browser, &format!("{base}/login")).await;
+    let token = browser.form_token("/login").await;
     let r = browser
+        .http()
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
@@ -978,6 +1010,7 @@ async fn log_of_forged_sign_ins(format: &str) -> String {
         .expect("POST");
     assert_eq!(r.status(), 200);
     let r = browser
+        .http()
         .get(format!("{base}/login%0d%0aFORGED-PATH%1b[31m"))
         .send()
         .await
