@@ -291,11 +291,7 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
         .post_form(
             "/reset",
             &token,
-            &[
-                ("username", "999AKHAN01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
+            &reset_form("999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD),
         )
         .await;
     assert_eq!(done.status(), 303);
@@ -443,11 +439,7 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
         .post_form(
             "/reset",
             &token,
-            &[
-                ("username", "999ALOVELACE01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
+            &reset_form("999ALOVELACE01", GOOD_PASSWORD, GOOD_PASSWORD),
         )
         .await;
     assert_eq!(done.status(), 303, "the link sets the first password");

@@ -32,7 +32,7 @@ async fn staff_reach_no_console_page_and_each_refusal_is_audited() {
     for path in paths {
         let response = c.get(path).await;
         assert_eq!(response.status(), 403, "{path}");
-        let page = response.text().await.expect("body");
+        let page = response.body().await;
         assert!(
             page.contains("You do not have access to this page"),
             "{path}"
@@ -79,7 +79,7 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
     let again = c.page("/console/second-factor").await;
     assert_eq!(key_in(&again), secret);
 
-    let wrong = c.send_code("000000").await.text().await.expect("body");
+    let wrong = c.send_code("000000").await.body().await;
     assert_error(&wrong, "The code is not right");
     assert_error(&wrong, "2 attempts left");
     let response = c.get("/console").await;
@@ -87,19 +87,13 @@ async fn a_helpdesk_member_enrols_an_authenticator_before_the_console_opens() {
 
     let response = c.send_code(&app.code_now(&secret)).await;
     assert_eq!(response.status(), 200);
-    let page = response.text().await.expect("body");
+    let page = response.body().await;
     assert!(page.contains("Save your recovery codes"));
     assert_eq!(page.matches("<li><code>").count(), 10, "ten recovery codes");
 
     let console = c.get("/console").await;
     assert_eq!(console.status(), 200);
-    assert!(
-        console
-            .text()
-            .await
-            .expect("body")
-            .contains("Helpdesk console")
-    );
+    assert!(console.body().await.contains("Helpdesk console"));
     assert_eq!(audit_events(&app, "second_factor.enrolled").await.len(), 1);
     assert_eq!(audit_events(&app, "second_factor.failed").await.len(), 1);
     // The key is never shown again once confirmed.
@@ -125,7 +119,7 @@ async fn each_session_needs_a_code_and_a_code_works_only_once() {
         "/console/second-factor"
     );
     // The code that enrolled the app is spent: a replay is refused.
-    let page = c.send_code(&used).await.text().await.expect("body");
+    let page = c.send_code(&used).await.body().await;
     assert!(
         page.contains("The code is not right"),
         "a replay is refused"
@@ -159,7 +153,7 @@ async fn a_recovery_code_stands_in_for_the_app_once() {
 
     let c2 = app.browser();
     c2.log_in(AMIR.username, GOOD_PASSWORD).await;
-    let page = c2.send_code(&codes[3]).await.text().await.expect("body");
+    let page = c2.send_code(&codes[3]).await.body().await;
     assert!(page.contains("The code is not right"), "spent");
     assert_eq!(
         audit_events(&app, "second_factor.recovery_code_used")
@@ -177,27 +171,21 @@ async fn wrong_codes_lock_the_account_like_wrong_passwords() {
     let c = app.browser();
     c.log_in(AMIR.username, GOOD_PASSWORD).await;
     for left in [2, 1] {
-        let page = c.send_code("111111").await.text().await.expect("body");
+        let page = c.send_code("111111").await.body().await;
         assert!(page.contains(&format!("{left} attempt")), "{left}: {page}");
     }
-    let page = c.send_code("111111").await.text().await.expect("body");
+    let page = c.send_code("111111").await.body().await;
     assert!(page.contains("Your account is locked until"), "{page}");
     // Locked: not even the right code, nor the right password, gets in.
     app.advance(Span::from_seconds(30));
-    let page = c
-        .send_code(&app.code_now(&secret))
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = c.send_code(&app.code_now(&secret)).await.body().await;
     assert!(page.contains("Your account is locked until"));
     let page = app
         .browser()
         .log_in(AMIR.username, GOOD_PASSWORD)
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert!(page.contains("Your account is locked until"), "{page}");
 }
 
@@ -283,9 +271,8 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
             &[("email", "jane.new@nhs.net"), ("reason", " ")],
         )
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "Enter why the email address is changing");
     assert!(
         page.contains("value=\"jane.new@nhs.net\""),
@@ -298,9 +285,8 @@ async fn the_helpdesk_changes_an_email_with_a_reason_and_both_addresses_are_told
             &[("email", "jane@gmail.com"), ("reason", "asked")],
         )
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "allowed domain");
 
     let mails_before = app.smtp.messages().len();
@@ -382,16 +368,14 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
     let page = helpdesk
         .console_action(JANE.username, "disable", &[("reason", "")])
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "Give a reason");
     let own = helpdesk
         .console_action(AMIR.username, "disable", &[("reason", "oops")])
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&own, "your own account");
     let done = helpdesk
         .console_action(JANE.username, "disable", &[("reason", "left the trust")])
@@ -406,9 +390,8 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
         .browser()
         .log_in(JANE.username, GOOD_PASSWORD)
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert!(
         page.contains("Your account has been disabled"),
         "the right password is told"
@@ -417,9 +400,8 @@ async fn only_an_admin_disables_and_a_disabled_account_cannot_get_in() {
         .browser()
         .log_in(JANE.username, "wrong password here")
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert!(
         page.contains("The username or password is incorrect"),
         "a wrong one learns nothing"
@@ -473,17 +455,15 @@ async fn by_default_nobody_can_lift_a_lock_early() {
     let page = admin
         .console_action(JANE.username, "unlock", &[("reason", "please")])
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "Nobody can lift a lock early");
     assert!(
         app.browser()
             .log_in(JANE.username, GOOD_PASSWORD)
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("locked until")
     );
     assert_eq!(audit_events(&app, "account.lock_lifted").await.len(), 0);
@@ -499,9 +479,8 @@ async fn with_the_operator_setting_on_an_admin_lifts_a_lock_and_it_is_audited() 
     let page = admin
         .console_action(JANE.username, "unlock", &[("unlock-reason", "")])
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "Give a reason");
     let done = admin
         .console_action(
@@ -582,7 +561,7 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
             .expect("ascii")
             .starts_with("attachment;")
     );
-    let body = csv.text().await.expect("body");
+    let body = csv.body().await;
     let mut lines = body.lines();
     assert_eq!(
         lines.next(),
@@ -625,7 +604,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
 
     let bad =
         format!("{STAFF}999 Demo Hospital NHS Trust,,Bad,Date,1990-02-31,bad.date@nhs.net,D9\n");
-    let page = admin.upload(&token, &bad).await.text().await.expect("body");
+    let page = admin.upload(&token, &bad).await.body().await;
     assert!(
         page.contains("1 problem in hr-feed.csv: nothing was imported"),
         "{page}"
@@ -634,12 +613,7 @@ async fn an_admin_previews_the_staff_file_then_imports_it() {
 
     let changed = STAFF.replace("Jane.Smith@nhs.net,D1", "jane.s@nhs.net,D1")
         + "999 Demo Hospital NHS Trust,,Ada,Lovelace,1980-12-10,ada.lovelace@nhs.net,D3\n";
-    let page = admin
-        .upload(&token, &changed)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = admin.upload(&token, &changed).await.body().await;
     assert!(page.contains("What would change: hr-feed.csv"), "{page}");
     assert!(
         page.contains("999JSMITH01: Jane.Smith@nhs.net to jane.s@nhs.net"),
@@ -699,9 +673,8 @@ async fn the_helpdesk_ends_a_persons_sessions_with_a_reason() {
     let page = c
         .console_action(JANE.username, "sessions", &[("sessions-reason", "")])
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "Give a reason");
     assert_eq!(
         phone.get("/account").await.status(),
@@ -784,7 +757,7 @@ async fn a_staff_file_over_the_upload_limit_is_refused_with_a_clear_message() {
     let big = format!("{STAFF}{}", row.repeat(2 * 1024 * 1024 / row.len()));
     let response = admin.upload(&token, &big).await;
     assert_eq!(response.status(), 413);
-    let page = response.text().await.expect("body");
+    let page = response.body().await;
     assert_error(&page, "larger than 1 MiB");
     assert_error(&page, "gatehouse import");
     assert!(
@@ -899,7 +872,7 @@ async fn an_email_change_without_its_form_token_or_from_another_site_is_refused_
     for (what, request) in attempts {
         let r = request.send().await.expect("POST");
         assert_eq!(r.status(), 403, "{what}");
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         assert!(page.contains("This form has expired"), "{what}");
         assert_eq!(
             footprint(&app, JANE.username).await,
@@ -1105,7 +1078,7 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
             )
             .await;
         assert_eq!(r.status(), 200, "{what}: the form again, with the error");
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         assert_error(&page, "Enter an email address in an allowed domain");
         assert_eq!(footprint(&app, JANE.username).await, before, "{what}");
 
@@ -1175,9 +1148,8 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
                 &[("email", address), ("reason", "typo")],
             )
             .await
-            .text()
-            .await
-            .expect("body");
+            .body()
+            .await;
         assert_error(
             &page,
             "That address is on file for another person (account 999AKHAN01)",
@@ -1453,7 +1425,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
                 .expect("an answer");
             let status = r.status().as_u16();
             assert!(matches!(status, 404 | 405), "{method} {path}: {status}");
-            let body = r.text().await.expect("body");
+            let body = r.body().await;
             assert!(!body.contains(&hash), "{method} {path} shows the hash");
         }
     }

@@ -19,8 +19,8 @@ use gatehouse_testkit::{SinkMode, SmtpSink, TcpProxy, TestDatabase};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection as _, Row as _};
 
 use crate::helpers::{
-    AMIR, BIN, Browser, GOOD_PASSWORD, JANE, Person, STAFF, Server, count, error_messages,
-    free_port, healthy, on_postgres, reference_of, reset_links, sets_a_session,
+    AMIR, BIN, Browser, GOOD_PASSWORD, JANE, Person, ResponseExt as _, STAFF, Server, count,
+    error_messages, free_port, healthy, on_postgres, reference_of, reset_links, sets_a_session,
 };
 
 /// Amir's password before a reset.
@@ -717,7 +717,7 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
         .await
         .expect("GET");
     assert_eq!(account.status(), 200, "the session was not ended");
-    assert!(account.text().await.expect("body").contains("999AKHAN01"));
+    assert!(account.body().await.contains("999AKHAN01"));
     assert_eq!(
         service
             .browser()
@@ -818,7 +818,7 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
     let r = browser.log_in("999AKHAN01", OLD_PASSWORD).await;
     assert_eq!(r.status(), 200, "the right password does not sign in");
     assert!(!sets_a_session(&r));
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()
@@ -870,13 +870,13 @@ async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and
             .await
             .expect("GET");
         assert_eq!(account.status(), 200, "the session, {how}");
-        assert!(account.text().await.expect("body").contains("999AKHAN01"));
+        assert!(account.body().await.contains("999AKHAN01"));
 
         let r = service
             .browser()
             .log_in("999JSMITH01", "wrong guess one")
             .await;
-        let errors = error_messages(&r.text().await.expect("body"));
+        let errors = error_messages(&r.body().await);
         assert!(
             errors
                 .first()
@@ -904,7 +904,7 @@ async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and
         .browser()
         .log_in("432JSMITH01", "wrong guess two")
         .await;
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()
@@ -936,7 +936,7 @@ async fn unavailable_page(r: reqwest::Response, what: &str) -> String {
     assert_eq!(r.status(), 503, "{what}");
     assert_eq!(r.headers()["retry-after"], "30", "{what}");
     assert!(!sets_a_session(&r), "{what}: no session");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(
         page.contains("Sorry, the service is unavailable"),
         "{what}: {page}"
@@ -1074,7 +1074,7 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
         for (username, browser, _) in &sign_ins {
             let r = browser.log_in(username, "not the password at all").await;
             assert_eq!(r.status(), 200, "{cut}: {username} is answered again");
-            let errors = error_messages(&r.text().await.expect("body"));
+            let errors = error_messages(&r.body().await);
             assert!(
                 errors
                     .first()
@@ -1114,7 +1114,7 @@ async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
         "{what}: the security headers too"
     );
     assert!(!sets_a_session(&r), "{what}: no session");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(
         page.contains("Sorry, the service is taking too long to answer"),
         "{what}: {page}"
@@ -1295,7 +1295,7 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
         .log_in("999AKHAN01", "still not the password")
         .await;
     assert_eq!(r.status(), 200, "the sign-in is answered again");
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()

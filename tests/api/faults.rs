@@ -41,7 +41,7 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
         .await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "30");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(page.contains("Sorry, the service is unavailable"), "{page}");
     assert!(page.contains("Nothing you sent has been saved"), "{page}");
     assert!(
@@ -64,7 +64,7 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
             .await;
         assert_eq!(r.status(), 503, "{username}");
         assert!(!sets_a_session(&r), "no new session");
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         // Each page carries its own request reference; the rest is the same.
         let reference = reference_of(&page);
         pages.push(comparable(&page).replace(&reference, "REF"));

@@ -11,7 +11,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     app.import(STAFF).await;
     let browser = app.browser();
 
-    let page = browser.get("/recover").await.text().await.expect("body");
+    let page = browser.get("/recover").await.body().await;
     assert!(page.contains("Forgotten | Request Username/Password | Unlock Account"));
     assert!(page.contains("Enter the email address associated with your account and your date of birth, your login details will then be emailed to you."));
     for label in [
@@ -29,12 +29,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     let response = browser.request_recovery(AMIR.recovery()).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/recover/confirmation");
-    let confirmation = browser
-        .get("/recover/confirmation")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let confirmation = browser.get("/recover/confirmation").await.body().await;
     assert!(confirmation.contains("Your request to retrieve your username has been submitted. An email will be sent shortly. Please contact the System Administrator if you do not receive an email within the next 10-15 minutes."));
     assert!(confirmation.contains(">Ok<"));
 
@@ -56,7 +51,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     assert_eq!(opened.headers()["referrer-policy"], "no-referrer");
     let form = browser.get("/reset").await;
     assert_eq!(form.headers()["referrer-policy"], "no-referrer");
-    let form = form.text().await.expect("body");
+    let form = form.body().await;
     assert!(
         form.contains("Set your password"),
         "first-time access says so"
@@ -70,25 +65,10 @@ async fn first_time_access_from_recovery_to_my_account() {
         assert!(form.contains(label), "missing {label}");
     }
 
-    let done = browser
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", "999akhan01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let done = browser.submit_reset("999akhan01", GOOD_PASSWORD).await;
     assert_eq!(done.status(), 303);
     assert_eq!(done.headers()["location"], "/login?password=set");
-    let login = browser
-        .get("/login?password=set")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let login = browser.get("/login?password=set").await.body().await;
     assert!(
         login.contains("Your password has been set. Log in with your username and new password.")
     );
@@ -96,9 +76,8 @@ async fn first_time_access_from_recovery_to_my_account() {
         !browser
             .get("/login")
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("Your password has been set"),
         "the message shows once"
     );
@@ -106,7 +85,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     let signed_in = browser.log_in("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(signed_in.headers()["location"], "/account");
-    let account = browser.get("/account").await.text().await.expect("body");
+    let account = browser.get("/account").await.body().await;
     assert!(account.contains("Amir Khan"));
     assert!(account.contains("999AKHAN01"));
     assert!(account.contains("Demo Hospital NHS Trust"));
@@ -129,7 +108,7 @@ async fn first_time_access_from_recovery_to_my_account() {
     app.advance(Span::hours(1));
     let again = app.browser();
     again.log_in("999AKHAN01", GOOD_PASSWORD).await;
-    let account = again.get("/account").await.text().await.expect("body");
+    let account = again.get("/account").await.body().await;
     assert!(account.contains("9:00am on 25 November 2026"), "{account}");
 }
 
@@ -161,49 +140,20 @@ async fn several_employers_get_one_email_with_a_link_for_each_account() {
     // Each link resets its own account only.
     let c = app.browser();
     c.open_link(&links[1]).await;
-    let wrong = c
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", "432JSMITH01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let wrong = c.submit_reset("432JSMITH01", GOOD_PASSWORD).await;
     assert_eq!(wrong.status(), 200);
-    let page = wrong.text().await.expect("body");
+    let page = wrong.body().await;
     assert!(
         error_messages(&page).contains(
             &"Enter the username written in the email that this link came from".to_owned()
         ),
         "{page}"
     );
-    let right = c
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", "999JSMITH01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let right = c.submit_reset("999JSMITH01", GOOD_PASSWORD).await;
     assert_eq!(right.status(), 303);
+    assert_eq!(app.log_in_status("999JSMITH01", GOOD_PASSWORD).await, 303);
     assert_eq!(
-        app.browser()
-            .log_in("999JSMITH01", GOOD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
-    assert_eq!(
-        app.browser()
-            .log_in("432JSMITH01", GOOD_PASSWORD)
-            .await
-            .status(),
+        app.log_in_status("432JSMITH01", GOOD_PASSWORD).await,
         200,
         "the other account is untouched"
     );
@@ -241,23 +191,17 @@ async fn a_locked_account_is_told_until_when_and_gets_no_link() {
     // After the lock, a new request gets a link that works.
     app.advance(Span::hours(12));
     app.set_password(&AMIR, GOOD_PASSWORD).await;
-    assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 303);
 }
 
 /// Security case D54 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_use_the_seed_wording_and_work_without_javascript() {
     let app = TestApp::spawn().await;
-    let home = app.visitor.get("/").await.text().await.expect("body");
+    let home = app.visitor.get("/").await.body().await;
     assert!(home.contains("Forgotten | Request Username/Password | Unlock Account"));
     assert!(home.contains("total of 3 attempts"));
-    let login = app.visitor.get("/login").await.text().await.expect("body");
+    let login = app.visitor.get("/login").await.body().await;
     // Password managers can fill the form, and pasting is never blocked.
     assert!(login.contains(r#"autocomplete="username""#), "{login}");
     assert!(login.contains(r#"autocomplete="current-password""#));

@@ -20,20 +20,12 @@ async fn reset_with(
 ) -> reqwest::Response {
     let c = app.browser();
     c.open_link(link).await;
-    c.submit(
-        "/reset",
-        "/reset",
-        &[
-            ("username", username),
-            ("password", password),
-            ("confirm-password", confirm),
-        ],
-    )
-    .await
+    c.submit("/reset", "/reset", &reset_form(username, password, confirm))
+        .await
 }
 
 async fn page_heading(response: reqwest::Response) -> String {
-    let page = response.text().await.expect("body");
+    let page = response.body().await;
     let start = page.find("<h1>").map_or(0, |i| i + 4);
     let end = page[start..]
         .find("</h1>")
@@ -99,7 +91,7 @@ async fn opening_a_link_never_spends_it() {
     // Now it is spent.
     let c = app.browser();
     c.open_link(&link).await;
-    let again = c.get("/reset").await.text().await.expect("body");
+    let again = c.get("/reset").await.body().await;
     assert!(again.contains("This link is no longer valid"));
     assert!(again.contains("already been used"));
     assert!(again.contains("href=\"/recover\""), "offers to start again");
@@ -116,24 +108,19 @@ async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
     let c = app.browser();
     c.open_link(&link).await;
     let page = c.get("/reset").await;
-    let page = page.text().await.expect("body");
+    let page = page.body().await;
     assert!(page.contains("Set your password"), "{page}");
     let token = csrf_token(&page).expect("token");
     // ...but a form already on screen cannot beat the clock.
     app.advance(Span::from_seconds(1));
     let late = c
-        .http()
-        .post(app.url("/reset"))
-        .form(&[
-            ("username", "999AKHAN01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-            ("csrf_token", &token),
-        ])
-        .send()
-        .await
-        .expect("POST");
-    let late = late.text().await.expect("body");
+        .post_form(
+            "/reset",
+            &token,
+            &reset_form("999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD),
+        )
+        .await;
+    let late = late.body().await;
     assert!(late.contains("This link is no longer valid"), "{late}");
     assert!(late.contains("must be used within 4 hours"));
     // And opened afresh, it says so too.
@@ -143,18 +130,11 @@ async fn a_link_expires_after_its_lifetime_on_get_and_on_post() {
         fresh
             .get("/reset")
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("This link is no longer valid")
     );
-    assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 200);
 }
 
 /// Security case B26 (docs/security.md).
@@ -166,7 +146,7 @@ async fn a_newer_request_voids_older_links() {
     let new = app.reset_link(&AMIR).await;
     let c = app.browser();
     c.open_link(&old).await;
-    let page = c.get("/reset").await.text().await.expect("body");
+    let page = c.get("/reset").await.body().await;
     assert!(
         page.contains("A newer password reset email has been sent"),
         "{page}"
@@ -190,7 +170,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     for i in 0..20 {
         let c = app.browser();
         c.open_link(&link).await;
-        let token = csrf_token(&c.get("/reset").await.text().await.expect("body")).expect("token");
+        let token = csrf_token(&c.get("/reset").await.body().await).expect("token");
         ready.push((c, token, format!("kettle violin marmalade {i}")));
     }
     // ...then all submit at once.
@@ -213,7 +193,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
                 .send()
                 .await
                 .expect("POST");
-            (r.status().as_u16(), r.text().await.expect("body"), password)
+            (r.status().as_u16(), r.body().await, password)
         }));
     }
     let mut winners = Vec::new();
@@ -230,10 +210,7 @@ async fn twenty_simultaneous_redemptions_of_one_link_let_exactly_one_win() {
     }
     assert_eq!(winners.len(), 1, "exactly one redemption wins");
     assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", &winners[0])
-            .await
-            .status(),
+        app.log_in_status("999AKHAN01", &winners[0]).await,
         303,
         "the winner's password is the one set"
     );
@@ -269,18 +246,10 @@ async fn a_password_change_voids_other_links_and_ends_every_session() {
     let after = signed_in.get("/account").await;
     assert_eq!(after.status(), 303, "the other browser's session ended");
     assert_eq!(after.headers()["location"], "/login");
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 200);
     assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", "teapot sunrise harbour")
-            .await
-            .status(),
+        app.log_in_status("999AKHAN01", "teapot sunrise harbour")
+            .await,
         303
     );
 }
@@ -294,32 +263,27 @@ async fn no_reset_completes_while_the_account_is_locked() {
     // The form is on screen when the account gets locked.
     let c = app.browser();
     c.open_link(&link).await;
-    let token = csrf_token(&c.get("/reset").await.text().await.expect("body")).expect("token");
+    let token = csrf_token(&c.get("/reset").await.body().await).expect("token");
     for i in 0..3 {
         app.browser()
             .log_in("999AKHAN01", &format!("wrong password {i}"))
             .await;
     }
     let response = c
-        .http()
-        .post(app.url("/reset"))
-        .form(&[
-            ("username", "999AKHAN01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-            ("csrf_token", &token),
-        ])
-        .send()
-        .await
-        .expect("POST");
+        .post_form(
+            "/reset",
+            &token,
+            &reset_form("999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD),
+        )
+        .await;
     assert_eq!(response.status(), 200);
-    let page = response.text().await.expect("body");
+    let page = response.body().await;
     assert!(
         page.contains("Your account is locked until 9:00pm on 25 November 2026"),
         "{page}"
     );
     // The page opened while locked says so instead of showing the form.
-    let page = c.get("/reset").await.text().await.expect("body");
+    let page = c.get("/reset").await.body().await;
     assert!(page.contains("Your account is locked until"));
     assert!(!page.contains("name=\"password\""));
     // Nothing changed and the link was not spent.
@@ -335,9 +299,8 @@ async fn no_reset_completes_while_the_account_is_locked() {
         app.browser()
             .log_in("999AKHAN01", GOOD_PASSWORD)
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("incorrect")
     );
 }
@@ -394,15 +357,11 @@ async fn the_password_rules_are_enforced_with_reasons() {
             .submit(
                 "/reset",
                 "/reset",
-                &[
-                    ("username", "999AKHAN01"),
-                    ("password", password),
-                    ("confirm-password", confirm),
-                ],
+                &reset_form("999AKHAN01", password, confirm),
             )
             .await;
         assert_eq!(r.status(), 200);
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         let messages = error_messages(&page);
         assert!(
             messages.iter().any(|m| m.starts_with(expected)),
@@ -413,30 +372,10 @@ async fn the_password_rules_are_enforced_with_reasons() {
             "the title says there is an error"
         );
     }
-    let r = c
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", ""),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
-    assert!(error_messages(&r.text().await.expect("body"))[0].starts_with("Enter your username"));
+    let r = c.submit_reset("", GOOD_PASSWORD).await;
+    assert!(error_messages(&r.body().await)[0].starts_with("Enter your username"));
     // The link survived every refusal.
-    let r = c
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", "999AKHAN01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let r = c.submit_reset("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(r.status(), 303);
 }
 
@@ -459,7 +398,7 @@ async fn none_of_the_last_four_passwords_may_be_reused() {
         app.advance(Span::hours(2));
         let link = app.reset_link(&AMIR).await;
         let r = reset_with(&app, &link, "999AKHAN01", p, p).await;
-        let messages = error_messages(&r.text().await.expect("body"));
+        let messages = error_messages(&r.body().await);
         assert_eq!(
             messages,
             ["Your password must not be the same as any of your previous 4 passwords"],
@@ -488,15 +427,10 @@ async fn unknown_or_mangled_links_say_so_and_never_fail() {
         assert_eq!(r.status(), 303, "{path}");
         let page = c.get("/reset").await;
         assert_eq!(page.status(), 200);
-        assert!(
-            page.text()
-                .await
-                .expect("body")
-                .contains("This link is not valid")
-        );
+        assert!(page.body().await.contains("This link is not valid"));
     }
     // Straight to the form with no link at all.
-    let page = app.visitor.get("/reset").await.text().await.expect("body");
+    let page = app.visitor.get("/reset").await.body().await;
     assert!(page.contains("This link is not valid"));
 }
 
@@ -542,16 +476,8 @@ async fn post_reset(
     password: &str,
     confirm: &str,
 ) -> reqwest::Response {
-    c.post_form(
-        "/reset",
-        csrf,
-        &[
-            ("username", username),
-            ("password", password),
-            ("confirm-password", confirm),
-        ],
-    )
-    .await
+    c.post_form("/reset", csrf, &reset_form(username, password, confirm))
+        .await
 }
 
 /// The reset form as `username` with `GOOD_PASSWORD`, plus `user_id` and
@@ -675,10 +601,7 @@ async fn opening_a_reset_link_again_and_again_stores_nothing() {
             .await
             .expect("GET");
         assert!(
-            r.text()
-                .await
-                .expect("body")
-                .contains("This link is not valid"),
+            r.body().await.contains("This link is not valid"),
             "{forged}"
         );
     }
@@ -736,7 +659,7 @@ async fn a_real_token_changed_in_any_way_is_not_a_link_and_never_fails() {
         assert_eq!(r.status(), 303, "{t}");
         let page = c.get("/reset").await;
         assert_eq!(page.status(), 200, "{t}");
-        let page = page.text().await.expect("body");
+        let page = page.body().await;
         assert!(page.contains("This link is not valid"), "{t}: {page}");
         assert!(!page.contains(&token), "the real token is never shown");
         assert!(!page.contains("name=\"password\""));
@@ -789,7 +712,7 @@ async fn a_client_that_opens_a_hundred_unknown_links_in_an_hour_is_refused_every
     assert_eq!(refused.status(), 429, "the 101st unknown link is refused");
     assert_eq!(refused.headers()["retry-after"], "3600");
     assert!(refused.headers().get("set-cookie").is_none());
-    let page = refused.text().await.expect("body");
+    let page = refused.body().await;
     assert!(page.contains("Too many links that are not valid"), "{page}");
     assert!(page.contains("Try again in an hour"));
     assert!(page.contains("Reference:"));
@@ -914,12 +837,7 @@ async fn with_an_https_public_url_every_emailed_link_is_https() {
     assert_eq!(r.headers()["location"], "/reset");
     let cookie = r.headers()["set-cookie"].to_str().expect("ascii");
     assert!(cookie.starts_with("__Host-gatehouse-reset=") && cookie.contains("; Secure"));
-    assert!(
-        r.headers()["strict-transport-security"]
-            .to_str()
-            .expect("ascii")
-            .contains("max-age=63072000")
-    );
+    assert_hsts(&r);
 }
 
 /// Security cases B26, C35 (docs/security.md).
@@ -971,19 +889,12 @@ async fn a_reset_through_one_link_voids_every_other_usable_link_of_the_account()
     .await;
     assert_eq!(late.status(), 200);
     assert!(
-        late.text()
+        late.body()
             .await
-            .expect("body")
             .contains("has been changed since this email was sent")
     );
     assert!(!spent(&app, &second).await, "voided, not spent");
-    assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 303);
     let reset = audit_events(&app, "password.reset").await;
     assert!(
         reset[0]
@@ -1020,7 +931,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
     let r = post_reset_with_ids(&c, &csrf, "432JSMITH01", &other_id).await;
     assert_eq!(r.status(), 200);
     assert_error(
-        &r.text().await.expect("body"),
+        &r.body().await,
         "Enter the username written in the email that this link came from",
     );
     assert!(account(&app, "432JSMITH01").await.password_hash.is_none());
@@ -1036,13 +947,7 @@ async fn extra_fields_naming_another_account_change_nothing_but_the_links_own() 
         account(&app, "432JSMITH01").await.password_hash.is_none(),
         "the other account is untouched"
     );
-    assert_eq!(
-        app.browser()
-            .log_in("999JSMITH01", GOOD_PASSWORD)
-            .await
-            .status(),
-        303
-    );
+    assert_eq!(app.log_in_status("999JSMITH01", GOOD_PASSWORD).await, 303);
     // The other account's own link is still usable: nothing was voided there.
     assert!(!spent(&app, &link_432).await);
     let c = app.browser();
@@ -1096,12 +1001,10 @@ async fn after_a_reset_the_browser_is_not_signed_in_the_failures_are_forgiven_an
     let counter = sign_in_attempts(&app, "999AKHAN01").await;
     assert_eq!(counter.consecutive, 0);
     let r = app.browser().log_in("999AKHAN01", "wrong password 3").await;
-    assert_error(&r.text().await.expect("body"), "You have 2 attempts left");
+    assert_error(&r.body().await, "You have 2 attempts left");
     assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", "teapot sunrise harbour")
-            .await
-            .status(),
+        app.log_in_status("999AKHAN01", "teapot sunrise harbour")
+            .await,
         303
     );
 
@@ -1148,12 +1051,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
     let csrf = c.form_token("/login").await;
     let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.text()
-            .await
-            .expect("body")
-            .contains("This link is not valid")
-    );
+    assert!(r.body().await.contains("This link is not valid"));
     assert!(!spent(&app, &link).await);
 
     // A browser that opened it, then left the form for more than an hour:
@@ -1170,12 +1068,7 @@ async fn a_reset_form_posted_without_an_opened_link_or_after_the_hour_is_refused
     app.advance(Span::minutes(20));
     let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 200);
-    assert!(
-        r.text()
-            .await
-            .expect("body")
-            .contains("This link is not valid")
-    );
+    assert!(r.body().await.contains("This link is not valid"));
     assert!(!spent(&app, &link).await);
     let account = account(&app, "999AKHAN01").await;
     assert!(account.password_hash.is_none(), "no password was set");
@@ -1219,22 +1112,11 @@ async fn a_reset_form_without_its_token_or_from_another_site_is_refused_and_spen
     for (i, request) in attempts.into_iter().enumerate() {
         let r = request.send().await.expect("POST");
         assert_eq!(r.status(), 403, "attempt {i}");
-        assert!(
-            r.text()
-                .await
-                .expect("body")
-                .contains("This form has expired")
-        );
+        assert!(r.body().await.contains("This form has expired"));
         assert!(!spent(&app, &link).await, "attempt {i} spent the link");
     }
     assert_eq!(audit_events(&app, "csrf.refused").await.len(), 5);
-    assert_eq!(
-        app.browser()
-            .log_in("999AKHAN01", GOOD_PASSWORD)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 200);
     // The same form, sent properly, works.
     let r = post_reset(&c, &csrf, "999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD).await;
     assert_eq!(r.status(), 303);
@@ -1268,7 +1150,7 @@ async fn typed_passwords_appear_in_no_page_redirect_or_email() {
         let r = post_reset(&c, &csrf, "999AKHAN01", password, confirm).await;
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("location").is_none());
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         assert_error(&page, message);
         assert!(!page.contains(password), "{password} is echoed");
         assert!(!page.contains(confirm), "{confirm} is echoed");

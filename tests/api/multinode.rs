@@ -15,8 +15,8 @@ use gatehouse_store::{PoolSettings, SqlStore};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
-    BIN, Browser, Db, GOOD_PASSWORD, Recovery, count, csrf_token, error_messages, free_port,
-    wait_healthy,
+    BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, count, csrf_token, error_messages,
+    free_port, reset_form, wait_healthy,
 };
 
 /// The password the cluster's people are given.
@@ -350,10 +350,7 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
                     ],
                 )
                 .await;
-            (
-                r.status().as_u16(),
-                error_messages(&r.text().await.expect("body")),
-            )
+            (r.status().as_u16(), error_messages(&r.body().await))
         }));
     }
     let mut incorrect = 0;
@@ -385,7 +382,7 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
             &[("username", "U00001"), ("password", PASSWORD)],
         )
         .await;
-        let m = error_messages(&r.text().await.expect("body"));
+        let m = error_messages(&r.body().await);
         assert!(
             m[0].starts_with("Your account is locked until"),
             "node {i}: {m:?}"
@@ -502,11 +499,7 @@ async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere(
         &cluster.node(1),
         &cluster.node(2),
         "/reset",
-        &[
-            ("username", "U00003"),
-            ("password", "teapot sunrise harbour"),
-            ("confirm-password", "teapot sunrise harbour"),
-        ],
+        &reset_form("U00003", "teapot sunrise harbour", "teapot sunrise harbour"),
     )
     .await;
     assert_eq!(r.status(), 303);

@@ -62,7 +62,7 @@ async fn a_helpdesk_member_cannot_take_over_an_admin_account() {
         .get(&format!("/console/accounts/{}", PRIYA.username))
         .await;
     assert_eq!(page.status(), 403);
-    let page = page.text().await.expect("body");
+    let page = page.body().await;
     assert!(
         page.contains("You do not have permission to do that"),
         "{page}"
@@ -135,12 +135,7 @@ async fn a_helpdesk_member_cannot_take_over_an_admin_account() {
     let import = intruder.get("/console/import").await;
     assert_eq!(import.headers()["location"], "/console/second-factor");
     // Nor does a code for an authenticator that was never set up count.
-    let page = intruder
-        .send_code("123456")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = intruder.send_code("123456").await.body().await;
     assert!(page.contains("not been set up"), "{page}");
 }
 
@@ -208,26 +203,17 @@ async fn a_privileged_reset_asks_for_the_authenticator_it_already_has() {
             ("code", code),
         ]
     };
-    let page = c
-        .submit("/reset", "/reset", &fields(""))
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = c.submit("/reset", "/reset", &fields("")).await.body().await;
     assert_error(&page, "Enter the 6-digit code");
     let page = c
         .submit("/reset", "/reset", &fields("000000"))
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert_error(&page, "The code is not right");
     assert_error(&page, "2 attempts left");
     assert_eq!(
-        app.browser()
-            .log_in(PRIYA.username, PRIYA_PASSWORD)
-            .await
-            .status(),
+        app.log_in_status(PRIYA.username, PRIYA_PASSWORD).await,
         303,
         "the password is unchanged"
     );
@@ -243,10 +229,8 @@ async fn a_privileged_reset_asks_for_the_authenticator_it_already_has() {
         done.text().await.unwrap_or_default()
     );
     assert_eq!(
-        app.browser()
-            .log_in(PRIYA.username, "a fresh admin passphrase")
-            .await
-            .status(),
+        app.log_in_status(PRIYA.username, "a fresh admin passphrase")
+            .await,
         303
     );
     // A staff reset asks for no code.
@@ -272,7 +256,7 @@ async fn a_right_password_does_not_clear_the_count_of_wrong_codes() {
     let c = app.browser();
     c.log_in(PRIYA.username, PRIYA_PASSWORD).await;
     for left in [2, 1] {
-        let page = c.send_code("111111").await.text().await.expect("body");
+        let page = c.send_code("111111").await.body().await;
         assert!(page.contains(&format!("{left} attempt")), "{left}: {page}");
     }
     assert_eq!(
@@ -291,7 +275,7 @@ async fn a_right_password_does_not_clear_the_count_of_wrong_codes() {
         2
     );
     // So the third wrong code in a row, in a new sign-in, locks.
-    let page = c.send_code("222222").await.text().await.expect("body");
+    let page = c.send_code("222222").await.body().await;
     assert!(page.contains("Your account is locked until"), "{page}");
     assert!(
         account_status(&app, PRIYA.username)
@@ -304,7 +288,7 @@ async fn a_right_password_does_not_clear_the_count_of_wrong_codes() {
     app.advance(Span::hours(12));
     let c = app.browser();
     c.log_in(PRIYA.username, PRIYA_PASSWORD).await;
-    c.send_code("333333").await.text().await.expect("body");
+    c.send_code("333333").await.body().await;
     assert_eq!(
         account_status(&app, PRIYA.username)
             .await
@@ -312,11 +296,7 @@ async fn a_right_password_does_not_clear_the_count_of_wrong_codes() {
         1
     );
     app.advance(Span::from_seconds(30));
-    c.send_code(&app.code_now(&secret))
-        .await
-        .text()
-        .await
-        .expect("body");
+    c.send_code(&app.code_now(&secret)).await.body().await;
     assert_eq!(
         account_status(&app, PRIYA.username)
             .await
@@ -357,12 +337,7 @@ async fn a_lock_makes_a_privileged_session_pass_its_second_factor_again() {
     let r = post_action(&admin, JANE.username, "sessions", &[("reason", "x")]).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/console/second-factor");
-    let page = admin
-        .send_code(&app.code_now(&secret))
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = admin.send_code(&app.code_now(&secret)).await.body().await;
     assert!(page.contains("Your account is locked until"), "{page}");
     // A staff session is left alone: someone else's guesses must not sign
     // its owner out.
@@ -372,11 +347,6 @@ async fn a_lock_makes_a_privileged_session_pass_its_second_factor_again() {
     app.advance(Span::hours(12));
     let again = app.browser();
     again.log_in(PRIYA.username, PRIYA_PASSWORD).await;
-    again
-        .send_code(&app.code_now(&secret))
-        .await
-        .text()
-        .await
-        .expect("body");
+    again.send_code(&app.code_now(&secret)).await.body().await;
     assert_eq!(again.get("/console").await.status(), 200);
 }

@@ -32,7 +32,7 @@ async fn observe(response: reqwest::Response) -> (u16, Option<String>, Vec<Strin
             )
         })
         .collect();
-    let body = comparable(&response.text().await.expect("body"));
+    let body = comparable(&response.body().await);
     (status, location, cookies, body)
 }
 
@@ -141,7 +141,7 @@ async fn the_form_checks_each_field_with_the_seed_wording() {
             .request_recovery(Recovery::new(email, dob).with_username(username))
             .await;
         assert_eq!(r.status(), 200);
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         assert_eq!(error_messages(&page), expected, "{email:?} {dob:?}");
         assert!(page.contains("There is a problem"));
         assert!(
@@ -189,7 +189,7 @@ async fn header_injection_and_repeated_fields_never_reach_a_mail_header() {
         )
         .await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains("Reference:"));
+    assert!(r.body().await.contains("Reference:"));
     app.settle().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.smtp.messages().is_empty());
@@ -201,7 +201,7 @@ async fn links_use_the_public_url_whatever_the_host_header_says() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     let c = app.browser();
-    let page = c.get("/recover").await.text().await.expect("body");
+    let page = c.get("/recover").await.body().await;
     let token = csrf_token(&page).expect("token");
     let r = c
         .http()
@@ -283,13 +283,7 @@ async fn one_client_address_has_only_a_high_cap() {
         .request_recovery(Recovery::new("someone@nhs.net", ("1", "1", "1980")))
         .await;
     assert_eq!(refused.status(), 429);
-    assert!(
-        refused
-            .text()
-            .await
-            .expect("body")
-            .contains("Too many requests")
-    );
+    assert!(refused.body().await.contains("Too many requests"));
     let events = audit_events(&app, "recovery.refused_client_limit").await;
     assert_eq!(events.len(), 1);
 }
@@ -397,7 +391,7 @@ fn people() -> String {
 async fn whole(response: reqwest::Response) -> (u16, Vec<(String, String)>, String) {
     let status = response.status().as_u16();
     let headers = comparable_headers(response.headers());
-    let body = comparable(&response.text().await.expect("body"));
+    let body = comparable(&response.body().await);
     (status, headers, body)
 }
 
@@ -738,7 +732,7 @@ async fn unicode_look_alikes_of_a_stored_address_get_the_format_error_and_no_mai
             .request_recovery(Recovery::new(email, dob))
             .await;
         assert_eq!(r.status(), 200, "{email}: refused, not recorded");
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         assert_eq!(error_messages(&page), [format], "{email}");
     }
     let recorded: i64 = row_counts(&app.database_url()).await["recovery_requests"];
@@ -778,7 +772,7 @@ async fn bracketed_and_json_email_fields_never_reach_two_recipients() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
-        error_messages(&r.text().await.expect("body")),
+        error_messages(&r.body().await),
         ["Enter your email address"]
     );
 
@@ -851,7 +845,7 @@ async fn line_breaks_in_the_username_are_refused_with_the_same_page_whether_or_n
                 .request_recovery(AMIR.recovery().typed_as(email).with_username(username))
                 .await;
             assert_eq!(r.status(), 200, "{username:?}: refused");
-            let page = r.text().await.expect("body");
+            let page = r.body().await;
             assert_eq!(
                 error_messages(&page),
                 ["Enter your username as it is written in your email, or leave it blank"],
@@ -870,7 +864,7 @@ async fn line_breaks_in_the_username_are_refused_with_the_same_page_whether_or_n
             .request_recovery(AMIR.recovery().typed_as(&typed))
             .await;
         assert_eq!(r.status(), 200);
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         pages.push(comparable(&page).replace(email, "EMAIL"));
     }
     assert_eq!(pages[0], pages[1]);
@@ -898,7 +892,7 @@ async fn cookie_and_token(app: &TestApp) -> (String, String) {
         .and_then(|v| v.split(';').next())
         .expect("a session cookie")
         .to_owned();
-    let token = csrf_token(&r.text().await.expect("body")).expect("token");
+    let token = csrf_token(&r.body().await).expect("token");
     (cookie, token)
 }
 
@@ -1187,7 +1181,7 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
                 .request_recovery(Recovery::new(&typed, *dob).with_username(username))
                 .await;
             assert_eq!(r.status(), 200, "case {n}: a validation page, never a 500");
-            let page = r.text().await.expect("body");
+            let page = r.body().await;
             assert_eq!(error_messages(&page), *expected, "case {n} for {address}");
             for leak in ["SQL", "sqlx", "syntax", "panicked", "src/", "Internal"] {
                 assert!(!page.contains(leak), "case {n}: {leak} in the page");
@@ -1209,9 +1203,8 @@ async fn malformed_input_gets_the_same_validation_message_for_known_and_unknown_
         .browser()
         .request_recovery(AMIR.recovery().typed_as("<script>alert(1)</script>"))
         .await
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     assert!(
         page.contains("value=\"&#60;script&#62;alert(1)&#60;/script&#62;\""),
         "{page}"
@@ -1274,7 +1267,7 @@ async fn a_recovery_post_without_its_token_or_from_another_site_is_refused_and_r
     let n = refusals.len();
     for (i, r) in refusals.into_iter().enumerate() {
         assert_eq!(r.status(), 403, "refusal {i}");
-        assert!(r.text().await.expect("body").contains("Reference:"));
+        assert!(r.body().await.contains("Reference:"));
     }
     assert!(requests_for(&app, "amir.khan@nhs.net").await.is_empty());
     assert_eq!(audit_events(&app, "recovery.requested").await.len(), 0);
@@ -1426,10 +1419,7 @@ async fn every_reset_sends_a_notice_to_the_stored_address_with_what_to_do_and_no
         second,
     )
     .await;
-    assert_eq!(
-        app.browser().log_in("999AKHAN01", second).await.status(),
-        303
-    );
+    assert_eq!(app.log_in_status("999AKHAN01", second).await, 303);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let notices = loop {

@@ -43,12 +43,7 @@ async fn the_staff_file_refuses_a_second_person_at_an_address_on_file() {
     // The console's upload says the same, and imports nothing.
     let admin = app.console_as(Role::Admin).await.0;
     let token = admin.form_token("/console/import").await;
-    let page = admin
-        .upload(&token, SHARED_ADDRESS)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = admin.upload(&token, SHARED_ADDRESS).await.body().await;
     assert!(
         page.contains("1 problem in hr-feed.csv: nothing was imported"),
         "{page}"
@@ -90,12 +85,7 @@ async fn a_role_changed_by_the_staff_file_is_audited_on_the_account() {
         with_roles.replace(",D1,helpdesk\n", ",D1,admin\n")
     );
     let token = admin.form_token("/console/import").await;
-    let page = admin
-        .upload(&token, &promoted)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = admin.upload(&token, &promoted).await.body().await;
     let staged = page
         .split("action=\"/console/import/")
         .nth(1)

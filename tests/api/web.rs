@@ -200,9 +200,8 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .send()
         .await
         .expect("POST")
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     let staged = preview
         .split("action=\"/console/import/")
         .nth(1)
@@ -242,11 +241,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             path: "/reset".to_owned(),
             token: token_of(&resetter, "/reset").await,
             client: resetter.clone(),
-            body: fields(&[
-                ("username", CARL.username),
-                ("password", CARL_PASSWORD),
-                ("confirm-password", CARL_PASSWORD),
-            ]),
+            body: fields(&reset_form(CARL.username, CARL_PASSWORD, CARL_PASSWORD)),
         },
         Route {
             pattern: "/logout",
@@ -354,7 +349,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         for (what, token, headers) in tries {
             let r = route.send(&app, token, headers).await;
             assert_eq!(r.status(), 403, "POST {} with {what}", route.path);
-            let page = r.text().await.expect("body");
+            let page = r.body().await;
             assert!(
                 page.contains("This form has expired"),
                 "POST {} with {what}",
@@ -395,11 +390,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         last = now;
     }
     assert!(
-        app.browser()
-            .log_in(CARL.username, CARL_PASSWORD)
-            .await
-            .status()
-            == 303,
+        app.log_in_status(CARL.username, CARL_PASSWORD).await == 303,
         "Carl's new password works"
     );
 }
@@ -532,10 +523,7 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
         assert_html(what, r);
     }
     for (what, r) in errors {
-        assert!(
-            r.text().await.expect("body").contains("Reference:"),
-            "{what}"
-        );
+        assert!(r.body().await.contains("Reference:"), "{what}");
     }
     let (status, head, _) = slow_body(&app, Duration::from_secs(5)).await;
     assert_eq!(status, 408);
@@ -629,17 +617,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     let open = c.get(&format!("/reset/{token}")).await;
     assert_eq!(open.status(), 303);
     responses.push(("GET /reset/{token}".to_owned(), open));
-    let reset = c
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", AMIR.username),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let reset = c.submit_reset(AMIR.username, GOOD_PASSWORD).await;
     assert_eq!(reset.status(), 303);
     assert_eq!(
         reset.headers()["location"],
@@ -943,7 +921,7 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
             .headers()
             .get("content-type")
             .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("text/html"));
-        let body = r.text().await.expect("body");
+        let body = r.body().await;
         if status >= 400 {
             assert!(html, "{what}: {status} is a page");
             assert!(
@@ -964,7 +942,7 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
         .await
         .expect("an answer");
     assert_eq!(r.status(), 431);
-    let body = r.text().await.expect("body");
+    let body = r.body().await;
     assert_nothing_internal("a huge header", &body);
     assert!(body.len() < 2048);
 }
@@ -1062,17 +1040,7 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
         "a reset link's cookie".to_owned(),
         resetter.cookie("gatehouse-reset"),
     ));
-    let r = resetter
-        .submit(
-            "/reset",
-            "/reset",
-            &[
-                ("username", CARL.username),
-                ("password", CARL_PASSWORD),
-                ("confirm-password", CARL_PASSWORD),
-            ],
-        )
-        .await;
+    let r = resetter.submit_reset(CARL.username, CARL_PASSWORD).await;
     assert_eq!(r.status(), 303);
     secrets.push(("Carl's password".to_owned(), CARL_PASSWORD.to_owned()));
     // Sign-in, with wrong passwords first, and a signed-in page.

@@ -34,7 +34,9 @@ pub struct TestApp {
     pub address: String,
     /// The service's core, for what an operator does outside the web pages.
     pub gatehouse: Gatehouse,
+    /// The service's clock, moved only by the test.
     pub clock: ManualClock,
+    /// The mail server the service sends to.
     pub smtp: SmtpSink,
     /// A browser of the test's own for visits whose cookies it does not follow.
     pub visitor: Browser,
@@ -95,6 +97,7 @@ pub fn test_env(database_url: &str, smtp_url: &str) -> BTreeMap<String, String> 
 
 /// An authenticator enrolled in the console.
 pub struct Enrolment {
+    /// The authenticator's secret, for later codes.
     pub secret: TotpSecret,
     /// The recovery codes shown once, at enrolment.
     pub recovery_codes: Vec<String>,
@@ -203,6 +206,11 @@ impl TestApp {
     /// A new browser on the service, with no cookies.
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address, PUBLIC_URL)
+    }
+
+    /// The status of a sign-in in a new browser: 303 in, 200 refused.
+    pub async fn log_in_status(&self, username: &str, password: &str) -> reqwest::StatusCode {
+        self.browser().log_in(username, password).await.status()
     }
 
     /// Imports a staff file as the operator does; panics if it is refused.

@@ -129,7 +129,7 @@ impl Browser {
 
     /// The body of `path`.
     pub async fn page(&self, path: &str) -> String {
-        self.get(path).await.text().await.expect("body")
+        self.get(path).await.body().await
     }
 
     /// The form token of the page at `path`, in this browser's session.
@@ -203,11 +203,7 @@ impl Browser {
         self.submit(
             "/reset",
             "/reset",
-            &[
-                ("username", username),
-                ("password", password),
-                ("confirm-password", password),
-            ],
+            &reset_form(username, password, password),
         )
         .await
     }
@@ -271,6 +267,32 @@ impl Browser {
             .send()
             .await
             .expect("POST")
+    }
+}
+
+/// The reset form's fields: the username, the new password and its
+/// confirmation.
+pub fn reset_form<'a>(
+    username: &'a str,
+    password: &'a str,
+    confirm: &'a str,
+) -> [(&'a str, &'a str); 3] {
+    [
+        ("username", username),
+        ("password", password),
+        ("confirm-password", confirm),
+    ]
+}
+
+/// What a test reads of a response.
+pub trait ResponseExt {
+    /// The body as text.
+    fn body(self) -> impl std::future::Future<Output = String>;
+}
+
+impl ResponseExt for reqwest::Response {
+    async fn body(self) -> String {
+        self.text().await.expect("body")
     }
 }
 
@@ -347,6 +369,18 @@ pub const CSP_DIRECTIVES: [&str; 5] = [
     "base-uri 'none'",
     "form-action 'self'",
 ];
+
+/// Asserts that a response tells the browser to use HTTPS only, for two
+/// years.
+#[track_caller]
+pub fn assert_hsts(r: &reqwest::Response) {
+    assert!(
+        r.headers()["strict-transport-security"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=63072000")
+    );
+}
 
 /// Every `Set-Cookie` header of a response, as text.
 pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {

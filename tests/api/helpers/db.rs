@@ -266,6 +266,7 @@ pub async fn execute_sql(url: &str, sql: &str) {
 pub struct SqliteWriteLock(sqlx::AnyConnection);
 
 impl SqliteWriteLock {
+    /// Takes the lock on the service's database.
     pub async fn take(app: &TestApp) -> Self {
         use sqlx::Connection as _;
         sqlx::any::install_default_drivers();
@@ -279,6 +280,7 @@ impl SqliteWriteLock {
         Self(holder)
     }
 
+    /// Lets the service's writes through again.
     pub async fn release(mut self) {
         sqlx::query("ROLLBACK")
             .execute(&mut self.0)

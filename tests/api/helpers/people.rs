@@ -9,12 +9,16 @@ pub type DateOfBirth<'a> = (&'a str, &'a str, &'a str);
 pub struct Person {
     /// The username the import gives the account.
     pub username: &'static str,
+    /// The first name in the staff file.
     pub first_name: &'static str,
+    /// The last name in the staff file.
     pub last_name: &'static str,
+    /// The date of birth as the person types it.
     pub date_of_birth: DateOfBirth<'static>,
     /// The address as the person types it (the staff file may hold it in
     /// another case).
     pub email: &'static str,
+    /// The employer's name as the staff file gives it.
     pub employer: &'static str,
     /// Empty for none.
     pub employee_number: &'static str,
@@ -190,7 +194,9 @@ pub fn staff_file(people: &[&Person]) -> String {
 /// What is typed in the recovery form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recovery<'a> {
+    /// The address typed.
     pub email: &'a str,
+    /// The date of birth typed.
     pub date_of_birth: DateOfBirth<'a>,
     /// The optional username; empty when left blank.
     pub username: &'a str,
