@@ -16,7 +16,7 @@ use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
     BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, count, csrf_token, error_messages,
-    free_port, reset_form, wait_healthy,
+    free_port, reset_form, tally_refusals, wait_healthy,
 };
 
 /// The password the cluster's people are given.
@@ -353,19 +353,7 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
             (r.status().as_u16(), error_messages(&r.body().await))
         }));
     }
-    let mut incorrect = 0;
-    let mut locked = 0;
-    for t in tasks {
-        let (status, messages) = t.await.expect("task");
-        assert_eq!(status, 200, "{messages:?}");
-        if messages[0].starts_with("The username or password is incorrect") {
-            incorrect += 1;
-        } else if messages[0].starts_with("Your account is locked until") {
-            locked += 1;
-        } else {
-            panic!("unexpected {messages:?}");
-        }
-    }
+    let (incorrect, locked) = tally_refusals(tasks).await;
     let checked = cluster.count("SELECT COUNT(*) FROM audit_events WHERE event = 'sign_in.failed' AND username = 'U00001'").await;
     assert_eq!(
         checked, 3,

@@ -181,19 +181,7 @@ async fn fifty_simultaneous_wrong_passwords_check_exactly_three_then_lock() {
             attempt(&app, "999AKHAN01", &format!("wrong guess number {i}")).await
         }));
     }
-    let mut incorrect = 0;
-    let mut locked = 0;
-    for t in tasks {
-        let (status, m) = t.await.expect("task");
-        assert_eq!(status, 200, "{m:?}");
-        if m[0].starts_with("The username or password is incorrect") {
-            incorrect += 1;
-        } else if m[0].starts_with("Your account is locked until") {
-            locked += 1;
-        } else {
-            panic!("unexpected message {m:?}");
-        }
-    }
+    let (incorrect, locked) = tally_refusals(tasks).await;
     assert_eq!(
         app.gatehouse.hasher().verifications() - before,
         3,

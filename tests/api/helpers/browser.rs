@@ -270,6 +270,27 @@ impl Browser {
     }
 }
 
+/// Waits for sign-ins answered with their status and error messages, all
+/// refused, and counts those told the password was wrong and those told
+/// the account is locked; panics on any other answer.
+pub async fn tally_refusals(
+    sign_ins: Vec<tokio::task::JoinHandle<(u16, Vec<String>)>>,
+) -> (usize, usize) {
+    let (mut incorrect, mut locked) = (0, 0);
+    for sign_in in sign_ins {
+        let (status, messages) = sign_in.await.expect("task");
+        assert_eq!(status, 200, "{messages:?}");
+        if messages[0].starts_with("The username or password is incorrect") {
+            incorrect += 1;
+        } else if messages[0].starts_with("Your account is locked until") {
+            locked += 1;
+        } else {
+            panic!("unexpected {messages:?}");
+        }
+    }
+    (incorrect, locked)
+}
+
 /// The reset form's fields: the username, the new password and its
 /// confirmation.
 pub fn reset_form<'a>(
