@@ -143,6 +143,7 @@ fn import_reports_every_bad_row_and_changes_nothing() {
     );
 }
 
+/// Security cases F76, G84 (docs/security.md).
 #[test]
 fn admin_shows_status_changes_emails_and_lists_the_audit_log() {
     let dir = tempfile::tempdir().expect("dir");
@@ -221,6 +222,7 @@ async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
     server
 }
 
+/// Security cases C39, E59, H92, H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no_secrets() {
     let dir = tempfile::tempdir().expect("dir");
@@ -236,14 +238,15 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     let base = format!("http://127.0.0.1:{port}");
     let server = start_server(dir.path(), port, &smtp.url()).await;
 
-    let browser = client();
-    let token = form_token(&browser, &format!("{base}/recover")).await;
-    let r = post_form(&browser, &format!("{base}/recover"), &token, &AMIR_RECOVERY).await;
+    let browser = Browser::new(&base, &base);
+    let token = browser.form_token("/recover").await;
+    let r = browser
+        .post_form("/recover", &token, &AMIR.recovery_fields())
+        .await;
     assert_eq!(r.status(), 303);
 
     // Wait until the email is queued and its first try has failed.
-    let store =
-        crate::db::Db::open(&format!("sqlite://{}/gatehouse.db", dir.path().display())).await;
+    let store = Db::open(&format!("sqlite://{}/gatehouse.db", dir.path().display())).await;
     let mut tried = false;
     for _ in 0..300 {
         if store
@@ -272,8 +275,9 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
     };
 
     // Finish the reset, so a password and a token have both been through the process.
-    let c = client();
+    let c = Browser::new(&base, &base);
     let opened = c
+        .http()
         .get(format!("{base}/reset/{link}"))
         .send()
         .await
@@ -282,18 +286,14 @@ async fn a_process_killed_with_mail_queued_delivers_it_after_restart_and_logs_no
         .headers()
         .get("set-cookie")
         .map(|v| v.to_str().unwrap_or_default().to_owned());
-    let token = form_token(&c, &format!("{base}/reset")).await;
-    let done = post_form(
-        &c,
-        &format!("{base}/reset"),
-        &token,
-        &[
-            ("username", "999AKHAN01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-        ],
-    )
-    .await;
+    let token = c.form_token("/reset").await;
+    let done = c
+        .post_form(
+            "/reset",
+            &token,
+            &reset_form("999AKHAN01", GOOD_PASSWORD, GOOD_PASSWORD),
+        )
+        .await;
     assert_eq!(done.status(), 303);
     drop(_server);
 
@@ -431,34 +431,30 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
 
     let smtp = SmtpSink::start().await.expect("smtp");
     let _server = start_server(dir.path(), port, &smtp.url()).await;
-    let browser = client();
-    let opened = browser.get(&link).send().await.expect("GET");
+    let browser = Browser::new(&public, &public);
+    let opened = browser.http().get(&link).send().await.expect("GET");
     assert_eq!(opened.headers()["location"], "/reset");
-    let token = form_token(&browser, &format!("{public}/reset")).await;
-    let done = post_form(
-        &browser,
-        &format!("{public}/reset"),
-        &token,
-        &[
-            ("username", "999ALOVELACE01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-        ],
-    )
-    .await;
+    let token = browser.form_token("/reset").await;
+    let done = browser
+        .post_form(
+            "/reset",
+            &token,
+            &reset_form("999ALOVELACE01", GOOD_PASSWORD, GOOD_PASSWORD),
+        )
+        .await;
     assert_eq!(done.status(), 303, "the link sets the first password");
-    browser.get(&link).send().await.expect("GET");
-    let again = page_text(&browser, &format!("{public}/reset")).await;
+    browser.http().get(&link).send().await.expect("GET");
+    let again = browser.page("/reset").await;
     assert!(again.contains("already been used"), "used once: {again}");
 
-    let token = form_token(&browser, &format!("{public}/login")).await;
-    let signed_in = post_form(
-        &browser,
-        &format!("{public}/login"),
-        &token,
-        &[("username", "999alovelace01"), ("password", GOOD_PASSWORD)],
-    )
-    .await;
+    let token = browser.form_token("/login").await;
+    let signed_in = browser
+        .post_form(
+            "/login",
+            &token,
+            &[("username", "999alovelace01"), ("password", GOOD_PASSWORD)],
+        )
+        .await;
     assert_eq!(
         signed_in.headers()["location"],
         "/console",
@@ -502,6 +498,7 @@ async fn create_admin_prints_a_one_time_link_and_grant_changes_roles() {
     );
 }
 
+/// Security case D52 (docs/security.md).
 #[test]
 fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock() {
     let dir = tempfile::tempdir().expect("dir");

@@ -2,21 +2,15 @@
 //! handling outlasts the bound is answered 503 at the bound; the console's
 //! staff-file upload, whose time grows with the file and the uploader's
 //! link, is not cut. (The bound firing on a database gone silent in the
-//! middle of a statement is in crash_cases.rs, on PostgreSQL.)
+//! middle of a statement is in crash.rs, on PostgreSQL.)
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatehouse_domain::Role;
-use reqwest::cookie::{CookieStore as _, Jar};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::{
-    STAFF, TestApp, audit_events, browser_with_jar, csrf_token, enrol_second_factor, raw_status,
-    sign_in_with_role,
-};
+use crate::helpers::{AMIR, Browser, STAFF, TestApp, audit_events, raw_status};
 
-const AMIR: &str = "999AKHAN01";
 const BOUND: Duration = Duration::from_secs(3);
 /// A bound of 3 s, just above the connection wait and the hash wait.
 const SETTINGS: &[(&str, &str)] = &[
@@ -26,29 +20,26 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 /// Amir, an administrator, signed in and past the second factor.
-async fn admin(app: &TestApp) -> (reqwest::Client, Arc<Jar>) {
-    let (c, jar) = browser_with_jar();
-    sign_in_with_role(app, Role::Admin, &c).await;
-    enrol_second_factor(app, &c).await;
-    (c, jar)
+async fn admin(app: &TestApp) -> Browser {
+    let c = app.browser();
+    app.sign_in_amir(&c, Role::Admin).await;
+    app.enrol(&c).await;
+    c
 }
 
-/// POSTs `body` to `path` with the jar's cookies, the body in five pieces
+/// POSTs `body` to `path` with the browser's cookies, the body in five pieces
 /// a second apart (5 s in all, longer than the bound, shorter than the
 /// header timeout), reading all the while. Returns the status, the
 /// response, and when it came, counted from the first byte of the body.
 async fn trickle(
     app: &TestApp,
-    jar: &Jar,
+    browser: &Browser,
     path: &str,
     content_type: &str,
     body: &[u8],
 ) -> (u16, String, Duration) {
     let host = app.address.trim_start_matches("http://").to_owned();
-    let cookie = jar
-        .cookies(&app.address.parse().expect("url"))
-        .and_then(|v| v.to_str().ok().map(str::to_owned))
-        .unwrap_or_default();
+    let cookie = browser.cookie_header();
     let mut stream = tokio::net::TcpStream::connect(&host)
         .await
         .expect("connect");
@@ -109,12 +100,15 @@ async fn trickle(
 async fn a_form_still_being_handled_at_the_request_timeout_is_answered_503_at_the_bound() {
     let app = TestApp::spawn_with(SETTINGS).await;
     app.import(STAFF).await;
-    let (c, jar) = browser_with_jar();
-    let token = csrf_token(&app.page_as(&c, "/login").await).expect("token");
-    let body = format!("username={AMIR}&password=not+the+password+at+all&csrf_token={token}");
+    let c = app.browser();
+    let token = c.form_token("/login").await;
+    let body = format!(
+        "username={}&password=not+the+password+at+all&csrf_token={token}",
+        AMIR.username
+    );
     let (status, answer, took) = trickle(
         &app,
-        &jar,
+        &c,
         "/login",
         "application/x-www-form-urlencoded",
         body.as_bytes(),
@@ -146,8 +140,8 @@ async fn a_form_still_being_handled_at_the_request_timeout_is_answered_503_at_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_administrators_staff_file_upload_is_not_cut_at_the_request_timeout() {
     let app = TestApp::spawn_with(SETTINGS).await;
-    let (c, jar) = admin(&app).await;
-    let token = csrf_token(&app.page_as(&c, "/console/import").await).expect("token");
+    let c = admin(&app).await;
+    let token = c.form_token("/console/import").await;
     let file = format!(
         "{STAFF}999 Demo Hospital NHS Trust,,Ada,Lovelace,1980-12-10,ada.lovelace@nhs.net,D3\n"
     );
@@ -159,7 +153,7 @@ async fn an_administrators_staff_file_upload_is_not_cut_at_the_request_timeout()
     );
     let (status, answer, took) = trickle(
         &app,
-        &jar,
+        &c,
         "/console/import",
         &format!("multipart/form-data; boundary={boundary}"),
         body.as_bytes(),

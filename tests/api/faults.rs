@@ -16,6 +16,8 @@ async fn recovery_requests(app: &TestApp) -> i64 {
 
 /// SQLite's write lock held by another process (a backup, an import) for
 /// longer than `GATEHOUSE_DATABASE_TIMEOUT`.
+///
+/// Security cases H86, H87, H95 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     if on_postgres() {
@@ -23,21 +25,23 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     }
     let app = TestApp::spawn_full(&[("GATEHOUSE_DATABASE_TIMEOUT", "1s")], false).await;
     app.import(STAFF).await;
-    let browser = client();
-    let token = form_token(&browser, &app.url("/recover")).await;
+    let browser = app.browser();
+    let token = browser.form_token("/recover").await;
     // Forms opened before the database became busy.
     let mut sign_ins = Vec::new();
     for username in ["999AKHAN01", "NOBODY99"] {
-        let browser = client();
-        let token = form_token(&browser, &app.url("/login")).await;
+        let browser = app.browser();
+        let token = browser.form_token("/login").await;
         sign_ins.push((username, browser, token));
     }
 
     let lock = SqliteWriteLock::take(&app).await;
-    let r = post_form(&browser, &app.url("/recover"), &token, &AMIR_RECOVERY).await;
+    let r = browser
+        .post_form("/recover", &token, &AMIR.recovery_fields())
+        .await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "30");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(page.contains("Sorry, the service is unavailable"), "{page}");
     assert!(page.contains("Nothing you sent has been saved"), "{page}");
     assert!(
@@ -48,19 +52,19 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     // and no session.
     let mut pages = Vec::new();
     for (username, browser, token) in &sign_ins {
-        let r = post_form(
-            browser,
-            &app.url("/login"),
-            token,
-            &[
-                ("username", username),
-                ("password", "kettle violin marmalade"),
-            ],
-        )
-        .await;
+        let r = browser
+            .post_form(
+                "/login",
+                token,
+                &[
+                    ("username", username),
+                    ("password", "kettle violin marmalade"),
+                ],
+            )
+            .await;
         assert_eq!(r.status(), 503, "{username}");
         assert!(!sets_a_session(&r), "no new session");
-        let page = r.text().await.expect("body");
+        let page = r.body().await;
         // Each page carries its own request reference; the rest is the same.
         let reference = reference_of(&page);
         pages.push(comparable(&page).replace(&reference, "REF"));
@@ -70,9 +74,7 @@ async fn a_database_held_busy_answers_503_saves_nothing_and_recovers() {
     assert_eq!(recovery_requests(&app).await, 0, "nothing half-written");
 
     // Once the lock is gone the same person gets through.
-    let again = app
-        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    let again = app.browser().request_recovery(AMIR.recovery()).await;
     assert_eq!(again.status(), 303);
     assert_eq!(recovery_requests(&app).await, 1);
 }
@@ -92,12 +94,10 @@ async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_ca
     std::fs::remove_dir_all(&folder).expect("remove");
     std::fs::write(&folder, b"not a folder").expect("file");
 
-    let r = app
-        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    let r = app.browser().request_recovery(AMIR.recovery()).await;
     assert_eq!(r.status(), 303);
     app.settle().await;
-    let listed = wait_for_a_failed_try(&app, "amir.khan@nhs.net").await;
+    let listed = app.wait_for_a_failed_try("amir.khan@nhs.net").await;
     assert_eq!(listed.status.as_str(), "queued", "waiting for another try");
     assert!(listed.last_error.is_some(), "the failure is recorded");
 
@@ -119,6 +119,8 @@ async fn a_mail_folder_that_cannot_be_written_keeps_the_email_queued_until_it_ca
 /// The mail server accepts the message and then says nothing: the try ends
 /// after `GATEHOUSE_MAIL_TIMEOUT`, is retried later, and the web pages are
 /// answered as usual meanwhile.
+///
+/// Security case H90 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried() {
     let app = TestApp::spawn_with(&[
@@ -128,13 +130,11 @@ async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried()
     .await;
     app.import(STAFF).await;
     app.smtp.set_mode(gatehouse_testkit::SinkMode::Hang);
-    let r = app
-        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    let r = app.browser().request_recovery(AMIR.recovery()).await;
     assert_eq!(r.status(), 303, "the person is answered at once");
     app.settle().await;
     // The try ends by the timeout (its message says so), not never.
-    let tried = wait_for_a_failed_try(&app, "amir.khan@nhs.net").await;
+    let tried = app.wait_for_a_failed_try("amir.khan@nhs.net").await;
     assert_eq!(tried.status.as_str(), "queued", "to be tried again");
     assert!(
         tried
@@ -145,7 +145,7 @@ async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried()
         "{tried:?}"
     );
     // Pages are served while the worker waits on the mail server.
-    assert_eq!(app.get("/login").await.status(), 200);
+    assert_eq!(app.visitor.get("/login").await.status(), 200);
 
     app.smtp.set_mode(gatehouse_testkit::SinkMode::Accept);
     app.advance(gatehouse_domain::Span::from_seconds(

@@ -4,18 +4,14 @@ use gatehouse_domain::Span;
 
 use crate::helpers::*;
 
+/// Security cases A1, B19, F72, F75 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn first_time_access_from_recovery_to_my_account() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    let browser = client();
+    let browser = app.browser();
 
-    let page = app
-        .get_as(&browser, "/recover")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let page = browser.get("/recover").await.body().await;
     assert!(page.contains("Forgotten | Request Username/Password | Unlock Account"));
     assert!(page.contains("Enter the email address associated with your account and your date of birth, your login details will then be emailed to you."));
     for label in [
@@ -30,17 +26,10 @@ async fn first_time_access_from_recovery_to_my_account() {
         assert!(page.contains(label), "missing {label}");
     }
 
-    let response = app
-        .request_recovery_as(&browser, "amir.khan@nhs.net", ("2", "7", "1990"), "")
-        .await;
+    let response = browser.request_recovery(AMIR.recovery()).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/recover/confirmation");
-    let confirmation = app
-        .get_as(&browser, "/recover/confirmation")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let confirmation = browser.get("/recover/confirmation").await.body().await;
     assert!(confirmation.contains("Your request to retrieve your username has been submitted. An email will be sent shortly. Please contact the System Administrator if you do not receive an email within the next 10-15 minutes."));
     assert!(confirmation.contains(">Ok<"));
 
@@ -50,19 +39,19 @@ async fn first_time_access_from_recovery_to_my_account() {
     let body = email.decoded_body();
     assert!(body.contains("Username: 999AKHAN01"), "{body}");
     assert!(body.contains("within 4 hours"));
-    let links = reset_links(email);
+    let links = reset_links(email, PUBLIC_URL);
     assert_eq!(links.len(), 1);
     let token = links[0].rsplit('/').next().expect("token");
     assert_eq!(token.len(), 43, "256 random bits in base64url");
 
     // Opening the link moves the token out of the address bar.
-    let opened = app.open_link(&browser, &links[0]).await;
+    let opened = browser.open_link(&links[0]).await;
     assert_eq!(opened.status(), 303);
     assert_eq!(opened.headers()["location"], "/reset");
     assert_eq!(opened.headers()["referrer-policy"], "no-referrer");
-    let form = app.get_as(&browser, "/reset").await;
+    let form = browser.get("/reset").await;
     assert_eq!(form.headers()["referrer-policy"], "no-referrer");
-    let form = form.text().await.expect("body");
+    let form = form.body().await;
     assert!(
         form.contains("Set your password"),
         "first-time access says so"
@@ -76,48 +65,27 @@ async fn first_time_access_from_recovery_to_my_account() {
         assert!(form.contains(label), "missing {label}");
     }
 
-    let done = app
-        .submit(
-            &browser,
-            "/reset",
-            "/reset",
-            &[
-                ("username", "999akhan01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let done = browser.submit_reset("999akhan01", GOOD_PASSWORD).await;
     assert_eq!(done.status(), 303);
     assert_eq!(done.headers()["location"], "/login?password=set");
-    let login = app
-        .get_as(&browser, "/login?password=set")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let login = browser.get("/login?password=set").await.body().await;
     assert!(
         login.contains("Your password has been set. Log in with your username and new password.")
     );
     assert!(
-        !app.get_as(&browser, "/login")
+        !browser
+            .get("/login")
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("Your password has been set"),
         "the message shows once"
     );
 
-    let signed_in = app.log_in_as(&browser, "999AKHAN01", GOOD_PASSWORD).await;
+    let signed_in = browser.log_in("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(signed_in.headers()["location"], "/account");
-    let account = app
-        .get_as(&browser, "/account")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let account = browser.get("/account").await.body().await;
     assert!(account.contains("Amir Khan"));
     assert!(account.contains("999AKHAN01"));
     assert!(account.contains("Demo Hospital NHS Trust"));
@@ -138,22 +106,19 @@ async fn first_time_access_from_recovery_to_my_account() {
 
     // Signing in again shows the previous sign-in.
     app.advance(Span::hours(1));
-    let again = client();
-    app.log_in_as(&again, "999AKHAN01", GOOD_PASSWORD).await;
-    let account = app
-        .get_as(&again, "/account")
-        .await
-        .text()
-        .await
-        .expect("body");
+    let again = app.browser();
+    again.log_in("999AKHAN01", GOOD_PASSWORD).await;
+    let account = again.get("/account").await.body().await;
     assert!(account.contains("9:00am on 25 November 2026"), "{account}");
 }
 
+/// Security cases A1, C29, C37 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn several_employers_get_one_email_with_a_link_for_each_account() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    app.request_recovery("JANE.SMITH@NHS.NET", ("14", "3", "1985"))
+    app.browser()
+        .request_recovery(JANE.recovery().typed_as("JANE.SMITH@NHS.NET"))
         .await;
     let mail = app.emails(1).await;
     assert_eq!(mail.len(), 1);
@@ -168,76 +133,52 @@ async fn several_employers_get_one_email_with_a_link_for_each_account() {
     let body = mail[0].decoded_body();
     assert!(body.contains("Username: 432JSMITH01"));
     assert!(body.contains("Username: 999JSMITH01"));
-    let links = reset_links(&mail[0]);
+    let links = reset_links(&mail[0], PUBLIC_URL);
     assert_eq!(links.len(), 2);
     assert_ne!(links[0], links[1]);
 
     // Each link resets its own account only.
-    let c = client();
-    app.open_link(&c, &links[1]).await;
-    let wrong = app
-        .submit(
-            &c,
-            "/reset",
-            "/reset",
-            &[
-                ("username", "432JSMITH01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let c = app.browser();
+    c.open_link(&links[1]).await;
+    let wrong = c.submit_reset("432JSMITH01", GOOD_PASSWORD).await;
     assert_eq!(wrong.status(), 200);
-    let page = wrong.text().await.expect("body");
+    let page = wrong.body().await;
     assert!(
         error_messages(&page).contains(
             &"Enter the username written in the email that this link came from".to_owned()
         ),
         "{page}"
     );
-    let right = app
-        .submit(
-            &c,
-            "/reset",
-            "/reset",
-            &[
-                ("username", "999JSMITH01"),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let right = c.submit_reset("999JSMITH01", GOOD_PASSWORD).await;
     assert_eq!(right.status(), 303);
-    assert_eq!(app.log_in("999JSMITH01", GOOD_PASSWORD).await.status(), 303);
+    assert_eq!(app.log_in_status("999JSMITH01", GOOD_PASSWORD).await, 303);
     assert_eq!(
-        app.log_in("432JSMITH01", GOOD_PASSWORD).await.status(),
+        app.log_in_status("432JSMITH01", GOOD_PASSWORD).await,
         200,
         "the other account is untouched"
     );
 
     // The optional username narrows the email to one account.
-    app.request_recovery_as(
-        &client(),
-        "jane.smith@nhs.net",
-        ("14", "3", "1985"),
-        "432jsmith01",
-    )
-    .await;
+    app.browser()
+        .request_recovery(JANE.recovery().with_username("432jsmith01"))
+        .await;
     let narrowed = &app.recovery_email(2).await;
-    assert_eq!(reset_links(narrowed).len(), 1);
+    assert_eq!(reset_links(narrowed, PUBLIC_URL).len(), 1);
     assert!(narrowed.decoded_body().contains("432JSMITH01"));
     assert!(!narrowed.decoded_body().contains("999JSMITH01"));
 }
 
+/// Security cases A5, D52 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_account_is_told_until_when_and_gets_no_link() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     for _ in 0..3 {
-        app.log_in("999AKHAN01", "wrong password here").await;
+        app.browser()
+            .log_in("999AKHAN01", "wrong password here")
+            .await;
     }
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     let mail = app.emails(1).await;
     let body = mail[0].decoded_body();
     assert!(
@@ -245,21 +186,22 @@ async fn a_locked_account_is_told_until_when_and_gets_no_link() {
         "{body}"
     );
     assert!(body.contains("make a new request after that time"));
-    assert!(reset_links(&mail[0]).is_empty());
+    assert!(reset_links(&mail[0], PUBLIC_URL).is_empty());
 
     // After the lock, a new request gets a link that works.
     app.advance(Span::hours(12));
-    give_amir_a_password(&app).await;
-    assert_eq!(app.log_in("999AKHAN01", GOOD_PASSWORD).await.status(), 303);
+    app.set_password(&AMIR, GOOD_PASSWORD).await;
+    assert_eq!(app.log_in_status("999AKHAN01", GOOD_PASSWORD).await, 303);
 }
 
+/// Security case D54 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_use_the_seed_wording_and_work_without_javascript() {
     let app = TestApp::spawn().await;
-    let home = app.get("/").await.text().await.expect("body");
+    let home = app.visitor.get("/").await.body().await;
     assert!(home.contains("Forgotten | Request Username/Password | Unlock Account"));
     assert!(home.contains("total of 3 attempts"));
-    let login = app.get("/login").await.text().await.expect("body");
+    let login = app.visitor.get("/login").await.body().await;
     // Password managers can fill the form, and pasting is never blocked.
     assert!(login.contains(r#"autocomplete="username""#), "{login}");
     assert!(login.contains(r#"autocomplete="current-password""#));

@@ -17,17 +17,16 @@ async fn statuses(app: &TestApp, email: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Security case H88 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtp_down_then_up_delivers_with_backoff() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     app.smtp.stop();
-    let r = app
-        .request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    let r = app.browser().request_recovery(AMIR.recovery()).await;
     assert_eq!(r.status(), 303, "the person still sees the confirmation");
     app.settle().await;
-    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    app.wait_for_attempts("amir.khan@nhs.net", 1).await;
     let listed = app
         .db
         .emails_to("amir.khan@nhs.net", 1)
@@ -51,7 +50,7 @@ async fn smtp_down_then_up_delivers_with_backoff() {
     // Still down at the first retry: the wait doubles.
     app.advance(Span::from_seconds(first_retry));
     app.gatehouse.wake_outbox();
-    wait_for_attempts(&app, "amir.khan@nhs.net", 2).await;
+    app.wait_for_attempts("amir.khan@nhs.net", 2).await;
     let listed = app
         .db
         .emails_to("amir.khan@nhs.net", 1)
@@ -68,9 +67,10 @@ async fn smtp_down_then_up_delivers_with_backoff() {
     app.gatehouse.wake_outbox();
     let mail = app.smtp.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(mail.len(), 1);
-    assert_eq!(reset_links(&mail[0]).len(), 1);
+    assert_eq!(reset_links(&mail[0], PUBLIC_URL).len(), 1);
     // Recorded after the mail server took it.
-    wait_for_email(&app, "amir.khan@nhs.net", |e| e.status.as_str() == "sent").await;
+    app.wait_for_email("amir.khan@nhs.net", |e| e.status.as_str() == "sent")
+        .await;
 }
 
 /// A service whose mail server said "try later" to Amir's recovery email
@@ -79,13 +79,13 @@ async fn with_amirs_email_refused_once() -> TestApp {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     app.smtp.set_mode(SinkMode::TempFail);
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     app.settle().await;
-    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    app.wait_for_attempts("amir.khan@nhs.net", 1).await;
     app
 }
 
+/// Security case H89 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     let app = with_amirs_email_refused_once().await;
@@ -109,10 +109,9 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     assert_eq!(app.smtp.wait_for(1, Duration::from_secs(10)).await.len(), 1);
 
     app.smtp.set_mode(SinkMode::PermFail);
-    app.request_recovery("jane.smith@nhs.net", ("14", "3", "1985"))
-        .await;
+    app.browser().request_recovery(JANE.recovery()).await;
     app.settle().await;
-    wait_for_attempts(&app, "jane.smith@nhs.net", 1).await;
+    app.wait_for_attempts("jane.smith@nhs.net", 1).await;
     let listed = app
         .db
         .emails_to("jane.smith@nhs.net", 1)
@@ -128,15 +127,15 @@ async fn a_temporary_refusal_is_retried_and_a_permanent_one_is_given_up() {
     );
 }
 
+/// Security case H91 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_longer_than_the_link_lifetime_is_recorded_and_never_delivered_late() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     app.smtp.stop();
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     app.settle().await;
-    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    app.wait_for_attempts("amir.khan@nhs.net", 1).await;
     // Five hours later the server is back; the links died after four.
     app.smtp.resume().await.expect("resume");
     app.advance(Span::hours(5));
@@ -163,10 +162,9 @@ async fn smtp_without_tls_none_refuses_a_server_that_offers_no_starttls() {
     let url = format!("smtp://127.0.0.1:{}", app.smtp.port());
     let app = app.restart(&[("GATEHOUSE_MAIL_URL", &url)], true).await;
     app.import(STAFF).await;
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     app.settle().await;
-    wait_for_attempts(&app, "amir.khan@nhs.net", 1).await;
+    app.wait_for_attempts("amir.khan@nhs.net", 1).await;
     let listed = app
         .db
         .emails_to("amir.khan@nhs.net", 1)
@@ -186,8 +184,7 @@ async fn the_file_transport_writes_eml_files() {
     let url = format!("file://{}", dir.path().display());
     let app = TestApp::spawn_with(&[("GATEHOUSE_MAIL_URL", &url)]).await;
     app.import(STAFF).await;
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     app.settle().await;
     let mut files = Vec::new();
     for _ in 0..500 {
@@ -366,8 +363,7 @@ async fn a_second_recovery_email_is_sent_only_after_the_first_so_it_arrives_last
 
     // Before its retry is due, the mail server is back and the person asks again.
     app.smtp.set_mode(SinkMode::Accept);
-    app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-        .await;
+    app.browser().request_recovery(AMIR.recovery()).await;
     app.settle().await;
     let mail = app.smtp.wait_for(2, Duration::from_secs(5)).await;
     if mail.len() < 2 {
@@ -377,19 +373,20 @@ async fn a_second_recovery_email_is_sent_only_after_the_first_so_it_arrives_last
     }
     let mail = app.smtp.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(mail.len(), 2);
-    let (first, last) = (reset_links(&mail[0]), reset_links(&mail[1]));
-    let c = client();
-    assert_eq!(app.open_link(&c, &last[0]).await.status(), 303);
+    let (first, last) = (
+        reset_links(&mail[0], PUBLIC_URL),
+        reset_links(&mail[1], PUBLIC_URL),
+    );
+    let c = app.browser();
+    assert_eq!(c.open_link(&last[0]).await.status(), 303);
     assert!(
-        app.page_as(&c, "/reset")
-            .await
-            .contains("name=\"confirm-password\""),
+        c.page("/reset").await.contains("name=\"confirm-password\""),
         "the link in the email that arrived last works"
     );
-    let old = client();
-    app.open_link(&old, &first[0]).await;
+    let old = app.browser();
+    old.open_link(&first[0]).await;
     assert!(
-        app.page_as(&old, "/reset")
+        old.page("/reset")
             .await
             .contains("A newer password reset email has been sent since this one"),
         "the one that arrived first was replaced"

@@ -3,23 +3,18 @@
 
 mod cli;
 mod console;
-mod console_cases;
-mod crash_cases;
-mod db;
+mod crash;
 mod deadline;
 mod faults;
 mod flows;
 mod fuzz_corpus;
 mod helpers;
-mod link_cases;
 mod links;
-mod lockout;
 mod mail;
 mod multinode;
 mod privileged_access;
 mod recovery;
-mod recovery_cases;
 mod security;
-mod sign_in_cases;
+mod sign_in;
 mod staff_file;
-mod web_cases;
+mod web;

@@ -15,10 +15,12 @@ use gatehouse_store::{PoolSettings, SqlStore};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
-    BIN, client, count, csrf_token, error_messages, form_token, free_port, page_text, post_form,
-    request_recovery_at, submit_at, submit_reset_at, wait_healthy,
+    BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, count, csrf_token, error_messages,
+    free_port, reset_form, tally_refusals, wait_healthy,
 };
-const PASSWORD: &str = "kettle violin marmalade";
+
+/// The password the cluster's people are given.
+const PASSWORD: &str = GOOD_PASSWORD;
 
 /// Debian's libfaketime (package faketime), thread-safe build.
 const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -212,6 +214,11 @@ impl Cluster {
         }
     }
 
+    /// A new browser on the load balancer.
+    fn browser(&self) -> Browser {
+        Browser::new(&self.base(), &self.base())
+    }
+
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.nginx_port)
     }
@@ -227,10 +234,7 @@ impl Cluster {
     /// Waits until every recovery request is processed and every email has left.
     async fn drain(&self) {
         for _ in 0..1200 {
-            let d = crate::db::Db(self.store.clone())
-                .queue_depths()
-                .await
-                .expect("depths");
+            let d = Db(self.store.clone()).queue_depths().await.expect("depths");
             if d.recovery_pending == 0 && d.emails_queued == 0 {
                 return;
             }
@@ -238,7 +242,7 @@ impl Cluster {
         }
         panic!(
             "work was left undone: {:?}",
-            crate::db::Db(self.store.clone()).queue_depths().await
+            Db(self.store.clone()).queue_depths().await
         );
     }
 
@@ -252,26 +256,24 @@ impl Cluster {
     }
 }
 
-/// GETs a form page at `page_base` and POSTs it at `post_base` (possibly another node).
+/// GETs a form page through `page_base` and POSTs it through `post_base`
+/// (possibly another node), in the same browser.
 async fn submit(
-    c: &reqwest::Client,
+    c: &Browser,
     page_base: &str,
     post_base: &str,
     path: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    submit_at(
-        c,
-        &format!("{page_base}{path}"),
-        &format!("{post_base}{path}"),
-        fields,
-    )
-    .await
+    let token = csrf_token(&c.on(page_base).page(path).await).unwrap_or_default();
+    c.on(post_base).post_form(path, &token, fields).await
 }
 
-async fn recover(c: &reqwest::Client, base: &str, n: usize) -> reqwest::Response {
+async fn recover(c: &Browser, base: &str, n: usize) -> reqwest::Response {
     let email = format!("p{n}@nhs.net");
-    request_recovery_at(c, base, &email, ("1", "1", "1980"), "").await
+    c.on(base)
+        .request_recovery(Recovery::new(&email, ("1", "1", "1980")))
+        .await
 }
 
 fn link_in(mail: &gatehouse_testkit::smtp::ReceivedMail) -> String {
@@ -307,17 +309,22 @@ async fn email_for(cluster: &Cluster, n: usize, k: usize) -> gatehouse_testkit::
 
 async fn set_password(cluster: &Cluster, n: usize) {
     let k = recovery_emails_to(cluster, n).len() + 1;
-    recover(&client(), &cluster.base(), n).await;
+    recover(&cluster.browser(), &cluster.base(), n).await;
     let link = link_in(&email_for(cluster, n, k).await);
-    let c = client();
-    c.get(format!("{}{link}", cluster.base()))
+    let c = cluster.browser();
+    c.http()
+        .get(format!("{}{link}", cluster.base()))
         .send()
         .await
         .expect("GET");
-    let r = submit_reset_at(&c, &cluster.base(), &format!("U{n:05}"), PASSWORD).await;
+    let r = c
+        .on(&cluster.base())
+        .submit_reset(&format!("U{n:05}"), PASSWORD)
+        .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
 }
 
+/// Security case D49 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_three() {
     let cluster = Arc::new(Cluster::start(5).await);
@@ -328,39 +335,25 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
         let cluster = cluster.clone();
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
-            let c = client();
+            let c = cluster.browser();
             let base = cluster.base();
-            let token = form_token(&c, &format!("{base}/login")).await;
+            let token = c.on(&base).form_token("/login").await;
             barrier.wait().await;
-            let r = post_form(
-                &c,
-                &format!("{base}/login"),
-                &token,
-                &[
-                    ("username", "U00001"),
-                    ("password", &format!("wrong guess {i}")),
-                ],
-            )
-            .await;
-            (
-                r.status().as_u16(),
-                error_messages(&r.text().await.expect("body")),
-            )
+            let r = c
+                .on(&base)
+                .post_form(
+                    "/login",
+                    &token,
+                    &[
+                        ("username", "U00001"),
+                        ("password", &format!("wrong guess {i}")),
+                    ],
+                )
+                .await;
+            (r.status().as_u16(), error_messages(&r.body().await))
         }));
     }
-    let mut incorrect = 0;
-    let mut locked = 0;
-    for t in tasks {
-        let (status, messages) = t.await.expect("task");
-        assert_eq!(status, 200, "{messages:?}");
-        if messages[0].starts_with("The username or password is incorrect") {
-            incorrect += 1;
-        } else if messages[0].starts_with("Your account is locked until") {
-            locked += 1;
-        } else {
-            panic!("unexpected {messages:?}");
-        }
-    }
+    let (incorrect, locked) = tally_refusals(tasks).await;
     let checked = cluster.count("SELECT COUNT(*) FROM audit_events WHERE event = 'sign_in.failed' AND username = 'U00001'").await;
     assert_eq!(
         checked, 3,
@@ -370,14 +363,14 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
     // Locked everywhere: the right password is refused by every node.
     for i in 0..3 {
         let r = submit(
-            &client(),
+            &cluster.browser(),
             &cluster.node(i),
             &cluster.node(i),
             "/login",
             &[("username", "U00001"), ("password", PASSWORD)],
         )
         .await;
-        let m = error_messages(&r.text().await.expect("body"));
+        let m = error_messages(&r.body().await);
         assert!(
             m[0].starts_with("Your account is locked until"),
             "node {i}: {m:?}"
@@ -385,20 +378,22 @@ async fn three_hundred_simultaneous_wrong_passwords_across_nodes_check_exactly_t
     }
 }
 
+/// Security case C36 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() {
     let cluster = Arc::new(Cluster::start(5).await);
-    recover(&client(), &cluster.base(), 2).await;
+    recover(&cluster.browser(), &cluster.base(), 2).await;
     let link = link_in(&email_for(&cluster, 2, 1).await);
     let mut ready = Vec::new();
     for i in 0..30 {
-        let c = client();
+        let c = cluster.browser();
         // Open the link on one node, load the form on another.
-        c.get(format!("{}{link}", cluster.node(i % 3)))
+        c.http()
+            .get(format!("{}{link}", cluster.node(i % 3)))
             .send()
             .await
             .expect("GET");
-        let page = page_text(&c, &format!("{}/reset", cluster.node((i + 1) % 3))).await;
+        let page = c.on(&cluster.node((i + 1) % 3)).page("/reset").await;
         ready.push((
             c,
             csrf_token(&page).expect("the form, on another node"),
@@ -412,17 +407,18 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let r = post_form(
-                &c,
-                &format!("{base}/reset"),
-                &token,
-                &[
-                    ("username", "U00002"),
-                    ("password", password.as_str()),
-                    ("confirm-password", password.as_str()),
-                ],
-            )
-            .await;
+            let r = c
+                .on(&base)
+                .post_form(
+                    "/reset",
+                    &token,
+                    &[
+                        ("username", "U00002"),
+                        ("password", password.as_str()),
+                        ("confirm-password", password.as_str()),
+                    ],
+                )
+                .await;
             (r.status().as_u16(), password)
         }));
     }
@@ -437,7 +433,7 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
     }
     assert_eq!(winners.len(), 1, "exactly one redemption wins");
     let r = submit(
-        &client(),
+        &cluster.browser(),
         &cluster.base(),
         &cluster.base(),
         "/login",
@@ -447,11 +443,12 @@ async fn thirty_simultaneous_redemptions_of_one_link_across_nodes_let_one_win() 
     assert_eq!(r.status(), 303);
 }
 
+/// Security case H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere() {
     let cluster = Cluster::start(5).await;
     set_password(&cluster, 3).await;
-    let c = client();
+    let c = cluster.browser();
     // The sign-in form from one node, posted to another: its token comes
     // from the browser's form cookie, which every node can check.
     let r = submit(
@@ -465,7 +462,8 @@ async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere(
     assert_eq!(r.status(), 303);
     for i in 0..3 {
         assert_eq!(
-            c.get(format!("{}/account", cluster.node(i)))
+            c.http()
+                .get(format!("{}/account", cluster.node(i)))
                 .send()
                 .await
                 .expect("GET")
@@ -475,10 +473,11 @@ async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere(
         );
     }
     // A reset through other nodes ends it on every node.
-    recover(&client(), &cluster.node(1), 3).await;
+    recover(&cluster.browser(), &cluster.node(1), 3).await;
     let link = link_in(&email_for(&cluster, 3, 2).await);
-    let other = client();
+    let other = cluster.browser();
     other
+        .http()
         .get(format!("{}{link}", cluster.node(2)))
         .send()
         .await
@@ -488,16 +487,13 @@ async fn a_session_made_on_one_node_works_on_all_and_a_reset_ends_it_everywhere(
         &cluster.node(1),
         &cluster.node(2),
         "/reset",
-        &[
-            ("username", "U00003"),
-            ("password", "teapot sunrise harbour"),
-            ("confirm-password", "teapot sunrise harbour"),
-        ],
+        &reset_form("U00003", "teapot sunrise harbour", "teapot sunrise harbour"),
     )
     .await;
     assert_eq!(r.status(), 303);
     for i in 0..3 {
         let r = c
+            .http()
             .get(format!("{}/account", cluster.node(i)))
             .send()
             .await
@@ -528,9 +524,9 @@ async fn flood(
         let cluster = cluster.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let c = client();
+            let c = cluster.browser();
             let base = cluster.base();
-            let Ok(page) = c.get(format!("{base}/recover")).send().await else {
+            let Ok(page) = c.http().get(format!("{base}/recover")).send().await else {
                 return None;
             };
             let Ok(page) = page.text().await else {
@@ -539,6 +535,7 @@ async fn flood(
             let token = csrf_token(&page)?;
             let email = format!("p{n}@nhs.net");
             let r = c
+                .http()
                 .post(format!("{base}/recover"))
                 .form(&[
                     ("email", email.as_str()),
@@ -569,6 +566,7 @@ async fn flood(
     confirmed
 }
 
+/// Security cases F77, H92, H96 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_recovery_requests_across_nodes_each_get_exactly_one_email_even_when_a_node_dies()
  {
@@ -665,6 +663,7 @@ async fn seconds_from_database_now(cluster: &Cluster, stored: &str) -> i64 {
         .await
 }
 
+/// Security case H98 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() {
     assert!(
@@ -680,7 +679,7 @@ async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() 
     set_password(&cluster, 1).await;
     for _ in 0..3 {
         submit(
-            &client(),
+            &cluster.browser(),
             &cluster.node(1),
             &cluster.node(1),
             "/login",
@@ -700,7 +699,7 @@ async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() 
 
     // A request made on the slow node is stamped with the database's time,
     // and so is the link its email carries.
-    let r = recover(&client(), &cluster.node(2), 2).await;
+    let r = recover(&cluster.browser(), &cluster.node(2), 2).await;
     assert_eq!(r.status(), 303);
     let link = link_in(&email_for(&cluster, 2, 1).await);
     let made =
@@ -718,14 +717,15 @@ async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() 
     );
     // Every node, fast or slow, opens the fresh link.
     for i in 0..3 {
-        let c = client();
+        let c = cluster.browser();
         let opened = c
+            .http()
             .get(format!("{}{link}", cluster.node(i)))
             .send()
             .await
             .expect("GET");
         assert_eq!(opened.status(), 303, "node {i} takes the link");
-        let page = page_text(&c, &format!("{}/reset", cluster.node(i))).await;
+        let page = c.on(&cluster.node(i)).page("/reset").await;
         assert!(
             page.contains("name=\"confirm-password\""),
             "node {i} shows the reset form: {page}"

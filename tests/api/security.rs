@@ -5,6 +5,7 @@ use gatehouse_domain::{SecretToken, Span};
 
 use crate::helpers::*;
 
+/// Security cases B19, E64, E67, E68 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_page_sends_the_security_headers() {
     let app = TestApp::spawn().await;
@@ -17,7 +18,7 @@ async fn every_page_sends_the_security_headers() {
         "/logged-out",
         "/nope",
     ] {
-        let r = app.get(path).await;
+        let r = app.visitor.get(path).await;
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().expect("ascii");
         for directive in CSP_DIRECTIVES {
@@ -35,7 +36,7 @@ async fn every_page_sends_the_security_headers() {
             "no HSTS over plain HTTP"
         );
         // Pages load nothing from anywhere else.
-        let body = r.text().await.expect("body");
+        let body = r.body().await;
         for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
             assert!(!body.contains(attribute), "{path} loads {attribute}");
         }
@@ -45,13 +46,16 @@ async fn every_page_sends_the_security_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn assets_are_served_from_the_binary() {
     let app = TestApp::spawn().await;
-    let css = app.get("/assets/nhsuk/nhsuk-frontend.min.css").await;
+    let css = app
+        .visitor
+        .get("/assets/nhsuk/nhsuk-frontend.min.css")
+        .await;
     assert_eq!(css.status(), 200);
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
-    let css = css.text().await.expect("body");
+    let css = css.body().await;
     assert!(css.contains(".nhsuk-header"));
     assert!(!css.contains("https://"), "no third-party fonts or images");
-    let js = app.get("/assets/nhsuk/nhsuk-frontend.min.js").await;
+    let js = app.visitor.get("/assets/nhsuk/nhsuk-frontend.min.js").await;
     assert_eq!(js.status(), 200);
     assert!(
         js.headers()["content-type"]
@@ -59,10 +63,13 @@ async fn assets_are_served_from_the_binary() {
             .expect("ascii")
             .contains("javascript")
     );
-    assert_eq!(app.get("/assets/app/init.mjs").await.status(), 200);
-    assert_eq!(app.get("/assets/nhsuk/LICENSE").await.status(), 200);
-    assert_eq!(app.get("/assets/nhsuk/missing.css").await.status(), 404);
-    assert_eq!(app.get("/assets/../Cargo.toml").await.status(), 404);
+    assert_eq!(app.visitor.get("/assets/app/init.mjs").await.status(), 200);
+    assert_eq!(app.visitor.get("/assets/nhsuk/LICENSE").await.status(), 200);
+    assert_eq!(
+        app.visitor.get("/assets/nhsuk/missing.css").await.status(),
+        404
+    );
+    assert_eq!(app.visitor.get("/assets/../Cargo.toml").await.status(), 404);
 }
 
 /// The attributes every cookie of this service has over plain HTTP.
@@ -78,19 +85,15 @@ fn assert_cookie_attributes(cookie: &str) {
 }
 
 /// Amir signs in with the form token of `page` (a sign-in page `c` was sent).
-async fn amir_signs_in_through(
-    app: &TestApp,
-    c: &reqwest::Client,
-    page: reqwest::Response,
-) -> reqwest::Response {
-    let token = csrf_token(&page.text().await.expect("body")).expect("token");
-    let r = post_form(
-        c,
-        &app.url("/login"),
-        &token,
-        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
-    )
-    .await;
+async fn amir_signs_in_through(c: &Browser, page: reqwest::Response) -> reqwest::Response {
+    let token = csrf_token(&page.body().await).expect("token");
+    let r = c
+        .post_form(
+            "/login",
+            &token,
+            &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status(), 303);
     r
 }
@@ -99,21 +102,23 @@ async fn amir_signs_in_through(
 /// anything being stored (their form token comes from a form cookie);
 /// signing in issues the session cookie; and a session the browser had
 /// before signing in is replaced by a new id and dies (session fixation).
+///
+/// Security cases E59, E60 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     let app = app_with_password(&[]).await;
     let url = app.database_url();
     let sessions = || count(&url, "SELECT COUNT(*) FROM sessions");
     let stored = sessions().await;
-    let c = client();
-    let page = app.get_as(&c, "/login").await;
+    let c = app.browser();
+    let page = c.get("/login").await;
     let cookies = set_cookies(&page);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("gatehouse-form="), "{cookies:?}");
     assert_cookie_attributes(&cookies[0]);
-    assert_eq!(app.get_as(&c, "/recover").await.status(), 200);
+    assert_eq!(c.get("/recover").await.status(), 200);
     assert_eq!(sessions().await, stored, "showing the forms stored nothing");
-    let r = amir_signs_in_through(&app, &c, page).await;
+    let r = amir_signs_in_through(&c, page).await;
     let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("gatehouse="), "{cookies:?}");
@@ -121,7 +126,7 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
 
     // Opening a reset link stores nothing either: the link waits in a
     // signed cookie of its own.
-    let opened = app.get_as(&c, "/reset/not-a-link-we-sent").await;
+    let opened = c.get("/reset/not-a-link-we-sent").await;
     let cookies = set_cookies(&opened);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(cookies[0].starts_with("gatehouse-reset="), "{cookies:?}");
@@ -130,23 +135,24 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
 
     // A browser that signs in again (with its session's own form token)
     // gets a new session id, and the one before dies.
-    let d = client();
-    let r = amir_signs_in_through(&app, &d, app.get_as(&d, "/login").await).await;
+    let d = app.browser();
+    let r = amir_signs_in_through(&d, d.get("/login").await).await;
     let before = cookie_value(&set_cookies(&r)[0]);
-    let token = form_token(&d, &app.url("/account")).await;
-    let r = post_form(
-        &d,
-        &app.url("/login"),
-        &token,
-        &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
-    )
-    .await;
+    let token = d.form_token("/account").await;
+    let r = d
+        .post_form(
+            "/login",
+            &token,
+            &[("username", "999AKHAN01"), ("password", GOOD_PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status(), 303);
     let after = cookie_value(&set_cookies(&r)[0]);
     assert_ne!(before, after, "a new session id at sign-in");
     // The earlier id is dead: replaying it is not signed in (session fixation).
-    let replay = client();
+    let replay = app.browser();
     let r = replay
+        .http()
         .get(app.url("/account"))
         .header("cookie", format!("gatehouse={before}"))
         .send()
@@ -155,30 +161,26 @@ async fn cookies_are_httponly_lax_and_a_new_session_id_is_issued_at_sign_in() {
     assert_eq!(r.status(), 303);
     // A made-up session id planted in a browser is never adopted.
     let planted = SecretToken::generate().expect("random").encode();
-    let e = client_with_cookie(&app, &format!("gatehouse={planted}"));
-    let r = amir_signs_in_through(&app, &e, app.get_as(&e, "/login").await).await;
+    let e = app.browser().with_cookie(&format!("gatehouse={planted}"));
+    let r = amir_signs_in_through(&e, e.get("/login").await).await;
     assert_ne!(cookie_value(&set_cookies(&r)[0]), planted);
 }
 
+/// Security cases B24, E59, E69 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
-    let r = app.get("/login").await;
+    let r = app.visitor.get("/login").await;
     let cookie = &set_cookies(&r)[0];
     assert!(cookie.starts_with("__Host-gatehouse-form="), "{cookie}");
     assert!(cookie.contains("; Secure"));
     assert!(!cookie.contains("Domain"));
-    let r = app.get("/reset/not-a-link-we-sent").await;
+    let r = app.visitor.get("/reset/not-a-link-we-sent").await;
     let cookie = &set_cookies(&r)[0];
     assert!(cookie.starts_with("__Host-gatehouse-reset="), "{cookie}");
     assert!(cookie.contains("; Secure"));
     assert!(!cookie.contains("Domain"));
-    assert!(
-        r.headers()["strict-transport-security"]
-            .to_str()
-            .expect("ascii")
-            .contains("max-age=63072000")
-    );
+    assert_hsts(&r);
 }
 
 /// Issue 16, defect 8: the public forms' token was SHA-256 of a fixed
@@ -190,49 +192,52 @@ async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
 async fn a_planted_form_cookie_does_not_give_away_the_form_token() {
     let app = app_with_password(&[]).await;
     let planted = SecretToken::generate().expect("random");
-    let victim = client_with_cookie(&app, &format!("gatehouse-form={}", planted.encode()));
+    let victim = app
+        .browser()
+        .with_cookie(&format!("gatehouse-form={}", planted.encode()));
     let sign_in = [("username", "999AKHAN01"), ("password", GOOD_PASSWORD)];
     // What the attacker could compute before: refused.
     let computed = planted.derive("gatehouse public form token").encode();
-    let r = post_form(&victim, &app.url("/login"), &computed, &sign_in).await;
+    let r = victim.post_form("/login", &computed, &sign_in).await;
     assert_eq!(r.status(), 403);
     assert_eq!(audit_events(&app, "csrf.refused").await.len(), 1);
     // The token the service puts in the page for that cookie works.
-    let token = form_token(&victim, &app.url("/login")).await;
+    let token = victim.form_token("/login").await;
     assert_ne!(token, computed);
-    let r = post_form(&victim, &app.url("/login"), &token, &sign_in).await;
+    let r = victim.post_form("/login", &token, &sign_in).await;
     assert_eq!(r.status(), 303);
 
     // Rotation, from the command line (another process): a form shown
     // before it still works, and one shown before two rotations does not.
-    let c = client();
-    let before = form_token(&c, &app.url("/login")).await;
+    let c = app.browser();
+    let before = c.form_token("/login").await;
     let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
     assert_eq!(code, 0, "{stderr}");
-    let r = post_form(&c, &app.url("/login"), &before, &sign_in).await;
+    let r = c.post_form("/login", &before, &sign_in).await;
     assert_eq!(r.status(), 303, "a form open at the rotation still works");
-    let d = client();
-    let old = form_token(&d, &app.url("/login")).await;
+    let d = app.browser();
+    let old = d.form_token("/login").await;
     for _ in 0..2 {
         let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
         assert_eq!(code, 0, "{stderr}");
     }
     // Every node reads the keys again within a minute.
     app.advance(Span::from_seconds(61));
-    let r = post_form(&d, &app.url("/login"), &old, &sign_in).await;
+    let r = d.post_form("/login", &old, &sign_in).await;
     assert_eq!(r.status(), 403, "two rotations retire a key");
     // The service has read the newest key: its new pages work.
-    let fresh = form_token(&d, &app.url("/login")).await;
-    let r = post_form(&d, &app.url("/login"), &fresh, &sign_in).await;
+    let fresh = d.form_token("/login").await;
+    let r = d.post_form("/login", &fresh, &sign_in).await;
     assert_eq!(r.status(), 303);
     assert_eq!(audit_events(&app, "service.keys_rotated").await.len(), 3);
 }
 
+/// Security cases D57, E66 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     let app = app_with_password(&[]).await;
-    let c = client();
-    let page = app.get_as(&c, "/login").await.text().await.expect("body");
+    let c = app.browser();
+    let page = c.get("/login").await.body().await;
     let token = csrf_token(&page).expect("token");
     let form = |t: &str| {
         vec![
@@ -243,18 +248,20 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     };
 
     let none = c
+        .http()
         .post(app.url("/login"))
         .form(&form("")[..2])
         .send()
         .await
         .expect("POST");
     assert_eq!(none.status(), 403);
-    assert!(none.text().await.expect("body").contains("Reference:"));
+    assert!(none.body().await.contains("Reference:"));
     let other = gatehouse_domain::SecretToken::generate()
         .expect("random")
         .encode();
     assert_eq!(
-        c.post(app.url("/login"))
+        c.http()
+            .post(app.url("/login"))
             .form(&form(&other))
             .send()
             .await
@@ -263,17 +270,11 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
         403
     );
     // Another visitor's valid token does not work here.
-    let stranger = client();
-    let theirs = csrf_token(
-        &app.get_as(&stranger, "/login")
-            .await
-            .text()
-            .await
-            .expect("body"),
-    )
-    .expect("token");
+    let stranger = app.browser();
+    let theirs = csrf_token(&stranger.get("/login").await.body().await).expect("token");
     assert_eq!(
-        c.post(app.url("/login"))
+        c.http()
+            .post(app.url("/login"))
             .form(&form(&theirs))
             .send()
             .await
@@ -283,6 +284,7 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     );
     // The right token from another site.
     let cross = c
+        .http()
         .post(app.url("/login"))
         .header("sec-fetch-site", "cross-site")
         .form(&form(&token))
@@ -291,6 +293,7 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
         .expect("POST");
     assert_eq!(cross.status(), 403);
     let evil = c
+        .http()
         .post(app.url("/login"))
         .header("origin", "https://evil.example")
         .form(&form(&token))
@@ -300,7 +303,8 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     assert_eq!(evil.status(), 403);
     // No session at all.
     assert_eq!(
-        client()
+        app.browser()
+            .http()
             .post(app.url("/login"))
             .form(&form(&token))
             .send()
@@ -312,6 +316,7 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     // Nothing above counted as an attempt: the password still works first time.
     // Origin: null (a no-referrer page) is decided by the token.
     let ok = c
+        .http()
         .post(app.url("/login"))
         .header("origin", "null")
         .header("sec-fetch-site", "same-origin")
@@ -340,31 +345,32 @@ async fn every_form_needs_its_session_token_and_a_same_site_origin() {
     assert!(details.contains(&"cross-site request"), "{details:?}");
 }
 
+/// Security cases E62, E63 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
     let app = app_with_password(&[]).await;
-    let c = client();
-    app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    let c = app.browser();
+    c.log_in("999AKHAN01", GOOD_PASSWORD).await;
     app.advance(Span::minutes(29));
-    assert_eq!(app.get_as(&c, "/account").await.status(), 200);
+    assert_eq!(c.get("/account").await.status(), 200);
     app.advance(Span::minutes(29));
     assert_eq!(
-        app.get_as(&c, "/account").await.status(),
+        c.get("/account").await.status(),
         200,
         "activity keeps it alive"
     );
     app.advance(Span::minutes(31));
     assert_eq!(
-        app.get_as(&c, "/account").await.status(),
+        c.get("/account").await.status(),
         303,
         "idle for 31 minutes: ended"
     );
 
-    let busy = client();
-    app.log_in_as(&busy, "999AKHAN01", GOOD_PASSWORD).await;
+    let busy = app.browser();
+    busy.log_in("999AKHAN01", GOOD_PASSWORD).await;
     for _ in 0..48 {
         app.advance(Span::minutes(15));
-        let status = app.get_as(&busy, "/account").await.status();
+        let status = busy.get("/account").await.status();
         if status == 303 {
             return;
         }
@@ -372,14 +378,15 @@ async fn sessions_end_when_idle_for_30_minutes_or_after_12_hours() {
     panic!("a session active all day must still end after 12 hours");
 }
 
+/// Security cases E64, E66, E70 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logging_out_ends_the_session_on_the_server() {
     let app = app_with_password(&[]).await;
-    let c = client();
-    let sign_in_form = csrf_token(&app.page_as(&c, "/login").await).expect("token");
-    let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    let c = app.browser();
+    let sign_in_form = c.form_token("/login").await;
+    let r = c.log_in("999AKHAN01", GOOD_PASSWORD).await;
     let id = cookie_value(&set_cookies(&r)[0]);
-    let account = app.get_as(&c, "/account").await.text().await.expect("body");
+    let account = c.get("/account").await.body().await;
     assert!(account.contains("Log out"));
     let token = csrf_token(&account).expect("token");
     // A logout forged from elsewhere (no token) is refused and ends nothing;
@@ -387,6 +394,7 @@ async fn logging_out_ends_the_session_on_the_server() {
     // only good for the forms of people who are not signed in.
     for forged_token in ["", sign_in_form.as_str()] {
         let forged = c
+            .http()
             .post(app.url("/logout"))
             .form(&[("csrf_token", forged_token)])
             .send()
@@ -394,12 +402,9 @@ async fn logging_out_ends_the_session_on_the_server() {
             .expect("POST");
         assert_eq!(forged.status(), 403, "{forged_token:?}");
     }
-    assert_eq!(
-        app.get_as(&c, "/account").await.status(),
-        200,
-        "still signed in"
-    );
+    assert_eq!(c.get("/account").await.status(), 200, "still signed in");
     let out = c
+        .http()
         .post(app.url("/logout"))
         .form(&[("csrf_token", token.as_str())])
         .send()
@@ -413,7 +418,9 @@ async fn logging_out_ends_the_session_on_the_server() {
         "\"cache\", \"cookies\"",
         "the browser is told to forget this site's cookies and cache"
     );
-    let replay = client()
+    let replay = app
+        .browser()
+        .http()
         .get(app.url("/account"))
         .header("cookie", format!("gatehouse={id}"))
         .send()
@@ -421,23 +428,23 @@ async fn logging_out_ends_the_session_on_the_server() {
         .expect("GET");
     assert_eq!(replay.status(), 303, "the old cookie is dead");
     assert!(
-        app.get_as(&c, "/logged-out")
+        c.get("/logged-out")
             .await
-            .text()
+            .body()
             .await
-            .expect("body")
             .contains("You have logged out")
     );
     // Logging out is a POST only.
-    assert_eq!(app.get("/logout").await.status(), 405);
+    assert_eq!(app.visitor.get("/logout").await.status(), 405);
 }
 
+/// Security cases D55, E71 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn error_pages_carry_a_reference_and_nothing_internal() {
     let app = TestApp::spawn().await;
-    let r = app.get("/no/such/page").await;
+    let r = app.visitor.get("/no/such/page").await;
     assert_eq!(r.status(), 404);
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(page.contains("Page not found"));
     let reference = page
         .split("Reference: <strong>")
@@ -446,14 +453,15 @@ async fn error_pages_carry_a_reference_and_nothing_internal() {
         .expect("reference");
     assert_eq!(reference.len(), 9);
     assert_eq!(&reference[4..5], "-");
-    let other = app.get("/no/such/page").await.text().await.expect("body");
+    let other = app.visitor.get("/no/such/page").await.body().await;
     assert!(
         !other.contains(reference),
         "each request has its own reference"
     );
 
     assert_eq!(
-        app.client
+        app.visitor
+            .http()
             .put(app.url("/login"))
             .send()
             .await
@@ -462,24 +470,24 @@ async fn error_pages_carry_a_reference_and_nothing_internal() {
         405
     );
     // An oversized form is refused with a page, not a crash.
-    let c = client();
-    let token =
-        csrf_token(&app.get_as(&c, "/login").await.text().await.expect("body")).expect("token");
+    let c = app.browser();
+    let token = csrf_token(&c.get("/login").await.body().await).expect("token");
     let big = "x".repeat(100_000);
     let r = c
+        .http()
         .post(app.url("/login"))
         .form(&[("username", big.as_str()), ("csrf_token", token.as_str())])
         .send()
         .await
         .expect("POST");
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.expect("body").contains("Reference:"));
+    assert!(r.body().await.contains("Reference:"));
     // Nonsense in a form is answered with a page too. (A fresh client: the
     // server may close the connection that carried the oversized body.)
-    let c = client();
-    let token =
-        csrf_token(&app.get_as(&c, "/recover").await.text().await.expect("body")).expect("token");
+    let c = app.browser();
+    let token = csrf_token(&c.get("/recover").await.body().await).expect("token");
     let r = c
+        .http()
         .post(app.url("/recover"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("csrf_token={token}&dob-day=%FF%FE"))
@@ -492,42 +500,33 @@ async fn error_pages_carry_a_reference_and_nothing_internal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
-    assert_eq!(
-        app.get("/healthz").await.text().await.expect("body"),
-        "ok\n"
-    );
-    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(app.visitor.get("/healthz").await.body().await, "ok\n");
+    assert_eq!(app.visitor.get("/readyz").await.status(), 200);
 }
 
+/// Security case C39 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_security_event_is_audited_without_secrets() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
     let link_page = {
-        app.request_recovery("amir.khan@nhs.net", ("2", "7", "1990"))
-            .await;
+        app.browser().request_recovery(AMIR.recovery()).await;
         app.recovery_email(1).await
     };
-    let link = reset_links(&link_page).remove(0);
+    let link = reset_links(&link_page, PUBLIC_URL).remove(0);
     let token = link.rsplit('/').next().expect("token").to_owned();
-    let c = client();
-    app.open_link(&c, &link).await;
-    app.submit(
-        &c,
-        "/reset",
-        "/reset",
-        &[
-            ("username", "999AKHAN01"),
-            ("password", GOOD_PASSWORD),
-            ("confirm-password", GOOD_PASSWORD),
-        ],
-    )
-    .await;
-    app.log_in("999AKHAN01", GOOD_PASSWORD).await;
+    let c = app.browser();
+    c.open_link(&link).await;
+    c.submit_reset("999AKHAN01", GOOD_PASSWORD).await;
+    app.browser().log_in("999AKHAN01", GOOD_PASSWORD).await;
     for i in 0..3 {
-        app.log_in("999AKHAN01", &format!("secret-wrong-{i}")).await;
+        app.browser()
+            .log_in("999AKHAN01", &format!("secret-wrong-{i}"))
+            .await;
     }
-    app.log_in("999NOBODY99", "another-secret-guess").await;
+    app.browser()
+        .log_in("999NOBODY99", "another-secret-guess")
+        .await;
     app.gatehouse
         .change_email("999AKHAN01", "amir.k@nhs.net", OPERATOR, "new address")
         .await
@@ -586,22 +585,29 @@ async fn every_security_event_is_audited_without_secrets() {
     }
 }
 
+/// Security cases E60, E65 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     let app = app_with_password(&[]).await;
-    let c = client();
-    let r = app.log_in_as(&c, "999AKHAN01", GOOD_PASSWORD).await;
+    let c = app.browser();
+    let r = c.log_in("999AKHAN01", GOOD_PASSWORD).await;
     let id = cookie_value(&set_cookies(&r)[0]);
-    assert_eq!(app.get_as(&c, "/account").await.status(), 200);
+    assert_eq!(c.get("/account").await.status(), 200);
     // The live id in a URL, from a browser without the cookie: not signed in.
     for path in [
         format!("/account?session={id}"),
         format!("/account?gatehouse={id}"),
         format!("/account;gatehouse={id}"),
     ] {
-        let r = client().get(app.url(&path)).send().await.expect("GET");
+        let r = app
+            .browser()
+            .http()
+            .get(app.url(&path))
+            .send()
+            .await
+            .expect("GET");
         assert_ne!(r.status(), 200, "{path}");
-        let body = r.text().await.expect("body");
+        let body = r.body().await;
         assert!(!body.contains(&id), "{path} echoes the id");
     }
     // A made-up cookie is not adopted: the service issues its own id, and
@@ -609,27 +615,40 @@ async fn session_ids_in_urls_are_ignored_and_made_up_ones_replaced() {
     let invented = gatehouse_domain::SecretToken::generate()
         .expect("token")
         .encode();
-    let fixed = client_with_cookie(&app, &format!("gatehouse={invented}"));
-    let r = fixed.get(app.url("/account")).send().await.expect("GET");
+    let fixed = app.browser().with_cookie(&format!("gatehouse={invented}"));
+    let r = fixed
+        .http()
+        .get(app.url("/account"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 303, "a made-up id is not a session");
-    let login = fixed.get(app.url("/login")).send().await.expect("GET");
+    let login = fixed
+        .http()
+        .get(app.url("/login"))
+        .send()
+        .await
+        .expect("GET");
     let issued: Vec<String> = set_cookies(&login)
         .iter()
         .map(|c| cookie_value(c))
         .collect();
     assert!(!issued.contains(&invented), "the made-up id is replaced");
-    let signed_in = app.log_in_as(&fixed, "999AKHAN01", GOOD_PASSWORD).await;
+    let signed_in = fixed.log_in("999AKHAN01", GOOD_PASSWORD).await;
     assert_eq!(signed_in.status(), 303);
     let new_id = cookie_value(&set_cookies(&signed_in)[0]);
     assert_ne!(new_id, invented);
 }
 
+/// Security case E70 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn other_methods_get_405_and_nothing_is_reflected() {
     let app = TestApp::spawn().await;
     for path in ["/login", "/recover", "/reset", "/logout"] {
         for method in ["TRACE", "DELETE", "OPTIONS", "PUT"] {
-            let r = client()
+            let r = app
+                .browser()
+                .http()
                 .request(
                     reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
                     app.url(path),
@@ -639,7 +658,7 @@ async fn other_methods_get_405_and_nothing_is_reflected() {
                 .await
                 .expect("an answer");
             assert_eq!(r.status(), 405, "{method} {path}");
-            let body = r.text().await.expect("body");
+            let body = r.body().await;
             assert!(
                 !body.contains("marker-123"),
                 "{method} {path} reflects a header"
@@ -696,14 +715,16 @@ mod limits {
             started.elapsed()
         );
         // Everyone else is served meanwhile and after.
-        assert_eq!(app.get("/login").await.status(), 200);
+        assert_eq!(app.visitor.get("/login").await.status(), 200);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn oversized_headers_and_bodies_get_a_clear_refusal() {
         let app = TestApp::spawn().await;
         let huge = "a".repeat(1024 * 1024);
-        let r = client()
+        let r = app
+            .browser()
+            .http()
             .get(format!("{}/login", app.address))
             .header("X-Huge", huge.as_str())
             .send()
@@ -713,10 +734,11 @@ mod limits {
 
         // A form body over the 16 KiB limit, with a valid form token: refused
         // before anything is counted or hashed.
-        let browser = client();
-        let token = form_token(&browser, &format!("{}/login", app.address)).await;
+        let browser = app.browser();
+        let token = browser.form_token("/login").await;
         let checks = app.gatehouse.hasher().verifications();
         let r = browser
+            .http()
             .post(format!("{}/login", app.address))
             .form(&[
                 ("username", "999AKHAN01"),
@@ -727,7 +749,7 @@ mod limits {
             .await
             .expect("an answer");
         assert_eq!(r.status(), 400);
-        let body = r.text().await.expect("body");
+        let body = r.body().await;
         assert!(body.contains("Sorry, we could not read that"), "{body}");
         assert!(!body.contains(&huge[..64]), "the input is not echoed");
         assert_eq!(app.gatehouse.hasher().verifications(), checks);
@@ -739,19 +761,22 @@ mod limits {
 /// D56: there is no redirect parameter to abuse. A sign-in that names
 /// somewhere else to go, in the query or the form, still lands on the fixed
 /// page, and nothing echoes the foreign address.
+///
+/// Security case D56 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sign_in_goes_only_to_its_own_page_whatever_next_or_return_to_say() {
     let app = app_with_password(&[]).await;
     let evil = "https://evil.example/steal";
     let query = format!("?next={evil}&return_to=//evil.example&redirect={evil}&continue={evil}");
-    let c = client();
-    let page = app.page_as(&c, &format!("/login{query}")).await;
+    let c = app.browser();
+    let page = c.page(&format!("/login{query}")).await;
     assert!(
         !page.contains("evil.example"),
         "the login page echoes nothing"
     );
     let token = csrf_token(&page).expect("token");
     let r = c
+        .http()
         .post(app.url(&format!("/login{query}")))
         .form(&[
             ("username", "999AKHAN01"),
@@ -767,13 +792,14 @@ async fn sign_in_goes_only_to_its_own_page_whatever_next_or_return_to_say() {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/account");
     // Signed in, the login page sends the person on to the same fixed page.
-    let again = app.get_as(&c, &format!("/login{query}")).await;
+    let again = c.get(&format!("/login{query}")).await;
     assert_eq!(again.status(), 303);
     assert_eq!(again.headers()["location"], "/account");
     // And signing out goes back to the login page, not to a named place.
-    let account = app.page_as(&c, "/account").await;
+    let account = c.page("/account").await;
     let token = csrf_token(&account).expect("token");
     let out = c
+        .http()
         .post(app.url(&format!("/logout{query}")))
         .form(&[("csrf_token", token.as_str()), ("next", evil)])
         .send()

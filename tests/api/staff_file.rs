@@ -41,13 +41,9 @@ async fn the_staff_file_refuses_a_second_person_at_an_address_on_file() {
     assert!(nobody.is_empty(), "nothing was imported");
 
     // The console's upload says the same, and imports nothing.
-    let admin = console_as(&app, Role::Admin).await;
-    let token = form_token(&admin, &app.url("/console/import")).await;
-    let page = upload(&app, &admin, &token, SHARED_ADDRESS)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let admin = app.console_as(Role::Admin).await.0;
+    let token = admin.form_token("/console/import").await;
+    let page = admin.upload(&token, SHARED_ADDRESS).await.body().await;
     assert!(
         page.contains("1 problem in hr-feed.csv: nothing was imported"),
         "{page}"
@@ -83,17 +79,13 @@ async fn a_role_changed_by_the_staff_file_is_audited_on_the_account() {
 
     // An administrator's upload that makes Jane an admin, and adds a new
     // helpdesk member: each is audited, by the administrator.
-    let admin = console_as(&app, Role::Admin).await;
+    let admin = app.console_as(Role::Admin).await.0;
     let promoted = format!(
         "{}999 Demo Hospital NHS Trust,,Pat,Doe,1980-01-01,pat.doe@nhs.net,D7,helpdesk\n",
         with_roles.replace(",D1,helpdesk\n", ",D1,admin\n")
     );
-    let token = form_token(&admin, &app.url("/console/import")).await;
-    let page = upload(&app, &admin, &token, &promoted)
-        .await
-        .text()
-        .await
-        .expect("body");
+    let token = admin.form_token("/console/import").await;
+    let page = admin.upload(&token, &promoted).await.body().await;
     let staged = page
         .split("action=\"/console/import/")
         .nth(1)
@@ -101,13 +93,9 @@ async fn a_role_changed_by_the_staff_file_is_audited_on_the_account() {
         .expect("an import button")
         .to_owned();
     let token = csrf_token(&page).expect("token");
-    let done = post_form(
-        &admin,
-        &app.url(&format!("/console/import/{staged}")),
-        &token,
-        &[],
-    )
-    .await;
+    let done = admin
+        .post_form(&format!("/console/import/{staged}"), &token, &[])
+        .await;
     assert_eq!(done.status(), 303);
     let changes = audit_events(&app, "account.role_changed").await;
     let by_admin: Vec<(Option<String>, Option<String>)> = changes

@@ -19,14 +19,14 @@ use gatehouse_testkit::{SinkMode, SmtpSink, TcpProxy, TestDatabase};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection as _, Row as _};
 
 use crate::helpers::{
-    BIN, STAFF, Server, client, count, error_messages, form_token, free_port, healthy, log_in_at,
-    on_postgres, post_form, reference_of, request_recovery_at, reset_links_at, sets_a_session,
-    submit_reset_at,
+    AMIR, BIN, Browser, GOOD_PASSWORD, JANE, Person, ResponseExt as _, STAFF, Server, count,
+    error_messages, free_port, healthy, on_postgres, reference_of, reset_links, sets_a_session,
 };
-const OLD_PASSWORD: &str = "kettle violin marmalade";
+
+/// Amir's password before a reset.
+const OLD_PASSWORD: &str = GOOD_PASSWORD;
+/// Amir's password after a reset.
 const NEW_PASSWORD: &str = "orchard lantern pebble";
-const AMIR: (&str, (&str, &str, &str)) = ("amir.khan@nhs.net", ("2", "7", "1990"));
-const JANE: (&str, (&str, &str, &str)) = ("jane.smith@nhs.net", ("14", "3", "1985"));
 
 /// Which database a [`Service`] runs on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -198,75 +198,57 @@ impl Service {
         count(&self.db_url, sql).await
     }
 
-    async fn form_token(&self, browser: &reqwest::Client, page: &str) -> String {
-        form_token(browser, &self.url(page)).await
+    /// A new browser on the service.
+    fn browser(&self) -> Browser {
+        Browser::new(&self.base(), &self.base())
     }
 
-    async fn post(
-        &self,
-        browser: &reqwest::Client,
-        action: &str,
-        token: &str,
-        fields: &[(&str, &str)],
-    ) -> reqwest::Response {
-        post_form(browser, &self.url(action), token, fields).await
+    /// A new browser that waits up to 20 s for an answer.
+    fn patient_browser(&self) -> Browser {
+        self.browser().with_timeout(Duration::from_secs(20))
     }
 
-    async fn request_recovery(&self, who: (&str, (&str, &str, &str))) {
-        let (email, dob) = who;
-        let r = request_recovery_at(&client(), &self.base(), email, dob, "").await;
+    async fn request_recovery(&self, person: &Person) {
+        let r = self.browser().request_recovery(person.recovery()).await;
         assert_eq!(r.status(), 303, "the request is confirmed");
     }
 
-    async fn log_in(
-        &self,
-        browser: &reqwest::Client,
-        username: &str,
-        password: &str,
-    ) -> reqwest::Response {
-        log_in_at(browser, &self.base(), username, password).await
-    }
-
-    /// Opens `link` in `browser` and sets `password` through it.
+    /// Opens `link` in a new browser and sets `password` through it.
     async fn reset_through(&self, link: &str, username: &str, password: &str) {
-        let browser = client();
-        let opened = browser.get(link).send().await.expect("GET");
-        assert_eq!(opened.headers()["location"], "/reset", "the link is usable");
-        let done = submit_reset_at(&browser, &self.base(), username, password).await;
-        assert_eq!(done.status(), 303, "the password is set");
+        self.browser()
+            .set_password_through(link, username, password)
+            .await;
     }
 
     /// Sets Amir's password to `NEW_PASSWORD` through the first link in
     /// `mail`: the link the email carried still works.
     async fn reset_through_first_link(&self, mail: &gatehouse_testkit::smtp::ReceivedMail) {
-        let link = &reset_links_at(mail, &self.base())[0];
+        let link = &reset_links(mail, &self.base())[0];
         self.reset_through(link, "999AKHAN01", NEW_PASSWORD).await;
     }
 
     /// Gives Amir (999AKHAN01) a password through the recovery email.
     async fn give_amir_a_password(&self) {
         let before = self.smtp.messages().len();
-        self.request_recovery(AMIR).await;
+        self.request_recovery(&AMIR).await;
         let mail = self
             .smtp
             .wait_for(before + 1, Duration::from_secs(20))
             .await;
-        let link = reset_links_at(&mail[before], &self.base())[0].clone();
+        let link = reset_links(&mail[before], &self.base())[0].clone();
         self.reset_through(&link, "999AKHAN01", OLD_PASSWORD).await;
     }
 
     /// Gives Amir a password, signs him in in a browser, then has a fresh
     /// recovery link sent: the browser and the link.
-    async fn signed_in_with_a_fresh_link(&self) -> (reqwest::Client, String) {
+    async fn signed_in_with_a_fresh_link(&self) -> (Browser, String) {
         self.give_amir_a_password().await;
-        let signed_in = client();
+        let signed_in = self.browser();
         assert_eq!(
-            self.log_in(&signed_in, "999AKHAN01", OLD_PASSWORD)
-                .await
-                .status(),
+            signed_in.log_in("999AKHAN01", OLD_PASSWORD).await.status(),
             303
         );
-        self.request_recovery(AMIR).await;
+        self.request_recovery(&AMIR).await;
         // The first recovery email, the password-set notice, and this one.
         let mail = self.smtp.wait_for(3, Duration::from_secs(20)).await;
         (signed_in, newest_link(&mail, &self.base()))
@@ -286,7 +268,7 @@ impl Service {
 fn newest_link(mail: &[gatehouse_testkit::smtp::ReceivedMail], base: &str) -> String {
     mail.iter()
         .rev()
-        .find_map(|m| reset_links_at(m, base).into_iter().next())
+        .find_map(|m| reset_links(m, base).into_iter().next())
         .expect("an email with a link")
 }
 
@@ -300,7 +282,7 @@ fn to(mail: &[gatehouse_testkit::smtp::ReceivedMail], email: &str) -> usize {
 /// own, so that the test can act while the request is held; the task ends
 /// with the answer, or the error if none came, and how long it took.
 fn post_in_background(
-    browser: &reqwest::Client,
+    browser: &Browser,
     url: String,
     form: &[(&str, &str)],
 ) -> tokio::task::JoinHandle<(reqwest::Result<reqwest::Response>, Duration)> {
@@ -311,7 +293,7 @@ fn post_in_background(
         .collect();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let r = browser.post(url).form(&form).send().await;
+        let r = browser.http().post(url).form(&form).send().await;
         (r, started.elapsed())
     })
 }
@@ -434,9 +416,9 @@ async fn killed_with_one_request_claimed_and_another_waiting_each_gets_exactly_o
     // Sessions (made by every form page) refer to accounts, so a lock on
     // accounts would stop the web pages too; the worker's read joins employers.
     let employers = TableLock::take(&service, "employers", "ACCESS EXCLUSIVE").await;
-    service.request_recovery(AMIR).await;
+    service.request_recovery(&AMIR).await;
     let worker = blocked_at(&service, "FROM accounts a JOIN employers").await;
-    service.request_recovery(JANE).await;
+    service.request_recovery(&JANE).await;
     // Longer than the worker's poll: the second request is not taken while
     // the worker is held in the first.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -463,8 +445,8 @@ async fn killed_with_one_request_claimed_and_another_waiting_each_gets_exactly_o
     // Jane's request is taken at once; Amir's when the dead worker's lease ends.
     let mail = service.settled_mail(2).await;
     assert_eq!(mail.len(), 2, "one email per request, none twice");
-    assert_eq!(to(&mail, AMIR.0), 1);
-    assert_eq!(to(&mail, JANE.0), 1);
+    assert_eq!(to(&mail, AMIR.email), 1);
+    assert_eq!(to(&mail, JANE.email), 1);
     assert_eq!(
         service
             .number("SELECT COUNT(*) FROM reset_links WHERE voided_at IS NULL")
@@ -475,7 +457,7 @@ async fn killed_with_one_request_claimed_and_another_waiting_each_gets_exactly_o
     assert_eq!(service.number("SELECT COUNT(*) FROM reset_links").await, 3);
     let amir = mail
         .iter()
-        .find(|m| to(std::slice::from_ref(m), AMIR.0) == 1)
+        .find(|m| to(std::slice::from_ref(m), AMIR.email) == 1)
         .expect("Amir's email");
     service.reset_through_first_link(amir).await;
 }
@@ -491,7 +473,7 @@ async fn killed_inside_the_matching_transaction_writes_nothing_and_is_matched_on
     // Sessions (made by every form page) refer to accounts, so a lock on
     // accounts would stop the web pages too; the worker's read joins employers.
     let employers = TableLock::take(&service, "employers", "ACCESS EXCLUSIVE").await;
-    service.request_recovery(AMIR).await;
+    service.request_recovery(&AMIR).await;
     blocked_at(&service, "FROM accounts a JOIN employers").await;
     // EXCLUSIVE lets reads through and stops every insert.
     let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
@@ -550,7 +532,7 @@ async fn killed_inside_the_matching_transaction_writes_nothing_and_is_matched_on
 async fn killed_while_the_mail_server_holds_its_answer_sends_the_email_once_after_restart() {
     let mut service = Service::start(On::Suite, &[]).await;
     service.smtp.set_mode(SinkMode::Hold);
-    service.request_recovery(AMIR).await;
+    service.request_recovery(&AMIR).await;
     assert_eq!(
         service.smtp.wait_held(1, Duration::from_secs(10)).await,
         1,
@@ -598,7 +580,7 @@ async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_
     )
     .await;
     service.smtp.set_mode(SinkMode::Hold);
-    service.request_recovery(AMIR).await;
+    service.request_recovery(&AMIR).await;
     assert_eq!(service.smtp.wait_held(1, Duration::from_secs(10)).await, 1);
 
     let mut sqlite_lock = None;
@@ -681,14 +663,16 @@ async fn killed_after_the_mail_server_accepted_but_before_it_was_recorded_sends_
 /// the process is killed there. Nothing of it remains: the old password
 /// works, the link is unused and still works, the session is intact, no
 /// notice is sent. Then the same link does the whole reset.
+///
+/// Security case H93 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_link_still_works() {
     let mut service = Service::start(On::Postgres, &[]).await;
     let (signed_in, link) = service.signed_in_with_a_fresh_link().await;
-    let resetting = client();
-    let opened = resetting.get(&link).send().await.expect("GET");
+    let resetting = service.browser();
+    let opened = resetting.http().get(&link).send().await.expect("GET");
     assert_eq!(opened.headers()["location"], "/reset");
-    let token = service.form_token(&resetting, "/reset").await;
+    let token = resetting.form_token("/reset").await;
 
     let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
     let post = post_in_background(
@@ -726,12 +710,18 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
 
     service.spawn().await;
     let account_page = service.url("/account");
-    let account = signed_in.get(&account_page).send().await.expect("GET");
+    let account = signed_in
+        .http()
+        .get(&account_page)
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(account.status(), 200, "the session was not ended");
-    assert!(account.text().await.expect("body").contains("999AKHAN01"));
+    assert!(account.body().await.contains("999AKHAN01"));
     assert_eq!(
         service
-            .log_in(&client(), "999AKHAN01", NEW_PASSWORD)
+            .browser()
+            .log_in("999AKHAN01", NEW_PASSWORD)
             .await
             .status(),
         200,
@@ -739,7 +729,8 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
     );
     assert_eq!(
         service
-            .log_in(&client(), "999AKHAN01", OLD_PASSWORD)
+            .browser()
+            .log_in("999AKHAN01", OLD_PASSWORD)
             .await
             .status(),
         303,
@@ -756,11 +747,17 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
     service
         .reset_through(&link, "999AKHAN01", NEW_PASSWORD)
         .await;
-    let ended = signed_in.get(&account_page).send().await.expect("GET");
+    let ended = signed_in
+        .http()
+        .get(&account_page)
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(ended.headers()["location"], "/login", "sessions ended");
     assert_eq!(
         service
-            .log_in(&client(), "999AKHAN01", NEW_PASSWORD)
+            .browser()
+            .log_in("999AKHAN01", NEW_PASSWORD)
             .await
             .status(),
         303
@@ -784,13 +781,15 @@ async fn a_process_killed_inside_the_reset_transaction_changes_nothing_and_the_l
 /// the process killed there. The attempt was claimed, and committed, before
 /// the check: three such crashes lock the account, and the right password
 /// is then refused without being checked.
+///
+/// Security case H94 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_lock_the_account() {
     let mut service = Service::start(On::Postgres, &[]).await;
     service.give_amir_a_password().await;
     for crash in 1..=3 {
-        let browser = client();
-        let token = service.form_token(&browser, "/login").await;
+        let browser = service.browser();
+        let token = browser.form_token("/login").await;
         let audit = TableLock::take(&service, "audit_events", "EXCLUSIVE").await;
         let post = post_in_background(
             &browser,
@@ -815,11 +814,11 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
         assert!(post.await.expect("task").0.is_err(), "no answer");
         service.spawn().await;
     }
-    let browser = client();
-    let r = service.log_in(&browser, "999AKHAN01", OLD_PASSWORD).await;
+    let browser = service.browser();
+    let r = browser.log_in("999AKHAN01", OLD_PASSWORD).await;
     assert_eq!(r.status(), 200, "the right password does not sign in");
     assert!(!sets_a_session(&r));
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()
@@ -834,18 +833,22 @@ async fn three_sign_ins_killed_after_the_password_check_are_each_counted_and_loc
 
 /// A lock, a failure count, an open link and a session, checked after a
 /// clean restart (SIGTERM) and after `kill -9`.
+///
+/// Security case H99 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and_kill_9() {
     let mut service = Service::start(On::Suite, &[]).await;
     let (signed_in, link) = service.signed_in_with_a_fresh_link().await;
     for _ in 0..3 {
         service
-            .log_in(&client(), "999JSMITH01", "wrong guess one")
+            .browser()
+            .log_in("999JSMITH01", "wrong guess one")
             .await;
     }
     for _ in 0..2 {
         service
-            .log_in(&client(), "432JSMITH01", "wrong guess two")
+            .browser()
+            .log_in("432JSMITH01", "wrong guess two")
             .await;
     }
 
@@ -861,17 +864,19 @@ async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and
             "after kill -9"
         };
         let account = signed_in
+            .http()
             .get(service.url("/account"))
             .send()
             .await
             .expect("GET");
         assert_eq!(account.status(), 200, "the session, {how}");
-        assert!(account.text().await.expect("body").contains("999AKHAN01"));
+        assert!(account.body().await.contains("999AKHAN01"));
 
         let r = service
-            .log_in(&client(), "999JSMITH01", "wrong guess one")
+            .browser()
+            .log_in("999JSMITH01", "wrong guess one")
             .await;
-        let errors = error_messages(&r.text().await.expect("body"));
+        let errors = error_messages(&r.body().await);
         assert!(
             errors
                 .first()
@@ -885,14 +890,21 @@ async fn a_lock_a_failure_count_an_open_link_and_a_session_survive_a_restart_and
             1,
             "the count of two, {how}"
         );
-        let opened = client().get(&link).send().await.expect("GET");
+        let opened = service
+            .browser()
+            .http()
+            .get(&link)
+            .send()
+            .await
+            .expect("GET");
         assert_eq!(opened.headers()["location"], "/reset", "the link, {how}");
     }
     // The count of two is live: one more failure locks.
     let r = service
-        .log_in(&client(), "432JSMITH01", "wrong guess two")
+        .browser()
+        .log_in("432JSMITH01", "wrong guess two")
         .await;
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()
@@ -924,7 +936,7 @@ async fn unavailable_page(r: reqwest::Response, what: &str) -> String {
     assert_eq!(r.status(), 503, "{what}");
     assert_eq!(r.headers()["retry-after"], "30", "{what}");
     assert!(!sets_a_session(&r), "{what}: no session");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(
         page.contains("Sorry, the service is unavailable"),
         "{what}: {page}"
@@ -962,6 +974,8 @@ async fn footprint(service: &Service) -> Vec<i64> {
 /// real and an unknown username, a recovery request and a reset link all
 /// get the same clear 503, no session and nothing saved; when the database
 /// is back, the same process serves them again.
+///
+/// Security case H86 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_and_comes_back() {
     let mut service = Service::prepare(On::Postgres, &[("GATEHOUSE_DATABASE_TIMEOUT", "2s")]).await;
@@ -972,17 +986,10 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
     service.service_db_url = through_proxy(&service.db_url, proxy.port()).1;
     service.spawn().await;
     let pid = service.child.as_ref().map(|s| s.0.id());
-    service.request_recovery(AMIR).await;
+    service.request_recovery(&AMIR).await;
     let mail = service.smtp.wait_for(1, Duration::from_secs(20)).await;
     let link = newest_link(&mail, &service.base());
-    let patient = || {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client")
-    };
+    let patient = || service.patient_browser();
 
     for blackhole in [false, true] {
         let cut = if blackhole {
@@ -994,16 +1001,16 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
         let mut sign_ins = Vec::new();
         for username in ["999AKHAN01", "NOBODY99"] {
             let browser = patient();
-            let token = service.form_token(&browser, "/login").await;
+            let token = browser.form_token("/login").await;
             sign_ins.push((username, browser, token));
         }
         let recovering = patient();
-        let recover_token = service.form_token(&recovering, "/recover").await;
+        let recover_token = recovering.form_token("/recover").await;
         let recover_form = [
-            ("email", JANE.0),
-            ("dob-day", (JANE.1).0),
-            ("dob-month", (JANE.1).1),
-            ("dob-year", (JANE.1).2),
+            ("email", JANE.email),
+            ("dob-day", JANE.date_of_birth.0),
+            ("dob-month", JANE.date_of_birth.1),
+            ("dob-year", JANE.date_of_birth.2),
             ("csrf_token", recover_token.as_str()),
         ];
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1026,9 +1033,8 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
         let mut pages = Vec::new();
         for (username, browser, token) in &sign_ins {
             let started = std::time::Instant::now();
-            let r = service
-                .post(
-                    browser,
+            let r = browser
+                .post_form(
                     "/login",
                     token,
                     &[("username", username), ("password", OLD_PASSWORD)],
@@ -1047,13 +1053,14 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
         }
         assert_eq!(pages[0], pages[1], "{cut}: the same page whoever it is");
         let r = recovering
+            .http()
             .post(service.url("/recover"))
             .form(&recover_form)
             .send()
             .await
             .expect("an answer");
         unavailable_page(r, &format!("{cut}: a recovery request")).await;
-        let r = patient().get(&link).send().await.expect("an answer");
+        let r = patient().http().get(&link).send().await.expect("an answer");
         unavailable_page(r, &format!("{cut}: a reset link")).await;
         assert_eq!(
             footprint(&service).await,
@@ -1065,11 +1072,9 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
         // The same process, without a restart.
         assert_eq!(service.child.as_ref().map(|s| s.0.id()), pid);
         for (username, browser, _) in &sign_ins {
-            let r = service
-                .log_in(browser, username, "not the password at all")
-                .await;
+            let r = browser.log_in(username, "not the password at all").await;
             assert_eq!(r.status(), 200, "{cut}: {username} is answered again");
-            let errors = error_messages(&r.text().await.expect("body"));
+            let errors = error_messages(&r.body().await);
             assert!(
                 errors
                     .first()
@@ -1077,14 +1082,14 @@ async fn the_database_cut_off_mid_request_answers_503_to_everyone_saves_nothing_
                 "{errors:?}"
             );
         }
-        let opened = patient().get(&link).send().await.expect("GET");
+        let opened = patient().http().get(&link).send().await.expect("GET");
         assert_eq!(
             opened.headers()["location"],
             "/reset",
             "{cut}: the link still works"
         );
     }
-    service.request_recovery(JANE).await;
+    service.request_recovery(&JANE).await;
     assert_eq!(
         service
             .number("SELECT COUNT(*) FROM recovery_requests")
@@ -1109,7 +1114,7 @@ async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
         "{what}: the security headers too"
     );
     assert!(!sets_a_session(&r), "{what}: no session");
-    let page = r.text().await.expect("body");
+    let page = r.body().await;
     assert!(
         page.contains("Sorry, the service is taking too long to answer"),
         "{what}: {page}"
@@ -1142,6 +1147,8 @@ async fn taking_too_long_page(r: reqwest::Response, what: &str) -> String {
 /// promises nothing about what was saved; a warning names each route and
 /// reference, and no password; and once the database is back, the same
 /// process answers both normally.
+///
+/// Security case H86 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writes_nothing_half_and_comes_back()
  {
@@ -1164,18 +1171,11 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
     let pid = service.child.as_ref().map(|s| s.0.id());
     service.give_amir_a_password().await;
     service.settled_mail(2).await;
-    let patient = || {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client")
-    };
+    let patient = || service.patient_browser();
     let recovering = patient();
-    let recover_token = service.form_token(&recovering, "/recover").await;
+    let recover_token = recovering.form_token("/recover").await;
     let signing_in = patient();
-    let login_token = service.form_token(&signing_in, "/login").await;
+    let login_token = signing_in.form_token("/login").await;
     let before = footprint(&service).await;
     let requests_before = service
         .number("SELECT COUNT(*) FROM recovery_requests")
@@ -1192,10 +1192,10 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
         &recovering,
         service.url("/recover"),
         &[
-            ("email", JANE.0),
-            ("dob-day", (JANE.1).0),
-            ("dob-month", (JANE.1).1),
-            ("dob-year", (JANE.1).2),
+            ("email", JANE.email),
+            ("dob-day", JANE.date_of_birth.0),
+            ("dob-month", JANE.date_of_birth.1),
+            ("dob-year", JANE.date_of_birth.2),
             ("csrf_token", &recover_token),
         ],
     );
@@ -1291,11 +1291,11 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
 
     // The same process, without a restart, answers both again.
     assert_eq!(service.child.as_ref().map(|s| s.0.id()), pid);
-    let r = service
-        .log_in(&patient(), "999AKHAN01", "still not the password")
+    let r = patient()
+        .log_in("999AKHAN01", "still not the password")
         .await;
     assert_eq!(r.status(), 200, "the sign-in is answered again");
-    let errors = error_messages(&r.text().await.expect("body"));
+    let errors = error_messages(&r.body().await);
     assert!(
         errors
             .first()
@@ -1309,7 +1309,7 @@ async fn a_database_silent_mid_statement_answers_503_at_the_request_timeout_writ
         2,
         "counted on top of the abandoned one"
     );
-    service.request_recovery(JANE).await;
+    service.request_recovery(&JANE).await;
     assert_eq!(
         service
             .number("SELECT COUNT(*) FROM recovery_requests")

@@ -6,37 +6,18 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_domain::{Role, Span};
-use reqwest::cookie::CookieStore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::console_cases::{AMIR, JANE};
 use crate::helpers::*;
 
 /// Two more people, each with one account, for actions that must not
 /// disturb the others: Bea is locked (unlock), Carl resets his password.
-const MORE_STAFF: &str = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
-999 Demo Hospital NHS Trust,,Bea,Jones,1980-01-01,bea.jones@nhs.net,D3\n\
-999 Demo Hospital NHS Trust,,Carl,Brown,1975-05-05,carl.brown@nhs.net,D4\n";
-const BEA: &str = "999BJONES01";
-const CARL: &str = "999CBROWN01";
+fn more_staff() -> String {
+    staff_file(&[&BEA, &CARL])
+}
+
+/// The password Carl sets.
 const CARL_PASSWORD: &str = "walnut harbour teaspoon";
-
-/// The value of the cookie `name` the browser holds for `app`.
-fn cookie_in(app: &TestApp, jar: &reqwest::cookie::Jar, name: &str) -> String {
-    let url: url::Url = app.address.parse().expect("url");
-    let cookies = jar.cookies(&url).expect("a cookie");
-    let cookies = cookies.to_str().expect("ascii");
-    cookies
-        .split("; ")
-        .find_map(|c| c.strip_prefix(name)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {name} cookie in {cookies}"))
-        .to_owned()
-}
-
-/// The session id the browser holds for `app`.
-fn session_id(app: &TestApp, jar: &reqwest::cookie::Jar) -> String {
-    cookie_in(app, jar, "gatehouse")
-}
 
 /// Every value of every row of every table (audit rows aside), sorted per
 /// table, plus the audit events other than form refusals: what a refused
@@ -108,7 +89,7 @@ struct Route {
     /// The router's pattern, matched against the router's source.
     pattern: &'static str,
     path: String,
-    client: reqwest::Client,
+    client: Browser,
     token: String,
     body: Body,
 }
@@ -120,7 +101,7 @@ impl Route {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut request = self.client.post(app.url(&self.path));
+        let mut request = self.client.http().post(app.url(&self.path));
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -159,16 +140,16 @@ fn fields(pairs: &[(&str, &str)]) -> Body {
     )
 }
 
+/// Security cases C38, E66 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_request() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
-    let (admin, secret) = console_with_secret(&app, Role::Admin).await;
-    app.import(MORE_STAFF).await;
-    set_janes_password(&app).await;
-    app.set_password("bea.jones@nhs.net", ("1", "1", "1980"), BEA, GOOD_PASSWORD)
-        .await;
+    let (admin, Enrolment { secret, .. }) = app.console_as(Role::Admin).await;
+    app.import(&more_staff()).await;
+    app.set_password(&JANE, GOOD_PASSWORD).await;
+    app.set_password(&BEA, GOOD_PASSWORD).await;
     for _ in 0..3 {
-        app.log_in(BEA, "not her password").await;
+        app.browser().log_in(BEA.username, "not her password").await;
     }
     app.gatehouse
         .set_account_disabled("432JSMITH01", true, OPERATOR, "setup")
@@ -179,30 +160,33 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
     // accepted once per time step).
     app.advance(Span::from_seconds(60));
 
-    let signed_in_jane = client();
+    let signed_in_jane = app.browser();
     assert_eq!(
-        app.log_in_as(&signed_in_jane, JANE, GOOD_PASSWORD)
+        signed_in_jane
+            .log_in(JANE.username, GOOD_PASSWORD)
             .await
             .status(),
         303
     );
-    let resetter = client();
+    let resetter = app.browser();
     let before = app.recovery_emails().len();
-    app.request_recovery_as(&client(), "carl.brown@nhs.net", ("5", "5", "1975"), CARL)
+    app.browser()
+        .request_recovery(CARL.recovery().with_username(CARL.username))
         .await;
-    let link = reset_links(&app.recovery_email(before + 1).await).remove(0);
-    assert_eq!(app.open_link(&resetter, &link).await.status(), 303);
-    let second = client();
+    let link = reset_links(&app.recovery_email(before + 1).await, PUBLIC_URL).remove(0);
+    assert_eq!(resetter.open_link(&link).await.status(), 303);
+    let second = app.browser();
     assert_eq!(
-        app.log_in_as(&second, AMIR, GOOD_PASSWORD).await.status(),
+        second.log_in(AMIR.username, GOOD_PASSWORD).await.status(),
         303
     );
 
     // A previewed staff file waiting to be imported.
     let new_person = "employer,username,first_name,last_name,date_of_birth,email,employee_number\n\
 999 Demo Hospital NHS Trust,,Dan,Green,1970-02-02,dan.green@nhs.net,D5\n";
-    let admin_token = form_token(&admin, &app.url("/console/import")).await;
+    let admin_token = admin.form_token("/console/import").await;
     let preview = admin
+        .http()
         .post(app.url("/console/import"))
         .multipart(
             reqwest::multipart::Form::new()
@@ -216,9 +200,8 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .send()
         .await
         .expect("POST")
-        .text()
-        .await
-        .expect("body");
+        .body()
+        .await;
     let staged = preview
         .split("action=\"/console/import/")
         .nth(1)
@@ -226,21 +209,20 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .expect("the preview offers the import")
         .to_owned();
 
-    let token_of = |c: &reqwest::Client, page: &'static str| {
+    let token_of = |c: &Browser, page: &'static str| {
         let c = c.clone();
-        let url = app.url(page);
-        async move { form_token(&c, &url).await }
+        async move { c.form_token(page).await }
     };
-    let visitor = client();
-    let recoverer = client();
-    let jane_page = format!("/console/accounts/{JANE}");
+    let visitor = app.browser();
+    let recoverer = app.browser();
+    let jane_page = format!("/console/accounts/{}", JANE.username);
     let routes = vec![
         Route {
             pattern: "/login",
             path: "/login".to_owned(),
             token: token_of(&visitor, "/login").await,
             client: visitor.clone(),
-            body: fields(&[("username", JANE), ("password", GOOD_PASSWORD)]),
+            body: fields(&[("username", JANE.username), ("password", GOOD_PASSWORD)]),
         },
         Route {
             pattern: "/recover",
@@ -259,11 +241,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             path: "/reset".to_owned(),
             token: token_of(&resetter, "/reset").await,
             client: resetter.clone(),
-            body: fields(&[
-                ("username", CARL),
-                ("password", CARL_PASSWORD),
-                ("confirm-password", CARL_PASSWORD),
-            ]),
+            body: fields(&reset_form(CARL.username, CARL_PASSWORD, CARL_PASSWORD)),
         },
         Route {
             pattern: "/logout",
@@ -285,7 +263,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         Route {
             pattern: "/console/accounts/{username}/{action}",
             path: format!("{jane_page}/email"),
-            token: form_token(&admin, &app.url(&jane_page)).await,
+            token: admin.form_token(&jane_page).await,
             client: admin.clone(),
             body: fields(&[("email", "jane.new@nhs.net"), ("reason", "asked")]),
         },
@@ -312,7 +290,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         },
         Route {
             pattern: "/console/accounts/{username}/{action}",
-            path: format!("/console/accounts/{BEA}/unlock"),
+            path: format!("/console/accounts/{}/unlock", BEA.username),
             token: admin_token.clone(),
             client: admin.clone(),
             body: fields(&[("unlock-reason", "identity checked")]),
@@ -338,7 +316,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             "POST {pattern} has no CSRF case here"
         );
     }
-    let stranger = token_of(&client(), "/login").await;
+    let stranger = token_of(&app.browser(), "/login").await;
     let made_up = gatehouse_domain::SecretToken::generate()
         .expect("random")
         .encode();
@@ -371,7 +349,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         for (what, token, headers) in tries {
             let r = route.send(&app, token, headers).await;
             assert_eq!(r.status(), 403, "POST {} with {what}", route.path);
-            let page = r.text().await.expect("body");
+            let page = r.body().await;
             assert!(
                 page.contains("This form has expired"),
                 "POST {} with {what}",
@@ -412,7 +390,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         last = now;
     }
     assert!(
-        app.log_in(CARL, CARL_PASSWORD).await.status() == 303,
+        app.log_in_status(CARL.username, CARL_PASSWORD).await == 303,
         "Carl's new password works"
     );
 }
@@ -451,6 +429,7 @@ fn assert_html(what: &str, r: &reqwest::Response) {
     );
 }
 
+/// Security cases E67, E68 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse_framing() {
     let app = TestApp::spawn_with(&[
@@ -459,7 +438,7 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
         ("GATEHOUSE_HEADER_TIMEOUT", "1s"),
     ])
     .await;
-    let admin = console_as(&app, Role::Admin).await;
+    let admin = app.console_as(Role::Admin).await.0;
     for path in [
         "/account",
         "/console",
@@ -470,33 +449,34 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
         "/console/import",
         "/recover/confirmation",
     ] {
-        let r = app.get_as(&admin, path).await;
+        let r = admin.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_security_headers(path, &r);
         assert_html(path, &r);
     }
     // Redirects and downloads too: the audit CSV must not be cached.
     for path in ["/console/second-factor", "/", "/console/audit?format=csv"] {
-        let r = app.get_as(&admin, path).await;
+        let r = admin.get(path).await;
         assert_security_headers(path, &r);
     }
     // The second-factor page itself (before it is passed) and the recovery codes page.
-    let pending = client();
-    app.log_in_as(&pending, AMIR, GOOD_PASSWORD).await;
-    let r = app.get_as(&pending, "/console/second-factor").await;
+    let pending = app.browser();
+    pending.log_in(AMIR.username, GOOD_PASSWORD).await;
+    let r = pending.get("/console/second-factor").await;
     assert_eq!(r.status(), 200);
     assert_security_headers("second factor", &r);
-    let r = app.get_as(&pending, "/console").await;
+    let r = pending.get("/console").await;
     assert_eq!(r.status(), 303);
     assert_security_headers("a console redirect", &r);
 
     // Error pages: 400, 403 (form and role), 404, 405, 408, 429.
     let mut errors: Vec<(&str, reqwest::Response)> = Vec::new();
-    let c = client();
-    let token = form_token(&c, &app.url("/recover")).await;
+    let c = app.browser();
+    let token = c.form_token("/recover").await;
     errors.push((
         "400",
-        c.post(app.url("/recover"))
+        c.http()
+            .post(app.url("/recover"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("csrf_token={token}&dob-day=1&dob-day=2"))
             .send()
@@ -505,30 +485,30 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
     ));
     errors.push((
         "403 form",
-        c.post(app.url("/recover"))
+        c.http()
+            .post(app.url("/recover"))
             .form(&[("csrf_token", "nope")])
             .send()
             .await
             .expect("POST"),
     ));
-    let staff = client();
-    set_janes_password(&app).await;
-    app.log_in_as(&staff, JANE, GOOD_PASSWORD).await;
-    errors.push(("403 role", app.get_as(&staff, "/console").await));
-    errors.push(("404", app.get("/no/such/page").await));
+    let staff = app.browser();
+    app.set_password(&JANE, GOOD_PASSWORD).await;
+    staff.log_in(JANE.username, GOOD_PASSWORD).await;
+    errors.push(("403 role", staff.get("/console").await));
+    errors.push(("404", app.visitor.get("/no/such/page").await));
     errors.push((
         "405",
-        app.client
+        app.visitor
+            .http()
             .delete(app.url("/account"))
             .send()
             .await
             .expect("DELETE"),
     ));
-    let limited = client();
+    let limited = app.browser();
     for _ in 0..2 {
-        let r = app
-            .request_recovery_as(&limited, "amir.khan@nhs.net", ("2", "7", "1990"), "")
-            .await;
+        let r = limited.request_recovery(AMIR.recovery()).await;
         if r.status() == 429 {
             errors.push(("429", r));
             break;
@@ -543,10 +523,7 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
         assert_html(what, r);
     }
     for (what, r) in errors {
-        assert!(
-            r.text().await.expect("body").contains("Reference:"),
-            "{what}"
-        );
+        assert!(r.body().await.contains("Reference:"), "{what}");
     }
     let (status, head, _) = slow_body(&app, Duration::from_secs(5)).await;
     assert_eq!(status, 408);
@@ -567,6 +544,8 @@ async fn signed_in_console_and_error_pages_send_every_security_header_and_refuse
 
 /// 503, while SQLite's write lock is held elsewhere. (PostgreSQL waits on
 /// row locks instead; the page and its headers come from the same code.)
+///
+/// Security case E67 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_unavailable_page_sends_every_security_header() {
     if on_postgres() {
@@ -574,22 +553,25 @@ async fn the_service_unavailable_page_sends_every_security_header() {
     }
     let app = TestApp::spawn_full(&[("GATEHOUSE_DATABASE_TIMEOUT", "1s")], false).await;
     app.import(STAFF).await;
-    let c = client();
-    let token = form_token(&c, &app.url("/recover")).await;
+    let c = app.browser();
+    let token = c.form_token("/recover").await;
     let lock = SqliteWriteLock::take(&app).await;
-    let r = post_form(&c, &app.url("/recover"), &token, &AMIR_RECOVERY).await;
+    let r = c
+        .post_form("/recover", &token, &AMIR.recovery_fields())
+        .await;
     assert_eq!(r.status(), 503);
     assert_security_headers("503", &r);
     assert_html("503", &r);
     lock.release().await;
 }
 
+/// Security case E69 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_stay_on_https() {
     let app = TestApp::spawn_with(&[("GATEHOUSE_PUBLIC_URL", "https://esr.example.org")]).await;
     app.import(STAFF).await;
-    let c = client();
-    let mut responses = vec![("GET /login".to_owned(), app.get_as(&c, "/login").await)];
+    let c = app.browser();
+    let mut responses = vec![("GET /login".to_owned(), c.get("/login").await)];
     for path in [
         "/",
         "/recover",
@@ -598,15 +580,16 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
         "/assets/app/init.mjs",
         "/logged-out",
     ] {
-        responses.push((format!("GET {path}"), app.get_as(&c, path).await));
+        responses.push((format!("GET {path}"), c.get(path).await));
     }
     responses.push((
         "PUT /login".to_owned(),
-        c.put(app.url("/login")).send().await.expect("PUT"),
+        c.http().put(app.url("/login")).send().await.expect("PUT"),
     ));
     responses.push((
         "POST /login without a token".to_owned(),
-        c.post(app.url("/login"))
+        c.http()
+            .post(app.url("/login"))
             .form(&[("username", "x")])
             .send()
             .await
@@ -616,8 +599,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     let before = app.recovery_emails().len();
     responses.push((
         "POST /recover".to_owned(),
-        app.request_recovery_as(&c, "amir.khan@nhs.net", ("2", "7", "1990"), "")
-            .await,
+        c.request_recovery(AMIR.recovery()).await,
     ));
     let mail = app.recovery_email(before + 1).await.decoded_body();
     assert!(
@@ -632,21 +614,10 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
         .chars()
         .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_')
         .collect();
-    let open = app.get_as(&c, &format!("/reset/{token}")).await;
+    let open = c.get(&format!("/reset/{token}")).await;
     assert_eq!(open.status(), 303);
     responses.push(("GET /reset/{token}".to_owned(), open));
-    let reset = app
-        .submit(
-            &c,
-            "/reset",
-            "/reset",
-            &[
-                ("username", AMIR),
-                ("password", GOOD_PASSWORD),
-                ("confirm-password", GOOD_PASSWORD),
-            ],
-        )
-        .await;
+    let reset = c.submit_reset(AMIR.username, GOOD_PASSWORD).await;
     assert_eq!(reset.status(), 303);
     assert_eq!(
         reset.headers()["location"],
@@ -654,14 +625,15 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
         "a relative redirect: never to http://"
     );
     responses.push(("POST /reset".to_owned(), reset));
-    let login = app.log_in_as(&c, AMIR, GOOD_PASSWORD).await;
+    let login = c.log_in(AMIR.username, GOOD_PASSWORD).await;
     assert_eq!(login.status(), 303);
     responses.push(("POST /login".to_owned(), login));
-    responses.push(("GET /account".to_owned(), app.get_as(&c, "/account").await));
-    let token = form_token(&c, &app.url("/account")).await;
+    responses.push(("GET /account".to_owned(), c.get("/account").await));
+    let token = c.form_token("/account").await;
     responses.push((
         "POST /logout".to_owned(),
-        c.post(app.url("/logout"))
+        c.http()
+            .post(app.url("/logout"))
             .form(&[("csrf_token", token.as_str())])
             .send()
             .await
@@ -708,6 +680,7 @@ async fn over_https_every_response_has_hsts_every_cookie_is_secure_and_links_sta
     );
 }
 
+/// Security cases B24, E69 (docs/security.md).
 #[test]
 fn the_documented_proxy_serves_the_app_only_over_tls() {
     let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/nginx.conf"))
@@ -823,11 +796,12 @@ fn assert_nothing_internal(what: &str, body: &str) {
     }
 }
 
+/// Security case E71 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals() {
     let app = TestApp::spawn().await;
-    let admin = console_as(&app, Role::Admin).await;
-    let token = form_token(&admin, &app.url("/console/import")).await;
+    let admin = app.console_as(Role::Admin).await.0;
+    let token = admin.form_token("/console/import").await;
     let import = app.url("/console/import");
     let mut answers: Vec<(String, reqwest::Response)> = Vec::new();
     for (what, content_type, body) in [
@@ -861,7 +835,7 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
         ),
         ("no content type", "", "a=b".to_owned()),
     ] {
-        let mut request = admin.post(&import).body(body);
+        let mut request = admin.http().post(&import).body(body);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
@@ -871,8 +845,8 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
         ));
     }
     // Forms sent as something else, and broken form encodings.
-    let c = client();
-    let login_token = form_token(&c, &app.url("/login")).await;
+    let c = app.browser();
+    let login_token = c.form_token("/login").await;
     for (what, content_type, body) in [
         (
             "JSON",
@@ -904,7 +878,8 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
     ] {
         answers.push((
             format!("login with {what}"),
-            c.post(app.url("/login"))
+            c.http()
+                .post(app.url("/login"))
                 .header("content-type", content_type)
                 .body(body)
                 .send()
@@ -921,13 +896,14 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
         "/reset/%FF%FE",
         "/assets/%2e%2e/%2e%2e/Cargo.toml",
     ] {
-        answers.push((format!("GET {path}"), app.get_as(&admin, path).await));
+        answers.push((format!("GET {path}"), admin.get(path).await));
     }
-    let apply_token = form_token(&admin, &app.url("/console/import")).await;
+    let apply_token = admin.form_token("/console/import").await;
     for id in ["abc", "99999999999999999999999", "-1", "1.5"] {
         answers.push((
             format!("POST /console/import/{id}"),
             admin
+                .http()
                 .post(app.url(&format!("/console/import/{id}")))
                 .form(&[("csrf_token", apply_token.as_str())])
                 .send()
@@ -945,7 +921,7 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
             .headers()
             .get("content-type")
             .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("text/html"));
-        let body = r.text().await.expect("body");
+        let body = r.body().await;
         if status >= 400 {
             assert!(html, "{what}: {status} is a page");
             assert!(
@@ -957,14 +933,16 @@ async fn malformed_requests_get_a_generic_page_with_a_reference_and_no_internals
     }
     // A huge header is refused by the HTTP layer before any handler runs
     // (so no reference can be given), with nothing in the body at all.
-    let r = client()
+    let r = app
+        .browser()
+        .http()
         .get(app.url("/login"))
         .header("x-huge", "a".repeat(1024 * 1024))
         .send()
         .await
         .expect("an answer");
     assert_eq!(r.status(), 431);
-    let body = r.text().await.expect("body");
+    let body = r.body().await;
     assert_nothing_internal("a huge header", &body);
     assert!(body.len() < 2048);
 }
@@ -1028,103 +1006,86 @@ async fn a_client_that_sends_a_form_body_slowly_gets_408_and_is_cut_off() {
     );
     // Others are served meanwhile and after, and a form sent at a normal
     // pace is not affected.
-    assert_eq!(app.get("/login").await.status(), 200);
-    let c = client();
-    let token = form_token(&c, &app.url("/login")).await;
-    let r = post_form(
-        &c,
-        &app.url("/login"),
-        &token,
-        &[("username", "x"), ("password", "y")],
-    )
-    .await;
+    assert_eq!(app.visitor.get("/login").await.status(), 200);
+    let c = app.browser();
+    let token = c.form_token("/login").await;
+    let r = c
+        .post_form("/login", &token, &[("username", "x"), ("password", "y")])
+        .await;
     assert_eq!(r.status(), 200);
 }
 
+/// Security case H97 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_form_token() {
     let app = TestApp::spawn().await;
     app.import(STAFF).await;
-    app.import(MORE_STAFF).await;
+    app.import(&more_staff()).await;
     let mut secrets: Vec<(String, String)> = Vec::new();
     // Recovery and reset, through the web pages.
-    let (resetter, reset_jar) = browser_with_jar();
-    app.request_recovery_as(&client(), "carl.brown@nhs.net", ("5", "5", "1975"), CARL)
+    let resetter = app.browser();
+    app.browser()
+        .request_recovery(CARL.recovery().with_username(CARL.username))
         .await;
-    let link = reset_links(&app.recovery_email(1).await).remove(0);
+    let link = reset_links(&app.recovery_email(1).await, PUBLIC_URL).remove(0);
     let token = link.rsplit('/').next().expect("token").to_owned();
     secrets.push(("the reset token".to_owned(), token));
-    app.open_link(&resetter, &link).await;
-    let page = app.page_as(&resetter, "/reset").await;
+    resetter.open_link(&link).await;
+    let page = resetter.page("/reset").await;
     secrets.push((
         "a reset form's token".to_owned(),
         csrf_token(&page).expect("token"),
     ));
     secrets.push((
         "a reset link's cookie".to_owned(),
-        cookie_in(&app, &reset_jar, "gatehouse-reset"),
+        resetter.cookie("gatehouse-reset"),
     ));
-    let r = app
-        .submit(
-            &resetter,
-            "/reset",
-            "/reset",
-            &[
-                ("username", CARL),
-                ("password", CARL_PASSWORD),
-                ("confirm-password", CARL_PASSWORD),
-            ],
-        )
-        .await;
+    let r = resetter.submit_reset(CARL.username, CARL_PASSWORD).await;
     assert_eq!(r.status(), 303);
     secrets.push(("Carl's password".to_owned(), CARL_PASSWORD.to_owned()));
     // Sign-in, with wrong passwords first, and a signed-in page.
     for wrong in ["wrong horse battery", "Walnut harbour teaspoon"] {
-        app.log_in(CARL, wrong).await;
+        app.browser().log_in(CARL.username, wrong).await;
         secrets.push(("a wrong password".to_owned(), wrong.to_owned()));
     }
-    let (carl, carl_jar) = browser_with_jar();
+    let carl = app.browser();
     assert_eq!(
-        app.log_in_as(&carl, CARL, CARL_PASSWORD).await.status(),
+        carl.log_in(CARL.username, CARL_PASSWORD).await.status(),
         303
     );
-    let page = app.page_as(&carl, "/account").await;
+    let page = carl.page("/account").await;
     secrets.push((
         "a signed-in form token".to_owned(),
         csrf_token(&page).expect("token"),
     ));
-    secrets.push((
-        "a signed-in session id".to_owned(),
-        session_id(&app, &carl_jar),
-    ));
+    secrets.push(("a signed-in session id".to_owned(), carl.session_id()));
     // A console session past its second factor.
-    let admin = console_as(&app, Role::Helpdesk).await;
+    let admin = app.console_as(Role::Helpdesk).await.0;
     secrets.push(("Amir's password".to_owned(), GOOD_PASSWORD.to_owned()));
-    let page = app.page_as(&admin, "/console").await;
+    let page = admin.page("/console").await;
     secrets.push((
         "a console form token".to_owned(),
         csrf_token(&page).expect("token"),
     ));
     // A visitor who is not signed in: their form cookie.
-    let (visitor, visitor_jar) = browser_with_jar();
-    let page = app.page_as(&visitor, "/login").await;
+    let visitor = app.browser();
+    let page = visitor.page("/login").await;
     secrets.push((
         "an anonymous form token".to_owned(),
         csrf_token(&page).expect("token"),
     ));
     secrets.push((
         "an anonymous form id".to_owned(),
-        cookie_in(&app, &visitor_jar, "gatehouse-form"),
+        visitor.cookie("gatehouse-form"),
     ));
     // Once every email has gone.
-    wait_until_sent(&app).await;
+    app.wait_until_sent().await;
     // An email that never went out: while queued its row holds the link
     // (it must, to be sent); once it expires, nothing of the link is left.
     app.smtp.set_mode(gatehouse_testkit::SinkMode::TempFail);
-    app.request_recovery_as(&client(), "jane.smith@nhs.net", ("14", "3", "1985"), "")
-        .await;
+    app.browser().request_recovery(JANE.recovery()).await;
     app.settle().await;
-    let stuck = wait_for_a_failed_try(&app, "jane.smith@nhs.net").await;
+    let stuck = app.wait_for_a_failed_try("jane.smith@nhs.net").await;
     let url = app.database_url();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.expect("open");
@@ -1146,10 +1107,8 @@ async fn a_database_dump_after_every_flow_holds_no_password_token_session_id_or_
     app.smtp.set_mode(gatehouse_testkit::SinkMode::Accept);
     app.advance(Span::hours(5));
     app.gatehouse.wake_outbox();
-    wait_for_email(&app, "jane.smith@nhs.net", |e| {
-        e.status.as_str() == "expired"
-    })
-    .await;
+    app.wait_for_email("jane.smith@nhs.net", |e| e.status.as_str() == "expired")
+        .await;
 
     let snapshot = snapshot(&url).await;
     let tables: Vec<String> = snapshot.keys().cloned().collect();
