@@ -548,7 +548,7 @@ async fn everything(app: &TestApp) -> std::collections::BTreeMap<String, Vec<Vec
     snapshot(&app.database_url()).await
 }
 
-/// Issue 16, defect 6: each GET of a reset link (known, used or expired)
+/// Defect P6 (docs/security.md): each GET of a reset link (known, used or expired)
 /// wrote a session row, took SQLite's one writer, and did not count
 /// towards the client's cap on link guesses. Opening a known link now
 /// stores nothing (it waits in a signed cookie), and an unknown one only

@@ -42,7 +42,7 @@ async fn post_action(
     .await
 }
 
-/// Issue 16, defect 1: a helpdesk member changed an admin's email address,
+/// Defect P1 (docs/security.md): a helpdesk member changed an admin's email address,
 /// read the recovery email, set the password and enrolled their own
 /// authenticator. Now core refuses the helpdesk every action on a
 /// privileged account (403, audited), and a password set by a recovery
@@ -245,7 +245,7 @@ async fn a_privileged_reset_asks_for_the_authenticator_it_already_has() {
     );
 }
 
-/// Issue 16, defect 2: after two wrong codes, the right password set the
+/// Defect P2 (docs/security.md): after two wrong codes, the right password set the
 /// count back to 0, so a stolen password bought two code guesses per
 /// sign-in, for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,7 +305,7 @@ async fn a_right_password_does_not_clear_the_count_of_wrong_codes() {
     );
 }
 
-/// Issue 16, defect 9: a console session that had passed its second factor
+/// Defect P9 (docs/security.md): a console session that had passed its second factor
 /// kept its access while the account was locked by someone's guesses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_makes_a_privileged_session_pass_its_second_factor_again() {

@@ -1029,7 +1029,7 @@ async fn requests_for_one_address_from_many_client_addresses_still_get_three_ema
     let clients: std::collections::BTreeSet<String> = audit_events(&app, "recovery.requested")
         .await
         .into_iter()
-        .filter_map(|e| e.client_ip)
+        .filter_map(|e| e.record.client_ip)
         .collect();
     assert_eq!(clients.len(), 8, "eight client addresses: {clients:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -183,7 +183,7 @@ async fn over_https_cookies_are_secure_host_prefixed_and_hsts_is_sent() {
     assert_hsts(&r);
 }
 
-/// Issue 16, defect 8: the public forms' token was SHA-256 of a fixed
+/// Defect P8 (docs/security.md): the public forms' token was SHA-256 of a fixed
 /// label and the form cookie, which anyone who can set that cookie (from a
 /// sibling subdomain over plain HTTP, say) could compute. It is now a MAC
 /// under a key the service holds, shared by every node through the

@@ -10,7 +10,7 @@ const SHARED_ADDRESS: &str = "employer,username,first_name,last_name,date_of_bir
 999 Demo Hospital NHS Trust,,Pat,Doe,1980-01-01,pat.doe@nhs.net,D7\n\
 999 Demo Hospital NHS Trust,,Ann,Other,1981-02-03,AMIR.KHAN@nhs.net,D8\n";
 
-/// Issue 16, defect 3: `gatehouse import` and the console's upload
+/// Defect P3 (docs/security.md): `gatehouse import` and the console's upload
 /// accepted a row that gave a second person an address on file for
 /// another, whose recovery emails (username and reset link) would then
 /// reach them both.
@@ -51,7 +51,7 @@ async fn the_staff_file_refuses_a_second_person_at_an_address_on_file() {
     assert!(page.contains("(account 999AKHAN01)"), "{page}");
 }
 
-/// Issue 16, defect 4: a staff file that made someone an admin left only
+/// Defect P4 (docs/security.md): a staff file that made someone an admin left only
 /// `staff.imported`; each account's role change is now audited on it, with
 /// the old and new role and who loaded the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
