@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::failure::Failure;
-use crate::terminal::printable;
+use crate::terminal::{printable, refuse};
 
 /// Who the command line acts as, in the audit log.
 const ACTOR: &Actor = &Actor::COMMAND_LINE;
@@ -152,6 +152,21 @@ pub enum AdminTask {
     /// Replace the service's key for form tokens and reset link cookies
     /// (forms open now still work until the next rotation).
     RotateKeys,
+    /// Register and manage the applications that sign people in through
+    /// this service (OpenID Connect clients).
+    Client {
+        /// The task.
+        #[command(subcommand)]
+        task: crate::clients::ClientTask,
+    },
+    /// Replace the keys that sign ID tokens: published now, signing once
+    /// applications have fetched them.
+    RotateSigningKey {
+        /// Sign with the new keys at once and withdraw the old ones (a key
+        /// that may be compromised); applications' sessions may end.
+        #[arg(long)]
+        immediately: bool,
+    },
 }
 
 /// Prints a set-up link for the operator to hand over.
@@ -195,16 +210,6 @@ fn rfc(at: Option<Timestamp>) -> serde_json::Value {
     at.map_or(serde_json::Value::Null, |t| json!(t.rfc3339()))
 }
 
-/// Prints a refusal (as `{"error": …}` with `--json`) and gives `code`.
-fn refuse(json: bool, code: u8, message: &str) -> ExitCode {
-    if json {
-        println!("{}", json!({ "error": message }));
-    } else {
-        eprintln!("{}", printable(message));
-    }
-    ExitCode::from(code)
-}
-
 /// Runs one task.
 pub async fn run(config: &Config, task: AdminTask, json: bool) -> Result<ExitCode, Failure> {
     let named = task.username().unwrap_or_default().to_owned();
@@ -237,7 +242,9 @@ impl AdminTask {
             AdminTask::Find { .. }
             | AdminTask::Mail { .. }
             | AdminTask::CreateAdmin { .. }
-            | AdminTask::RotateKeys => None,
+            | AdminTask::RotateKeys
+            | AdminTask::Client { .. }
+            | AdminTask::RotateSigningKey { .. } => None,
         }
     }
 }
@@ -582,6 +589,10 @@ async fn run_task(config: &Config, task: AdminTask, json: bool) -> Result<ExitCo
                 Ok(account) => println!("{}'s lock has been lifted.", account.username),
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not unlocked: {refusal}."))),
             }
+        }
+        AdminTask::Client { task } => return crate::clients::run(&g, task, json).await,
+        AdminTask::RotateSigningKey { immediately } => {
+            return crate::clients::rotate_signing_keys(&g, json, immediately).await;
         }
         AdminTask::RotateKeys => {
             let generation = g.rotate_keys(ACTOR).await.map_err(db)?;

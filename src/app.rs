@@ -78,6 +78,8 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         worker_lease: config.worker_lease,
         allow_early_unlock: config.allow_early_unlock,
         device_cookies: config.device_cookies,
+        access_token_lifetime: config.access_token_lifetime,
+        key_encryption_key: config.key_encryption_key.clone(),
     };
     let keys = gatehouse_core::keys::load_keys(&store, clock.now())
         .await
@@ -86,12 +88,27 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
                 "GATEHOUSE_DATABASE_URL: the service's key could not be read or stored: {e}"
             ))
         })?;
+    let signing = gatehouse_core::oidc::signing::load_signing_keys(
+        &store,
+        settings.key_encryption_key.as_deref(),
+        clock.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        gatehouse_core::Error::Internal(why) if why.starts_with("GATEHOUSE_KEY_ENCRYPTION_KEY") => {
+            ConfigError(why)
+        }
+        e => ConfigError(format!(
+            "GATEHOUSE_DATABASE_URL: the signing keys could not be read or stored: {e}"
+        )),
+    })?;
     Ok(Gatehouse::new(
         store,
         clock,
         Arc::new(hasher),
         settings,
         keys,
+        signing,
     ))
 }
 
@@ -260,6 +277,20 @@ pub fn spawn_workers(
     let g = gatehouse.clone();
     let stop = shutdown.clone();
     set.spawn(async move { g.run_recovery_worker(poll, stopped(stop)).await });
+
+    match gatehouse_core::oidc::logout::LogoutNotifier::new(gatehouse) {
+        Ok(notifier) => {
+            set.spawn(
+                notifier
+                    .with_poll_interval(poll)
+                    .run(stopped(shutdown.clone())),
+            );
+        }
+        Err(e) => tracing::error!(
+            error = %gatehouse_core::error::chain(&e),
+            "back-channel logout notices cannot be sent from this process"
+        ),
+    }
 
     let g = gatehouse.clone();
     let stop = shutdown.clone();

@@ -6,5 +6,6 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    gatehouse_core::use_ring_for_tls();
     gatehouse::cli::run(gatehouse::cli::Cli::parse()).await
 }

@@ -103,3 +103,14 @@ pub(super) fn json_or_text(s: &str) -> Result<bool, String> {
         _ => Err(format!("expected text or json, got {s:?}")),
     }
 }
+
+/// The key-encryption key: empty for none, else 32 bytes in base64. The
+/// message never repeats the value.
+pub(super) fn key_encryption_key(
+    s: &str,
+) -> Result<Option<std::sync::Arc<gatehouse_domain::oidc::jose::KeyEncryptionKey>>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    gatehouse_domain::oidc::jose::KeyEncryptionKey::parse(s).map(|k| Some(std::sync::Arc::new(k)))
+}

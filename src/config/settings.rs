@@ -8,11 +8,13 @@
 
 use std::net::SocketAddr;
 
+use gatehouse_domain::oidc::jose::KeyEncryptionKey;
 use gatehouse_domain::{AllowedDomains, Policy, Span};
 use gatehouse_mail::MailUrl;
 
 use super::parse::{
-    address, boolean, database, display_name, json_or_text, number, origin, sender, span, zone,
+    address, boolean, database, display_name, json_or_text, key_encryption_key, number, origin,
+    sender, span, zone,
 };
 use super::{ConfigError, Raw, Setting, variable};
 
@@ -181,6 +183,12 @@ settings! {
         log_format: bool = "text",
             parse = json_or_text,
             help = "text or json";
+        access_token_lifetime: Span = "10m",
+            parse = span, field = access_token_lifetime,
+            help = "how long an access token (and ID token) given to an application lives, from 1 minute to 1 day; refresh tokens end with the Gatehouse session";
+        key_encryption_key: Option<std::sync::Arc<KeyEncryptionKey>> = "",
+            parse = key_encryption_key, field = key_encryption_key,
+            help = "32 random bytes in base64 (`openssl rand -base64 32`) that seal the ID-token signing keys in the database; empty: stored unsealed (docs/security.md)";
     }
     derived {
         /// Link lifetime, lockout, password, recovery and session policies.
@@ -216,6 +224,13 @@ impl Settings {
             return Err(ConfigError(format!(
                 "{}: must be longer than GATEHOUSE_DATABASE_TIMEOUT ({database_timeout}) + GATEHOUSE_HASH_WAIT ({hash_wait}), got {request_timeout}",
                 variable("request_timeout")
+            )));
+        }
+        let lifetime = self.access_token_lifetime;
+        if lifetime < Span::minutes(1) || lifetime > Span::hours(24) {
+            return Err(ConfigError(format!(
+                "{}: must be from 1m to 24h, got {lifetime}",
+                variable("access_token_lifetime")
             )));
         }
         let (mail_timeout, worker_lease) = (self.mail_timeout, self.worker_lease);

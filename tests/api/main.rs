@@ -12,6 +12,7 @@ mod helpers;
 mod links;
 mod mail;
 mod multinode;
+mod oidc;
 mod privileged_access;
 mod recovery;
 mod security;

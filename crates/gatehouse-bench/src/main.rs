@@ -148,6 +148,7 @@ enum Command {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    gatehouse_core::use_ring_for_tls();
     match Cli::parse().command {
         Command::All {
             run,

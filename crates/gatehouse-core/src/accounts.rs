@@ -157,7 +157,7 @@ impl Gatehouse {
         accounts::set_email(&mut tx, account.id, &new, now).await?;
         let voided =
             reset_links::void(&mut tx, account.id, VoidReason::EmailChanged, now, None).await?;
-        let ended = sessions::end_all_of(&mut tx, account.id).await?;
+        let ended = sessions::end_all_of(&mut tx, account.id, now).await?;
         for email in self.email_change_notices(&account, &account.email, &new, now)? {
             outbox::enqueue(&mut tx, &email, now).await?;
         }

@@ -13,6 +13,8 @@
 //! | disable or enable an account, lift a lock early | yes | yes (not their own to disable) | no |
 //! | load a staff file | yes | yes | no |
 //! | roles, set-up links, second-factor resets | yes | no | no |
+//! | see the registered applications | yes | yes | no |
+//! | register, change or remove applications; rotate signing keys | yes | no | no |
 //!
 //! Helpdesk members act on staff accounts only: a helpdesk member who could
 //! change an administrator's email address could send themselves that
@@ -38,6 +40,10 @@ pub enum Action {
     ImportStaff,
     /// Change a role, issue a set-up link, or reset a second factor.
     ManagePrivilege,
+    /// See the registered applications (OpenID Connect clients).
+    ViewClients,
+    /// Register, change or remove applications, or rotate the signing keys.
+    ManageClients,
 }
 
 impl Action {
@@ -51,6 +57,8 @@ impl Action {
             Action::LiftLock => "lift the lock of",
             Action::ImportStaff => "load a staff file",
             Action::ManagePrivilege => "change the role or second factor of",
+            Action::ViewClients => "see the registered applications",
+            Action::ManageClients => "register or change applications",
         }
     }
 }
@@ -138,7 +146,7 @@ impl Actor {
         match self {
             Actor::Operator(_) => true,
             Actor::Member(m) => match (m.role, action) {
-                (_, Action::ManagePrivilege) => false,
+                (_, Action::ManagePrivilege | Action::ManageClients) => false,
                 (Role::Admin, _) => true,
                 (
                     Role::Helpdesk,
@@ -195,9 +203,13 @@ mod tests {
             assert!(admin.permits(Action::ChangeEmail, Some(target)));
             assert!(admin.permits(Action::DisableAccount, Some(target)));
             assert!(!admin.permits(Action::ManagePrivilege, Some(target)));
+            assert!(!admin.permits(Action::ManageClients, Some(target)));
             assert!(Actor::COMMAND_LINE.permits(Action::ManagePrivilege, Some(target)));
         }
         assert!(admin.permits(Action::ImportStaff, None));
+        assert!(admin.permits(Action::ViewClients, None));
+        assert!(!member(Role::Helpdesk).permits(Action::ViewClients, None));
+        assert!(Actor::COMMAND_LINE.permits(Action::ManageClients, None));
     }
 
     #[test]

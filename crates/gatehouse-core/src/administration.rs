@@ -154,8 +154,9 @@ impl Gatehouse {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
         };
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
-        let ended = sessions::end_all_of(&mut tx, account.id).await?;
+        let ended = sessions::end_all_of(&mut tx, account.id, now).await?;
         let detail = format!("{ended} session(s) ended; reason: {}", reason.trim());
         audit::record(
             &mut tx,

@@ -22,6 +22,13 @@ pub enum Error {
     /// No account has the username a request names (HTTP 404).
     #[error("no account has that username")]
     NoSuchAccount,
+    /// No registered application has the client id a request names (HTTP 404).
+    #[error("no registered application has that client id")]
+    NoSuchClient,
+    /// An operator's request that cannot apply (rotating the secret of a
+    /// client that has none), with why (HTTP 400).
+    #[error("{0}")]
+    Refused(String),
     /// The database failed (HTTP 503 when it is unavailable, else 500 with a reference).
     #[error("the database failed")]
     Store(#[from] gatehouse_store::StoreError),

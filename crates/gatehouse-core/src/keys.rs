@@ -36,6 +36,8 @@ pub enum Purpose {
     PublicForm,
     /// The cookie that carries an opened reset link to its form.
     ResetLink,
+    /// The cookie that holds an application's request while the person signs in.
+    PendingAuthorization,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Purpose::SessionForm => "gatehouse session form",
             Purpose::PublicForm => "gatehouse public form",
             Purpose::ResetLink => "gatehouse reset link",
+            Purpose::PendingAuthorization => "gatehouse pending authorization",
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod import;
 pub mod keys;
 pub mod lockout;
 pub mod mail_history;
+pub mod oidc;
 pub mod outbox;
 pub mod privileged;
 pub mod recovery;
@@ -60,6 +61,10 @@ pub struct Gatehouse {
     outbox_wake: Arc<Notify>,
     /// The service's key, for form tokens and the reset link cookie.
     keys: Arc<keys::ServiceKeys>,
+    /// The keys that sign ID tokens and logout tokens.
+    signing: Arc<oidc::signing::SigningKeys>,
+    /// Wakes the back-channel logout worker when a notice is queued.
+    logout_wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Gatehouse {
@@ -71,16 +76,20 @@ impl std::fmt::Debug for Gatehouse {
 }
 
 impl Gatehouse {
-    /// Wires the services together; `keys` come from [`keys::load_keys`].
+    /// Wires the services together; `keys` come from [`keys::load_keys`],
+    /// `signing` from [`oidc::signing::load_signing_keys`].
     pub fn new(
         store: SqlStore,
         clock: Arc<dyn Clock>,
         hasher: Arc<PasswordHasher>,
         settings: Settings,
         keys: keys::ServiceKeys,
+        signing: oidc::signing::SigningKeys,
     ) -> Self {
         Self {
             keys: Arc::new(keys),
+            signing: Arc::new(signing),
+            logout_wake: Arc::new(Notify::new()),
             store,
             clock,
             hasher,
@@ -212,6 +221,14 @@ impl Gatehouse {
             Err(e) => e,
         }
     }
+}
+
+/// Makes ring (already in the tree under sqlx and lettre) the process's TLS
+/// provider, for the HTTP client that posts back-channel logout tokens and
+/// any other client built without naming one. Call it once at start; a
+/// second call changes nothing.
+pub fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A short, non-reversible reference to something that must not be stored

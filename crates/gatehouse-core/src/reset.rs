@@ -421,7 +421,7 @@ impl Gatehouse {
             Some(link_id),
         )
         .await?;
-        let ended = sessions::end_all_of(&mut tx, account.id).await?;
+        let ended = sessions::end_all_of(&mut tx, account.id, now).await?;
         attempts::set(&mut tx, &key, &counter.after_reset(now), now).await?;
         outbox::enqueue(&mut tx, &notice, now).await?;
         let mut event = self.event_about(AuditEvent::PasswordReset, &account, client_ip);

@@ -83,7 +83,7 @@ impl Gatehouse {
             .session
             .is_alive(record.created_at, record.last_seen_at, now)
         {
-            sessions::end(&mut *self.write().await?, &hash).await?;
+            sessions::expire(&mut *self.write().await?, &hash).await?;
             return Ok(None);
         }
         record.csrf_token = self.form_token(Purpose::SessionForm, &token);
@@ -94,15 +94,20 @@ impl Gatehouse {
         Ok(Some(record))
     }
 
-    /// Ends a session (sign out), with its audit record when someone was signed in.
+    /// Ends a session (sign out), with its audit record when someone was
+    /// signed in; applications granted access in it lose it, and are told.
     pub async fn end_session(&self, record: &SessionRecord, client_ip: &str) -> Result<()> {
-        sessions::end(&mut *self.write().await?, &record.id_hash).await?;
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        sessions::end(&mut tx, &record.id_hash, now).await?;
         if let Some(account_id) = record.account_id {
             let mut event = self.event(gatehouse_domain::audit::AuditEvent::SignedOut);
             event.account_id = Some(account_id);
             event.client_ip = Some(client_ip.to_owned());
-            self.audit(&event).await?;
+            gatehouse_store::audit::record(&mut tx, &event).await?;
         }
+        tx.commit().await?;
+        self.wake_logout_notices();
         Ok(())
     }
 

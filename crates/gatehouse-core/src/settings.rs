@@ -23,6 +23,12 @@ pub struct Settings {
     /// its failures are counted apart from unknown clients' (off: the seed's
     /// rule, one counter per username).
     pub device_cookies: bool,
+    /// How long an access token (and an ID token) issued to an application
+    /// lives (default 10 minutes).
+    pub access_token_lifetime: gatehouse_domain::Span,
+    /// The key that seals the signing keys in the database, if the operator
+    /// set one (`GATEHOUSE_KEY_ENCRYPTION_KEY`).
+    pub key_encryption_key: Option<std::sync::Arc<gatehouse_domain::oidc::jose::KeyEncryptionKey>>,
 }
 
 impl Settings {
@@ -37,6 +43,8 @@ impl Settings {
             worker_lease: gatehouse_domain::Span::from_seconds(60),
             allow_early_unlock: false,
             device_cookies: false,
+            access_token_lifetime: gatehouse_domain::Span::minutes(10),
+            key_encryption_key: None,
         }
     }
 
@@ -56,6 +64,12 @@ impl Settings {
     pub fn link(&self, path: &str) -> String {
         let base = self.public_url.as_str().trim_end_matches('/');
         format!("{base}{path}")
+    }
+
+    /// The issuer applications know this service by: the public URL
+    /// without a trailing slash (OpenID Connect Discovery §4.3: exactly).
+    pub fn issuer(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
     }
 
     /// Whether the public URL is HTTPS (cookies are then `Secure` and `__Host-`).

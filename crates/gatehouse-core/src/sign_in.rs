@@ -241,11 +241,20 @@ impl Gatehouse {
                 .await?;
             accounts::record_sign_in(&mut tx, account.id, now).await?;
             if let Some(previous) = previous_session {
-                sessions::end(&mut tx, previous).await?;
+                sessions::end(&mut tx, previous, now).await?;
             }
             sessions::create(&mut tx, &stored).await?;
             audit::record(&mut tx, &event).await?;
             tx.commit().await?;
+        } else if let Some(previous) = previous_session {
+            // The one statement ended the browser's session before this
+            // one; what applications were granted in it ends with it.
+            let mut tx = self.begin().await?;
+            gatehouse_store::oidc::grants::end_for_session(&mut tx, previous, now).await?;
+            tx.commit().await?;
+        }
+        if previous_session.is_some() {
+            self.wake_logout_notices();
         }
 
         if let (true, Some(old), Some(permit)) = (rehash, &account.password_hash, &permit) {

@@ -108,6 +108,32 @@ audit_events! {
     SetUpLinkIssued => "second_factor.set_up_link_issued",
     /// The operator replaced the service's key (form tokens, reset link cookies).
     KeysRotated => "service.keys_rotated",
+    /// The operator replaced the keys that sign ID tokens.
+    SigningKeysRotated => "service.signing_keys_rotated",
+    /// The operator registered an application (an OpenID Connect client).
+    ClientAdded => "client.added",
+    /// The operator replaced a client's secret.
+    ClientSecretRotated => "client.secret_rotated",
+    /// The operator disabled a client.
+    ClientDisabled => "client.disabled",
+    /// The operator enabled a client again.
+    ClientEnabled => "client.enabled",
+    /// The operator removed a client, and everything issued to it.
+    ClientRemoved => "client.removed",
+    /// A client presented a wrong secret (or none, or an unknown client id).
+    ClientAuthFailed => "client.auth_failed",
+    /// A person was signed in to an application (a code was issued).
+    ApplicationSignIn => "application.signed_in",
+    /// A person consented to what an application asked for.
+    ApplicationConsent => "application.consent_given",
+    /// An authorization code was presented again: the access it gave is revoked.
+    CodeReused => "application.code_reused",
+    /// A used refresh token was presented again: the access it gave is revoked.
+    RefreshTokenReused => "application.refresh_token_reused",
+    /// An application revoked a token it held (RFC 7009).
+    TokenRevoked => "application.token_revoked",
+    /// An application could not be told of a sign-out, and was given up on.
+    LogoutNoticeFailed => "application.logout_notice_failed",
 }
 
 #[cfg(test)]

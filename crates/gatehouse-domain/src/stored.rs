@@ -13,6 +13,9 @@ use sqlx::{Database, Decode, Encode, Type};
 use crate::account::{EmailAddress, Role, Username, UsernameKey};
 use crate::audit::AuditEvent;
 use crate::mail::EmailStatus;
+use crate::oidc::client::{ClientId, ClientKind};
+use crate::oidc::jose::SigningAlg;
+use crate::oidc::scope::Scopes;
 use crate::recovery::RequestStatus;
 use crate::reset_link::{LinkPurpose, VoidReason};
 use crate::time::Timestamp;
@@ -82,6 +85,36 @@ stored_as_text!(
     |t: &str| Some(EmailAddress::from_trusted(t.to_owned())),
     EmailAddress::as_str
 );
+
+stored_as_text!(ClientKind, ClientKind::parse, |k: &ClientKind| k.as_str());
+stored_as_text!(
+    SigningAlg,
+    |t: &str| SigningAlg::parse(t).ok(),
+    |a: &SigningAlg| a.as_str()
+);
+stored_as_text!(ClientId, ClientId::parse, ClientId::as_str);
+
+/// Scopes are stored as a `scope` value ("openid profile email").
+impl Type<Any> for Scopes {
+    fn type_info() -> AnyTypeInfo {
+        <str as Type<Any>>::type_info()
+    }
+}
+
+impl Encode<'_, Any> for Scopes {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Any as Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'_, Any>>::encode(self.as_string(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Any> for Scopes {
+    fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Scopes::requested(<&str as Decode<'r, Any>>::decode(value)?))
+    }
+}
 
 /// A time is stored as whole seconds since the Unix epoch.
 impl Type<Any> for Timestamp {

@@ -42,6 +42,9 @@ pub struct AccountRecord {
     /// set one up: set when a set-up link sets its password, cleared by any
     /// other password set, an email change, or a second-factor reset.
     pub second_factor_setup_until: Option<Timestamp>,
+    /// The subject (`sub`) applications know the person by: assigned the
+    /// first time one asks ([`assign_subject`]).
+    pub subject: Option<String>,
 }
 
 impl AccountRecord {
@@ -55,7 +58,7 @@ impl AccountRecord {
 const ACCOUNT: &str = "SELECT a.id, e.code AS employer_code, e.name AS employer_name, \
     a.username, a.first_name, a.last_name, a.date_of_birth, a.email, a.employee_number, a.role, \
     a.password_hash, a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at, \
-    a.disabled_at, a.second_factor_setup_until \
+    a.disabled_at, a.second_factor_setup_until, a.subject \
     FROM accounts a JOIN employers e ON e.id = a.employer_id";
 
 /// The order people are listed in: by surname, then first name, read from
@@ -315,8 +318,29 @@ pub async fn set_disabled(tx: &mut Tx, account_id: i64, at: Option<Timestamp>) -
     .await?
     .rows_affected()
         == 1;
-    if at.is_some() {
-        crate::sessions::end_all_of(tx, account_id).await?;
+    if let Some(now) = at {
+        crate::sessions::end_all_of(tx, account_id, now).await?;
     }
     Ok(changed)
+}
+
+/// Gives an account the subject `subject` unless it has one; returns the
+/// account's subject either way (another node may have got there first).
+pub async fn assign_subject(
+    conn: &mut AnyConnection,
+    account_id: i64,
+    subject: &str,
+) -> Result<Option<String>> {
+    sqlx::query("UPDATE accounts SET subject = $2 WHERE id = $1 AND subject IS NULL")
+        .bind(account_id)
+        .bind(subject)
+        .execute(&mut *conn)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT subject FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
 }

@@ -13,6 +13,8 @@ pub struct QueueDepths {
     pub recovery_pending: i64,
     /// Emails queued and not yet sent, expired or given up.
     pub emails_queued: i64,
+    /// Back-channel logout notices not yet delivered or given up.
+    pub logout_notices_queued: i64,
 }
 
 /// Recovery requests not yet processed, and emails not yet sent.
@@ -20,6 +22,7 @@ pub async fn queue_depths(conn: &mut AnyConnection) -> Result<QueueDepths> {
     Ok(QueueDepths {
         recovery_pending: recovery::pending(conn).await?,
         emails_queued: outbox::queued(conn).await?,
+        logout_notices_queued: crate::oidc::logout_notices::queued(conn).await?,
     })
 }
 
@@ -28,10 +31,13 @@ pub async fn queue_depths(conn: &mut AnyConnection) -> Result<QueueDepths> {
 pub const UNKNOWN_COUNTERS_KEPT: Span = Span::hours(24 * 30);
 
 /// Deletes what has outlived its use: sessions idle longer than
-/// `session_idle`, and counters of usernames nobody has that are untouched
-/// for 30 days and not locked. Returns how many rows went.
+/// `session_idle`, counters of usernames nobody has that are untouched
+/// for 30 days and not locked, and OpenID Connect codes, grants and notices
+/// that can no longer be used. Returns how many rows went.
 pub async fn purge(tx: &mut Tx, now: Timestamp, session_idle: Span) -> Result<u64> {
     let sessions = sessions::end_idle(tx, now.minus(session_idle)).await?;
     let counters = attempts::forget_unknown(tx, now.minus(UNKNOWN_COUNTERS_KEPT), now).await?;
-    Ok(sessions + counters)
+    let grants = crate::oidc::grants::tidy(tx, now).await?;
+    let notices = crate::oidc::logout_notices::tidy(tx, now).await?;
+    Ok(sessions + counters + grants + notices)
 }

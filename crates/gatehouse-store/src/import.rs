@@ -256,7 +256,7 @@ async fn insert_and_update(
         summary.updated += 1;
         if let Some(old) = &u.old_email {
             reset_links::void(tx, u.id, VoidReason::EmailChanged, now, None).await?;
-            sessions::end_all_of(tx, u.id).await?;
+            sessions::end_all_of(tx, u.id, now).await?;
             summary.email_changes.push(EmailChange {
                 account_id: u.id,
                 username: u.username.clone(),

@@ -23,6 +23,7 @@ pub mod housekeeping;
 pub mod import;
 pub mod keys;
 mod lease;
+pub mod oidc;
 pub mod outbox;
 pub mod recovery;
 pub mod reset_links;

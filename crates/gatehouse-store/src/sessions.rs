@@ -3,7 +3,7 @@
 use gatehouse_domain::{Timestamp, TokenHash};
 use sqlx::AnyConnection;
 
-use crate::Result;
+use crate::{Result, Tx};
 
 /// A server-side session.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -77,8 +77,21 @@ pub async fn touch(conn: &mut AnyConnection, id_hash: &TokenHash, now: Timestamp
     Ok(())
 }
 
-/// Ends a session.
-pub async fn end(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<()> {
+/// Ends a session, and with it what applications were granted in it (their
+/// clients are told by back-channel logout).
+pub async fn end(tx: &mut Tx, id_hash: &TokenHash, now: Timestamp) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(&mut **tx)
+        .await?;
+    crate::oidc::grants::end_for_session(tx, id_hash, now).await?;
+    Ok(())
+}
+
+/// Deletes a session that has expired (idle or at its absolute end). What
+/// applications were granted in it is left to its own end: a person busy
+/// in an application is not signed out of it for being idle here.
+pub async fn expire(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<()> {
     sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
         .bind(id_hash)
         .execute(conn)
@@ -86,13 +99,17 @@ pub async fn end(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<()> {
     Ok(())
 }
 
-/// Ends every session of an account; returns how many.
-pub async fn end_all_of(conn: &mut AnyConnection, account_id: i64) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+/// Ends every session of an account, and every grant applications hold for
+/// it (their clients are told by back-channel logout); returns how many
+/// sessions.
+pub async fn end_all_of(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<u64> {
+    let ended = sqlx::query("DELETE FROM sessions WHERE account_id = $1")
         .bind(account_id)
-        .execute(conn)
+        .execute(&mut **tx)
         .await?
-        .rows_affected())
+        .rows_affected();
+    crate::oidc::grants::end_for_account(tx, account_id, now).await?;
+    Ok(ended)
 }
 
 /// Sets or clears a session's one-time message.

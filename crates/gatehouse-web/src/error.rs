@@ -49,7 +49,10 @@ impl From<gatehouse_core::Error> for WebError {
         match e {
             gatehouse_core::Error::Busy => WebError::Busy,
             gatehouse_core::Error::NotPermitted => WebError::NotPermitted,
-            gatehouse_core::Error::NoSuchAccount => WebError::NotFound,
+            gatehouse_core::Error::NoSuchAccount | gatehouse_core::Error::NoSuchClient => {
+                WebError::NotFound
+            }
+            gatehouse_core::Error::Refused(why) => WebError::BadRequest(why),
             gatehouse_core::Error::Store(e) if e.is_unavailable() => {
                 WebError::Unavailable(e.to_string())
             }

@@ -60,12 +60,23 @@ pub async fn home(
     )
 }
 
+/// What a login page shows besides the form: the application waiting for
+/// the person, and where to go back to afterwards.
+#[derive(Default)]
+struct LoginContext {
+    /// The application whose sign-in this is.
+    pending: Option<gatehouse_core::oidc::authorize::Pending>,
+    /// A path on this origin to return to (forward auth).
+    next: String,
+}
+
 fn login_view(
     state: &AppState,
     csrf: String,
     username: String,
     errors: Vec<FieldError>,
     flash: Option<String>,
+    context: &LoginContext,
 ) -> LoginPage {
     let policy = &state.gatehouse.settings().policy;
     // Only a visitor who is not signed in is shown this page.
@@ -77,23 +88,41 @@ fn login_view(
         flash,
         threshold: policy.lockout.threshold,
         lock: policy.lockout.duration.for_people(),
+        client_name: context.pending.as_ref().map(|p| p.client_name.clone()),
+        next: context.next.clone(),
     }
 }
 
-/// What the login page was sent to say (after a password was set).
+/// A login page, with what the waiting application's redirect needs.
+fn login_response(page: &LoginPage, context: &LoginContext) -> Response {
+    let allow = context
+        .pending
+        .as_ref()
+        .and_then(crate::oidc::AllowFormAction::for_pending);
+    crate::oidc::AllowFormAction::apply(allow, render(StatusCode::OK, page))
+}
+
+/// What the login page was sent to say (after a password was set), and
+/// where to go back to (forward auth).
 #[derive(serde::Deserialize, Default)]
 pub struct LoginQuery {
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// `GET /login`
 pub async fn login_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> WebResult {
-    if visitor.account_id().is_some() {
+    let pending = crate::oidc::pending_of(&state, &headers).await?;
+    // A signed-in person is shown the form only when an application needs
+    // them to sign in again (`prompt=login`, `max_age`).
+    if visitor.account_id().is_some() && pending.is_none() {
         return Ok(see_other("/account"));
     }
     let (csrf, cookie) = public_form_token(&state, &visitor)?;
@@ -108,21 +137,46 @@ pub async fn login_page(
             None => None,
         },
     };
-    let page = login_view(&state, csrf, String::new(), Vec::new(), flash);
-    Ok(with_cookie(render(StatusCode::OK, &page), cookie))
+    let username = pending
+        .as_ref()
+        .and_then(|p| p.request.login_hint.clone())
+        .unwrap_or_default();
+    let context = LoginContext {
+        pending,
+        next: crate::oidc::local_path(&query.next)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let page = login_view(&state, csrf, username, Vec::new(), flash, &context);
+    Ok(with_cookie(login_response(&page, &context), cookie))
+}
+
+/// The login form: the sign-in, and where to go back to.
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    #[serde(flatten)]
+    input: SignInInput,
+    #[serde(default)]
+    next: String,
 }
 
 /// `POST /login`
 pub async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: PublicForm<SignInInput>,
+    form: PublicForm<LoginForm>,
 ) -> WebResult {
     let PublicForm {
-        form,
+        form: LoginForm { input: form, next },
         visitor,
         csrf_token,
     } = form;
+    let context = LoginContext {
+        pending: crate::oidc::pending_of(&state, &headers).await?,
+        next: crate::oidc::local_path(&next)
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let settings = state.gatehouse.settings();
     let device = crate::session::read_device_cookie(&state, &headers);
     let outcome = state
@@ -140,8 +194,19 @@ pub async fn login(
             privileged,
             device,
         } => {
-            // Helpdesk and admin go on to the second factor and the console.
-            let response = see_other(if privileged { "/console" } else { "/account" });
+            // An application waiting for the person comes first; then the
+            // page they came from (forward auth). Helpdesk and admin go on
+            // to the second factor and the console.
+            let to = if context.pending.is_some() {
+                crate::oidc::CONTINUE
+            } else if privileged {
+                "/console"
+            } else if !context.next.is_empty() {
+                context.next.as_str()
+            } else {
+                "/account"
+            };
+            let response = see_other(to);
             let response = with_cookie(response, Some(set_cookie(&state, &new.token)?));
             let device = device
                 .map(|token| crate::session::device_cookie(&state, &token))
@@ -149,8 +214,8 @@ pub async fn login(
             return Ok(with_cookie(response, device));
         }
         SignInOutcome::Invalid(errors) => {
-            let page = login_view(&state, csrf_token, form.username, errors, None);
-            return Ok(render(StatusCode::OK, &page));
+            let page = login_view(&state, csrf_token, form.username, errors, None, &context);
+            return Ok(login_response(&page, &context));
         }
         SignInOutcome::Failed { attempts_left } => format!(
             "The username or password is incorrect. You have {attempts_left} attempt{} left before your account is locked for {}.",
@@ -169,8 +234,8 @@ pub async fn login(
         field: "username",
         message,
     }];
-    let page = login_view(&state, csrf_token, form.username, errors, None);
-    Ok(render(StatusCode::OK, &page))
+    let page = login_view(&state, csrf_token, form.username, errors, None, &context);
+    Ok(login_response(&page, &context))
 }
 
 fn recover_view(

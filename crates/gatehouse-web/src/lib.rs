@@ -18,6 +18,7 @@ mod csrf;
 pub mod error;
 mod handlers;
 mod middleware;
+mod oidc;
 mod session;
 mod views;
 
@@ -81,6 +82,34 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(state.upload_limit)),
         )
         .route("/console/import/{id}", post(console::import_apply))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route(
+            "/oauth2/authorize",
+            get(oidc::authorize).post(oidc::authorize),
+        )
+        .route(
+            "/oauth2/authorize/continue",
+            get(oidc::continue_authorization),
+        )
+        .route("/oauth2/consent", post(oidc::consent))
+        .route("/oauth2/token", post(oidc::token).options(oidc::preflight))
+        .route(
+            "/oauth2/userinfo",
+            get(oidc::userinfo)
+                .post(oidc::userinfo)
+                .options(oidc::preflight),
+        )
+        .route("/oauth2/jwks", get(oidc::jwks).options(oidc::preflight))
+        .route(
+            "/oauth2/revoke",
+            post(oidc::revoke).options(oidc::preflight),
+        )
+        .route(
+            "/oauth2/logout",
+            get(oidc::end_session).post(oidc::end_session),
+        )
+        .route("/oauth2/logout/confirm", post(oidc::end_session_confirmed))
+        .route("/auth/verify", get(oidc::verify))
         .route("/logout", post(handlers::logout))
         .route("/logged-out", get(handlers::logged_out))
         .route("/healthz", get(handlers::healthz))

@@ -170,7 +170,9 @@ pub async fn rejections_as_pages(req: Request, next: Next) -> Response {
     page
 }
 
-/// The content security policy: nothing from anywhere else, no inline script or style.
+/// The content security policy: nothing from anywhere else, no inline script
+/// or style. `form-action` comes last: a page inside an application's
+/// sign-in appends that application's origin to it (`oidc::AllowFormAction`).
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
     font-src 'self'; connect-src 'self'; manifest-src 'self'; object-src 'none'; \
     base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
@@ -179,11 +181,13 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/assets/");
     let mut response = next.run(req).await;
+    let csp = match response.extensions().get::<crate::oidc::AllowFormAction>() {
+        Some(allow) => HeaderValue::from_str(&format!("{CSP} {}", allow.0))
+            .unwrap_or(HeaderValue::from_static(CSP)),
+        None => HeaderValue::from_static(CSP),
+    };
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -208,7 +212,9 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         );
     }
-    if !is_asset {
+    // Pages are never cached; an asset, or a document a handler marked
+    // cacheable (discovery, the JWKS), keeps its own header.
+    if !is_asset && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response

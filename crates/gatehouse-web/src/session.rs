@@ -56,7 +56,12 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A `Set-Cookie` value with the attributes every cookie of this service has.
-fn cookie(state: &AppState, name: &str, value: &str, extra: &str) -> Result<HeaderValue, WebError> {
+pub(crate) fn cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    extra: &str,
+) -> Result<HeaderValue, WebError> {
     let secure = if state.gatehouse.settings().is_https() {
         "; Secure"
     } else {

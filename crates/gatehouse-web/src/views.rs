@@ -90,12 +90,38 @@ pub struct LoginPage {
     pub flash: Option<String>,
     pub threshold: u32,
     pub lock: String,
+    /// The application this sign-in is for, if one is waiting.
+    pub client_name: Option<String>,
+    /// A path on this origin to go back to afterwards.
+    pub next: String,
 }
 
 impl LoginPage {
     fn error_for(&self, field: &str) -> Option<&str> {
         error_in(&self.errors, field)
     }
+}
+
+/// An application asks whether it may sign the person in.
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub client_name: String,
+    pub shared: Vec<String>,
+}
+
+/// An application asked to log the person out: are they sure?
+#[derive(Template)]
+#[template(path = "end_session.html")]
+pub struct EndSessionPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub client_name: Option<String>,
+    pub client_id: String,
+    pub post_logout_redirect_uri: String,
+    pub state: String,
 }
 
 /// Forgotten | Request Username/Password | Unlock Account.
@@ -200,6 +226,8 @@ pub struct SecondFactorPage {
 pub struct RecoveryCodesPage {
     pub l: Layout,
     pub codes: Vec<String>,
+    /// Where "continue" goes: the console, or an application waiting.
+    pub next: String,
 }
 
 /// The console's home: find a person, "did the email go out?".

@@ -117,6 +117,7 @@ impl TestApp {
     /// A service with extra configuration variables, its background
     /// workers on or off.
     pub async fn spawn_full(vars: &[(&str, &str)], workers: bool) -> Self {
+        gatehouse_core::use_ring_for_tls();
         if std::env::var_os("TEST_LOG").is_some() {
             gatehouse::telemetry::init(false);
         }
@@ -384,6 +385,7 @@ impl Drop for Server {
 
 /// Whether the service at `base` answers its health check within ten seconds.
 pub async fn healthy(base: &str) -> bool {
+    gatehouse_core::use_ring_for_tls();
     for _ in 0..400 {
         if reqwest::get(format!("{base}/healthz"))
             .await

@@ -25,6 +25,7 @@ impl Browser {
     /// A new browser, with no cookies, on the service at `base` whose links
     /// start with `public_url`.
     pub fn new(base: &str, public_url: &str) -> Self {
+        gatehouse_core::use_ring_for_tls();
         let jar = Arc::new(Jar::default());
         Self {
             http: Self::client(&jar, reqwest::header::HeaderMap::new(), None),

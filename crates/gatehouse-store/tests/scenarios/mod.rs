@@ -1188,7 +1188,7 @@ pub async fn sessions_round_trip_and_end_together(store: SqlStore) {
     );
     let mut tx = store.begin().await.expect("begin");
     assert_eq!(
-        sessions::end_all_of(&mut tx, jane.id)
+        sessions::end_all_of(&mut tx, jane.id, T0)
             .await
             .expect("delete"),
         2

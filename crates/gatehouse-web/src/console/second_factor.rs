@@ -3,7 +3,8 @@
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use gatehouse_core::privileged::CodeOutcome;
 use gatehouse_core::{AccountRecord, SessionRecord};
 use gatehouse_domain::recovery::FieldError;
@@ -77,9 +78,22 @@ fn qr_svg(uri: &str) -> Result<String, WebError> {
 pub async fn second_factor_page(
     State(state): State<AppState>,
     Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
 ) -> WebResult {
     let (session, account, enrolling) = or_redirect!(pending(&state, &visitor));
-    second_factor_view(&state, &session, &account, enrolling, None).await
+    let page = second_factor_view(&state, &session, &account, enrolling, None).await?;
+    for_application(&state, &headers, page).await
+}
+
+/// A page whose form may end in an application's sign-in: its
+/// `form-action` must allow the application's address (see
+/// `oidc::AllowFormAction`).
+async fn for_application(state: &AppState, headers: &HeaderMap, page: Response) -> WebResult {
+    let waiting = crate::oidc::pending_of(state, headers).await?;
+    let allow = waiting
+        .as_ref()
+        .and_then(crate::oidc::AllowFormAction::for_pending);
+    Ok(crate::oidc::AllowFormAction::apply(allow, page))
 }
 
 /// The second-factor form.
@@ -90,7 +104,18 @@ pub struct CodeInput {
 }
 
 /// `POST /console/second-factor`
-pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInput>) -> WebResult {
+pub async fn second_factor(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CsrfForm<CodeInput>,
+) -> WebResult {
+    // Once the code passes, an application waiting for the person comes
+    // before the console.
+    let next = if crate::oidc::pending_of(&state, &headers).await?.is_some() {
+        crate::oidc::CONTINUE
+    } else {
+        "/console"
+    };
     let CsrfForm {
         form,
         session: _,
@@ -115,10 +140,11 @@ pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInp
                         .iter()
                         .map(|c| c.as_str().to_owned())
                         .collect(),
+                    next: next.to_owned(),
                 };
                 return Ok(render(StatusCode::OK, &page));
             }
-            CodeOutcome::Passed { .. } => return Ok(see_other("/console")),
+            CodeOutcome::Passed { .. } => return Ok(see_other(next)),
             CodeOutcome::Wrong { attempts_left } => Some(format!(
                 "The code is not right. Check the time on your phone is correct and type the newest code. You have {attempts_left} attempt{} left before your account is locked for {}.",
                 if attempts_left == 1 { "" } else { "s" },
@@ -131,5 +157,6 @@ pub async fn second_factor(State(state): State<AppState>, form: CsrfForm<CodeInp
             )),
         }
     };
-    second_factor_view(&state, &session, &account, enrolling, error).await
+    let page = second_factor_view(&state, &session, &account, enrolling, error).await?;
+    for_application(&state, &headers, page).await
 }
