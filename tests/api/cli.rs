@@ -1,40 +1,12 @@
 //! The `gatehouse` binary itself: configuration errors, import, admin, and
 //! a process killed with mail queued.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gatehouse_testkit::SmtpSink;
 
 use crate::helpers::*;
-
-fn gatehouse(dir: &std::path::Path, extra: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env(
-            "GATEHOUSE_DATABASE_URL",
-            format!("sqlite://{}/gatehouse.db", dir.display()),
-        )
-        .env(
-            "GATEHOUSE_MAIL_URL",
-            format!("file://{}/outbox", dir.display()),
-        )
-        .current_dir(dir);
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    c
-}
-
-fn run(mut c: Command) -> (i32, String, String) {
-    let out = c.output().expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::helpers::{gatehouse_in as gatehouse, run_command as run, serve_in as start_server};
 
 #[test]
 fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
@@ -199,27 +171,6 @@ fn admin_shows_status_changes_emails_and_lists_the_audit_log() {
     let (code, stdout, _) = run(c);
     assert_eq!(code, 0);
     assert!(stdout.contains("email_changed_new email"), "{stdout}");
-}
-
-async fn start_server(dir: &std::path::Path, port: u16, smtp: &str) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))
-        .expect("log file");
-    let mut c = gatehouse(
-        dir,
-        &[
-            ("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}")),
-            ("GATEHOUSE_PUBLIC_URL", &format!("http://127.0.0.1:{port}")),
-            ("GATEHOUSE_MAIL_URL", smtp),
-            ("GATEHOUSE_LOG", "debug,sqlx=debug,hyper=info,h2=info"),
-        ],
-    );
-    c.arg("serve").stdout(Stdio::null()).stderr(log);
-    let server = Server(c.spawn().expect("starts"));
-    wait_healthy(&format!("http://127.0.0.1:{port}")).await;
-    server
 }
 
 /// Security cases C39, E59, H92, H99 (docs/security.md).

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/mail", get(console::mail))
         .route("/console/audit", get(console::audit))
+        .route("/console/clients", get(console::clients))
         .route(
             "/console/import",
             get(console::import_form)

@@ -102,6 +102,26 @@ impl LoginPage {
     }
 }
 
+/// One registered application, as the console lists it.
+pub struct ClientLine {
+    pub name: String,
+    pub id: String,
+    pub kind: String,
+    pub redirect_uris: String,
+    pub logout_notices: bool,
+    pub consent: bool,
+    pub state: String,
+}
+
+/// The registered applications (admin).
+#[derive(Template)]
+#[template(path = "console_clients.html")]
+pub struct ConsoleClientsPage {
+    pub l: Layout,
+    pub clients: Vec<ClientLine>,
+    pub discovery: String,
+}
+
 /// An application asks whether it may sign the person in.
 #[derive(Template)]
 #[template(path = "consent.html")]

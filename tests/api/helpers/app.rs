@@ -425,3 +425,59 @@ pub fn gatehouse_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The `gatehouse` binary, to run in `dir` with SQLite and file mail there
+/// and `extra` settings: nothing from this process's environment.
+pub fn gatehouse_in(dir: &std::path::Path, extra: &[(&str, &str)]) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(
+            "GATEHOUSE_DATABASE_URL",
+            format!("sqlite://{}/gatehouse.db", dir.display()),
+        )
+        .env(
+            "GATEHOUSE_MAIL_URL",
+            format!("file://{}/outbox", dir.display()),
+        )
+        .current_dir(dir);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs a command to its end: its exit code, standard output and error.
+pub fn run_command(mut c: std::process::Command) -> (i32, String, String) {
+    let out = c.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `gatehouse serve` in `dir` on `port`, its mail to `mail_url`, logging at
+/// debug level (every line) to `dir/server.log`; ready when this returns.
+pub async fn serve_in(dir: &std::path::Path, port: u16, mail_url: &str) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file");
+    let mut c = gatehouse_in(
+        dir,
+        &[
+            ("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}")),
+            ("GATEHOUSE_PUBLIC_URL", &format!("http://127.0.0.1:{port}")),
+            ("GATEHOUSE_MAIL_URL", mail_url),
+            ("GATEHOUSE_LOG", "debug,sqlx=debug,hyper=info,h2=info"),
+        ],
+    );
+    c.arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let server = Server(c.spawn().expect("starts"));
+    wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    server
+}

@@ -78,6 +78,16 @@ impl Db {
         attempts::read(&mut *self.0.read().await?, key).await
     }
 
+    /// The stored private signing keys (PKCS#8, or sealed).
+    pub async fn signing_keys(&self) -> Vec<Vec<u8>> {
+        gatehouse_store::oidc::signing_keys::all(&mut self.0.read().await.expect("connection"))
+            .await
+            .expect("keys")
+            .into_iter()
+            .map(|k| k.private_key)
+            .collect()
+    }
+
     /// How much work waits for the workers.
     pub async fn queue_depths(&self) -> Result<QueueDepths> {
         housekeeping::queue_depths(&mut *self.0.read().await?).await

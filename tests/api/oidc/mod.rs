@@ -4,6 +4,9 @@
 //! own HTTP client, and checks ID tokens against the published JWKS only.
 
 mod conformance;
+mod flows;
+mod logout;
+mod security;
 
 use std::collections::BTreeMap;
 
@@ -106,6 +109,17 @@ impl Rp {
             id: registered.client.id.to_string(),
             secret: registered.secret.map(|s| s.encode()),
             redirect_uri: input.redirect_uris[0].clone(),
+            base: app.url(""),
+        }
+    }
+
+    /// A client registered some other way (the command line), by its id
+    /// and secret.
+    pub fn known(app: &TestApp, id: &str, secret: Option<&str>) -> Self {
+        Self {
+            id: id.to_owned(),
+            secret: secret.map(str::to_owned),
+            redirect_uri: REDIRECT.to_owned(),
             base: app.url(""),
         }
     }

@@ -33,11 +33,13 @@ macro_rules! or_redirect {
 
 mod accounts;
 mod audit;
+mod clients;
 mod import;
 mod second_factor;
 
 pub use accounts::{account, account_action, home, mail};
 pub use audit::audit;
+pub use clients::clients;
 pub use import::{import_apply, import_form, import_preview};
 pub use second_factor::{second_factor, second_factor_page};
 
