@@ -246,6 +246,24 @@ impl Cluster {
         );
     }
 
+    /// Runs `gatehouse` with `args` on the cluster's database, as the
+    /// operator would on any machine; its standard output.
+    fn cli(&self, args: &[&str]) -> String {
+        let mut c = Command::new(BIN);
+        node_env(&mut c, &self.db.url, &self.smtp.url(), 0, self.nginx_port);
+        let out = c
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn logs(&self) -> String {
         (0..3)
             .map(|i| {
@@ -737,4 +755,165 @@ async fn a_node_whose_clock_is_five_minutes_out_decides_on_the_databases_time() 
         node_logs.contains("clock is away from the database"),
         "a skewed node says so at start: {node_logs}"
     );
+}
+
+/// The kids a node's JWKS publishes.
+async fn published_kids(base: &str) -> Vec<String> {
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/oauth2/jwks"))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Sends `n` requests at once, the `i`-th to node `i % 3`, each built by
+/// `request`; their statuses.
+async fn at_once<F, Fut>(cluster: &Cluster, n: usize, request: F) -> Vec<u16>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let barrier = barrier.clone();
+        let sent = request(cluster.node(i % 3));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            sent.await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    statuses
+}
+
+/// Applications across nodes: a client registered from the command line
+/// works at once on every node; thirty redemptions of one code at once,
+/// spread over the nodes, give tokens once; thirty uses of one refresh
+/// token give one rotation and revoke the family; a signing key rotated
+/// from any machine is served by every node's JWKS within seconds, and
+/// tokens any node signs verify against any node's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applications_across_nodes_redeem_once_rotate_once_and_share_their_keys() {
+    let cluster = Arc::new(Cluster::start(3).await);
+    set_password(&cluster, 1).await;
+    let added: serde_json::Value = serde_json::from_str(&cluster.cli(&[
+        "admin",
+        "--json",
+        "client",
+        "add",
+        "Payslips",
+        "--redirect-uri",
+        crate::oidc::REDIRECT,
+    ]))
+    .expect("json");
+    let base = cluster.base();
+    let rp = crate::oidc::Rp::at(
+        &base,
+        &base,
+        added["client_id"].as_str().expect("id"),
+        added["client_secret"].as_str(),
+    );
+    let who = Some(("U00001", PASSWORD));
+
+    // One code, thirty redemptions over three nodes.
+    let callback = rp.sign_in(&cluster.browser(), &[], who).await;
+    let code = callback.get("code").to_owned();
+    let statuses = at_once(&cluster, 30, |node| {
+        let rp = crate::oidc::Rp {
+            base: node,
+            ..rp.clone()
+        };
+        let code = code.clone();
+        async move { rp.redeem(&code, &[]).await.status }
+    })
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // One refresh token, thirty uses over three nodes.
+    let callback = rp.sign_in(&cluster.browser(), &[], who).await;
+    let tokens = rp.redeem(callback.get("code"), &[]).await;
+    let refresh = tokens.field("refresh_token");
+    let statuses = at_once(&cluster, 30, |node| {
+        let rp = crate::oidc::Rp {
+            base: node,
+            ..rp.clone()
+        };
+        let refresh = refresh.clone();
+        async move { rp.refresh(&refresh).await.status }
+    })
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    let revoked = cluster
+        .count("SELECT COUNT(*) FROM oidc_grants WHERE revoked_at IS NOT NULL")
+        .await;
+    assert!(
+        revoked >= 2,
+        "the reused code's and the family's grants: {revoked}"
+    );
+
+    // A key rotated from the command line reaches every node's JWKS.
+    let rotated: serde_json::Value = serde_json::from_str(&cluster.cli(&[
+        "admin",
+        "--json",
+        "rotate-signing-key",
+        "--immediately",
+    ]))
+    .expect("json");
+    let new_kids: Vec<String> = rotated["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    for i in 0..3 {
+        let mut served = false;
+        for _ in 0..100 {
+            let kids = published_kids(&cluster.node(i)).await;
+            if new_kids.iter().all(|k| kids.contains(k)) {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(served, "node {i} serves the new keys");
+    }
+    // Signed on one node, checked against another's keys.
+    for i in 0..3 {
+        let on_node = crate::oidc::Rp {
+            base: cluster.node(i),
+            ..rp.clone()
+        };
+        let callback = on_node
+            .sign_in(&cluster.browser().on(&cluster.node(i)), &[], who)
+            .await;
+        let token = on_node
+            .redeem(callback.get("code"), &[])
+            .await
+            .field("id_token");
+        let kid = crate::oidc::header_of(&token)["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned();
+        assert!(new_kids.contains(&kid), "node {i} signs with the new key");
+        crate::oidc::verify_with_jwks(&cluster.node((i + 1) % 3), &token).await;
+    }
 }

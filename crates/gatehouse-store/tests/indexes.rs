@@ -94,9 +94,14 @@ fn deliberate(sql: &str) -> bool {
     DELIBERATE_SCANS.iter().any(|(s, _)| sql.contains(s))
 }
 
-/// Tables small by nature (one row per employer): a scan of one is fine.
+/// Tables small by nature, where a scan is fine: one row per employer, per
+/// registered application, per signing key (a handful, each withdrawn
+/// within the hour after a rotation).
 fn small_table(name: &str) -> bool {
-    matches!(name, "employers" | "e" | "sqlite_master")
+    matches!(
+        name,
+        "employers" | "e" | "sqlite_master" | "oidc_clients" | "oidc_signing_keys"
+    )
 }
 
 /// The full scans of large tables in SQLite's plan for `sql`.

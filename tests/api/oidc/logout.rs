@@ -261,7 +261,7 @@ async fn oidcc_rp_initiated_logout_no_params_and_only_state() {
 async fn checked_logout_token(rp: &Rp, token: &str) -> Value {
     assert_eq!(header_of(token)["typ"], "logout+jwt");
     let claims = verify_with_jwks(&rp.base, token).await;
-    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["iss"], rp.issuer.as_str());
     assert_eq!(claims["aud"], rp.id.as_str());
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     for required in ["iat", "exp", "jti", "sid", "sub"] {

@@ -34,7 +34,9 @@ pub struct Rp {
     /// Its redirect address.
     pub redirect_uri: String,
     /// The service it is registered with.
-    base: String,
+    pub base: String,
+    /// The service's issuer.
+    pub issuer: String,
 }
 
 /// A redirect back to the client, read.
@@ -110,17 +112,25 @@ impl Rp {
             secret: registered.secret.map(|s| s.encode()),
             redirect_uri: input.redirect_uris[0].clone(),
             base: app.url(""),
+            issuer: ISSUER.to_owned(),
         }
     }
 
     /// A client registered some other way (the command line), by its id
     /// and secret.
     pub fn known(app: &TestApp, id: &str, secret: Option<&str>) -> Self {
+        Self::at(&app.url(""), ISSUER, id, secret)
+    }
+
+    /// A client redirecting to [`REDIRECT`], of the service at `base` whose
+    /// issuer is `issuer`.
+    pub fn at(base: &str, issuer: &str, id: &str, secret: Option<&str>) -> Self {
         Self {
             id: id.to_owned(),
             secret: secret.map(str::to_owned),
             redirect_uri: REDIRECT.to_owned(),
-            base: app.url(""),
+            base: base.to_owned(),
+            issuer: issuer.to_owned(),
         }
     }
 
@@ -231,7 +241,7 @@ impl Rp {
     /// claims every ID token must have for this client.
     pub async fn id_token_claims(&self, id_token: &str) -> Value {
         let claims = verify_with_jwks(&self.base, id_token).await;
-        assert_eq!(claims["iss"], ISSUER, "{claims}");
+        assert_eq!(claims["iss"], self.issuer.as_str(), "{claims}");
         assert_eq!(claims["aud"], self.id.as_str(), "{claims}");
         for required in ["sub", "exp", "iat", "auth_time", "sid", "amr", "acr"] {
             assert!(claims.get(required).is_some(), "no {required}: {claims}");

@@ -260,12 +260,12 @@ async fn no_secret_key_or_token_reaches_the_log() {
     assert_eq!(code, 0, "{err}");
     let client: serde_json::Value = serde_json::from_str(&out).expect("json");
     let secret = client["client_secret"].as_str().expect("secret").to_owned();
-    let rp = Rp {
-        id: client["client_id"].as_str().expect("id").to_owned(),
-        secret: Some(secret.clone()),
-        redirect_uri: REDIRECT.to_owned(),
-        base: base.clone(),
-    };
+    let rp = Rp::at(
+        &base,
+        &base,
+        client["client_id"].as_str().expect("id"),
+        Some(&secret),
+    );
 
     let browser = Browser::new(&base, &base);
     let asked = browser.get(&rp.authorize_path(&[])).await;

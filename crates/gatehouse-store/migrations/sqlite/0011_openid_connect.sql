@@ -73,6 +73,8 @@ CREATE TABLE oidc_codes (
     grant_id INTEGER
 );
 CREATE INDEX oidc_codes_expiry ON oidc_codes (expires_at);
+-- Removing a client deletes what was issued to it.
+CREATE INDEX oidc_codes_client ON oidc_codes (client_id);
 
 -- What a client holds for a person from one code: its refresh and access
 -- tokens. A grant lives no longer than the Gatehouse session it came from
@@ -93,6 +95,7 @@ CREATE TABLE oidc_grants (
 CREATE INDEX oidc_grants_account ON oidc_grants (account_id);
 CREATE INDEX oidc_grants_session ON oidc_grants (session_hash);
 CREATE INDEX oidc_grants_expiry ON oidc_grants (expires_at);
+CREATE INDEX oidc_grants_client ON oidc_grants (client_id);
 
 -- Refresh tokens rotate on every use: the used one is kept (hash only) so
 -- that presenting it again is seen as theft and revokes the grant.

@@ -146,16 +146,19 @@ pub async fn set_disabled(
     disabled: bool,
     now: Timestamp,
 ) -> Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE oidc_clients SET disabled_at = $2, updated_at = $3 WHERE id = $1 \
-         AND (disabled_at IS NULL) = ($2 IS NOT NULL)",
-    )
-    .bind(id)
-    .bind(disabled.then_some(now))
-    .bind(now)
-    .execute(conn)
-    .await?
-    .rows_affected();
+    let sql = if disabled {
+        "UPDATE oidc_clients SET disabled_at = $2, updated_at = $2 \
+         WHERE id = $1 AND disabled_at IS NULL"
+    } else {
+        "UPDATE oidc_clients SET disabled_at = NULL, updated_at = $2 \
+         WHERE id = $1 AND disabled_at IS NOT NULL"
+    };
+    let changed = sqlx::query(sql)
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected();
     Ok(changed == 1)
 }
 

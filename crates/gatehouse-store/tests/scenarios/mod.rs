@@ -18,6 +18,9 @@ use gatehouse_store::{
     outbox, recovery, reset_links, second_factor, sessions,
 };
 
+mod oidc;
+pub use oidc::*;
+
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
 /// A fresh SQLite store in its own temporary folder.
@@ -1899,6 +1902,9 @@ macro_rules! with_scenarios {
             recovery_matching_ignores_case_and_narrows_by_username,
             set_up_links_open_a_window_that_other_changes_close,
             service_keys_are_made_once_and_rotate,
+            clients_register_rotate_disable_and_count_wrong_secrets,
+            signing_keys_are_made_once_and_rotate_ahead_of_use,
+            codes_redeem_once_refresh_tokens_rotate_once_and_grants_end_with_sessions,
         }
     };
 }
