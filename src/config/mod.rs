@@ -209,7 +209,12 @@ mod tests {
     fn the_readme_documents_every_setting_with_its_default() {
         let readme = include_str!("../../README.md");
         for (name, default, _) in Config::table() {
-            let row = format!("| `{name}` | `{default}` |");
+            // An empty default is written "(none)".
+            let row = if default.is_empty() {
+                format!("| `{name}` | (none) |")
+            } else {
+                format!("| `{name}` | `{default}` |")
+            };
             assert!(readme.contains(&row), "README.md lacks the row {row}");
         }
     }
@@ -277,12 +282,19 @@ mod tests {
             ("GATEHOUSE_MAIL_FROM", "not an address"),
             ("GATEHOUSE_TIME_ZONE", "Mars/Olympus"),
             ("GATEHOUSE_LOG_FORMAT", "xml"),
+            ("GATEHOUSE_ACCESS_TOKEN_LIFETIME", "30s"),
+            ("GATEHOUSE_ACCESS_TOKEN_LIFETIME", "2d"),
+            ("GATEHOUSE_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("GATEHOUSE_KEY_ENCRYPTION_KEY", "not base64 at all!"),
         ];
         for (name, value) in cases {
             let e = Config::from_sources(None, &env(&[(name, value)]))
                 .expect_err(&format!("{name}={value} should be refused"));
             assert!(e.0.starts_with(name), "{e}");
             assert!(!e.0.contains('\n'), "{e}");
+            if name.ends_with("ENCRYPTION_KEY") {
+                assert!(!e.0.contains(value), "a key is never repeated: {e}");
+            }
         }
     }
 

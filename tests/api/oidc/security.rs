@@ -357,3 +357,62 @@ async fn no_secret_key_or_token_reaches_the_log() {
         assert!(!log.contains(&secret), "the {what} is in the log");
     }
 }
+
+/// With `GATEHOUSE_KEY_ENCRYPTION_KEY` set, the private signing keys are
+/// sealed in the database (keys made before it was set are sealed at the
+/// next start), tokens still verify, and a process without the key, or with
+/// another, refuses to start in one line naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_sealed_at_rest_once_a_key_encryption_key_is_set() {
+    use base64::Engine as _;
+    let app = TestApp::spawn().await;
+    let plain = app.db.signing_keys().await;
+    assert!(
+        plain.iter().all(|k| k.first() == Some(&0x30)),
+        "PKCS#8 before"
+    );
+    let kek = base64::engine::general_purpose::STANDARD.encode(
+        gatehouse_domain::SecretToken::generate()
+            .expect("random")
+            .hash()
+            .as_bytes(),
+    );
+    let app = app
+        .restart(&[("GATEHOUSE_KEY_ENCRYPTION_KEY", &kek)], true)
+        .await;
+    let sealed = app.db.signing_keys().await;
+    assert_eq!(sealed.len(), plain.len());
+    for (before, after) in plain.iter().zip(&sealed) {
+        assert!(after.starts_with(b"GHK1"), "sealed");
+        assert!(
+            !after
+                .windows(32)
+                .any(|w| before.windows(32).any(|p| p == w)),
+            "nothing of the plain key is left"
+        );
+    }
+    let rp = amir_and_client(&app).await;
+    let tokens = rp.tokens_for(&app.browser(), &[], AMIR_SIGNS_IN).await;
+    rp.id_token_claims(&tokens.field("id_token")).await;
+
+    let (code, _, err) = gatehouse_cli(&app, &["admin", "client", "list"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: GATEHOUSE_KEY_ENCRYPTION_KEY: "),
+        "{err}"
+    );
+    let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GATEHOUSE_DATABASE_URL", app.database_url())
+        .env("GATEHOUSE_KEY_ENCRYPTION_KEY", &other)
+        .args(["admin", "client", "list"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not open the signing keys"), "{err}");
+    assert!(!err.contains(&other), "{err}");
+}
