@@ -16,7 +16,7 @@ use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
     BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, count, csrf_token, error_messages,
-    free_port, reset_form, tally_refusals, wait_healthy,
+    free_port, nginx_binary, reset_form, tally_refusals, wait_healthy,
 };
 
 /// The password the cluster's people are given.
@@ -24,15 +24,6 @@ const PASSWORD: &str = GOOD_PASSWORD;
 
 /// Debian's libfaketime (package faketime), thread-safe build.
 const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
-
-fn nginx_binary() -> String {
-    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.to_owned();
-        }
-    }
-    "nginx".to_owned()
-}
 
 struct Node {
     port: u16,

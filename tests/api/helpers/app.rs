@@ -481,3 +481,13 @@ pub async fn serve_in(dir: &std::path::Path, port: u16, mail_url: &str) -> Serve
     wait_healthy(&format!("http://127.0.0.1:{port}")).await;
     server
 }
+
+/// Debian's nginx, wherever it is.
+pub fn nginx_binary() -> String {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if std::path::Path::new(candidate).exists() {
+            return candidate.to_owned();
+        }
+    }
+    "nginx".to_owned()
+}

@@ -5,6 +5,7 @@
 
 mod conformance;
 mod flows;
+mod forward_auth;
 mod logout;
 mod security;
 
