@@ -15,8 +15,8 @@ use gatehouse_store::{PoolSettings, SqlStore};
 use gatehouse_testkit::{SmtpSink, TestDatabase};
 
 use crate::helpers::{
-    BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, count, csrf_token, error_messages,
-    free_port, nginx_binary, reset_form, tally_refusals, wait_healthy,
+    BIN, Browser, Db, GOOD_PASSWORD, Recovery, ResponseExt as _, Server, count, csrf_token,
+    error_messages, free_port, reset_form, start_nginx, tally_refusals, wait_healthy,
 };
 
 /// The password the cluster's people are given.
@@ -37,7 +37,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Cluster {
     _turn: tokio::sync::MutexGuard<'static, ()>,
     nodes: Vec<Node>,
-    nginx: Child,
+    _nginx: Server,
     nginx_port: u16,
     smtp: SmtpSink,
     store: SqlStore,
@@ -53,13 +53,6 @@ impl Drop for Node {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.nginx.kill();
-        let _ = self.nginx.wait();
     }
 }
 
@@ -147,48 +140,11 @@ impl Cluster {
             wait_healthy(&format!("http://127.0.0.1:{}", node.port)).await;
         }
 
-        let servers: String = nodes
+        let upstreams: Vec<String> = nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "    server 127.0.0.1:{} max_fails=1 fail_timeout=10s;\n",
-                    n.port
-                )
-            })
+            .map(|n| format!("127.0.0.1:{} max_fails=1 fail_timeout=10s", n.port))
             .collect();
-        let prefix = dir.path().join("nginx");
-        std::fs::create_dir_all(prefix.join("tmp")).expect("nginx dir");
-        let config = include_str!("../../docs/nginx.conf")
-            .replace("    server 127.0.0.1:8081;\n    server 127.0.0.1:8082;\n    server 127.0.0.1:8083;\n", &servers)
-            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{nginx_port};"))
-            .replace("    ssl_certificate /etc/ssl/gatehouse/fullchain.pem;\n", "")
-            .replace("    ssl_certificate_key /etc/ssl/gatehouse/privkey.pem;\n", "")
-            .replace("/var/log/nginx/gatehouse-error.log", &prefix.join("error.log").display().to_string())
-            .replace("/var/lib/nginx/gatehouse", &prefix.join("tmp").display().to_string());
-        assert!(
-            config.contains(&format!("127.0.0.1:{}", nodes[0].port)),
-            "the tested config names the nodes"
-        );
-        let conf = prefix.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemon off;\nworker_processes 2;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n{config}\n}}\n",
-                pid = prefix.join("nginx.pid").display(),
-                err = prefix.join("error.log").display(),
-            ),
-        )
-        .expect("nginx.conf");
-        let nginx = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx must be installed (apt-get install nginx-light)");
-        wait_healthy(&format!("http://127.0.0.1:{nginx_port}")).await;
+        let nginx = start_nginx(&dir.path().join("nginx"), nginx_port, &upstreams, "", 2).await;
 
         let store = SqlStore::connect(&db.url, PoolSettings::default())
             .await
@@ -196,7 +152,7 @@ impl Cluster {
         Cluster {
             _turn: turn,
             nodes,
-            nginx,
+            _nginx: nginx,
             nginx_port,
             smtp,
             store,

@@ -491,3 +491,72 @@ pub fn nginx_binary() -> String {
     }
     "nginx".to_owned()
 }
+
+/// nginx with docs/nginx.conf as deployed, but on `port` on loopback
+/// without TLS, sending to the `upstreams` (one `server` line each), with
+/// `extra` added inside its `server` block, its files under `prefix`;
+/// healthy when this returns. Killed when dropped.
+pub async fn start_nginx(
+    prefix: &std::path::Path,
+    port: u16,
+    upstreams: &[String],
+    extra: &str,
+    workers: u32,
+) -> Server {
+    let servers: String = upstreams
+        .iter()
+        .map(|u| format!("    server {u};\n"))
+        .collect();
+    std::fs::create_dir_all(prefix.join("tmp")).expect("nginx dir");
+    let config = include_str!("../../../docs/nginx.conf")
+        .replace(
+            "    server 127.0.0.1:8081;\n    server 127.0.0.1:8082;\n    server 127.0.0.1:8083;\n",
+            &servers,
+        )
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+        .replace(
+            "    ssl_certificate /etc/ssl/gatehouse/fullchain.pem;\n",
+            "",
+        )
+        .replace(
+            "    ssl_certificate_key /etc/ssl/gatehouse/privkey.pem;\n",
+            "",
+        )
+        .replace(
+            "/var/log/nginx/gatehouse-error.log",
+            &prefix.join("error.log").display().to_string(),
+        )
+        .replace(
+            "/var/lib/nginx/gatehouse",
+            &prefix.join("tmp").display().to_string(),
+        );
+    assert!(
+        upstreams.iter().all(|u| config.contains(u.as_str())),
+        "the tested config names the upstreams"
+    );
+    // Inside the server block, after its last location.
+    let end = config.rfind('}').expect("the server block ends");
+    let config = format!("{}\n{extra}\n}}\n", &config[..end]);
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes {workers};\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n{config}\n}}\n",
+            pid = prefix.join("nginx.pid").display(),
+            err = prefix.join("error.log").display(),
+        ),
+    )
+    .expect("nginx.conf");
+    let nginx = std::process::Command::new(nginx_binary())
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("nginx must be installed (apt-get install nginx-light)");
+    let server = Server(nginx);
+    wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+    server
+}

@@ -177,6 +177,35 @@ impl Browser {
         .await
     }
 
+    /// Signs in through the login page Gatehouse sends people to from
+    /// `login_path` (`/login?next=…`), sending back the `next` the page
+    /// carries, if any.
+    pub async fn log_in_from(
+        &self,
+        login_path: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let page = self.page(login_path).await;
+        let token = csrf_token(&page).expect("the login form");
+        let next = page
+            .split("name=\"next\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        self.post_form(
+            "/login",
+            &token,
+            &[
+                ("username", username),
+                ("password", password),
+                ("next", &next),
+            ],
+        )
+        .await
+    }
+
     /// Fills in and sends the recovery form.
     pub async fn request_recovery(&self, form: Recovery<'_>) -> reqwest::Response {
         self.submit("/recover", "/recover", &form.fields()).await

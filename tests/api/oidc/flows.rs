@@ -417,23 +417,11 @@ async fn forward_auth_answers_with_the_person_or_sends_them_to_log_in_and_back()
         asked.headers()["location"],
         "http://gatehouse.test/login?next=%2Fpayslips%2F2026%3Fmonth%3D11"
     );
-    let login = browser
-        .page("/login?next=%2Fpayslips%2F2026%3Fmonth%3D11")
-        .await;
-    assert!(
-        login.contains("name=\"next\" value=\"/payslips/2026?month=11\""),
-        "{login}"
-    );
-    let token = csrf_token(&login).expect("form");
     let signed_in = browser
-        .post_form(
-            "/login",
-            &token,
-            &[
-                ("username", AMIR.username),
-                ("password", GOOD_PASSWORD),
-                ("next", "/payslips/2026?month=11"),
-            ],
+        .log_in_from(
+            "/login?next=%2Fpayslips%2F2026%3Fmonth%3D11",
+            AMIR.username,
+            GOOD_PASSWORD,
         )
         .await;
     assert_eq!(signed_in.headers()["location"], "/payslips/2026?month=11");

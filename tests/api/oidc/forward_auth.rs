@@ -2,18 +2,7 @@
 //! run as written in front of Gatehouse and an application that shows the
 //! headers it is given.
 
-use std::process::{Child, Command, Stdio};
-
 use super::*;
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An application that answers every request with the `X-Gatehouse-*`
 /// headers (and any cookie) it received, one per line.
@@ -37,61 +26,17 @@ async fn application() -> u16 {
     port
 }
 
-/// nginx on a free port with docs/nginx.conf and the forward-auth snippet,
+/// nginx on a free port as deployed, with the forward-auth snippet,
 /// Gatehouse at `gatehouse` and the application on `app_port`.
-async fn nginx(dir: &std::path::Path, gatehouse: &str, app_port: u16) -> (Nginx, String) {
+async fn nginx(dir: &std::path::Path, gatehouse: &str, app_port: u16) -> (Server, String) {
     let port = free_port();
     let snippet = include_str!("../../../docs/nginx-forward-auth.conf")
         .replace("127.0.0.1:8090", &format!("127.0.0.1:{app_port}"));
-    let upstream = gatehouse.trim_start_matches("http://");
-    let config = include_str!("../../../docs/nginx.conf")
-        .replace(
-            "    server 127.0.0.1:8081;\n    server 127.0.0.1:8082;\n    server 127.0.0.1:8083;\n",
-            &format!("    server {upstream};\n"),
-        )
-        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
-        .replace(
-            "    ssl_certificate /etc/ssl/gatehouse/fullchain.pem;\n",
-            "",
-        )
-        .replace(
-            "    ssl_certificate_key /etc/ssl/gatehouse/privkey.pem;\n",
-            "",
-        )
-        .replace(
-            "/var/log/nginx/gatehouse-error.log",
-            &dir.join("error.log").display().to_string(),
-        )
-        .replace(
-            "/var/lib/nginx/gatehouse",
-            &dir.join("tmp").display().to_string(),
-        );
-    // Inside the server block, after its last location.
-    let end = config.rfind('}').expect("the server block ends");
-    let config = format!("{}\n{snippet}\n}}\n", &config[..end]);
-    std::fs::create_dir_all(dir.join("tmp")).expect("dir");
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 256; }}\nhttp {{\n{config}\n}}\n",
-            pid = dir.join("nginx.pid").display(),
-            err = dir.join("error.log").display(),
-        ),
-    )
-    .expect("conf");
-    let child = Command::new(nginx_binary())
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx must be installed (apt-get install nginx-light)");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&base).await;
-    (Nginx(child), base)
+    let upstream = gatehouse
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let server = start_nginx(dir, port, &[upstream.to_owned()], &snippet, 1).await;
+    (server, format!("http://127.0.0.1:{port}"))
 }
 
 /// Through nginx as documented: a person who is not signed in is sent to
@@ -119,17 +64,8 @@ async fn the_documented_nginx_forward_auth_lets_signed_in_people_through_with_wh
         format!("{PUBLIC_URL}/login?next=%2Fpayslips%2F2026%3Fmonth%3D11")
     );
     let path = login.strip_prefix(PUBLIC_URL).expect("on Gatehouse");
-    let token = browser.form_token(path).await;
     let signed_in = browser
-        .post_form(
-            "/login",
-            &token,
-            &[
-                ("username", AMIR.username),
-                ("password", GOOD_PASSWORD),
-                ("next", "/payslips/2026?month=11"),
-            ],
-        )
+        .log_in_from(path, AMIR.username, GOOD_PASSWORD)
         .await;
     assert_eq!(signed_in.headers()["location"], "/payslips/2026?month=11");
 
