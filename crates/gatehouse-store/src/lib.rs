@@ -43,6 +43,9 @@ pub use recovery::{RecoveryRequestRow, RecoveryRequestSummary};
 pub use reset_links::{NewResetLink, ResetLinkRow};
 pub use second_factor::SecondFactorRow;
 pub use sessions::SessionRecord;
+/// A connection, as every query function takes it (pooled or inside a
+/// transaction).
+pub use sqlx::AnyConnection as Connection;
 /// What the database driver reports (a transaction's commit, say).
 pub use sqlx::Error as DatabaseError;
 

@@ -242,9 +242,8 @@ impl Gatehouse {
         };
         let signed_in = match session {
             Some(s) => match s.account_id {
-                Some(id) => accounts::by_id(&mut *self.read().await?, id)
+                Some(id) => super::enabled_account(&mut *self.read().await?, id)
                     .await?
-                    .filter(|a| a.disabled_at.is_none())
                     .map(|a| (s, a)),
                 None => None,
             },
@@ -308,17 +307,21 @@ impl Gatehouse {
         let request = &pending.request;
         self.subject_of(account).await?;
         let code = SecretToken::generate()?;
-        let mut tx = self.begin().await?;
-        if consented_now {
-            clients::give_consent(&mut tx, account.id, &client.id, request.scopes, now).await?;
-            let mut event = self.event_about(AuditEvent::ApplicationConsent, account, client_ip);
-            event.detail = Some(format!(
+        // Which application, and what it was given.
+        let about = |event, client_ip: &str| gatehouse_store::AuditRecord {
+            detail: Some(format!(
                 "{} \"{}\": {}",
                 client.id,
                 client.name,
                 request.scopes.as_string()
-            ));
-            gatehouse_store::audit::record(&mut tx, &event).await?;
+            )),
+            ..self.event_about(event, account, client_ip)
+        };
+        let mut tx = self.begin().await?;
+        if consented_now {
+            clients::give_consent(&mut tx, account.id, &client.id, request.scopes, now).await?;
+            let event = AuditEvent::ApplicationConsent;
+            gatehouse_store::audit::record(&mut tx, &about(event, client_ip)).await?;
         }
         grants::insert_code(
             &mut tx,
@@ -338,14 +341,8 @@ impl Gatehouse {
             },
         )
         .await?;
-        let mut event = self.event_about(AuditEvent::ApplicationSignIn, account, client_ip);
-        event.detail = Some(format!(
-            "{} \"{}\": {}",
-            client.id,
-            client.name,
-            request.scopes.as_string()
-        ));
-        gatehouse_store::audit::record(&mut tx, &event).await?;
+        let event = AuditEvent::ApplicationSignIn;
+        gatehouse_store::audit::record(&mut tx, &about(event, client_ip)).await?;
         tx.commit().await?;
         let encoded = code.encode();
         let mut params = vec![("code", encoded.as_str())];

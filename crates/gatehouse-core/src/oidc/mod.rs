@@ -64,6 +64,17 @@ pub struct ForwardedPerson {
     pub roles: String,
 }
 
+/// The account with this id, if it exists and is not disabled: the only
+/// accounts applications may sign in, refresh for, or read claims of.
+pub(crate) async fn enabled_account(
+    conn: &mut gatehouse_store::Connection,
+    id: i64,
+) -> Result<Option<gatehouse_store::AccountRecord>> {
+    Ok(accounts::by_id(conn, id)
+        .await?
+        .filter(|a| a.disabled_at.is_none()))
+}
+
 impl Gatehouse {
     /// The discovery document.
     pub fn discovery(&self) -> serde_json::Value {
@@ -108,10 +119,7 @@ impl Gatehouse {
         let Some((session, id)) = session.and_then(|s| s.account_id.map(|id| (s, id))) else {
             return Ok(None);
         };
-        let Some(account) = accounts::by_id(&mut *self.read().await?, id)
-            .await?
-            .filter(|a| a.disabled_at.is_none())
-        else {
+        let Some(account) = enabled_account(&mut *self.read().await?, id).await? else {
             return Ok(None);
         };
         if account.role != Role::Staff && session.second_factor_at.is_none() {

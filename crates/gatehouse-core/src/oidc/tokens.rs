@@ -247,10 +247,7 @@ impl Gatehouse {
             tx.commit().await?;
             return refuse("code_verifier does not match the code challenge");
         }
-        let Some(account) = accounts::by_id(&mut tx, code.account_id)
-            .await?
-            .filter(|a| a.disabled_at.is_none())
-        else {
+        let Some(account) = super::enabled_account(&mut tx, code.account_id).await? else {
             tx.commit().await?;
             return refuse("the account can no longer sign in");
         };
@@ -353,10 +350,7 @@ impl Gatehouse {
                 asked
             }
         };
-        let Some(account) = accounts::by_id(&mut tx, grant.account_id)
-            .await?
-            .filter(|a| a.disabled_at.is_none())
-        else {
+        let Some(account) = super::enabled_account(&mut tx, grant.account_id).await? else {
             tx.commit().await?;
             return Ok(Err(TokenError::grant("the account can no longer sign in")));
         };
@@ -504,10 +498,7 @@ impl Gatehouse {
         if client.is_none_or(|c| c.disabled_at.is_some()) {
             return Ok(None);
         }
-        let Some(account) = accounts::by_id(&mut db, found.grant.account_id)
-            .await?
-            .filter(|a| a.disabled_at.is_none())
-        else {
+        let Some(account) = super::enabled_account(&mut db, found.grant.account_id).await? else {
             return Ok(None);
         };
         drop(db);

@@ -92,7 +92,9 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> WebResul
 
 /// A form's fields, each once: a parameter given twice is refused
 /// (RFC 6749 §3.2).
-fn form_fields(body: &[u8]) -> Result<std::collections::BTreeMap<String, String>, String> {
+type Fields = std::collections::BTreeMap<String, String>;
+
+fn form_fields(body: &[u8]) -> Result<Fields, String> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|e| format!("the form: {e}"))?;
     let mut fields = std::collections::BTreeMap::new();
@@ -109,10 +111,7 @@ fn form_fields(body: &[u8]) -> Result<std::collections::BTreeMap<String, String>
 
 /// The client's credentials: HTTP Basic (`client_secret_basic`, each part
 /// form-encoded, RFC 6749 §2.3.1) or the form (`client_secret_post`).
-fn credentials(
-    headers: &HeaderMap,
-    fields: &std::collections::BTreeMap<String, String>,
-) -> (ClientCredentials, bool) {
+fn credentials(headers: &HeaderMap, fields: &Fields) -> (ClientCredentials, bool) {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -176,6 +175,24 @@ fn token_error(e: &TokenError, basic: bool) -> Response {
     response
 }
 
+/// A client's form (each field once) and its credentials, and whether they
+/// came as HTTP Basic; or the OAuth error answering a form that cannot be read.
+fn client_form(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Fields, ClientCredentials, bool), Response> {
+    let fields = form_fields(body).map_err(|why| {
+        let e = TokenError {
+            status: 400,
+            error: "invalid_request",
+            description: why,
+        };
+        token_error(&e, false)
+    })?;
+    let (creds, basic) = credentials(headers, &fields);
+    Ok((fields, creds, basic))
+}
+
 /// `POST /oauth2/token`
 pub async fn token(
     State(state): State<AppState>,
@@ -184,18 +201,10 @@ pub async fn token(
     body: Bytes,
 ) -> WebResult {
     let ip = visitor.client_ip;
-    let fields = match form_fields(&body) {
-        Ok(f) => f,
-        Err(why) => {
-            let e = TokenError {
-                status: 400,
-                error: "invalid_request",
-                description: why,
-            };
-            return with_cors(&state, &headers, token_error(&e, false)).await;
-        }
+    let (fields, creds, basic) = match client_form(&headers, &body) {
+        Ok(parts) => parts,
+        Err(refused) => return with_cors(&state, &headers, refused).await,
     };
-    let (creds, basic) = credentials(&headers, &fields);
     let request = TokenRequest {
         grant_type: fields.get("grant_type").cloned(),
         code: fields.get("code").cloned(),
@@ -227,18 +236,10 @@ pub async fn revoke(
     body: Bytes,
 ) -> WebResult {
     let ip = visitor.client_ip;
-    let fields = match form_fields(&body) {
-        Ok(f) => f,
-        Err(why) => {
-            let e = TokenError {
-                status: 400,
-                error: "invalid_request",
-                description: why,
-            };
-            return with_cors(&state, &headers, token_error(&e, false)).await;
-        }
+    let (fields, creds, basic) = match client_form(&headers, &body) {
+        Ok(parts) => parts,
+        Err(refused) => return with_cors(&state, &headers, refused).await,
     };
-    let (creds, basic) = credentials(&headers, &fields);
     let response = match state
         .gatehouse
         .revoke_token(&creds, fields.get("token").map(String::as_str), &ip)
