@@ -180,14 +180,14 @@ fn token_error(e: &TokenError, basic: bool) -> Response {
 fn client_form(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Fields, ClientCredentials, bool), Response> {
+) -> Result<(Fields, ClientCredentials, bool), Box<Response>> {
     let fields = form_fields(body).map_err(|why| {
         let e = TokenError {
             status: 400,
             error: "invalid_request",
             description: why,
         };
-        token_error(&e, false)
+        Box::new(token_error(&e, false))
     })?;
     let (creds, basic) = credentials(headers, &fields);
     Ok((fields, creds, basic))
@@ -203,7 +203,7 @@ pub async fn token(
     let ip = visitor.client_ip;
     let (fields, creds, basic) = match client_form(&headers, &body) {
         Ok(parts) => parts,
-        Err(refused) => return with_cors(&state, &headers, refused).await,
+        Err(refused) => return with_cors(&state, &headers, *refused).await,
     };
     let request = TokenRequest {
         grant_type: fields.get("grant_type").cloned(),
@@ -238,7 +238,7 @@ pub async fn revoke(
     let ip = visitor.client_ip;
     let (fields, creds, basic) = match client_form(&headers, &body) {
         Ok(parts) => parts,
-        Err(refused) => return with_cors(&state, &headers, refused).await,
+        Err(refused) => return with_cors(&state, &headers, *refused).await,
     };
     let response = match state
         .gatehouse
