@@ -47,6 +47,8 @@ export const PEOPLE = {
   apacheNoJs: { first: 'Mei', last: 'Chen', dob: [17, 4, 1993], email: 'mei.chen@nhs.net' },
   nodeRp: { first: 'Tom', last: 'Okafor', dob: [28, 2, 1978], email: 'tom.okafor@nhs.net' },
   nodeRpNoJs: { first: 'Sara', last: 'Novak', dob: [7, 7, 1990], email: 'sara.novak@nhs.net' },
+  apacheSignOut: { first: 'Ian', last: 'Murray', dob: [3, 3, 1983], email: 'ian.murray@nhs.net' },
+  nodeRpSignOut: { first: 'Lena', last: 'Khan', dob: [19, 9, 1995], email: 'lena.khan@nhs.net' },
 };
 
 const pad = (n) => String(n).padStart(2, '0');

@@ -11,6 +11,9 @@
 // - signing in again, then a password reset through the recovery email
 //   (on another device) ends the application's session too.
 //
+// And, with JavaScript on, the application's own sign-out (RP-Initiated
+// Logout) signs the person out of Gatehouse and comes back.
+//
 // The applications are on http://localhost:PORT, another site than
 // Gatehouse's http://127.0.0.1:PORT, as in any deployment: Gatehouse's
 // Clear-Site-Data on sign-out cannot reach their cookies, so only the
@@ -88,6 +91,12 @@ const APPLICATIONS = [
     name: 'Rota',
     what: 'Apache with mod_auth_openidc',
     people: [PEOPLE.apache, PEOPLE.apacheNoJs],
+    signOutPerson: PEOPLE.apacheSignOut,
+    // mod_auth_openidc's logout: its redirect URI with ?logout=, where to go after.
+    signOut: async (page) => {
+      await page.goto(`${apache.origin}/protected/redirect_uri?logout=${encodeURIComponent(`${apache.origin}/`)}`);
+    },
+    signedOutUrl: () => `${apache.origin}/`,
     origin: () => apache.origin,
     url: () => apache.protectedUrl,
     cookie: 'mod_auth_openidc_session',
@@ -99,6 +108,11 @@ const APPLICATIONS = [
     name: 'Timesheets',
     what: 'Node with openid-client',
     people: [PEOPLE.nodeRp, PEOPLE.nodeRpNoJs],
+    signOutPerson: PEOPLE.nodeRpSignOut,
+    signOut: async (page) => {
+      await clickAndLoad(page, page.getByRole('link', { name: 'Sign out' }));
+    },
+    signedOutUrl: () => `${nodeRp.origin}/signed-out`,
     origin: () => nodeRp.origin,
     url: () => nodeRp.url,
     cookie: 'rp_session',
@@ -121,8 +135,11 @@ async function where(page) {
 
 /** Opens the application; asserts that Gatehouse asks the person to log in for it. */
 async function openAppExpectingLogin(page, app, label) {
-  await page.goto(app.url());
+  const response = await page.goto(app.url());
   assertPath(page, server, '/login');
+  // The login form may lead to the application: the redirect after it goes there.
+  const csp = response.headers()['content-security-policy'] ?? '';
+  assert.ok(csp.endsWith(`form-action 'self' ${app.origin()}`), `${label}: the login page's CSP allows the application's origin in form-action: ${csp}`);
   const main = await page.getByRole('main').innerText();
   assert.ok(main.includes(`Log in to continue to ${app.name}.`), `${label}: the login page names the application: ${main}`);
 }
@@ -254,4 +271,39 @@ for (const app of APPLICATIONS) {
       }
     });
   }
+}
+
+// The application's own sign-out (RP-Initiated Logout 1.0): the
+// application sends the person to Gatehouse's end-session endpoint with
+// the ID token as id_token_hint; Gatehouse signs them out at once (the hint
+// names this very session) and sends them back to the address the
+// application registered.
+for (const app of APPLICATIONS) {
+  const mode = JS_MODES[0];
+  test(`${app.name} (${app.what}): its own sign-out signs the person out of Gatehouse too (${mode.name})`, { timeout: 60_000 }, async () => {
+    const { context, page, assertClean } = await openPage(browser, server, { ...mode, otherOrigins: [app.origin()] });
+    try {
+      const person = app.signOutPerson;
+      const username = await setPasswordFor(page, server, person, seen);
+      await openAppExpectingLogin(page, app, 'first visit');
+      await submitLogin(page, username, GOOD_PASSWORD);
+      await assertSignedIn(page, app, person, username, 'after signing in');
+
+      await app.signOut(page);
+      assert.equal(
+        page.url(),
+        app.signedOutUrl(),
+        `back at the application's signed-out page after Gatehouse's end-session endpoint: ${await where(page)}\n${await app.diagnostics()}`,
+      );
+
+      // Signed out of Gatehouse: My account asks for a login.
+      await page.goto(`${server.origin}/account`);
+      assertPath(page, server, '/login');
+      // And of the application.
+      await openAppExpectingLogin(page, app, 'after signing out');
+      assertClean();
+    } finally {
+      await context.close();
+    }
+  });
 }
