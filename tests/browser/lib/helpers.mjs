@@ -43,6 +43,12 @@ export const PEOPLE = {
   expireNoJs: { first: 'Ruth', last: 'Green', dob: [5, 12, 1999], email: 'ruth.green@nhs.net' },
   helpdesk: { first: 'Grace', last: 'Hopper', dob: [9, 12, 1986], email: 'grace.hopper@nhs.net', role: 'helpdesk' },
   helpdeskNoJs: { first: 'Alan', last: 'Turing', dob: [23, 6, 1982], email: 'alan.turing@nhs.net', role: 'admin' },
+  apache: { first: 'Ada', last: 'Lovelace', dob: [10, 12, 1985], email: 'ada.lovelace@nhs.net' },
+  apacheNoJs: { first: 'Mei', last: 'Chen', dob: [17, 4, 1993], email: 'mei.chen@nhs.net' },
+  nodeRp: { first: 'Tom', last: 'Okafor', dob: [28, 2, 1978], email: 'tom.okafor@nhs.net' },
+  nodeRpNoJs: { first: 'Sara', last: 'Novak', dob: [7, 7, 1990], email: 'sara.novak@nhs.net' },
+  apacheSignOut: { first: 'Ian', last: 'Murray', dob: [3, 3, 1983], email: 'ian.murray@nhs.net' },
+  nodeRpSignOut: { first: 'Lena', last: 'Khan', dob: [19, 9, 1995], email: 'lena.khan@nhs.net' },
 };
 
 const pad = (n) => String(n).padStart(2, '0');
@@ -56,7 +62,7 @@ function staffCsv() {
   return rows.join('\n') + '\n';
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
@@ -68,7 +74,7 @@ function freePort() {
   });
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts a fresh Gatehouse: its own temporary folder, database and outbox,
@@ -168,6 +174,23 @@ export async function grantRole(server, username, role) {
   return answer.set_up.link;
 }
 
+/**
+ * Registers an application (an OpenID Connect client) as the operator
+ * does (`gatehouse admin client add`), while the server runs. Returns the
+ * command's answer: `client_id`, and `client_secret` unless `public`.
+ */
+export async function registerClient(server, name, { redirectUri, postLogoutRedirectUri, backchannelLogoutUri, public: isPublic = false }) {
+  const args = ['admin', '--json', 'client', 'add', name, '--redirect-uri', redirectUri];
+  if (isPublic) args.push('--public');
+  if (postLogoutRedirectUri) args.push('--post-logout-redirect-uri', postLogoutRedirectUri);
+  if (backchannelLogoutUri) args.push('--backchannel-logout-uri', backchannelLogoutUri);
+  const { stdout } = await execFileP(GATEHOUSE_BIN, args, { env: server.env, timeout: 30_000 });
+  const answer = JSON.parse(stdout);
+  assert.ok(answer.client_id, `a client_id: ${stdout}`);
+  assert.ok(isPublic || answer.client_secret, `a client_secret: ${stdout}`);
+  return answer;
+}
+
 export async function launchBrowser() {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no Chromium at ${CHROMIUM}: install it (apt-get install -y chromium) or set CHROMIUM`);
@@ -194,10 +217,11 @@ const scriptsDisabled = new WeakMap();
 /**
  * A new browser context and page. Every request made by any page of the
  * context is recorded; `assertClean()` asserts that each went to the
- * server's own origin, and that no page raised an uncaught error or a
+ * server's own origin (or one of `otherOrigins`: the applications a
+ * person signs in to), and that no page raised an uncaught error or a
  * content security policy violation. The caller closes `context`.
  */
-export async function openPage(browser, server, { javaScriptEnabled }) {
+export async function openPage(browser, server, { javaScriptEnabled, otherOrigins = [] }) {
   const context = await browser.newContext({ javaScriptEnabled });
   context.setDefaultTimeout(10_000);
   context.setDefaultNavigationTimeout(15_000);
@@ -213,16 +237,17 @@ export async function openPage(browser, server, { javaScriptEnabled }) {
     }
   });
   const assertClean = () => {
-    assertSameOrigin(requests, server.origin);
+    assertSameOrigin(requests, server.origin, otherOrigins);
     assert.deepEqual(problems, [], 'no script errors or content security policy violations');
   };
   return { context, page, requests, assertClean };
 }
 
-export function assertSameOrigin(requests, origin) {
+export function assertSameOrigin(requests, origin, otherOrigins = []) {
   assert.ok(requests.length > 0, 'some requests were recorded');
-  const foreign = requests.filter((u) => !u.startsWith(origin + '/'));
-  assert.deepEqual(foreign, [], `every request goes to ${origin}`);
+  const allowed = [origin, ...otherOrigins];
+  const foreign = requests.filter((u) => !allowed.some((o) => u.startsWith(o + '/')));
+  assert.deepEqual(foreign, [], `every request goes to ${allowed.join(' or ')}`);
 }
 
 /** Asserts the page's path (and that it is on the server's origin). */
