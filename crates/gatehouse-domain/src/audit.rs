@@ -134,6 +134,16 @@ audit_events! {
     TokenRevoked => "application.token_revoked",
     /// An application could not be told of a sign-out, and was given up on.
     LogoutNoticeFailed => "application.logout_notice_failed",
+    /// A person changed their password while signed in.
+    PasswordChanged => "password.changed",
+    /// A person signed out one of their other sessions, or all of them.
+    OwnSessionsEnded => "account.own_sessions_ended",
+    /// A person signed out of an application from their account page.
+    ApplicationSignedOut => "application.signed_out",
+    /// A security email was not sent: too many to the address this hour.
+    SecurityNoticeThrottled => "email.security_notice_throttled",
+    /// A person signed in from a browser their account had not used before.
+    NewBrowserSignIn => "sign_in.new_browser",
 }
 
 #[cfg(test)]

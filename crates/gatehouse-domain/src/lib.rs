@@ -19,6 +19,7 @@ pub mod session;
 mod stored;
 pub mod time;
 pub mod token;
+pub mod user_agent;
 pub mod username;
 
 pub use account::{AllowedDomains, DateOfBirth, EmailAddress, Role, Username, UsernameKey};

@@ -268,9 +268,10 @@ pub async fn record_sign_in_success(
         "INSERT INTO sign_in_successes (counter_key, claimed_version, consecutive, total, \
          locked_until, claims, second_factor_failures, at, account_id, previous_session, \
          id_hash, session_account_id, csrf_token, created_at, last_seen_at, flash, \
-         second_factor_at, audit_at, event, actor, audit_account_id, username, client_ip, \
-         detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+         second_factor_at, session_user_agent, session_client_ip, audit_at, event, actor, \
+         audit_account_id, username, client_ip, detail, audit_user_agent) VALUES ($1, $2, \
+         $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+         $21, $22, $23, $24, $25, $26, $27)",
     )
     .bind(s.counter_key)
     .bind(s.claimed_version);

@@ -23,6 +23,8 @@ pub struct AuditRecord {
     pub client_ip: Option<String>,
     /// Details, never a password or token.
     pub detail: Option<String>,
+    /// The browser's user agent, when a person's browser did it.
+    pub user_agent: Option<String>,
 }
 
 impl AuditRecord {
@@ -36,6 +38,7 @@ impl AuditRecord {
             username: None,
             client_ip: None,
             detail: None,
+            user_agent: None,
         }
     }
 }
@@ -82,7 +85,7 @@ pub async fn record(conn: &mut AnyConnection, r: &AuditRecord) -> Result<()> {
     bind_columns(
         sqlx::query(
             "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, \
-             detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             detail, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         ),
         r,
     )
@@ -105,6 +108,7 @@ pub(crate) fn bind_columns<'q>(
         .bind(&r.username)
         .bind(&r.client_ip)
         .bind(&r.detail)
+        .bind(&r.user_agent)
 }
 
 /// Security events, newest first.
@@ -135,7 +139,7 @@ pub async fn list(conn: &mut AnyConnection, filter: &AuditFilter) -> Result<Vec<
         && filter.actor.is_none()
         && (filter.since.is_some() || filter.until.is_some());
     let sql = format!(
-        "SELECT id, at, event, actor, account_id, username, client_ip, detail \
+        "SELECT id, at, event, actor, account_id, username, client_ip, detail, user_agent \
          FROM audit_events{} ORDER BY {} LIMIT ${}",
         if conditions.is_empty() {
             String::new()

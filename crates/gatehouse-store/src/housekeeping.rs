@@ -30,6 +30,10 @@ pub async fn queue_depths(conn: &mut AnyConnection) -> Result<QueueDepths> {
 /// attempt (device cookies are renewed within it).
 pub const UNKNOWN_COUNTERS_KEPT: Span = Span::hours(24 * 30);
 
+/// How long a browser an account signed in from is remembered unused (as
+/// long as its cookie lives).
+pub const BROWSERS_KEPT: Span = Span::hours(24 * 400);
+
 /// Deletes what has outlived its use: sessions idle longer than
 /// `session_idle`, counters of usernames nobody has that are untouched
 /// for 30 days and not locked, and OpenID Connect codes, grants and notices
@@ -39,5 +43,6 @@ pub async fn purge(tx: &mut Tx, now: Timestamp, session_idle: Span) -> Result<u6
     let counters = attempts::forget_unknown(tx, now.minus(UNKNOWN_COUNTERS_KEPT), now).await?;
     let grants = crate::oidc::grants::tidy(tx, now).await?;
     let notices = crate::oidc::logout_notices::tidy(tx, now).await?;
-    Ok(sessions + counters + grants + notices)
+    let browsers = crate::browsers::forget_unused(tx, now.minus(BROWSERS_KEPT)).await?;
+    Ok(sessions + counters + grants + notices + browsers)
 }

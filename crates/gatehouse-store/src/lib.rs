@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod attempts;
 pub mod audit;
+pub mod browsers;
 mod database;
 mod error;
 pub mod housekeeping;

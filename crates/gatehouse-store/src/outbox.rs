@@ -346,6 +346,24 @@ pub async fn count_since(
     Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
 }
 
+/// Security notices (emails whose kind starts `security_`) queued for an
+/// address since `since`, whatever became of them.
+pub async fn security_notices_since(
+    conn: &mut AnyConnection,
+    recipient_key: &str,
+    since: Timestamp,
+) -> Result<u32> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE recipient_key = $1 AND created_at > $2 \
+         AND kind LIKE 'security\\_%' ESCAPE '\\'",
+    )
+    .bind(recipient_key)
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
 /// Emails queued and not yet sent, expired or given up.
 pub async fn queued(conn: &mut AnyConnection) -> Result<i64> {
     Ok(

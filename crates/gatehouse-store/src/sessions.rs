@@ -23,17 +23,24 @@ pub struct SessionRecord {
     pub flash: Option<String>,
     /// When this session passed the second factor (privileged accounts).
     pub second_factor_at: Option<Timestamp>,
+    /// The browser's user agent at sign-in (for "Where you're signed in").
+    pub user_agent: Option<String>,
+    /// The client address at sign-in.
+    pub client_ip: Option<String>,
 }
+
+/// The columns of [`SessionRecord`].
+const SESSION: &str = "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, \
+    flash, second_factor_at, user_agent, client_ip FROM sessions";
 
 /// The session whose id hashes to `id_hash`.
 pub async fn get(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
-    Ok(sqlx::query_as(
-        "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, flash, \
-         second_factor_at FROM sessions WHERE id_hash = $1",
+    Ok(
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSION} WHERE id_hash = $1")))
+            .bind(id_hash)
+            .fetch_optional(conn)
+            .await?,
     )
-    .bind(id_hash)
-    .fetch_optional(conn)
-    .await?)
 }
 
 /// Stores a new session. (The `sign_in_successes` view of migrations 9 and
@@ -42,7 +49,8 @@ pub async fn create(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     bind_columns(
         sqlx::query(
             "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
-             flash, second_factor_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             flash, second_factor_at, user_agent, client_ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         ),
         s,
     )
@@ -65,6 +73,8 @@ pub(crate) fn bind_columns<'q>(
         .bind(s.last_seen_at)
         .bind(&s.flash)
         .bind(s.second_factor_at)
+        .bind(&s.user_agent)
+        .bind(&s.client_ip)
 }
 
 /// Records activity on a session.
@@ -170,4 +180,35 @@ pub async fn end_idle(conn: &mut AnyConnection, idle_since: Timestamp) -> Result
         .execute(conn)
         .await?
         .rows_affected())
+}
+
+/// Every session of an account, newest first.
+pub async fn of_account(conn: &mut AnyConnection, account_id: i64) -> Result<Vec<SessionRecord>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SESSION} WHERE account_id = $1 ORDER BY created_at DESC"
+    )))
+    .bind(account_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Ends every session of an account but `keep` (the person's own browser,
+/// after a password change or "Sign out of all other devices"), with what
+/// applications were granted in them; returns how many sessions.
+pub async fn end_others(
+    tx: &mut Tx,
+    account_id: i64,
+    keep: &TokenHash,
+    now: Timestamp,
+) -> Result<u64> {
+    let others: Vec<TokenHash> =
+        sqlx::query_scalar("SELECT id_hash FROM sessions WHERE account_id = $1 AND id_hash <> $2")
+            .bind(account_id)
+            .bind(keep)
+            .fetch_all(&mut **tx)
+            .await?;
+    for id_hash in &others {
+        end(tx, id_hash, now).await?;
+    }
+    Ok(others.len() as u64)
 }

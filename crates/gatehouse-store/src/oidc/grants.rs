@@ -419,6 +419,57 @@ pub async fn end_for_account(tx: &mut Tx, account_id: i64, now: Timestamp) -> Re
     end_where(tx, "account_id = $1", account_id, now).await
 }
 
+/// An application a person is signed in to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HeldGrant {
+    /// The client.
+    pub client_id: ClientId,
+    /// Its name.
+    pub client_name: String,
+    /// When the person last signed in to it.
+    pub signed_in_at: Timestamp,
+}
+
+/// The applications holding live grants for an account at `now`, each
+/// once, most recent sign-in first.
+pub async fn held_by_account(
+    conn: &mut AnyConnection,
+    account_id: i64,
+    now: Timestamp,
+) -> Result<Vec<HeldGrant>> {
+    Ok(sqlx::query_as(
+        "SELECT g.client_id, c.name AS client_name, MAX(g.created_at) AS signed_in_at \
+         FROM oidc_grants g JOIN oidc_clients c ON c.id = g.client_id \
+         WHERE g.account_id = $1 AND g.revoked_at IS NULL AND g.expires_at > $2 \
+         GROUP BY g.client_id, c.name ORDER BY MAX(g.created_at) DESC",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Revokes every grant one client holds for an account (the person signed
+/// out of that application); its client is told by back-channel logout.
+pub async fn end_for_client(
+    tx: &mut Tx,
+    account_id: i64,
+    client_id: &ClientId,
+    now: Timestamp,
+) -> Result<Vec<Ended>> {
+    let ended: Vec<Ended> = sqlx::query_as(
+        "UPDATE oidc_grants SET revoked_at = $3 WHERE account_id = $1 AND client_id = $2 \
+         AND revoked_at IS NULL RETURNING id, client_id, account_id, session_hash",
+    )
+    .bind(account_id)
+    .bind(client_id)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    super::logout_notices::queue_for(tx, &ended, now).await?;
+    Ok(ended)
+}
+
 /// Deletes what can no longer be used: codes an hour past their expiry,
 /// and grants (with their tokens) a day past their end or revocation.
 pub async fn tidy(conn: &mut AnyConnection, now: Timestamp) -> Result<u64> {

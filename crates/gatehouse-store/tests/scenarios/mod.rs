@@ -837,6 +837,8 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         last_seen_at: T0,
         flash: None,
         second_factor_at: None,
+        user_agent: Some("Mozilla/5.0 (Windows NT 10.0) Chrome/131.0".to_owned()),
+        client_ip: Some("192.0.2.9".to_owned()),
     }
 }
 
@@ -916,6 +918,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
         username: Some("999JSMITH01".to_owned()),
         client_ip: Some("192.0.2.7".to_owned()),
         detail: Some("right password".to_owned()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Firefox/133.0".to_owned()),
     };
     // Values no sign-in would leave here, so that every column the
     // trigger writes is seen to be written.
@@ -971,6 +974,7 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
                         e.username,
                         e.client_ip,
                         e.detail,
+                        e.user_agent,
                     )
                 })
                 .collect::<Vec<_>>(),
@@ -1012,9 +1016,18 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
             created.account_id,
             created.csrf_token,
             created.created_at,
-            created.last_seen_at
+            created.last_seen_at,
+            created.user_agent,
+            created.client_ip
         ),
-        (Some(jane.id), new.csrf_token.clone(), T0, T0)
+        (
+            Some(jane.id),
+            new.csrf_token.clone(),
+            T0,
+            T0,
+            new.user_agent.clone(),
+            new.client_ip.clone()
+        )
     );
     assert_eq!(last_sign_in, Some(later));
     assert_eq!(
@@ -1025,7 +1038,8 @@ pub async fn a_sign_in_success_is_written_whole_or_not_at_all(store: SqlStore) {
             audit.account_id,
             audit.username.clone(),
             audit.client_ip.clone(),
-            audit.detail.clone()
+            audit.detail.clone(),
+            audit.user_agent.clone()
         )]
     );
 
