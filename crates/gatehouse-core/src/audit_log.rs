@@ -46,6 +46,8 @@ pub struct AuditLine {
     pub client_ip: String,
     /// Details.
     pub detail: String,
+    /// The browser, as it named itself, when a person's browser did it.
+    pub user_agent: String,
 }
 
 fn parse_day(text: &str) -> Option<jiff::civil::Date> {
@@ -145,6 +147,7 @@ impl Gatehouse {
                 username: r.username.unwrap_or_default(),
                 client_ip: r.client_ip.unwrap_or_default(),
                 detail: r.detail.unwrap_or_default(),
+                user_agent: r.user_agent.unwrap_or_default(),
             })
             .collect()))
     }
@@ -164,8 +167,16 @@ fn cell(text: &str) -> String {
 pub fn audit_csv(lines: &[AuditLine]) -> std::result::Result<String, crate::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| crate::Error::render("the audit export", e);
-    w.write_record(["at", "event", "actor", "username", "client_ip", "detail"])
-        .map_err(fail)?;
+    w.write_record([
+        "at",
+        "event",
+        "actor",
+        "username",
+        "client_ip",
+        "detail",
+        "user_agent",
+    ])
+    .map_err(fail)?;
     for l in lines {
         w.write_record([
             cell(&l.at),
@@ -174,6 +185,7 @@ pub fn audit_csv(lines: &[AuditLine]) -> std::result::Result<String, crate::Erro
             cell(&l.username),
             cell(&l.client_ip),
             cell(&l.detail),
+            cell(&l.user_agent),
         ])
         .map_err(fail)?;
     }
@@ -197,13 +209,15 @@ mod tests {
             username: "999JSMITH01".to_owned(),
             client_ip: "10.0.0.1".to_owned(),
             detail: "=HYPERLINK(\"http://evil\",\"x\")".to_owned(),
+            user_agent: "@evil".to_owned(),
         };
         let text = audit_csv(&[line]).expect("csv");
-        assert!(text.starts_with("at,event,actor,username,client_ip,detail\n"));
+        assert!(text.starts_with("at,event,actor,username,client_ip,detail,user_agent\n"));
         assert!(
             text.contains("\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""),
             "{text}"
         );
+        assert!(text.ends_with(",'@evil\n"), "{text}");
         for danger in ["+1", "-1", "@SUM(A1)"] {
             assert_eq!(cell(danger), format!("'{danger}"));
         }

@@ -15,9 +15,11 @@ use gatehouse_store::{AuditRecord, Pooled, SqlStore, Tx, audit};
 use tokio::sync::Notify;
 
 pub mod accounts;
+mod activity;
 pub mod actor;
 pub mod administration;
 pub mod audit_log;
+pub mod caller;
 pub mod emails;
 pub mod error;
 pub mod hashing;
@@ -28,15 +30,18 @@ pub mod lockout;
 pub mod mail_history;
 pub mod oidc;
 pub mod outbox;
+pub mod own_account;
 pub mod privileged;
 pub mod recovery;
 pub mod reset;
+pub mod security_notices;
 pub mod sessions;
 pub mod set_up;
 pub mod settings;
 pub mod sign_in;
 
 pub use actor::{Action, Actor, Member};
+pub use caller::Caller;
 pub use error::{Error, Result};
 /// The records core hands to its callers: read-only values, so that the
 /// web layer and the command line never need the store itself.
@@ -145,17 +150,18 @@ impl Gatehouse {
         AuditRecord::new(self.clock.now(), event)
     }
 
-    /// An audit record of `event`, about `account`, from `client_ip`.
+    /// An audit record of `event`, about `account`, from `caller`.
     pub(crate) fn event_about(
         &self,
         event: AuditEvent,
         account: &AccountRecord,
-        client_ip: &str,
+        caller: &Caller,
     ) -> AuditRecord {
         AuditRecord {
             account_id: Some(account.id),
             username: Some(account.username.to_string()),
-            client_ip: Some(client_ip.to_owned()),
+            client_ip: Some(caller.ip.clone()),
+            user_agent: caller.user_agent.clone(),
             ..self.event(event)
         }
     }

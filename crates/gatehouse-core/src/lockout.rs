@@ -8,7 +8,8 @@ use gatehouse_domain::lockout::{Claim, ClaimDecision};
 use gatehouse_domain::{Timestamp, UsernameKey};
 use gatehouse_store::{AuditRecord, CounterUpdate, attempts, audit, sessions};
 
-use crate::{Error, Gatehouse, Result};
+use crate::security_notices::SecurityNotice;
+use crate::{Caller, Error, Gatehouse, Result};
 
 /// What is being checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ impl Gatehouse {
                 )),
                 ..failed.clone()
             };
-            self.record_lock(account, &locked).await?;
+            self.record_lock(account, &locked, until).await?;
             return Ok(Wrong::Locked(until));
         }
         if claim.disables_if_wrong && attempt == Attempt::Password {
@@ -107,13 +108,35 @@ impl Gatehouse {
     /// must not carry on as if nothing happened. Staff sessions never pass a
     /// second factor, so a lock caused by someone else's guesses does not
     /// sign their owner out.
-    async fn record_lock(&self, account_id: Option<i64>, locked: &AuditRecord) -> Result<()> {
+    /// The owner is told by email, once per lock (attempts while it lasts
+    /// are refused before they get here).
+    async fn record_lock(
+        &self,
+        account_id: Option<i64>,
+        locked: &AuditRecord,
+        until: Timestamp,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         if let Some(id) = account_id {
             sessions::forget_second_factor_passes(&mut tx, id).await?;
+            if let Some(account) = gatehouse_store::accounts::by_id(&mut tx, id).await? {
+                let caller = Caller::new(
+                    locked.client_ip.as_deref().unwrap_or_default(),
+                    locked.user_agent.as_deref(),
+                );
+                self.queue_security_notice(
+                    &mut tx,
+                    &account,
+                    &SecurityNotice::Locked { until },
+                    Some(&caller),
+                    locked.at,
+                )
+                .await?;
+            }
         }
         audit::record(&mut tx, locked).await?;
         tx.commit().await?;
+        self.wake_outbox();
         Ok(())
     }
 

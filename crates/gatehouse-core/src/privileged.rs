@@ -18,6 +18,7 @@ use gatehouse_domain::second_factor::{RECOVERY_CODES, RecoveryCode, TotpSecret};
 use gatehouse_domain::{Role, Timestamp, TokenHash};
 use gatehouse_store::{AccountRecord, SessionRecord, accounts, second_factor, sessions};
 
+use crate::Caller;
 use crate::lockout::{Attempt, Wrong};
 use crate::{Error, Gatehouse, Member, Result};
 
@@ -105,7 +106,7 @@ impl Gatehouse {
     pub async fn console_access(
         &self,
         session: &SessionRecord,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<(Option<AccountRecord>, ConsoleAccess)> {
         let Some(account_id) = session.account_id else {
             return Ok((None, ConsoleAccess::NotPrivileged));
@@ -126,7 +127,7 @@ impl Gatehouse {
             (false, _) if self.may_enrol(&account) => ConsoleAccess::MustEnrol,
             (false, _) => ConsoleAccess::NeedsSetUpLink,
             (true, None) => ConsoleAccess::MustVerify,
-            (true, Some(_)) => ConsoleAccess::Granted(Member::new(&account, role, client_ip)),
+            (true, Some(_)) => ConsoleAccess::Granted(Member::new(&account, role, &caller.ip)),
         };
         Ok((Some(account), access))
     }
@@ -176,9 +177,9 @@ impl Gatehouse {
         session: &SessionRecord,
         account: &AccountRecord,
         typed: &str,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<CodeOutcome> {
-        let (enrolled, recovery_code) = match self.check_code(account, typed, client_ip).await? {
+        let (enrolled, recovery_code) = match self.check_code(account, typed, caller).await? {
             CodeCheck::Right {
                 enrolled,
                 recovery_code,
@@ -188,7 +189,7 @@ impl Gatehouse {
         };
         let now = self.clock.now();
         sessions::pass_second_factor(&mut *self.write().await?, &session.id_hash, now).await?;
-        let mut event = self.event_about(AuditEvent::SecondFactorPassed, account, client_ip);
+        let mut event = self.event_about(AuditEvent::SecondFactorPassed, account, caller);
         let mut recovery_codes = Vec::new();
         if enrolled {
             recovery_codes = (0..RECOVERY_CODES)
@@ -219,12 +220,12 @@ impl Gatehouse {
         &self,
         account: &AccountRecord,
         typed: &str,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<CodeCheck> {
         let key = account.username_key();
         let now = self.clock.now();
         let (decision, _) = self.claim_attempt(&key, Attempt::Code, now).await?;
-        let mut event = self.event_about(AuditEvent::SecondFactorFailed, account, client_ip);
+        let mut event = self.event_about(AuditEvent::SecondFactorFailed, account, caller);
         let claim = match decision {
             ClaimDecision::Check(claim) => claim,
             ClaimDecision::Locked { until } => {
@@ -296,12 +297,13 @@ impl Gatehouse {
         &self,
         account: Option<&AccountRecord>,
         what: &str,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<()> {
         let mut event = self.event(AuditEvent::ConsoleRefused);
         event.account_id = account.map(|a| a.id);
         event.username = account.map(|a| a.username.to_string());
-        event.client_ip = Some(client_ip.to_owned());
+        event.client_ip = Some(caller.ip.clone());
+        event.user_agent = caller.user_agent.clone();
         event.detail = Some(what.to_owned());
         self.audit(&event).await
     }

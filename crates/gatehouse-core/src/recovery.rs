@@ -15,6 +15,7 @@ use gatehouse_store::{
     reset_links,
 };
 
+use crate::Caller;
 use crate::emails::{RecoveryEmail, RecoveryEntry};
 use crate::{Gatehouse, Result};
 
@@ -35,14 +36,15 @@ impl Gatehouse {
     pub async fn request_recovery(
         &self,
         request: &RecoveryRequest,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<RequestOutcome> {
         let now = self.clock.now();
         let cap = self.settings.policy.recovery.requests_per_client_per_hour;
         let mut tx = self.begin().await?;
-        let recent = recovery::count_from(&mut tx, client_ip, now.minus(Span::hours(1))).await?;
+        let recent = recovery::count_from(&mut tx, &caller.ip, now.minus(Span::hours(1))).await?;
         let mut event = self.event(AuditEvent::RecoveryRequested);
-        event.client_ip = Some(client_ip.to_owned());
+        event.client_ip = Some(caller.ip.clone());
+        event.user_agent = caller.user_agent.clone();
         if recent >= cap {
             event.event = AuditEvent::RecoveryRefusedClientLimit;
             event.detail = Some(format!(
@@ -57,7 +59,7 @@ impl Gatehouse {
             &request.email.key(),
             &request.date_of_birth.iso(),
             request.username.as_deref(),
-            client_ip,
+            &caller.ip,
             now,
         )
         .await?;

@@ -23,6 +23,7 @@ use gatehouse_store::{
     AccountRecord, accounts, attempts, audit, outbox, reset_links, second_factor, sessions,
 };
 
+use crate::Caller;
 use crate::emails::Notice;
 use crate::hashing::Verification;
 use crate::keys::Purpose;
@@ -137,7 +138,7 @@ impl Gatehouse {
     /// `link_guesses_per_client_per_hour` unknown links within the hour,
     /// every link it opens is refused, known ones included, since answering
     /// a guess that hits differently would leave the guessing open.
-    pub async fn open_reset_link(&self, token_text: &str, client_ip: &str) -> Result<LinkLookup> {
+    pub async fn open_reset_link(&self, token_text: &str, caller: &Caller) -> Result<LinkLookup> {
         let now = self.clock.now();
         let cap = self
             .settings
@@ -154,14 +155,15 @@ impl Gatehouse {
         };
         let guesses = audit::count_from(
             &mut db,
-            client_ip,
+            &caller.ip,
             AuditEvent::ResetLinkUnknown,
             now.minus(Span::hours(1)),
         )
         .await?;
         drop(db);
         let mut event = self.event(AuditEvent::ResetLinkUnknown);
-        event.client_ip = Some(client_ip.to_owned());
+        event.client_ip = Some(caller.ip.clone());
+        event.user_agent = caller.user_agent.clone();
         if guesses >= cap {
             event.event = AuditEvent::ResetLinkRefusedClientLimit;
             event.detail = Some(format!(
@@ -259,7 +261,7 @@ impl Gatehouse {
         &self,
         link_id: i64,
         input: &ResetInput,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<ResetOutcome> {
         let (link, account) = match self.link_and_account(link_id).await? {
             Ok(found) => found,
@@ -272,7 +274,7 @@ impl Gatehouse {
             .await?
             .locked_at(self.clock.now())
         {
-            self.audit_locked_reset(&account, client_ip).await?;
+            self.audit_locked_reset(&account, caller).await?;
             return Ok(ResetOutcome::Locked { until });
         }
 
@@ -332,7 +334,7 @@ impl Gatehouse {
         // factor. (A right code is spent, so a reused password then needs
         // the next code.)
         if needs_code {
-            match self.check_code(&account, code, client_ip).await? {
+            match self.check_code(&account, code, caller).await? {
                 CodeCheck::Right { .. } => {}
                 CodeCheck::Wrong { attempts_left } => {
                     return Ok(ResetOutcome::Invalid(vec![FieldError {
@@ -392,7 +394,7 @@ impl Gatehouse {
         let counter = attempts::read_for_update(&mut tx, &key).await?;
         if let Some(until) = counter.locked_at(now) {
             drop(tx);
-            self.audit_locked_reset(&account, client_ip).await?;
+            self.audit_locked_reset(&account, caller).await?;
             return Ok(ResetOutcome::Locked { until });
         }
         if !reset_links::consume(&mut tx, link_id, now).await? {
@@ -424,7 +426,7 @@ impl Gatehouse {
         let ended = sessions::end_all_of(&mut tx, account.id, now).await?;
         attempts::set(&mut tx, &key, &counter.after_reset(now), now).await?;
         outbox::enqueue(&mut tx, &notice, now).await?;
-        let mut event = self.event_about(AuditEvent::PasswordReset, &account, client_ip);
+        let mut event = self.event_about(AuditEvent::PasswordReset, &account, caller);
         event.detail = Some(format!(
             "{} password{}; {voided} other link(s) voided; {ended} session(s) ended",
             if account.password_hash.is_none() {
@@ -440,8 +442,8 @@ impl Gatehouse {
         Ok(ResetOutcome::Done { set_up })
     }
 
-    async fn audit_locked_reset(&self, account: &AccountRecord, client_ip: &str) -> Result<()> {
-        self.audit(&self.event_about(AuditEvent::PasswordResetRefusedLocked, account, client_ip))
+    async fn audit_locked_reset(&self, account: &AccountRecord, caller: &Caller) -> Result<()> {
+        self.audit(&self.event_about(AuditEvent::PasswordResetRefusedLocked, account, caller))
             .await
     }
 }

@@ -11,6 +11,7 @@
 use gatehouse_domain::{SecretToken, Span, Timestamp};
 use gatehouse_store::{SessionRecord, sessions};
 
+use crate::Caller;
 use crate::keys::Purpose;
 use crate::{Gatehouse, Result};
 
@@ -39,8 +40,13 @@ impl NewSession {
 }
 
 impl Gatehouse {
-    /// Builds a fresh session record (not yet stored).
-    pub fn fresh_session(&self, account_id: Option<i64>, now: Timestamp) -> Result<NewSession> {
+    /// Builds a fresh session record (not yet stored) for `caller`'s browser.
+    pub fn fresh_session(
+        &self,
+        account_id: Option<i64>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<NewSession> {
         let token = SecretToken::generate()?;
         let record = SessionRecord {
             id_hash: token.hash(),
@@ -50,6 +56,8 @@ impl Gatehouse {
             last_seen_at: now,
             flash: None,
             second_factor_at: None,
+            user_agent: caller.user_agent.clone(),
+            client_ip: Some(caller.ip.clone()),
         };
         Ok(NewSession { token, record })
     }
@@ -96,14 +104,15 @@ impl Gatehouse {
 
     /// Ends a session (sign out), with its audit record when someone was
     /// signed in; applications granted access in it lose it, and are told.
-    pub async fn end_session(&self, record: &SessionRecord, client_ip: &str) -> Result<()> {
+    pub async fn end_session(&self, record: &SessionRecord, caller: &Caller) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         sessions::end(&mut tx, &record.id_hash, now).await?;
         if let Some(account_id) = record.account_id {
             let mut event = self.event(gatehouse_domain::audit::AuditEvent::SignedOut);
             event.account_id = Some(account_id);
-            event.client_ip = Some(client_ip.to_owned());
+            event.client_ip = Some(caller.ip.clone());
+            event.user_agent = caller.user_agent.clone();
             gatehouse_store::audit::record(&mut tx, &event).await?;
         }
         tx.commit().await?;
@@ -115,12 +124,13 @@ impl Gatehouse {
     /// cross-site request, no session, a wrong token).
     pub async fn form_refused(
         &self,
-        client_ip: &str,
+        caller: &Caller,
         account_id: Option<i64>,
         why: &str,
     ) -> Result<()> {
         let mut event = self.event(gatehouse_domain::audit::AuditEvent::CsrfRefused);
-        event.client_ip = Some(client_ip.to_owned());
+        event.client_ip = Some(caller.ip.clone());
+        event.user_agent = caller.user_agent.clone();
         event.account_id = account_id;
         event.detail = Some(why.to_owned());
         self.audit(&event).await

@@ -247,7 +247,12 @@ impl Gatehouse {
         }
         let mut tx = self.begin().await?;
         second_factor::clear(&mut tx, account.id).await?;
+        let now = self.clock.now();
+        let notice = crate::security_notices::SecurityNotice::SecondFactorReset;
+        self.queue_security_notice(&mut tx, &account, &notice, None, now)
+            .await?;
         tx.commit().await?;
+        self.wake_outbox();
         let detail = format!("reason: {}; ", reason.trim());
         let set_up = self
             .issue_set_up_link(actor, &account, AuditEvent::SecondFactorReset, &detail)

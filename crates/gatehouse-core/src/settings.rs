@@ -23,6 +23,9 @@ pub struct Settings {
     /// its failures are counted apart from unknown clients' (off: the seed's
     /// rule, one counter per username).
     pub device_cookies: bool,
+    /// Whether a sign-in from a browser an account has not used before is
+    /// told to its owner by email (off by default).
+    pub new_browser_notices: bool,
     /// How long an access token (and an ID token) issued to an application
     /// lives (default 10 minutes).
     pub access_token_lifetime: gatehouse_domain::Span,
@@ -43,6 +46,7 @@ impl Settings {
             worker_lease: gatehouse_domain::Span::from_seconds(60),
             allow_early_unlock: false,
             device_cookies: false,
+            new_browser_notices: false,
             access_token_lifetime: gatehouse_domain::Span::minutes(10),
             key_encryption_key: None,
         }

@@ -17,6 +17,7 @@ use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::{SecretToken, Timestamp, TokenHash, UsernameKey};
 use gatehouse_store::{SignInSuccess, accounts, attempts, audit, sessions};
 
+use crate::Caller;
 use crate::hashing::Verification;
 use crate::lockout::{Attempt, Wrong};
 use crate::sessions::NewSession;
@@ -41,12 +42,15 @@ pub enum SignInOutcome {
     /// Signed in: a new session.
     SignedIn {
         /// The new session (the old one, if any, is gone).
-        session: NewSession,
+        session: Box<NewSession>,
         /// A helpdesk or admin account: the console (after the second factor) awaits.
         privileged: bool,
         /// With device cookies on: the cookie that makes this browser a
         /// remembered one (set again on every sign-in, to renew it).
-        device: Option<Box<SecretToken>>,
+        device: Option<SecretToken>,
+        /// With new-browser notices on: the id to give a browser that had
+        /// none, so that its next sign-in is known.
+        browser: Option<SecretToken>,
     },
     /// Wrong username or password.
     Failed {
@@ -66,17 +70,26 @@ pub enum SignInOutcome {
     AccountDisabled,
 }
 
+/// The long-lived cookies a browser sends with a sign-in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BrowserCookies<'a> {
+    /// Its device cookie (used only with device cookies on).
+    pub device: Option<&'a SecretToken>,
+    /// Its browser id (used only with new-browser notices on).
+    pub browser: Option<&'a SecretToken>,
+}
+
 impl Gatehouse {
     /// Tries to sign in. `previous_session` is ended on success (a new
-    /// session id at sign-in). `device` is the browser's device cookie, if
-    /// it sent one (used only with device cookies on).
+    /// session id at sign-in).
     pub async fn sign_in(
         &self,
         input: &SignInInput,
-        client_ip: &str,
+        caller: &Caller,
         previous_session: Option<&TokenHash>,
-        device: Option<&SecretToken>,
+        cookies: BrowserCookies<'_>,
     ) -> Result<SignInOutcome> {
+        let device = cookies.device;
         let mut errors = Vec::new();
         let typed = input.username.trim();
         if typed.is_empty() {
@@ -133,7 +146,8 @@ impl Gatehouse {
             account_read,
         )?;
         let mut event = self.event(AuditEvent::SignInFailed);
-        event.client_ip = Some(client_ip.to_owned());
+        event.client_ip = Some(caller.ip.clone());
+        event.user_agent = caller.user_agent.clone();
         match &account {
             Some(a) => {
                 event.account_id = Some(a.id);
@@ -209,7 +223,7 @@ impl Gatehouse {
             tx.commit().await?;
             return Ok(SignInOutcome::AccountDisabled);
         }
-        let session = self.fresh_session(Some(account.id), now)?;
+        let session = self.fresh_session(Some(account.id), now, caller)?;
         let stored = session.stored();
         event.event = AuditEvent::SignInSucceeded;
         // Usually nothing else has touched the counter since the claim, and
@@ -268,7 +282,7 @@ impl Gatehouse {
         let privileged = account.role != gatehouse_domain::Role::Staff;
         let device = match (self.settings.device_cookies, remembered, device) {
             (false, ..) => None,
-            (true, Some(_), Some(token)) => Some(Box::new(token.clone())),
+            (true, Some(_), Some(token)) => Some(token.clone()),
             (true, ..) => {
                 let token = SecretToken::generate()?;
                 attempts::update(
@@ -283,13 +297,54 @@ impl Gatehouse {
                     },
                 )
                 .await?;
-                Some(Box::new(token))
+                Some(token)
             }
         };
+        let browser = self
+            .note_browser(&account, cookies.browser, caller, now)
+            .await?;
         Ok(SignInOutcome::SignedIn {
-            session,
+            session: Box::new(session),
             privileged,
             device,
+            browser,
         })
+    }
+
+    /// With new-browser notices on, notes the browser a sign-in came from
+    /// and tells the person when their account had signed in before but
+    /// never from it; returns the id to give a browser that had none.
+    async fn note_browser(
+        &self,
+        account: &gatehouse_store::AccountRecord,
+        browser: Option<&SecretToken>,
+        caller: &Caller,
+        now: Timestamp,
+    ) -> Result<Option<SecretToken>> {
+        if !self.settings.new_browser_notices {
+            return Ok(None);
+        }
+        let (id, fresh) = match browser {
+            Some(id) => (id.clone(), false),
+            None => (SecretToken::generate()?, true),
+        };
+        let mut tx = self.begin().await?;
+        let new = gatehouse_store::browsers::note(&mut tx, account.id, &id.hash(), now).await?;
+        // The very first sign-in of an account has no "before" to differ from.
+        if new && account.last_sign_in_at.is_some() {
+            self.queue_security_notice(
+                &mut tx,
+                account,
+                &crate::security_notices::SecurityNotice::NewBrowser,
+                Some(caller),
+                now,
+            )
+            .await?;
+            let event = self.event_about(AuditEvent::NewBrowserSignIn, account, caller);
+            audit::record(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        self.wake_outbox();
+        Ok(fresh.then_some(id))
     }
 }

@@ -18,6 +18,7 @@ use gatehouse_store::oidc::grants::{self, NewCode};
 use gatehouse_store::{AccountRecord, SessionRecord, accounts};
 use serde::{Deserialize, Serialize};
 
+use crate::Caller;
 use crate::keys::Purpose;
 use crate::{Gatehouse, Result};
 
@@ -115,7 +116,7 @@ impl Gatehouse {
         &self,
         raw: &RawRequest,
         session: Option<&SessionRecord>,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<AuthorizeOutcome> {
         let client = match self.enabled_client(raw).await? {
             Ok(c) => c,
@@ -175,8 +176,7 @@ impl Gatehouse {
             fresh_after,
             received_at: now,
         };
-        self.decide(&client, pending, session, client_ip, false)
-            .await
+        self.decide(&client, pending, session, caller, false).await
     }
 
     /// Resumes a request that waited while the person signed in, passed
@@ -185,7 +185,7 @@ impl Gatehouse {
         &self,
         pending: Pending,
         session: Option<&SessionRecord>,
-        client_ip: &str,
+        caller: &Caller,
         consented: Option<bool>,
     ) -> Result<AuthorizeOutcome> {
         let now = self.clock.now();
@@ -214,14 +214,8 @@ impl Gatehouse {
                 let e = AuthorizeError::new("access_denied", "the person did not consent");
                 Ok(self.error_redirect(&redirect, &e, state.as_deref()))
             }
-            Some(true) => {
-                self.decide(&client, pending, session, client_ip, true)
-                    .await
-            }
-            None => {
-                self.decide(&client, pending, session, client_ip, false)
-                    .await
-            }
+            Some(true) => self.decide(&client, pending, session, caller, true).await,
+            None => self.decide(&client, pending, session, caller, false).await,
         }
     }
 
@@ -231,7 +225,7 @@ impl Gatehouse {
         client: &ClientRow,
         pending: Pending,
         session: Option<&SessionRecord>,
-        client_ip: &str,
+        caller: &Caller,
         consented_now: bool,
     ) -> Result<AuthorizeOutcome> {
         let now = self.clock.now();
@@ -283,15 +277,8 @@ impl Gatehouse {
                 return Ok(AuthorizeOutcome::Consent(pending));
             }
         }
-        self.issue_code(
-            client,
-            &pending,
-            session,
-            &account,
-            client_ip,
-            consented_now,
-        )
-        .await
+        self.issue_code(client, &pending, session, &account, caller, consented_now)
+            .await
     }
 
     async fn issue_code(
@@ -300,7 +287,7 @@ impl Gatehouse {
         pending: &Pending,
         session: &SessionRecord,
         account: &AccountRecord,
-        client_ip: &str,
+        caller: &Caller,
         consented_now: bool,
     ) -> Result<AuthorizeOutcome> {
         let now = self.clock.now();
@@ -308,20 +295,20 @@ impl Gatehouse {
         self.subject_of(account).await?;
         let code = SecretToken::generate()?;
         // Which application, and what it was given.
-        let about = |event, client_ip: &str| gatehouse_store::AuditRecord {
+        let about = |event, caller: &Caller| gatehouse_store::AuditRecord {
             detail: Some(format!(
                 "{} \"{}\": {}",
                 client.id,
                 client.name,
                 request.scopes.as_string()
             )),
-            ..self.event_about(event, account, client_ip)
+            ..self.event_about(event, account, caller)
         };
         let mut tx = self.begin().await?;
         if consented_now {
             clients::give_consent(&mut tx, account.id, &client.id, request.scopes, now).await?;
             let event = AuditEvent::ApplicationConsent;
-            gatehouse_store::audit::record(&mut tx, &about(event, client_ip)).await?;
+            gatehouse_store::audit::record(&mut tx, &about(event, caller)).await?;
         }
         grants::insert_code(
             &mut tx,
@@ -342,7 +329,7 @@ impl Gatehouse {
         )
         .await?;
         let event = AuditEvent::ApplicationSignIn;
-        gatehouse_store::audit::record(&mut tx, &about(event, client_ip)).await?;
+        gatehouse_store::audit::record(&mut tx, &about(event, caller)).await?;
         tx.commit().await?;
         let encoded = code.encode();
         let mut params = vec![("code", encoded.as_str())];

@@ -19,6 +19,7 @@ use gatehouse_store::SessionRecord;
 use gatehouse_store::oidc::clients;
 use gatehouse_store::oidc::logout_notices::{self, LogoutNotice, NoticeResult};
 
+use crate::Caller;
 use crate::{Error, Gatehouse, Result};
 
 /// What an application's sign-out request says (the end-session endpoint's
@@ -61,7 +62,7 @@ impl Gatehouse {
         &self,
         request: &EndSessionRequest,
         session: Option<&SessionRecord>,
-        client_ip: &str,
+        caller: &Caller,
         confirmed: bool,
     ) -> Result<EndSession> {
         let hint = match &request.id_token_hint {
@@ -119,7 +120,7 @@ impl Gatehouse {
             .and_then(|s| s.as_str())
             .is_some_and(|sid| sid == rules::session_sid(&session.id_hash));
         if confirmed || hint_is_this_session {
-            self.end_session(session, client_ip).await?;
+            self.end_session(session, caller).await?;
             return Ok(EndSession::Done(after));
         }
         Ok(EndSession::Confirm {

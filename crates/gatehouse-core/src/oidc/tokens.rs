@@ -18,6 +18,7 @@ use gatehouse_store::{AccountRecord, accounts};
 use serde::Serialize;
 
 use super::clients::{FAILURE_WINDOW, FAILURES_ALLOWED};
+use crate::Caller;
 use crate::{Gatehouse, Result};
 
 /// How a client identified itself at the token or revocation endpoint.
@@ -102,12 +103,13 @@ impl Gatehouse {
     pub(crate) async fn authenticate_client(
         &self,
         creds: &ClientCredentials,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<std::result::Result<ClientRow, TokenError>> {
         let now = self.clock.now();
         let fail = |why: String| async move {
             let mut event = self.event(AuditEvent::ClientAuthFailed);
-            event.client_ip = Some(client_ip.to_owned());
+            event.client_ip = Some(caller.ip.clone());
+            event.user_agent = caller.user_agent.clone();
             event.detail = Some(why);
             self.audit(&event).await
         };
@@ -124,7 +126,7 @@ impl Gatehouse {
             return Ok(Err(TokenError::client()));
         };
         let window = now.minus(FAILURE_WINDOW);
-        if clients::failures(&mut *self.read().await?, &id, client_ip, window).await?
+        if clients::failures(&mut *self.read().await?, &id, &caller.ip, window).await?
             >= FAILURES_ALLOWED
         {
             return Ok(Err(TokenError::new(
@@ -156,7 +158,7 @@ impl Gatehouse {
             (Ok(()), Some(client)) => Ok(Ok(client)),
             (verdict, _) => {
                 let why = verdict.err().unwrap_or("unknown client id");
-                clients::count_failure(&mut *self.write().await?, &id, client_ip, now, window)
+                clients::count_failure(&mut *self.write().await?, &id, &caller.ip, now, window)
                     .await?;
                 fail(format!("{id}: {why}")).await?;
                 Ok(Err(TokenError::client()))
@@ -169,15 +171,15 @@ impl Gatehouse {
         &self,
         creds: &ClientCredentials,
         request: &TokenRequest,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<std::result::Result<TokenResponse, TokenError>> {
-        let client = match self.authenticate_client(creds, client_ip).await? {
+        let client = match self.authenticate_client(creds, caller).await? {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
         match request.grant_type.as_deref() {
-            Some("authorization_code") => self.redeem(&client, request, client_ip).await,
-            Some("refresh_token") => self.refresh(&client, request, client_ip).await,
+            Some("authorization_code") => self.redeem(&client, request, caller).await,
+            Some("refresh_token") => self.refresh(&client, request, caller).await,
             None => Ok(Err(TokenError::new(
                 400,
                 "invalid_request",
@@ -195,7 +197,7 @@ impl Gatehouse {
         &self,
         client: &ClientRow,
         request: &TokenRequest,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<std::result::Result<TokenResponse, TokenError>> {
         let now = self.clock.now();
         let Some(code) = request.code.as_deref().and_then(SecretToken::parse) else {
@@ -213,7 +215,8 @@ impl Gatehouse {
                     None => Vec::new(),
                 };
                 let mut event = self.event(AuditEvent::CodeReused);
-                event.client_ip = Some(client_ip.to_owned());
+                event.client_ip = Some(caller.ip.clone());
+                event.user_agent = caller.user_agent.clone();
                 event.account_id = ended.first().map(|e| e.account_id);
                 event.detail = Some(format!("{}: {} grant(s) revoked", client.id, ended.len()));
                 gatehouse_store::audit::record(&mut tx, &event).await?;
@@ -294,7 +297,7 @@ impl Gatehouse {
         &self,
         client: &ClientRow,
         request: &TokenRequest,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<std::result::Result<TokenResponse, TokenError>> {
         let now = self.clock.now();
         let Some(token) = request
@@ -313,7 +316,8 @@ impl Gatehouse {
             Rotation::Taken(grant) | Rotation::Reused(grant) => {
                 let ended = grants::end_grant(&mut tx, grant.id, now).await?;
                 let mut event = self.event(AuditEvent::RefreshTokenReused);
-                event.client_ip = Some(client_ip.to_owned());
+                event.client_ip = Some(caller.ip.clone());
+                event.user_agent = caller.user_agent.clone();
                 event.account_id = Some(grant.account_id);
                 event.detail = Some(format!(
                     "{} presented a refresh token of grant {} ({}): {} grant(s) revoked",
@@ -442,9 +446,9 @@ impl Gatehouse {
         &self,
         creds: &ClientCredentials,
         token: Option<&str>,
-        client_ip: &str,
+        caller: &Caller,
     ) -> Result<std::result::Result<(), TokenError>> {
-        let client = match self.authenticate_client(creds, client_ip).await? {
+        let client = match self.authenticate_client(creds, caller).await? {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
@@ -466,7 +470,8 @@ impl Gatehouse {
         }
         if !revoked.is_empty() {
             let mut event = self.event(AuditEvent::TokenRevoked);
-            event.client_ip = Some(client_ip.to_owned());
+            event.client_ip = Some(caller.ip.clone());
+            event.user_agent = caller.user_agent.clone();
             event.detail = Some(format!("{}: {revoked}", client.id));
             gatehouse_store::audit::record(&mut tx, &event).await?;
         }
