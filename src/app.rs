@@ -78,6 +78,7 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         worker_lease: config.worker_lease,
         allow_early_unlock: config.allow_early_unlock,
         device_cookies: config.device_cookies,
+        new_browser_notices: config.new_browser_notices,
         access_token_lifetime: config.access_token_lifetime,
         key_encryption_key: config.key_encryption_key.clone(),
     };

@@ -183,6 +183,9 @@ settings! {
         log_format: bool = "text",
             parse = json_or_text,
             help = "text or json";
+        new_browser_notices: bool = "false",
+            parse = boolean, field = new_browser_notices,
+            help = "email a person when their account signs in from a browser it has not used before (a long-lived cookie names each browser)";
         access_token_lifetime: Span = "10m",
             parse = span, field = access_token_lifetime,
             help = "how long an access token (and ID token) given to an application lives, from 1 minute to 1 day; refresh tokens end with the Gatehouse session";

@@ -522,7 +522,7 @@ fn admin_speaks_json_for_scripts_and_disables_enables_and_refuses_early_unlock()
     let (code, stdout, _) = admin(&["audit", "--event", "account.disabled", "--csv"]);
     assert_eq!(code, 0);
     assert!(
-        stdout.starts_with("at,event,actor,username,client_ip,detail\n"),
+        stdout.starts_with("at,event,actor,username,client_ip,detail,user_agent\n"),
         "{stdout}"
     );
     assert_eq!(stdout.lines().count(), 2);

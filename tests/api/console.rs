@@ -565,7 +565,7 @@ async fn the_audit_log_filters_and_downloads_as_csv() {
     let mut lines = body.lines();
     assert_eq!(
         lines.next(),
-        Some("at,event,actor,username,client_ip,detail")
+        Some("at,event,actor,username,client_ip,detail,user_agent")
     );
     assert_eq!(
         lines.filter(|l| l.contains(",sign_in.failed,")).count(),
@@ -1400,7 +1400,8 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
             "/api/accounts/999JSMITH01/unlock",
             "/api/unlock",
             "/api/v1/users",
-            "/account/password",
+            // `/account/password` exists: it changes only the signed-in
+            // person's own password, given the current one (own_account.rs).
             "/account/hash",
         ]
         .iter()

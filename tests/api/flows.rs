@@ -179,14 +179,17 @@ async fn a_locked_account_is_told_until_when_and_gets_no_link() {
             .await;
     }
     app.browser().request_recovery(AMIR.recovery()).await;
-    let mail = app.emails(1).await;
-    let body = mail[0].decoded_body();
+    let mail = app.recovery_email(1).await;
+    let body = mail.decoded_body();
     assert!(
         body.contains("locked until 9:00pm on 25 November 2026"),
         "{body}"
     );
     assert!(body.contains("make a new request after that time"));
-    assert!(reset_links(&mail[0], PUBLIC_URL).is_empty());
+    assert!(reset_links(&mail, PUBLIC_URL).is_empty());
+    // The lock itself was told once, by its own email.
+    let all = app.emails(2).await;
+    assert_eq!(all.len(), 2, "the lock email and the recovery email");
 
     // After the lock, a new request gets a link that works.
     app.advance(Span::hours(12));

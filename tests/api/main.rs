@@ -13,6 +13,7 @@ mod links;
 mod mail;
 mod multinode;
 mod oidc;
+mod own_account;
 mod privileged_access;
 mod recovery;
 mod security;

@@ -64,8 +64,11 @@ fn node_env(c: &mut Command, db: &str, smtp: &str, port: u16, public: u16) {
         .env("GATEHOUSE_LISTEN", format!("127.0.0.1:{port}"))
         .env("GATEHOUSE_PUBLIC_URL", format!("http://127.0.0.1:{public}"))
         .env("GATEHOUSE_TRUST_X_FORWARDED_FOR", "true")
-        // Short enough that a killed node's work is taken over within the test.
-        .env("GATEHOUSE_WORKER_LEASE", "5s")
+        // Short enough that a killed node's work is taken over within the
+        // test, and long enough past the mail timeout that a node slowed by
+        // a loaded machine still records a send before its lease runs out
+        // (a lease that runs out first lets another node send it again).
+        .env("GATEHOUSE_WORKER_LEASE", "15s")
         .env("GATEHOUSE_MAIL_TIMEOUT", "3s")
         // A flood of sign-ins waits for a hasher rather than being told "busy".
         .env("GATEHOUSE_HASH_WAIT", "60s")

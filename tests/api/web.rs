@@ -13,7 +13,7 @@ use crate::helpers::*;
 /// Two more people, each with one account, for actions that must not
 /// disturb the others: Bea is locked (unlock), Carl resets his password.
 fn more_staff() -> String {
-    staff_file(&[&BEA, &CARL])
+    staff_file(&[&BEA, &CARL, &LENA])
 }
 
 /// The password Carl sets.
@@ -247,6 +247,27 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
     let asked = leaving.get("/oauth2/logout").await;
     assert_eq!(asked.status(), 200, "the log-out question");
 
+    // Lena, signed in on two browsers and to an application, manages her
+    // own account from the first.
+    app.set_password(&LENA, GOOD_PASSWORD).await;
+    let lena = app.browser();
+    let lena_elsewhere = app.browser();
+    for b in [&lena, &lena_elsewhere] {
+        assert_eq!(b.log_in(LENA.username, GOOD_PASSWORD).await.status(), 303);
+    }
+    let payslips = crate::oidc::Rp::register(&app, |_| {}).await;
+    payslips
+        .tokens_for(&lena, &[], (LENA.username, GOOD_PASSWORD))
+        .await;
+    let elsewhere = lena
+        .page("/account/sessions")
+        .await
+        .split("name=\"sid\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the other browser's session is offered to end")
+        .to_owned();
+
     let token_of = |c: &Browser, page: &'static str| {
         let c = c.clone();
         async move { c.form_token(page).await }
@@ -280,6 +301,38 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             token: token_of(&resetter, "/reset").await,
             client: resetter.clone(),
             body: fields(&reset_form(CARL.username, CARL_PASSWORD, CARL_PASSWORD)),
+        },
+        Route {
+            pattern: "/account/applications/sign-out",
+            path: "/account/applications/sign-out".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[("client_id", payslips.id.as_str())]),
+        },
+        Route {
+            pattern: "/account/sessions/end",
+            path: "/account/sessions/end".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[("sid", elsewhere.as_str())]),
+        },
+        Route {
+            pattern: "/account/sessions/end-others",
+            path: "/account/sessions/end-others".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[]),
+        },
+        Route {
+            pattern: "/account/password",
+            path: "/account/password".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[
+                ("current-password", GOOD_PASSWORD),
+                ("password", CARL_PASSWORD),
+                ("confirm-password", CARL_PASSWORD),
+            ]),
         },
         Route {
             pattern: "/oauth2/consent",

@@ -86,7 +86,7 @@ pub(crate) async fn check(
         "form token missing or wrong"
     };
     // The refusal stands whether or not it could be recorded.
-    g.form_refused(&visitor.client_ip, visitor.account_id(), why)
+    g.form_refused(&visitor.caller(), visitor.account_id(), why)
         .await
         .ok();
     Err(WebError::Forbidden)

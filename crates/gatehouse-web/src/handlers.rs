@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::SessionRecord;
 use gatehouse_core::recovery::RequestOutcome;
 use gatehouse_core::reset::{LinkLookup, LinkProblem, ResetInput, ResetOutcome};
-use gatehouse_core::sign_in::{SignInInput, SignInOutcome};
+use gatehouse_core::sign_in::{BrowserCookies, SignInInput, SignInOutcome};
 use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form};
 
 use crate::AppState;
@@ -15,8 +15,8 @@ use crate::csrf::{CsrfForm, PublicForm};
 use crate::error::WebError;
 use crate::session::{Visitor, clear_cookie, public_form_token, set_cookie};
 use crate::views::{
-    AccountPage, ConfirmationPage, HomePage, Layout, LinkProblemPage, LoginPage, MessagePage,
-    RecoverPage, ResetPage, render,
+    ConfirmationPage, HomePage, Layout, LinkProblemPage, LoginPage, MessagePage, RecoverPage,
+    ResetPage, render,
 };
 
 type WebResult = Result<Response, WebError>;
@@ -179,13 +179,17 @@ pub async fn login(
     };
     let settings = state.gatehouse.settings();
     let device = crate::session::read_device_cookie(&state, &headers);
+    let browser = crate::session::read_browser_cookie(&state, &headers);
     let outcome = state
         .gatehouse
         .sign_in(
             &form,
-            &visitor.client_ip,
+            &visitor.caller(),
             visitor.session.as_ref().map(|s| &s.id_hash),
-            device.as_ref(),
+            BrowserCookies {
+                device: device.as_ref(),
+                browser: browser.as_ref(),
+            },
         )
         .await?;
     let message = match outcome {
@@ -193,6 +197,7 @@ pub async fn login(
             session: new,
             privileged,
             device,
+            browser,
         } => {
             // An application waiting for the person comes first; then the
             // page they came from (forward auth). Helpdesk and admin go on
@@ -211,7 +216,10 @@ pub async fn login(
             let device = device
                 .map(|token| crate::session::device_cookie(&state, &token))
                 .transpose()?;
-            return Ok(with_cookie(response, device));
+            let browser = browser
+                .map(|token| crate::session::browser_cookie(&state, &token))
+                .transpose()?;
+            return Ok(with_cookie(with_cookie(response, device), browser));
         }
         SignInOutcome::Invalid(errors) => {
             let page = login_view(&state, csrf_token, form.username, errors, None, &context);
@@ -301,7 +309,7 @@ pub async fn recover(State(state): State<AppState>, form: PublicForm<RecoveryInp
             let page = recover_view(&state, &visitor, csrf_token, form, errors);
             Ok(render(StatusCode::OK, &page))
         }
-        Ok(request) => match g.request_recovery(&request, &visitor.client_ip).await? {
+        Ok(request) => match g.request_recovery(&request, &visitor.caller()).await? {
             RequestOutcome::Recorded => Ok(see_other("/recover/confirmation")),
             RequestOutcome::ClientLimit => Err(WebError::TooManyRequests),
         },
@@ -340,7 +348,7 @@ pub async fn open_reset_link(
     Path(token): Path<String>,
 ) -> WebResult {
     let g = &state.gatehouse;
-    let link = match g.open_reset_link(&token, &visitor.client_ip).await? {
+    let link = match g.open_reset_link(&token, &visitor.caller()).await? {
         LinkLookup::Found(id) => Some(id),
         LinkLookup::Unknown => None,
         LinkLookup::TooManyGuesses => return Err(WebError::TooManyLinkGuesses),
@@ -498,7 +506,7 @@ pub async fn reset(
         return Ok(link_problem(&state, session, LinkProblem::Unknown));
     };
     let g = &state.gatehouse;
-    match g.complete_reset(link, &form, &visitor.client_ip).await? {
+    match g.complete_reset(link, &form, &visitor.caller()).await? {
         ResetOutcome::Done { set_up } => {
             let mut response = see_other(if set_up {
                 "/login?password=set-up"
@@ -537,36 +545,6 @@ pub async fn reset(
     }
 }
 
-/// `GET /account`
-pub async fn account(
-    State(state): State<AppState>,
-    Extension(visitor): Extension<Visitor>,
-) -> WebResult {
-    let (Some(session), Some(_)) = (visitor.session.as_ref(), visitor.account_id()) else {
-        return Ok(see_other("/login"));
-    };
-    let g = &state.gatehouse;
-    let Some(account) = g.own_account(session).await? else {
-        return Ok(see_other("/login"));
-    };
-    let last_sign_in = account.previous_sign_in_at.map_or_else(
-        || "This is your first sign-in".to_owned(),
-        |at| g.settings().when(at),
-    );
-    let flash = g.take_flash(session).await?;
-    let page = AccountPage {
-        l: layout(&state, Some(session), false),
-        csrf: session.csrf_token.clone(),
-        name: format!("{} {}", account.first_name, account.last_name),
-        username: account.username.to_string(),
-        employer: account.employer_name.clone(),
-        last_sign_in,
-        flash,
-        console: account.role != gatehouse_domain::Role::Staff,
-    };
-    Ok(render(StatusCode::OK, &page))
-}
-
 #[derive(serde::Deserialize)]
 pub struct NoFields {}
 
@@ -574,7 +552,7 @@ pub struct NoFields {}
 pub async fn logout(State(state): State<AppState>, form: CsrfForm<NoFields>) -> WebResult {
     state
         .gatehouse
-        .end_session(&form.session, &form.visitor.client_ip)
+        .end_session(&form.session, &form.visitor.caller())
         .await?;
     let mut response = see_other("/logged-out");
     response

@@ -19,6 +19,7 @@ pub mod error;
 mod handlers;
 mod middleware;
 mod oidc;
+mod own_account;
 mod session;
 mod views;
 
@@ -62,7 +63,22 @@ pub fn router(state: AppState) -> Router {
         .route("/recover/confirmation", get(handlers::confirmation))
         .route("/reset/{token}", get(handlers::open_reset_link))
         .route("/reset", get(handlers::reset_page).post(handlers::reset))
-        .route("/account", get(handlers::account))
+        .route("/account", get(own_account::account))
+        .route(
+            "/account/password",
+            get(own_account::password_page).post(own_account::change_password),
+        )
+        .route("/account/sessions", get(own_account::sessions))
+        .route("/account/sessions/end", post(own_account::end_session))
+        .route(
+            "/account/sessions/end-others",
+            post(own_account::end_other_sessions),
+        )
+        .route(
+            "/account/applications/sign-out",
+            post(own_account::sign_out_of_application),
+        )
+        .route("/account/activity", get(own_account::activity))
         .route("/console", get(console::home))
         .route(
             "/console/second-factor",

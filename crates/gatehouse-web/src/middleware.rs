@@ -136,9 +136,14 @@ pub async fn load_session(State(state): State<AppState>, mut req: Request, next:
     };
     let form_id = read_cookie(req.headers(), form_cookie_name(&state))
         .and_then(|v| gatehouse_domain::SecretToken::parse(&v));
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     req.extensions_mut().insert(Visitor {
         session,
         client_ip,
+        user_agent,
         form_id,
         session_id,
     });

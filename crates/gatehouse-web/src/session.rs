@@ -21,6 +21,8 @@ pub struct Visitor {
     pub session: Option<SessionRecord>,
     /// The client's address, for audit records and throttling.
     pub client_ip: String,
+    /// The browser's `User-Agent`, as sent.
+    pub user_agent: Option<String>,
     /// The id in their form cookie, if they sent a well-formed one.
     pub form_id: Option<SecretToken>,
     /// The id in their session cookie, when it names a live session.
@@ -28,6 +30,11 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// Who is asking, as core records it.
+    pub fn caller(&self) -> gatehouse_core::Caller {
+        gatehouse_core::Caller::new(&self.client_ip, self.user_agent.as_deref())
+    }
+
     /// The signed-in account, if any.
     pub fn account_id(&self) -> Option<i64> {
         self.session.as_ref().and_then(|s| s.account_id)
@@ -143,6 +150,36 @@ pub fn device_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValu
         device_cookie_name(state),
         &token.encode(),
         &format!("; Max-Age={DEVICE_COOKIE_SECONDS}"),
+    )
+}
+
+/// The browser-id cookie's name (see `GATEHOUSE_NEW_BROWSER_NOTICES`).
+fn browser_cookie_name(state: &AppState) -> &'static str {
+    if state.gatehouse.settings().is_https() {
+        "__Host-gatehouse-browser"
+    } else {
+        "gatehouse-browser"
+    }
+}
+
+/// How long a browser keeps its id: about as long as browsers allow.
+const BROWSER_COOKIE_SECONDS: u32 = 400 * 24 * 60 * 60;
+
+/// The browser's id, when new-browser notices are on and it sent one.
+pub fn read_browser_cookie(state: &AppState, headers: &HeaderMap) -> Option<SecretToken> {
+    if !state.gatehouse.settings().new_browser_notices {
+        return None;
+    }
+    read_cookie(headers, browser_cookie_name(state)).and_then(|v| SecretToken::parse(&v))
+}
+
+/// The `Set-Cookie` value that gives this browser its id.
+pub fn browser_cookie(state: &AppState, token: &SecretToken) -> Result<HeaderValue, WebError> {
+    cookie(
+        state,
+        browser_cookie_name(state),
+        &token.encode(),
+        &format!("; Max-Age={BROWSER_COOKIE_SECONDS}"),
     )
 }
 

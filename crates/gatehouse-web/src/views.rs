@@ -223,6 +223,46 @@ pub struct AccountPage {
     pub console: bool,
 }
 
+/// Change password, signed in.
+#[derive(Template)]
+#[template(path = "change_password.html")]
+pub struct ChangePasswordPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub locked_until: Option<String>,
+    pub requirements: Vec<String>,
+    pub min_length: usize,
+    pub errors: Vec<FieldError>,
+}
+
+impl ChangePasswordPage {
+    fn error_for(&self, field: &str) -> Option<&str> {
+        error_in(&self.errors, field)
+    }
+}
+
+/// Where you're signed in: devices and applications.
+#[derive(Template)]
+#[template(path = "sessions.html")]
+pub struct SessionsPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub flash: Option<String>,
+    pub sessions: Vec<gatehouse_core::own_account::SignedIn>,
+    /// Whether any session is not this one.
+    pub others: bool,
+    pub applications: Vec<gatehouse_core::own_account::SignedInApplication>,
+}
+
+/// Recent activity on the person's own account.
+#[derive(Template)]
+#[template(path = "activity.html")]
+pub struct ActivityPage {
+    pub l: Layout,
+    pub days: i64,
+    pub lines: Vec<gatehouse_core::own_account::ActivityLine>,
+}
+
 /// Set up or enter the second factor.
 #[derive(Template)]
 #[template(path = "second_factor.html")]

@@ -76,7 +76,7 @@ async fn signed_in_access(
     };
     let (account, access) = state
         .gatehouse
-        .console_access(&session, &visitor.client_ip)
+        .console_access(&session, &visitor.caller())
         .await?;
     Ok(Ok((session, account, access)))
 }
@@ -102,7 +102,7 @@ pub(super) async fn privileged(
         (_, account) => {
             state
                 .gatehouse
-                .console_refused(account.as_ref(), page, &visitor.client_ip)
+                .console_refused(account.as_ref(), page, &visitor.caller())
                 .await?;
             Err(WebError::NotAllowed)
         }
@@ -126,7 +126,7 @@ pub(super) async fn pending(
         (_, account) => {
             state
                 .gatehouse
-                .console_refused(account.as_ref(), "second factor", &visitor.client_ip)
+                .console_refused(account.as_ref(), "second factor", &visitor.caller())
                 .await?;
             Err(WebError::NotAllowed)
         }
@@ -167,7 +167,7 @@ pub(super) async fn admin_only(
             .console_refused(
                 None,
                 &format!("{} {what}", p.actor().audit_name()),
-                &visitor.client_ip,
+                &visitor.caller(),
             )
             .await?;
         return Err(WebError::NotAllowed);

@@ -130,7 +130,7 @@ pub async fn second_factor(
         Some("Enter the 6-digit code from your authenticator app, or a recovery code".to_owned())
     } else {
         match g
-            .check_second_factor(&session, &account, typed, &visitor.client_ip)
+            .check_second_factor(&session, &account, typed, &visitor.caller())
             .await?
         {
             CodeOutcome::Passed { recovery_codes } if !recovery_codes.is_empty() => {

@@ -107,7 +107,7 @@ pub async fn authorize(
     let raw = RawRequest::new(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let outcome = state
         .gatehouse
-        .authorize(&raw, visitor.session.as_ref(), &visitor.client_ip)
+        .authorize(&raw, visitor.session.as_ref(), &visitor.caller())
         .await?;
     answer(&state, &visitor, outcome).await
 }
@@ -129,7 +129,7 @@ pub async fn continue_authorization(
     };
     let outcome = state
         .gatehouse
-        .resume_authorization(pending, visitor.session.as_ref(), &visitor.client_ip, None)
+        .resume_authorization(pending, visitor.session.as_ref(), &visitor.caller(), None)
         .await?;
     answer(&state, &visitor, outcome).await
 }
@@ -164,7 +164,7 @@ pub async fn consent(
         .resume_authorization(
             pending,
             Some(&form.session),
-            &form.visitor.client_ip,
+            &form.visitor.caller(),
             Some(consented),
         )
         .await?;

@@ -200,7 +200,7 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> WebResult {
-    let ip = visitor.client_ip;
+    let ip = visitor.caller();
     let (fields, creds, basic) = match client_form(&headers, &body) {
         Ok(parts) => parts,
         Err(refused) => return with_cors(&state, &headers, *refused).await,
@@ -235,7 +235,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> WebResult {
-    let ip = visitor.client_ip;
+    let ip = visitor.caller();
     let (fields, creds, basic) = match client_form(&headers, &body) {
         Ok(parts) => parts,
         Err(refused) => return with_cors(&state, &headers, *refused).await,

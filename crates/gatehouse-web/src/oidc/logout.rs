@@ -104,7 +104,7 @@ pub async fn end_session(
         .end_session_request(
             &input.request(),
             visitor.session.as_ref(),
-            &visitor.client_ip,
+            &visitor.caller(),
             false,
         )
         .await?;
@@ -121,7 +121,7 @@ pub async fn end_session_confirmed(
         .end_session_request(
             &form.form.request(),
             Some(&form.session),
-            &form.visitor.client_ip,
+            &form.visitor.caller(),
             true,
         )
         .await?;
