@@ -144,6 +144,15 @@ audit_events! {
     SecurityNoticeThrottled => "email.security_notice_throttled",
     /// A person signed in from a browser their account had not used before.
     NewBrowserSignIn => "sign_in.new_browser",
+    /// A person's personal details were erased (their request, or a
+    /// disabled account past its retention period).
+    PersonErased => "account.person_erased",
+    /// Everything held about a person was exported (a subject access request).
+    PersonExported => "account.person_exported",
+    /// The worker forgot records past their retention period.
+    RetentionApplied => "system.retention_applied",
+    /// A backup of the database was written.
+    BackupTaken => "system.backup_taken",
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub struct AccountRecord {
     /// The subject (`sub`) applications know the person by: assigned the
     /// first time one asks ([`assign_subject`]).
     pub subject: Option<String>,
+    /// When the person's details were erased (a subject's request, or a
+    /// disabled account past its retention period); `None` while held.
+    pub erased_at: Option<Timestamp>,
 }
 
 impl AccountRecord {
@@ -58,7 +61,7 @@ impl AccountRecord {
 const ACCOUNT: &str = "SELECT a.id, e.code AS employer_code, e.name AS employer_name, \
     a.username, a.first_name, a.last_name, a.date_of_birth, a.email, a.employee_number, a.role, \
     a.password_hash, a.password_changed_at, a.last_sign_in_at, a.previous_sign_in_at, \
-    a.disabled_at, a.second_factor_setup_until, a.subject \
+    a.disabled_at, a.second_factor_setup_until, a.subject, a.erased_at \
     FROM accounts a JOIN employers e ON e.id = a.employer_id";
 
 /// The order people are listed in: by surname, then first name, read from

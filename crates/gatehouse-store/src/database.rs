@@ -232,6 +232,45 @@ impl SqlStore {
         })
     }
 
+    /// Writes a consistent copy of a SQLite database to the new file
+    /// `path` while the service goes on using it (`VACUUM INTO`: one read
+    /// transaction, so writers are not held up). On PostgreSQL, `pg_dump`
+    /// and continuous archiving do this better, so it is refused.
+    pub async fn back_up_into(&self, path: &str) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                // A reader of its own, taken out of the pool: readers are
+                // query-only, and `VACUUM INTO` writes (the new file only).
+                // The writer stays free for sign-ins meanwhile.
+                let mut conn = self.pool.acquire().await?.detach();
+                conn.execute("PRAGMA query_only = OFF").await?;
+                let done = sqlx::query("VACUUM INTO $1")
+                    .bind(path)
+                    .execute(&mut conn)
+                    .await;
+                conn.close().await?;
+                done?;
+                Ok(())
+            }
+            Backend::Postgres => Err(StoreError::Config(
+                "on PostgreSQL, back up with pg_dump or continuous archiving (docs/deploy.md)"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// Whether the SQLite database is whole (`PRAGMA integrity_check`):
+    /// `None` if it is, else what SQLite found first.
+    pub async fn integrity_problem(&self) -> Result<Option<String>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let found: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((found != "ok").then_some(found))
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -19,6 +19,7 @@ pub mod attempts;
 pub mod audit;
 pub mod browsers;
 mod database;
+pub mod erasure;
 mod error;
 pub mod housekeeping;
 pub mod import;
@@ -28,6 +29,7 @@ pub mod oidc;
 pub mod outbox;
 pub mod recovery;
 pub mod reset_links;
+pub mod retention;
 pub mod second_factor;
 pub mod sessions;
 

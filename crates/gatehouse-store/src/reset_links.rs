@@ -108,6 +108,18 @@ pub async fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<ResetLink
     Ok(found.map(Into::into))
 }
 
+/// Every link an account has, newest first (what a subject access request
+/// shows; never a token, which is not stored).
+pub async fn of_account(conn: &mut AnyConnection, account_id: i64) -> Result<Vec<ResetLinkRow>> {
+    let found: Vec<Stored> = sqlx::query_as(AssertSqlSafe(format!(
+        "{LINK} WHERE account_id = $1 ORDER BY id DESC"
+    )))
+    .bind(account_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(found.into_iter().map(Into::into).collect())
+}
+
 /// Spends a link if it is still usable at `now`; `false` if another request
 /// got there first (or it has expired or been voided).
 pub async fn consume(conn: &mut AnyConnection, id: i64, now: Timestamp) -> Result<bool> {

@@ -20,6 +20,8 @@ use gatehouse_store::{
 
 mod oidc;
 pub use oidc::*;
+mod retention;
+pub use retention::*;
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
@@ -1919,6 +1921,8 @@ macro_rules! with_scenarios {
             clients_register_rotate_disable_and_count_wrong_secrets,
             signing_keys_are_made_once_and_rotate_ahead_of_use,
             codes_redeem_once_refresh_tokens_rotate_once_and_grants_end_with_sessions,
+            retention_forgets_only_what_is_past_its_age_in_batches,
+            erasing_a_person_keeps_their_username_and_audit_trail_only,
         }
     };
 }
