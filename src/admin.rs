@@ -159,6 +159,23 @@ pub enum AdminTask {
         #[command(subcommand)]
         task: crate::clients::ClientTask,
     },
+    /// Print everything held about a person as JSON (a subject access
+    /// request): never a password hash, token or secret. Audited.
+    ExportPerson {
+        /// The account's username.
+        username: String,
+    },
+    /// Erase a person's personal details (names, date of birth, email
+    /// address, employee number, password, second factor, links, emails):
+    /// the account is disabled for good, its username stays reserved and
+    /// its audit trail keeps it. Refused for helpdesk and admin accounts.
+    ErasePerson {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Replace the keys that sign ID tokens: published now, signing once
     /// applications have fetched them.
     RotateSigningKey {
@@ -237,7 +254,9 @@ impl AdminTask {
             | AdminTask::Enable { username, .. }
             | AdminTask::EndSessions { username, .. }
             | AdminTask::ResetSecondFactor { username, .. }
-            | AdminTask::Unlock { username, .. } => Some(username),
+            | AdminTask::Unlock { username, .. }
+            | AdminTask::ExportPerson { username }
+            | AdminTask::ErasePerson { username, .. } => Some(username),
             AdminTask::Audit { username, .. } => username.as_deref(),
             AdminTask::Find { .. }
             | AdminTask::Mail { .. }
@@ -591,6 +610,14 @@ async fn run_task(config: &Config, task: AdminTask, json: bool) -> Result<ExitCo
             }
         }
         AdminTask::Client { task } => return crate::clients::run(&g, task, json).await,
+        AdminTask::ExportPerson { username } => {
+            return crate::person::export(&g, &username).await.map_err(db);
+        }
+        AdminTask::ErasePerson { username, reason } => {
+            return crate::person::erase(&g, json, &username, &reason)
+                .await
+                .map_err(db);
+        }
         AdminTask::RotateSigningKey { immediately } => {
             return crate::clients::rotate_signing_keys(&g, json, immediately).await;
         }

@@ -54,6 +54,22 @@ pub enum Command {
         #[command(subcommand)]
         task: AdminTask,
     },
+    /// Write a consistent copy of the SQLite database to a new file while
+    /// the service runs (PostgreSQL: pg_dump, see docs/deploy.md).
+    Backup {
+        /// The new file (refused if it exists).
+        path: PathBuf,
+    },
+    /// Put a backup in place as the SQLite database, with the service
+    /// stopped: it is checked whole and of a schema this build knows first.
+    Restore {
+        /// The backup file.
+        backup: PathBuf,
+        /// Move the database that is there aside (to
+        /// `….before-restore-TIME`) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Apply database migrations, then exit.
     Migrate,
     /// Run only the email and recovery worker.
@@ -72,6 +88,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo => serve(&config, true, true).await,
         Command::Import { file, dry_run } => import(&config, &file, dry_run).await,
         Command::Admin { json, task } => crate::admin::run(&config, task, json).await,
+        Command::Backup { path } => crate::backup::back_up(&config, &path).await,
+        Command::Restore { backup, replace } => {
+            crate::backup::restore(&config, &backup, replace).await
+        }
         Command::Migrate => migrate(&config).await,
         Command::Worker => worker(&config).await,
     };

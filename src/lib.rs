@@ -4,10 +4,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod failure;
+pub mod person;
 pub mod telemetry;
 pub mod terminal;

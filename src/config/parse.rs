@@ -26,6 +26,14 @@ pub(super) fn span(s: &str) -> Result<Span, String> {
     s.parse::<Span>().map_err(|e| e.to_string())
 }
 
+/// A duration, or nothing (empty, `off` or `never`) for "not at all".
+pub(super) fn optional_span(s: &str) -> Result<Option<Span>, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "off" | "never" => Ok(None),
+        _ => span(s).map(Some),
+    }
+}
+
 /// A yes or no, in the spellings people put in environment files.
 pub(super) fn boolean(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {

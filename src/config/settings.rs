@@ -13,8 +13,8 @@ use gatehouse_domain::{AllowedDomains, Policy, Span};
 use gatehouse_mail::MailUrl;
 
 use super::parse::{
-    address, boolean, database, display_name, json_or_text, key_encryption_key, number, origin,
-    sender, span, zone,
+    address, boolean, database, display_name, json_or_text, key_encryption_key, number,
+    optional_span, origin, sender, span, zone,
 };
 use super::{ConfigError, Raw, Setting, variable};
 
@@ -192,6 +192,15 @@ settings! {
         key_encryption_key: Option<std::sync::Arc<KeyEncryptionKey>> = "",
             parse = key_encryption_key, field = key_encryption_key,
             help = "32 random bytes in base64 (`openssl rand -base64 32`) that seal the ID-token signing keys in the database; empty: stored unsealed (docs/security.md)";
+        audit_retention: Span = "730d",
+            parse = span,
+            help = "how long audit events are kept before the worker deletes them; at least 30d (the activity page shows 30 days)";
+        request_retention: Span = "90d",
+            parse = span,
+            help = "how long finished recovery requests, expired reset links and the records of sent, expired and given-up emails are kept; at least 1d";
+        erase_disabled_after: Option<Span> = "",
+            parse = optional_span,
+            help = "erase a disabled staff account's personal details this long after it was disabled, keeping its username reserved and its audit trail; empty: never";
     }
     derived {
         /// Link lifetime, lockout, password, recovery and session policies.
@@ -202,6 +211,8 @@ settings! {
         console_upload_limit: usize,
         /// `GATEHOUSE_LOG_FORMAT` is json.
         log_json: bool,
+        /// How long finished records are kept.
+        retention: gatehouse_core::settings::Retention,
     }
 }
 
@@ -236,6 +247,21 @@ impl Settings {
                 variable("access_token_lifetime")
             )));
         }
+        for (key, value, least) in [
+            (
+                "audit_retention",
+                self.audit_retention,
+                Span::hours(24 * 30),
+            ),
+            ("request_retention", self.request_retention, Span::hours(24)),
+        ] {
+            if value < least {
+                return Err(ConfigError(format!(
+                    "{}: must be at least {least}, got {value}",
+                    variable(key)
+                )));
+            }
+        }
         let (mail_timeout, worker_lease) = (self.mail_timeout, self.worker_lease);
         if worker_lease <= mail_timeout {
             return Err(ConfigError(format!(
@@ -244,6 +270,14 @@ impl Settings {
             )));
         }
         Ok(self.assemble())
+    }
+
+    fn retention(&self) -> gatehouse_core::settings::Retention {
+        gatehouse_core::settings::Retention {
+            audit_events: self.audit_retention,
+            finished_requests: self.request_retention,
+            erase_disabled_after: self.erase_disabled_after,
+        }
     }
 
     fn policy(&self) -> Policy {

@@ -15,6 +15,7 @@
 //! | roles, set-up links, second-factor resets | yes | no | no |
 //! | see the registered applications | yes | yes | no |
 //! | register, change or remove applications; rotate signing keys | yes | no | no |
+//! | export everything held about a person; erase a person | yes | no | no |
 //!
 //! Helpdesk members act on staff accounts only: a helpdesk member who could
 //! change an administrator's email address could send themselves that
@@ -44,6 +45,10 @@ pub enum Action {
     ViewClients,
     /// Register, change or remove applications, or rotate the signing keys.
     ManageClients,
+    /// Write out everything held about a person (a subject access request).
+    ExportPerson,
+    /// Erase a person's personal details.
+    ErasePerson,
 }
 
 impl Action {
@@ -59,6 +64,8 @@ impl Action {
             Action::ManagePrivilege => "change the role or second factor of",
             Action::ViewClients => "see the registered applications",
             Action::ManageClients => "register or change applications",
+            Action::ExportPerson => "export everything held about",
+            Action::ErasePerson => "erase the personal details of",
         }
     }
 }
@@ -146,7 +153,13 @@ impl Actor {
         match self {
             Actor::Operator(_) => true,
             Actor::Member(m) => match (m.role, action) {
-                (_, Action::ManagePrivilege | Action::ManageClients) => false,
+                (
+                    _,
+                    Action::ManagePrivilege
+                    | Action::ManageClients
+                    | Action::ExportPerson
+                    | Action::ErasePerson,
+                ) => false,
                 (Role::Admin, _) => true,
                 (
                     Role::Helpdesk,

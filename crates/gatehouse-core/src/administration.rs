@@ -22,6 +22,8 @@ pub enum ActionRefusal {
     OwnAccount,
     /// Only helpdesk and admin accounts have a second factor.
     NotPrivileged,
+    /// The account's personal details were erased: it cannot be used again.
+    Erased,
 }
 
 impl std::fmt::Display for ActionRefusal {
@@ -35,6 +37,9 @@ impl std::fmt::Display for ActionRefusal {
             ActionRefusal::OwnAccount => "you cannot disable your own account",
             ActionRefusal::NotPrivileged => {
                 "only helpdesk and admin accounts have a second factor: grant the role first"
+            }
+            ActionRefusal::Erased => {
+                "this account's personal details were erased: it cannot be enabled again"
             }
         })
     }
@@ -82,6 +87,9 @@ impl Gatehouse {
         };
         if account.disabled_at.is_some() == disabled {
             return Ok(Err(ActionRefusal::Unchanged));
+        }
+        if !disabled && account.erased_at.is_some() {
+            return Ok(Err(ActionRefusal::Erased));
         }
         if disabled && actor.account_id() == Some(account.id) {
             return Ok(Err(ActionRefusal::OwnAccount));

@@ -24,7 +24,8 @@ impl Gatehouse {
     }
 
     /// Deletes what has outlived its use: idle sessions, counters of
-    /// usernames nobody has, staff files previewed and never imported.
+    /// usernames nobody has, staff files previewed and never imported, and
+    /// what is past its retention period ([`Gatehouse::apply_retention`]).
     /// Returns how many rows went.
     pub async fn tidy(&self) -> Result<u64> {
         let now = self.clock.now();
@@ -39,7 +40,8 @@ impl Gatehouse {
         tx.commit().await?;
         let stale = now.minus(crate::import::STAGED_IMPORT_LIFETIME);
         let staged = import::drop_staged(&mut *self.write().await?, None, stale).await?;
-        Ok(purged + staged)
+        let retained = self.apply_retention().await?;
+        Ok(purged + staged + retained.total())
     }
 
     /// Processes recovery requests until `shutdown` resolves, woken when one

@@ -32,6 +32,32 @@ pub struct Settings {
     /// The key that seals the signing keys in the database, if the operator
     /// set one (`GATEHOUSE_KEY_ENCRYPTION_KEY`).
     pub key_encryption_key: Option<std::sync::Arc<gatehouse_domain::oidc::jose::KeyEncryptionKey>>,
+    /// How long finished records are kept before the worker forgets them.
+    pub retention: Retention,
+}
+
+/// How long finished records are kept (docs/deploy.md, "Running it for
+/// years", says what each keeps and why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Audit events (default 2 years).
+    pub audit_events: gatehouse_domain::Span,
+    /// Finished recovery requests, expired reset links, and the records of
+    /// sent, expired and given-up emails (default 90 days).
+    pub finished_requests: gatehouse_domain::Span,
+    /// How long after it was disabled a staff account's personal details
+    /// are erased; `None` (the default): never by age.
+    pub erase_disabled_after: Option<gatehouse_domain::Span>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            audit_events: gatehouse_domain::Span::hours(24 * 730),
+            finished_requests: gatehouse_domain::Span::hours(24 * 90),
+            erase_disabled_after: None,
+        }
+    }
 }
 
 impl Settings {
@@ -49,6 +75,7 @@ impl Settings {
             new_browser_notices: false,
             access_token_lifetime: gatehouse_domain::Span::minutes(10),
             key_encryption_key: None,
+            retention: Retention::default(),
         }
     }
 
