@@ -16,6 +16,7 @@ mod oidc;
 mod own_account;
 mod privileged_access;
 mod recovery;
+mod retention;
 mod security;
 mod sign_in;
 mod staff_file;

@@ -30,8 +30,12 @@ impl std::fmt::Display for ErasureRefusal {
             ErasureRefusal::NoReason => f.write_str("give a reason"),
             ErasureRefusal::Privileged(role) => write!(
                 f,
-                "this is a {} account: make it a staff account first (gatehouse admin grant USERNAME staff)",
-                role.as_str()
+                "this is {} account: make it a staff account first (gatehouse admin grant USERNAME staff)",
+                if *role == Role::Admin {
+                    "an admin"
+                } else {
+                    "a helpdesk"
+                }
             ),
             ErasureRefusal::AlreadyErased => {
                 f.write_str("this account's personal details were erased already")

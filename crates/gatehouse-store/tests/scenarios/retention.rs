@@ -87,26 +87,22 @@ pub async fn retention_forgets_only_what_is_past_its_age_in_batches(store: SqlSt
     ] {
         let mut event = AuditRecord::new(at, AuditEvent::SignInFailed);
         event.account_id = Some(jane.id);
-        audit::record(&mut *store.write().await.expect("connection"), &event)
+        audit::record(&mut store.write().await.expect("connection"), &event)
             .await
             .expect("record");
     }
     let store_ref = &store;
     let forget = |batch| async move {
         let store = store_ref;
-        retention::forget_audit_events(
-            &mut *store.write().await.expect("connection"),
-            cutoff,
-            batch,
-        )
-        .await
-        .expect("forget")
+        retention::forget_audit_events(&mut store.write().await.expect("connection"), cutoff, batch)
+            .await
+            .expect("forget")
     };
     assert_eq!(forget(2).await, 2, "a batch at most");
     assert_eq!(forget(2).await, 1);
     assert_eq!(forget(2).await, 0);
     let left = audit::list(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         &AuditFilter {
             account_id: Some(jane.id),
             ..AuditFilter::default()
@@ -217,7 +213,7 @@ pub async fn erasing_a_person_keeps_their_username_and_audit_trail_only(store: S
     .expect("password");
     tx.commit().await.expect("commit");
     sessions::create(
-        &mut *store.write().await.expect("connection"),
+        &mut store.write().await.expect("connection"),
         &session(Some(jane.id)),
     )
     .await
@@ -226,7 +222,7 @@ pub async fn erasing_a_person_keeps_their_username_and_audit_trail_only(store: S
     let mut event = AuditRecord::new(T0, AuditEvent::SignInSucceeded);
     event.account_id = Some(jane.id);
     event.username = Some(jane.username.to_string());
-    audit::record(&mut *store.write().await.expect("connection"), &event)
+    audit::record(&mut store.write().await.expect("connection"), &event)
         .await
         .expect("audit");
 
@@ -250,7 +246,7 @@ pub async fn erasing_a_person_keeps_their_username_and_audit_trail_only(store: S
     );
     tx.commit().await.expect("commit");
 
-    let erased = accounts::by_id(&mut *store.read().await.expect("connection"), jane.id)
+    let erased = accounts::by_id(&mut store.read().await.expect("connection"), jane.id)
         .await
         .expect("read")
         .expect("the account stays");
@@ -293,7 +289,7 @@ pub async fn erasing_a_person_keeps_their_username_and_audit_trail_only(store: S
     // Nobody can find her by her old details any more.
     assert!(
         accounts::for_recovery(
-            &mut *store.read().await.expect("connection"),
+            &mut store.read().await.expect("connection"),
             "jane.smith@nhs.net",
             "1985-03-14",
             None
@@ -305,7 +301,7 @@ pub async fn erasing_a_person_keeps_their_username_and_audit_trail_only(store: S
     );
     // A disabled staff account is found for erasure by age; an erased one is not.
     let due = retention::disabled_to_erase(
-        &mut *store.read().await.expect("connection"),
+        &mut store.read().await.expect("connection"),
         later.plus(Span::hours(1)),
         10,
     )
