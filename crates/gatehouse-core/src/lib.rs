@@ -128,6 +128,23 @@ impl Gatehouse {
         self.outbox_wake.notify_one();
     }
 
+    /// What a new password for `account` must not be built from: its
+    /// username, the person's names, the service's own words.
+    pub(crate) fn password_context(
+        &self,
+        account: &AccountRecord,
+    ) -> gatehouse_domain::password::PasswordContext {
+        gatehouse_domain::password::PasswordContext {
+            username: account.username.to_string(),
+            names: vec![account.first_name.clone(), account.last_name.clone()],
+            service_words: vec![
+                self.settings.service_name.clone(),
+                "NHS".to_owned(),
+                "ESR".to_owned(),
+            ],
+        }
+    }
+
     /// A connection for reads.
     pub(crate) async fn read(&self) -> Result<Pooled> {
         Ok(self.store.read().await?)

@@ -9,7 +9,7 @@
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::lockout::ClaimDecision;
 use gatehouse_domain::oidc::client::ClientId;
-use gatehouse_domain::password::{PasswordContext, PasswordRefusal, normalise};
+use gatehouse_domain::password::{PasswordRefusal, normalise};
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{Span, Timestamp, user_agent};
@@ -284,15 +284,7 @@ impl Gatehouse {
             });
         }
         let new = normalise(&input.new);
-        let context = PasswordContext {
-            username: account.username.to_string(),
-            names: vec![account.first_name.clone(), account.last_name.clone()],
-            service_words: vec![
-                self.settings.service_name.clone(),
-                "NHS".to_owned(),
-                "ESR".to_owned(),
-            ],
-        };
+        let context = self.password_context(&account);
         if let Err(refusal) = policy.password.check(&new, &input.confirm, &context) {
             errors.push(FieldError {
                 field: if refusal == PasswordRefusal::Mismatch {

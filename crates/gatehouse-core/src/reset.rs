@@ -15,7 +15,7 @@
 //! let whoever reads it lock the real person out of their own password.
 
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_domain::password::{PasswordContext, PasswordRefusal, normalise};
+use gatehouse_domain::password::{PasswordRefusal, normalise};
 use gatehouse_domain::recovery::FieldError;
 use gatehouse_domain::reset_link::{LinkPurpose, LinkStatus, VoidReason};
 use gatehouse_domain::{SecretToken, Span, Timestamp, UsernameKey};
@@ -294,15 +294,7 @@ impl Gatehouse {
             });
         }
         let password = normalise(&input.password);
-        let context = PasswordContext {
-            username: account.username.to_string(),
-            names: vec![account.first_name.clone(), account.last_name.clone()],
-            service_words: vec![
-                self.settings.service_name.clone(),
-                "NHS".to_owned(),
-                "ESR".to_owned(),
-            ],
-        };
+        let context = self.password_context(&account);
         if let Err(refusal) = policy
             .password
             .check(&password, &input.confirm_password, &context)

@@ -11,21 +11,36 @@ use sqlx::AnyConnection;
 
 use crate::Result;
 
+/// Runs one of the deletes below: `sql` takes the cutoff as `$1` and the
+/// batch as `$2`.
+async fn forget(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    before: Timestamp,
+    batch: u32,
+) -> Result<u64> {
+    Ok(sqlx::query(sql)
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
 /// Deletes up to `batch` audit events recorded before `before`.
 pub async fn forget_audit_events(
     conn: &mut AnyConnection,
     before: Timestamp,
     batch: u32,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    forget(
+        conn,
         "DELETE FROM audit_events WHERE id IN \
          (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",
+        before,
+        batch,
     )
-    .bind(before)
-    .bind(i64::from(batch))
-    .execute(conn)
-    .await?
-    .rows_affected())
+    .await
 }
 
 /// Deletes up to `batch` emails that finished (sent, expired or given up)
@@ -35,15 +50,14 @@ pub async fn forget_finished_emails(
     before: Timestamp,
     batch: u32,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    forget(
+        conn,
         "DELETE FROM outbox WHERE id IN \
          (SELECT id FROM outbox WHERE finished_at < $1 ORDER BY finished_at LIMIT $2)",
+        before,
+        batch,
     )
-    .bind(before)
-    .bind(i64::from(batch))
-    .execute(conn)
-    .await?
-    .rows_affected())
+    .await
 }
 
 /// Deletes up to `batch` reset links that expired before `before` (used,
@@ -53,15 +67,14 @@ pub async fn forget_expired_links(
     before: Timestamp,
     batch: u32,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    forget(
+        conn,
         "DELETE FROM reset_links WHERE id IN \
          (SELECT id FROM reset_links WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+        before,
+        batch,
     )
-    .bind(before)
-    .bind(i64::from(batch))
-    .execute(conn)
-    .await?
-    .rows_affected())
+    .await
 }
 
 /// Deletes up to `batch` recovery requests processed before `before` that
@@ -72,18 +85,17 @@ pub async fn forget_finished_requests(
     before: Timestamp,
     batch: u32,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    forget(
+        conn,
         "DELETE FROM recovery_requests WHERE id IN \
          (SELECT r.id FROM recovery_requests r WHERE r.processed_at < $1 \
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.recovery_request_id = r.id) \
           AND NOT EXISTS (SELECT 1 FROM reset_links l WHERE l.recovery_request_id = r.id) \
           ORDER BY r.processed_at LIMIT $2)",
+        before,
+        batch,
     )
-    .bind(before)
-    .bind(i64::from(batch))
-    .execute(conn)
-    .await?
-    .rows_affected())
+    .await
 }
 
 /// Up to `batch` staff accounts disabled before `before` whose personal
