@@ -9,5 +9,6 @@ pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod failure;
+pub mod import;
 pub mod telemetry;
 pub mod terminal;
