@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gatehouse_core::import::{ImportOptions, ImportRefusal, ImportReport, too_many_leavers};
+use gatehouse_domain::Role;
 use gatehouse_domain::import::EmployerLeavers;
 
 use crate::app;
@@ -86,33 +87,37 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 fn print_report(file: &Path, report: &ImportReport) {
     let s = &report.summary;
     let verb = if report.dry_run { "would be" } else { "were" };
+    // The first line is as it has always been: scripts read it.
     println!(
-        "{}: {} {verb} added, {} updated, {} already up to date; {} {verb} added{}.",
+        "{}: {} people {verb} added, {} updated, {} already up to date; {} employer{} {verb} added{}.",
         file.display(),
-        plural(s.created, "person", "people"),
+        s.created,
         s.updated,
         s.unchanged,
-        plural(s.employers_created, "employer", "employers"),
+        s.employers_created,
+        if s.employers_created == 1 { "" } else { "s" },
         if s.email_changes.is_empty() {
             String::new()
         } else {
             format!(
-                "; {} (links voided, both addresses told)",
-                plural(
-                    s.email_changes.len(),
-                    "email address change",
-                    "email address changes"
-                )
+                "; {} email address change{} (links voided, both addresses told)",
+                s.email_changes.len(),
+                if s.email_changes.len() == 1 { "" } else { "s" }
             )
         }
     );
     if !s.returners.is_empty() {
+        let enabled = if report.dry_run {
+            "Would be enabled again"
+        } else {
+            "Enabled again"
+        };
         println!(
-            "Back in the file, {verb} enabled again: {}.",
+            "{enabled}, back in the file: {}.",
             plural(s.returners.len(), "person", "people")
         );
         for r in &s.returners {
-            println!("  {} (line {})", printable(&r.username), r.line);
+            println!("  returner: {} (line {})", printable(&r.username), r.line);
         }
     }
     if !report.full() {
@@ -131,8 +136,13 @@ fn print_report(file: &Path, report: &ImportReport) {
     // One username a line, so that a script (or a person) can read the
     // list of leavers off a dry run.
     for l in &s.leavers {
+        // A helpdesk member or administrator leaving is worth a second look.
+        let role = match l.role {
+            Role::Staff => String::new(),
+            other => format!(", {}", other.as_str()),
+        };
         println!(
-            "  leaver: {} (employer {})",
+            "  leaver: {} (employer {}{role})",
             printable(&l.username),
             printable(&l.employer_code)
         );

@@ -179,6 +179,18 @@ async fn the_safety_limit_refuses_a_full_import_whole_until_the_operator_allows_
     }
     assert!(!disabled(&app, JANE.username).await);
     assert!(!disabled(&app, CARL.username).await, "added");
+
+    // Amir's row again: a dry run names him as a returner.
+    let (_dir, back) = write_file(STAFF);
+    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &back, "--dry-run"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "Would be enabled again, back in the file: 1 person.\n  returner: 999AKHAN01 (line 4)"
+        ),
+        "{stdout}"
+    );
+    assert!(disabled(&app, AMIR.username).await, "a dry run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
