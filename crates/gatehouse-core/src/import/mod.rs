@@ -44,18 +44,6 @@ pub enum ImportRefusal {
     TooManyLeavers(Vec<EmployerLeavers>),
 }
 
-impl ImportRefusal {
-    /// One sentence for a refusal for too many leavers, naming each
-    /// employer, how many would be disabled and the limit; `None` for
-    /// problems in the file, which are listed one by one.
-    pub fn leavers_sentence(&self) -> Option<String> {
-        let ImportRefusal::TooManyLeavers(over) = self else {
-            return None;
-        };
-        Some(too_many_leavers(over))
-    }
-}
-
 /// "a full import would disable 40 of the 120 enabled people of employer 432
 /// (Community Health NHS Trust), more than its limit of 6".
 pub fn too_many_leavers(over: &[EmployerLeavers]) -> String {
