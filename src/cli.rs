@@ -11,7 +11,6 @@ pub use crate::admin::AdminTask;
 use crate::app::{self, Application, Options};
 use crate::config::{Config, ConfigError};
 use crate::failure::Failure;
-use crate::terminal::printable;
 
 /// Sign-in and self-service account access for a staff record system.
 #[derive(Debug, Parser)]
@@ -44,6 +43,20 @@ pub enum Command {
         /// Check the file and say what would change, without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// The file lists every member of staff of its employers: disable
+        /// the enabled people of those employers who are missing from it.
+        #[arg(long)]
+        full: bool,
+        /// With --full: the file is complete for this employer only (as the
+        /// file's employer column writes it); repeat for several. Without
+        /// it, every employer in the file.
+        #[arg(long, value_name = "EMPLOYER", requires = "full")]
+        employer: Vec<String>,
+        /// With --full: the most people of each employer the import may
+        /// disable (per employer; default 5% of its enabled staff, at least
+        /// 1). A full import that would disable more changes nothing.
+        #[arg(long, value_name = "N", requires = "full")]
+        max_leavers: Option<usize>,
     },
     /// Operator tasks: account status, roles, email changes, the audit log.
     Admin {
@@ -86,7 +99,25 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve { no_worker } => serve(&config, !no_worker, false).await,
         Command::Demo => serve(&config, true, true).await,
-        Command::Import { file, dry_run } => import(&config, &file, dry_run).await,
+        Command::Import {
+            file,
+            dry_run,
+            full,
+            employer,
+            max_leavers,
+        } => {
+            let full = full.then_some(gatehouse_domain::import::FullImport {
+                employers: employer,
+                max_leavers,
+                importer: None,
+            });
+            crate::import::run(
+                &config,
+                &file,
+                gatehouse_core::import::ImportOptions { dry_run, full },
+            )
+            .await
+        }
         Command::Admin { json, task } => crate::admin::run(&config, task, json).await,
         Command::Backup { path } => crate::backup::back_up(&config, &path).await,
         Command::Restore { backup, replace } => {
@@ -186,63 +217,4 @@ async fn migrate(config: &Config) -> Result<ExitCode, Failure> {
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn import(config: &Config, file: &PathBuf, dry_run: bool) -> Result<ExitCode, Failure> {
-    let gatehouse = app::for_a_command(config, false).await?;
-    let reader = std::fs::File::open(file).map_err(|source| Failure::Io {
-        doing: format!("{}: cannot open it", file.display()),
-        source,
-    })?;
-    let started = std::time::Instant::now();
-    let report = gatehouse
-        .import_staff(
-            std::io::BufReader::new(reader),
-            dry_run,
-            &gatehouse_core::Actor::IMPORT,
-        )
-        .await
-        .map_err(Failure::service("the import failed, nothing was changed"))?;
-    match report {
-        Err(errors) => {
-            eprintln!(
-                "{}: {} problem{} found; nothing was imported.",
-                file.display(),
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            for e in &errors {
-                eprintln!("  {}", printable(&e.to_string()));
-            }
-            Ok(ExitCode::from(1))
-        }
-        Ok(report) => {
-            let s = &report.summary;
-            let verb = if report.dry_run { "would be" } else { "were" };
-            println!(
-                "{}: {} people {verb} added, {} updated, {} already up to date; {} employer{} {verb} added{}.",
-                file.display(),
-                s.created,
-                s.updated,
-                s.unchanged,
-                s.employers_created,
-                if s.employers_created == 1 { "" } else { "s" },
-                if s.email_changes.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; {} email address change{} (links voided, both addresses told)",
-                        s.email_changes.len(),
-                        if s.email_changes.len() == 1 { "" } else { "s" }
-                    )
-                }
-            );
-            if report.dry_run {
-                println!("Dry run: nothing was changed.");
-            } else {
-                println!("Done in {:.1} s.", started.elapsed().as_secs_f64());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod config;
 pub mod demo;
 pub mod failure;
+pub mod import;
 pub mod person;
 pub mod telemetry;
 pub mod terminal;

@@ -62,6 +62,7 @@ impl LinkProblem {
             LinkStatus::Voided(VoidReason::Replaced) => Some(LinkProblem::Replaced),
             LinkStatus::Voided(VoidReason::PasswordChanged) => Some(LinkProblem::PasswordChanged),
             LinkStatus::Voided(VoidReason::EmailChanged) => Some(LinkProblem::EmailChanged),
+            LinkStatus::Voided(VoidReason::AccountDisabled) => Some(LinkProblem::AccountDisabled),
         }
     }
 }

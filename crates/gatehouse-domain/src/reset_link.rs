@@ -17,6 +17,9 @@ pub enum VoidReason {
     PasswordChanged,
     /// The account's email address changed.
     EmailChanged,
+    /// The account was disabled: its holder left (a full staff-file import),
+    /// so a link sent before must not work if they come back.
+    AccountDisabled,
 }
 
 impl VoidReason {
@@ -26,6 +29,7 @@ impl VoidReason {
             VoidReason::Replaced => "replaced",
             VoidReason::PasswordChanged => "password_changed",
             VoidReason::EmailChanged => "email_changed",
+            VoidReason::AccountDisabled => "account_disabled",
         }
     }
 
@@ -35,6 +39,7 @@ impl VoidReason {
             "replaced" => Some(VoidReason::Replaced),
             "password_changed" => Some(VoidReason::PasswordChanged),
             "email_changed" => Some(VoidReason::EmailChanged),
+            "account_disabled" => Some(VoidReason::AccountDisabled),
             _ => None,
         }
     }
@@ -159,6 +164,7 @@ mod tests {
             VoidReason::Replaced,
             VoidReason::PasswordChanged,
             VoidReason::EmailChanged,
+            VoidReason::AccountDisabled,
         ] {
             assert_eq!(VoidReason::from_stored(r.as_str()), Some(r));
         }

@@ -312,8 +312,8 @@ pub async fn set_role(
 pub async fn set_disabled(tx: &mut Tx, account_id: i64, at: Option<Timestamp>) -> Result<bool> {
     let changed = sqlx::query(
         "UPDATE accounts SET disabled_at = $2, updated_at = COALESCE($2, updated_at), \
-         second_factor_setup_until = CASE WHEN $2 IS NULL THEN second_factor_setup_until END \
-         WHERE id = $1",
+         second_factor_setup_until = CASE WHEN $2 IS NULL THEN second_factor_setup_until END, \
+         left_at = NULL WHERE id = $1",
     )
     .bind(account_id)
     .bind(at)
@@ -325,6 +325,42 @@ pub async fn set_disabled(tx: &mut Tx, account_id: i64, at: Option<Timestamp>) -
         crate::sessions::end_all_of(tx, account_id, now).await?;
     }
     Ok(changed)
+}
+
+/// Disables an enabled account as a leaver of a full staff-file import:
+/// as [`set_disabled`] does (its sessions and applications' grants end,
+/// and the applications are told), and marked so that appearing in a file
+/// again enables it. False if it was already disabled (or is gone).
+pub async fn disable_as_leaver(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE accounts SET disabled_at = $2, left_at = $2, updated_at = $2, \
+         second_factor_setup_until = NULL WHERE id = $1 AND disabled_at IS NULL",
+    )
+    .bind(account_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if changed {
+        crate::sessions::end_all_of(tx, account_id, now).await?;
+    }
+    Ok(changed)
+}
+
+/// Enables an account a full import disabled as a leaver; false if it is
+/// enabled already, or was disabled by hand since (which a file does not undo).
+pub async fn enable_returner(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE accounts SET disabled_at = NULL, left_at = NULL, updated_at = $2 \
+         WHERE id = $1 AND disabled_at IS NOT NULL AND disabled_at = left_at",
+    )
+    .bind(account_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Gives an account the subject `subject` unless it has one; returns the

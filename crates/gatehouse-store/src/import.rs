@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer};
+use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer, Leaver, Returner};
 use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{EmailAddress, Timestamp, Username};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::database::{backend_of_connection, placeholders};
-use crate::{Backend, Result, StoreError, Tx, reset_links, sessions};
+use crate::{Backend, Result, StoreError, Tx, accounts, reset_links, sessions};
 
 /// New accounts from which an import into SQLite builds the accounts
 /// table's indexes afterwards instead of row by row.
@@ -34,6 +34,10 @@ pub struct ImportSummary {
     pub unchanged: usize,
     /// Accounts whose email address changed (their links voided, sessions ended).
     pub email_changes: Vec<EmailChange>,
+    /// People a full import disabled for missing from the file.
+    pub leavers: Vec<Leaver>,
+    /// People disabled by a full import before, enabled by being in the file again.
+    pub returners: Vec<Returner>,
 }
 
 /// An email address changed by an import.
@@ -61,7 +65,8 @@ pub async fn index(conn: &mut AnyConnection) -> Result<(Vec<KnownEmployer>, Vec<
     loop {
         let page: Vec<KnownAccount> = sqlx::query_as(
             "SELECT id, employer_id, username, first_name, last_name, date_of_birth, email, \
-             employee_number, role FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
+             employee_number, role, disabled_at, left_at FROM accounts \
+             WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(IMPORT_INDEX_PAGE)
@@ -162,7 +167,33 @@ pub async fn apply(tx: &mut Tx, plan: &ImportPlan, now: Timestamp) -> Result<Imp
             .await?;
     }
     result?;
+    leavers_and_returners(tx, plan, now, &mut summary).await?;
     Ok(summary)
+}
+
+/// Disables a full import's leavers (their sessions and applications'
+/// grants end, their reset links are voided) and enables its returners.
+/// Each is written only if the account is still as the plan found it, so
+/// an account disabled by hand since the plan is neither marked a leaver
+/// nor enabled.
+async fn leavers_and_returners(
+    tx: &mut Tx,
+    plan: &ImportPlan,
+    now: Timestamp,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    for leaver in &plan.leavers {
+        if accounts::disable_as_leaver(tx, leaver.id, now).await? {
+            reset_links::void(tx, leaver.id, VoidReason::AccountDisabled, now, None).await?;
+            summary.leavers.push(leaver.clone());
+        }
+    }
+    for returner in &plan.returners {
+        if accounts::enable_returner(tx, returner.id, now).await? {
+            summary.returners.push(returner.clone());
+        }
+    }
+    Ok(())
 }
 
 /// The bulk of an import: new accounts in batches, then updates.

@@ -373,4 +373,14 @@ pub struct ConsoleImportPage {
     pub staged_id: i64,
     pub problems: Vec<String>,
     pub problem_count: usize,
+    /// Whether the file is imported as a full one (leavers disabled).
+    pub full: bool,
+    /// A full import's employers with their leavers and limits.
+    pub coverage: Vec<gatehouse_domain::import::EmployerLeavers>,
+    /// Why a full import would be (or was) refused, in one sentence.
+    pub refusal: Option<String>,
+    /// The limit typed for the import, as typed.
+    pub max_leavers: String,
+    /// What is wrong with the typed limit.
+    pub max_error: Option<String>,
 }

@@ -289,7 +289,8 @@ async fn oidcc_backchannel_rp_initiated_logout() {
 
 /// Everything that ends a person's sessions ends what applications hold
 /// and tells them: signing out, a password reset, an email change,
-/// disabling the account, and the helpdesk's "end all sessions".
+/// disabling the account, the helpdesk's "end all sessions", and a full
+/// staff-file import the person is missing from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_a_session_ends_revokes_the_refresh_token_and_tells_the_application() {
     let app = TestApp::spawn().await;
@@ -347,7 +348,31 @@ async fn every_way_a_session_ends_revokes_the_refresh_token_and_tells_the_applic
         .expect("disabled");
     check("disabled").await;
     assert_eq!(rp.refresh(&tokens.field("refresh_token")).await.status, 400);
-    assert_eq!(receiver.count(), 5, "one notice each, none twice");
+
+    // 6. A full staff-file import he is missing from: a leaver.
+    g.set_account_disabled(AMIR.username, false, OPERATOR, "back")
+        .await
+        .expect("runs")
+        .expect("enabled");
+    let tokens = rp.tokens_for(&app.browser(), &[], who).await;
+    let without_amir: String = STAFF
+        .lines()
+        .filter(|line| !line.contains("Amir"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let full = gatehouse_core::import::ImportOptions {
+        dry_run: false,
+        full: Some(gatehouse_domain::import::FullImport::default()),
+    };
+    let report = g
+        .import_staff_with(without_amir.as_bytes(), &full, OPERATOR)
+        .await
+        .expect("runs")
+        .expect("imported");
+    assert_eq!(report.summary.leavers.len(), 1);
+    check("a leaver").await;
+    assert_eq!(rp.refresh(&tokens.field("refresh_token")).await.status, 400);
+    assert_eq!(receiver.count(), 6, "one notice each, none twice");
 }
 
 /// An application that is down hears of the sign-out when it is back: the

@@ -7,11 +7,18 @@
 //! nothing: every problem is reported with its line number, so the HR team
 //! can fix the whole file in one go.
 
+mod leavers;
 mod plan;
 mod read;
 
+pub use leavers::{
+    DEFAULT_LEAVER_PERCENT, EmployerLeavers, FullImport, Leaver, Returner, default_leaver_limit,
+    disabled_as_leaver,
+};
 pub use plan::*;
 pub use read::*;
 
+#[cfg(test)]
+mod leavers_tests;
 #[cfg(test)]
 mod tests;

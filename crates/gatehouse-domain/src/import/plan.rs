@@ -1,9 +1,14 @@
 //! Planning what a checked staff file changes in storage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::leavers::{
+    Candidate, EmployerLeavers, FullImport, Leaver, Returner, covered_employers,
+    disabled_as_leaver, find_leavers,
+};
 use super::read::{RowError, StaffRow};
 use crate::account::{EmployeeNumber, Role, Username, UsernameKey};
+use crate::time::Timestamp;
 use crate::username;
 
 /// An employer already stored.
@@ -40,6 +45,19 @@ pub struct KnownAccount {
     pub employee_number: Option<String>,
     /// Role as stored.
     pub role: Role,
+    /// When the account was disabled; `None` while enabled.
+    pub disabled_at: Option<Timestamp>,
+    /// When a full import disabled it as a leaver (see
+    /// [`disabled_as_leaver`]).
+    pub left_at: Option<Timestamp>,
+}
+
+impl KnownAccount {
+    /// Whether a full import disabled the account (and nobody has since
+    /// disabled it by hand): appearing in a file again enables it.
+    pub fn is_leaver(&self) -> bool {
+        disabled_as_leaver(self.disabled_at, self.left_at)
+    }
 }
 
 /// A person to add.
@@ -98,6 +116,21 @@ pub struct ImportPlan {
     pub updates: Vec<AccountUpdate>,
     /// People already exactly as the file says.
     pub unchanged: usize,
+    /// People a full import disabled who are in this file again: enabled.
+    pub returners: Vec<Returner>,
+    /// People of the covered employers missing from the file (a full
+    /// import only): disabled.
+    pub leavers: Vec<Leaver>,
+    /// Each employer a full import covers, with its leavers and limit.
+    pub coverage: Vec<EmployerLeavers>,
+}
+
+impl ImportPlan {
+    /// The covered employers that would lose more people than their limit
+    /// allows: a full import with any is refused.
+    pub fn over_limit(&self) -> Vec<&EmployerLeavers> {
+        self.coverage.iter().filter(|c| c.over_limit()).collect()
+    }
 }
 
 /// Numbers given to employers that the file names without a number.
@@ -113,6 +146,18 @@ pub fn plan_import(
     rows: Vec<StaffRow>,
     employers: &[KnownEmployer],
     accounts: &[KnownAccount],
+) -> Result<ImportPlan, Vec<RowError>> {
+    plan_staff_file(rows, employers, accounts, None)
+}
+
+/// [`plan_import`], and with `full` a full import: the enabled people of
+/// the employers it covers whom no row matches are leavers. Either way, a
+/// row that is an account a full import disabled makes it a returner.
+pub fn plan_staff_file(
+    rows: Vec<StaffRow>,
+    employers: &[KnownEmployer],
+    accounts: &[KnownAccount],
+    full: Option<&FullImport>,
 ) -> Result<ImportPlan, Vec<RowError>> {
     let mut errors = Vec::new();
     let mut plan = ImportPlan::default();
@@ -179,6 +224,12 @@ pub fn plan_import(
     }
     let code_of_id: HashMap<i64, &str> =
         employers.iter().map(|e| (e.id, e.code.as_str())).collect();
+    // The employers the rows name: those a full import covers by default.
+    let in_file: BTreeSet<String> = row_codes
+        .iter()
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .collect();
 
     // Accounts, indexed every way a row can match them.
     let by_username: HashMap<UsernameKey, usize> = accounts
@@ -318,8 +369,20 @@ pub fn plan_import(
         if role_changed {
             changed.push("role");
         }
+        let returning = known.is_leaver();
+        if returning {
+            plan.returners.push(Returner {
+                line: row.line,
+                id: known.id,
+                username: username.to_string(),
+            });
+        }
         if changed.is_empty() {
-            plan.unchanged += 1;
+            // A returner whose details are as they were is counted as
+            // coming back, not as up to date.
+            if !returning {
+                plan.unchanged += 1;
+            }
         } else {
             plan.updates.push(AccountUpdate {
                 line: row.line,
@@ -365,6 +428,26 @@ pub fn plan_import(
     }
 
     check_shared_addresses(&plan, accounts, &mut errors);
+    if let Some(full) = full {
+        let names: HashMap<String, String> = by_code
+            .iter()
+            .map(|(code, (_, name))| (code.clone(), name.clone()))
+            .collect();
+        match covered_employers(full, &names, &in_file) {
+            Ok(covered) => {
+                let candidates = accounts.iter().enumerate().map(|(i, a)| Candidate {
+                    id: a.id,
+                    username: &a.username,
+                    employer_code: code_of_id.get(&a.employer_id).copied().unwrap_or_default(),
+                    role: a.role,
+                    enabled: a.disabled_at.is_none(),
+                    in_file: matched.contains_key(&i),
+                });
+                (plan.leavers, plan.coverage) = find_leavers(candidates, &covered, &names, full);
+            }
+            Err(problems) => errors.extend(problems),
+        }
+    }
     if errors.is_empty() {
         Ok(plan)
     } else {

@@ -282,6 +282,8 @@ fn stored(plan: &ImportPlan) -> (Vec<KnownEmployer>, Vec<KnownAccount>) {
                 .as_ref()
                 .map(|n| n.as_str().to_owned()),
             role: c.row.role.unwrap_or_default(),
+            disabled_at: None,
+            left_at: None,
         })
         .collect();
     (employers, accounts)

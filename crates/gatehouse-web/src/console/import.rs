@@ -4,7 +4,8 @@
 use axum::Extension;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use gatehouse_core::import::Preview;
+use gatehouse_core::import::{ImportRefusal, Preview, too_many_leavers};
+use gatehouse_domain::import::FullImport;
 use gatehouse_domain::recovery::FieldError;
 
 use crate::AppState;
@@ -30,7 +31,22 @@ fn import_page(p: &Privileged, state: &AppState) -> ConsoleImportPage {
         staged_id: 0,
         problems: Vec::new(),
         problem_count: 0,
+        full: false,
+        coverage: Vec::new(),
+        refusal: None,
+        max_leavers: String::new(),
+        max_error: None,
     }
+}
+
+/// What an administrator's upload asks for: a full import or not.
+fn full_import(full: bool, max_leavers: Option<usize>) -> Option<FullImport> {
+    full.then_some(FullImport {
+        // The console covers every employer in the file.
+        employers: Vec::new(),
+        max_leavers,
+        importer: None,
+    })
 }
 
 /// `GET /console/import`: choose a staff file (admin).
@@ -44,23 +60,35 @@ pub async fn import_form(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// The form token and the file (its name and bytes) of an upload.
+/// An upload: its form token, the file (its name and bytes), and whether
+/// the "every member of staff" box was ticked.
+struct Upload {
+    token: String,
+    file: Option<(String, Vec<u8>)>,
+    full: bool,
+}
+
+/// Reads an upload's fields.
 async fn read_upload(
     multipart: &mut Multipart,
-) -> Result<(String, Option<(String, Vec<u8>)>), axum::extract::multipart::MultipartError> {
-    let mut token = String::new();
-    let mut file = None;
+) -> Result<Upload, axum::extract::multipart::MultipartError> {
+    let mut upload = Upload {
+        token: String::new(),
+        file: None,
+        full: false,
+    };
     while let Some(field) = multipart.next_field().await? {
         match field.name() {
-            Some("csrf_token") => token = field.text().await?,
+            Some("csrf_token") => upload.token = field.text().await?,
+            Some("full") => upload.full = field.text().await? == "yes",
             Some("file") => {
                 let name = field.file_name().unwrap_or("").chars().take(200).collect();
-                file = Some((name, field.bytes().await?.to_vec()));
+                upload.file = Some((name, field.bytes().await?.to_vec()));
             }
             _ => {}
         }
     }
-    Ok((token, file))
+    Ok(upload)
 }
 
 /// `POST /console/import` (multipart): check the file and show what would
@@ -77,7 +105,7 @@ pub async fn import_preview(
     // axum's own answer to a body that is not multipart is plain text
     // naming its internals: this service's 400 page instead.
     let mut multipart = multipart.map_err(|e| WebError::BadRequest(format!("upload: {e}")))?;
-    let (token, file) = match read_upload(&mut multipart).await {
+    let Upload { token, file, full } = match read_upload(&mut multipart).await {
         Ok(upload) => upload,
         // Nothing is changed by showing the form again, so no form token
         // is needed to say the file was too big.
@@ -113,11 +141,22 @@ pub async fn import_preview(
     };
     match state
         .gatehouse
-        .preview_staff_file(&p.actor(), &page.file_name, &content)
+        .preview_staff_file(
+            &p.actor(),
+            &page.file_name,
+            &content,
+            full_import(full, None),
+        )
         .await?
     {
         Preview::Ready { report, staged_id } => {
             page.staged_id = staged_id;
+            page.full = report.full();
+            let over = report.over_limit();
+            if !over.is_empty() {
+                page.refusal = Some(too_many_leavers(&over));
+            }
+            page.coverage = report.coverage;
             page.preview = Some(report.summary);
         }
         Preview::Problems(problems) => {
@@ -127,15 +166,44 @@ pub async fn import_preview(
     Ok(render(StatusCode::OK, &page))
 }
 
+/// The import button's form: a full import, and the limit typed for it.
+#[derive(serde::Deserialize)]
+pub struct ImportFields {
+    #[serde(default)]
+    full: String,
+    #[serde(default)]
+    max_leavers: String,
+}
+
 /// `POST /console/import/{id}`: import a previewed file.
 pub async fn import_apply(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    form: CsrfForm<crate::handlers::NoFields>,
+    form: CsrfForm<ImportFields>,
 ) -> WebResult {
     let p = or_redirect!(admin_only(&state, &form.visitor, "/console/import"));
     let g = &state.gatehouse;
-    let Some((name, outcome)) = g.import_staged(&p.actor(), id).await? else {
+    let full = form.form.full == "yes";
+    let typed = form.form.max_leavers.trim();
+    let max_leavers = match typed.parse::<usize>() {
+        _ if typed.is_empty() || !full => None,
+        Ok(n) => Some(n),
+        Err(_) => {
+            let mut page = import_page(&p, &state);
+            page.staged_id = id;
+            page.full = true;
+            page.max_leavers = typed.chars().take(20).collect();
+            refuse_limit(
+                &mut page,
+                "Enter the most people to disable per employer as a whole number, like 40",
+            );
+            return Ok(render(StatusCode::OK, &page));
+        }
+    };
+    let Some((name, outcome)) = g
+        .import_staged(&p.actor(), id, full_import(full, max_leavers))
+        .await?
+    else {
         g.set_flash(
             &p.session,
             "That preview has expired or was already imported. Choose the file again.",
@@ -146,21 +214,49 @@ pub async fn import_apply(
     match outcome {
         Ok(report) => {
             let s = report.summary;
-            g.set_flash(
-                &p.session,
-                &format!(
-                    "{name} was imported: {} people added, {} changed, {} already up to date, {} email address change{}.",
-                    s.created,
-                    s.updated,
-                    s.unchanged,
-                    s.email_changes.len(),
-                    if s.email_changes.len() == 1 { "" } else { "s" }
-                ),
-            )
-            .await?;
+            let mut message = format!(
+                "{name} was imported: {} people added, {} changed, {} already up to date, {} email address change{}",
+                s.created,
+                s.updated,
+                s.unchanged,
+                s.email_changes.len(),
+                if s.email_changes.len() == 1 { "" } else { "s" }
+            );
+            if report.coverage.is_empty() {
+                message.push('.');
+            } else {
+                message.push_str(&format!(
+                    ", {} disabled as not in the file.",
+                    s.leavers.len()
+                ));
+            }
+            if !s.returners.is_empty() {
+                message.push_str(&format!(
+                    " {} enabled again as back in the file.",
+                    s.returners.len()
+                ));
+            }
+            g.set_flash(&p.session, &message).await?;
             Ok(see_other("/console/import"))
         }
-        Err(problems) => {
+        Err(ImportRefusal::TooManyLeavers(over)) => {
+            // The file is kept: the administrator may raise the limit and
+            // import it again from this page.
+            let mut page = import_page(&p, &state);
+            page.file_name = name;
+            page.staged_id = id;
+            page.full = true;
+            page.max_leavers = typed.to_owned();
+            page.refusal = Some(too_many_leavers(&over));
+            page.coverage = over;
+            let sentence = format!(
+                "Nothing was imported: {}. If they have all left, raise the limit",
+                page.refusal.clone().unwrap_or_default()
+            );
+            refuse_limit(&mut page, &sentence);
+            Ok(render(StatusCode::OK, &page))
+        }
+        Err(ImportRefusal::Problems(problems)) => {
             // Something changed between the preview and now (another import).
             let mut page = import_page(&p, &state);
             page.file_name = name;
@@ -168,6 +264,16 @@ pub async fn import_apply(
             Ok(render(StatusCode::OK, &page))
         }
     }
+}
+
+/// A refusal beside the limit's field and in the error summary.
+fn refuse_limit(page: &mut ConsoleImportPage, message: &str) {
+    page.l.has_error = true;
+    page.max_error = Some(message.to_owned());
+    page.errors.push(FieldError {
+        field: "max_leavers",
+        message: message.to_owned(),
+    });
 }
 
 /// The problems of a refused file on its page: all counted, the first

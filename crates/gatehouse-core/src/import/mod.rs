@@ -1,0 +1,321 @@
+//! `gatehouse import`: loading the staff file.
+//!
+//! The whole file is read and checked, then planned against what is stored,
+//! then written in one transaction. Any bad row means nothing is written.
+//! A full import also disables the people of its employers who are missing
+//! from the file, in the same transaction, unless there are more of them
+//! than the safety limit allows, when nothing is written either.
+
+mod staged;
+
+use std::io::Read;
+
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::import::{
+    EmployerLeavers, FullImport, ImportPlan, RowError, plan_staff_file, read_staff_file,
+};
+use gatehouse_domain::{Role, Username};
+use gatehouse_store::{AuditRecord, ImportSummary, accounts, audit, import, outbox};
+
+use crate::{Action, Actor, Error, Gatehouse, Result};
+
+pub use staged::Preview;
+
+/// How long a staff file previewed in the console waits for "Import".
+pub const STAGED_IMPORT_LIFETIME: gatehouse_domain::Span = gatehouse_domain::Span::hours(1);
+
+/// How to import a staff file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Check the file and say what would change, writing nothing.
+    pub dry_run: bool,
+    /// A full import: the file lists every member of staff of its
+    /// employers, and anyone of theirs missing from it is disabled.
+    pub full: Option<FullImport>,
+}
+
+/// Why an import changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportRefusal {
+    /// Every problem in the file (or in the employers a full import names).
+    Problems(Vec<RowError>),
+    /// A full import would disable more people of these employers than
+    /// their safety limit allows.
+    TooManyLeavers(Vec<EmployerLeavers>),
+}
+
+/// "a full import would disable 40 of the 120 enabled people of employer 432
+/// (Community Health NHS Trust), more than its limit of 6".
+pub fn too_many_leavers(over: &[EmployerLeavers]) -> String {
+    let parts: Vec<String> = over
+        .iter()
+        .map(|e| {
+            format!(
+                "{} of the {} enabled people of employer {} ({}), more than its limit of {}",
+                e.leavers, e.enabled, e.code, e.name, e.limit
+            )
+        })
+        .collect();
+    format!("a full import would disable {}", parts.join(", and "))
+}
+
+/// What an import did (or, for a dry run, would do).
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    /// Counts and email changes, leavers and returners.
+    pub summary: ImportSummary,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// The usernames generated for new people, with their source lines.
+    pub generated: Vec<(u64, String)>,
+    /// For a full import, each employer it covers with its leavers and limit.
+    pub coverage: Vec<EmployerLeavers>,
+}
+
+impl ImportReport {
+    /// Whether this was (or would be) a full import.
+    pub fn full(&self) -> bool {
+        !self.coverage.is_empty()
+    }
+
+    /// The covered employers over their limit: a dry run that would be
+    /// refused says so.
+    pub fn over_limit(&self) -> Vec<EmployerLeavers> {
+        self.coverage
+            .iter()
+            .filter(|c| c.over_limit())
+            .cloned()
+            .collect()
+    }
+}
+
+fn summarise(plan: &ImportPlan) -> ImportSummary {
+    ImportSummary {
+        employers_created: plan
+            .employers
+            .iter()
+            .filter(|e| e.existing_id.is_none())
+            .count(),
+        employers_renamed: plan
+            .employers
+            .iter()
+            .filter(|e| e.existing_id.is_some())
+            .count(),
+        created: plan.creates.len(),
+        updated: plan.updates.len(),
+        unchanged: plan.unchanged,
+        email_changes: plan
+            .updates
+            .iter()
+            .filter_map(|u| {
+                u.old_email
+                    .as_ref()
+                    .map(|old| gatehouse_store::EmailChange {
+                        account_id: u.id,
+                        username: u.username.clone(),
+                        old_email: gatehouse_domain::EmailAddress::from_trusted(old.clone()),
+                        new_email: u.row.email.clone(),
+                    })
+            })
+            .collect(),
+        leavers: plan.leavers.clone(),
+        returners: plan.returners.clone(),
+    }
+}
+
+impl Gatehouse {
+    /// Imports a staff file (an administrator's or the operator's task),
+    /// leaving people missing from it alone. `Ok(Err(rows))` lists every
+    /// problem; nothing was written.
+    pub async fn import_staff(
+        &self,
+        file: impl Read,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> Result<std::result::Result<ImportReport, Vec<RowError>>> {
+        let options = ImportOptions {
+            dry_run,
+            full: None,
+        };
+        match self.import_staff_with(file, &options, actor).await? {
+            Ok(report) => Ok(Ok(report)),
+            Err(ImportRefusal::Problems(rows)) => Ok(Err(rows)),
+            Err(ImportRefusal::TooManyLeavers(_)) => Err(Error::Internal(
+                "an import that is not full found leavers".to_owned(),
+            )),
+        }
+    }
+
+    /// Imports a staff file as `options` say: a dry run writes nothing, and
+    /// a full import also disables the people of its employers missing
+    /// from the file (their sessions and applications' grants end, their
+    /// reset links are voided, each is audited), all in one transaction
+    /// with the rest. `Ok(Err(refusal))`: nothing was written.
+    pub async fn import_staff_with(
+        &self,
+        file: impl Read,
+        options: &ImportOptions,
+        actor: &Actor,
+    ) -> Result<std::result::Result<ImportReport, ImportRefusal>> {
+        self.authorise(actor, Action::ImportStaff, None).await?;
+        let now = self.clock.now();
+        let today = self.settings.today(now);
+        let rows = match read_staff_file(file, today, &self.settings.allowed_domains) {
+            Ok(rows) => rows,
+            Err(errors) => return Ok(Err(ImportRefusal::Problems(errors))),
+        };
+        // Whoever imports is never their own leaver, whatever the caller said.
+        let full = options.full.clone().map(|full| FullImport {
+            importer: actor.account_id(),
+            ..full
+        });
+        let (employers, accounts) = import::index(&mut *self.read().await?).await?;
+        let plan = match plan_staff_file(rows, &employers, &accounts, full.as_ref()) {
+            Ok(plan) => plan,
+            Err(errors) => return Ok(Err(ImportRefusal::Problems(errors))),
+        };
+        drop(accounts);
+        let generated = plan
+            .creates
+            .iter()
+            .filter(|c| c.generated)
+            .map(|c| (c.line, c.username.to_string()))
+            .collect();
+        if options.dry_run {
+            return Ok(Ok(ImportReport {
+                summary: summarise(&plan),
+                dry_run: true,
+                generated,
+                coverage: plan.coverage.clone(),
+            }));
+        }
+        let over: Vec<EmployerLeavers> = plan.over_limit().into_iter().cloned().collect();
+        if !over.is_empty() {
+            return Ok(Err(ImportRefusal::TooManyLeavers(over)));
+        }
+        // Each role the file changes is audited on its account, as
+        // `gatehouse admin grant` does: a file can make someone an admin.
+        let role_changes: Vec<(&Username, &str, Role)> = plan
+            .updates
+            .iter()
+            .filter_map(|u| Some((&u.username, u.old_role?.as_str(), u.row.role?)))
+            .chain(plan.creates.iter().filter_map(|c| {
+                let role = c.row.role.filter(|r| *r != Role::Staff)?;
+                Some((&c.username, "new account", role))
+            }))
+            .collect();
+        let mut tx = self.begin().await?;
+        let summary = import::apply(&mut tx, &plan, now).await?;
+        for (username, old, new) in &role_changes {
+            if let Some(account) = accounts::by_username(&mut tx, &username.key()).await? {
+                let detail = format!("{old} -> {}; by a staff file import", new.as_str());
+                let event = self.action(AuditEvent::RoleChanged, actor, &account, detail);
+                audit::record(&mut tx, &event).await?;
+            }
+        }
+        for change in &summary.email_changes {
+            if let Some(account) = accounts::by_id(&mut tx, change.account_id).await? {
+                for email in
+                    self.email_change_notices(&account, &change.old_email, &change.new_email, now)?
+                {
+                    outbox::enqueue(&mut tx, &email, now).await?;
+                }
+                let detail = "changed by a staff file import".to_owned();
+                let event = self.action(AuditEvent::EmailChanged, actor, &account, detail);
+                audit::record(&mut tx, &event).await?;
+            }
+        }
+        // Each leaver and returner is audited on their account, as a
+        // disabling or enabling by hand is, with the file's date as reason.
+        for leaver in &summary.leavers {
+            let detail = format!("reason: not in the staff file of {today}");
+            let event = self.on_account(
+                AuditEvent::AccountDisabled,
+                actor,
+                leaver.id,
+                &leaver.username,
+            );
+            audit::record(
+                &mut tx,
+                &AuditRecord {
+                    detail: Some(detail),
+                    ..event
+                },
+            )
+            .await?;
+        }
+        for returner in &summary.returners {
+            let detail = format!("reason: back in the staff file of {today}");
+            let event = self.on_account(
+                AuditEvent::AccountEnabled,
+                actor,
+                returner.id,
+                &returner.username,
+            );
+            audit::record(
+                &mut tx,
+                &AuditRecord {
+                    detail: Some(detail),
+                    ..event
+                },
+            )
+            .await?;
+        }
+        let mut event = self.event(AuditEvent::StaffImported);
+        event.actor = Some(actor.audit_name());
+        event.client_ip = actor.client_ip().map(str::to_owned);
+        event.detail = Some(format!(
+            "{} created, {} updated, {} unchanged, {} employer(s) added{}",
+            summary.created,
+            summary.updated,
+            summary.unchanged,
+            summary.employers_created,
+            leavers_detail(&summary, full.is_some()),
+        ));
+        audit::record(&mut tx, &event).await?;
+        tx.commit().await?;
+        if !summary.email_changes.is_empty() {
+            self.outbox_wake.notify_one();
+        }
+        if !summary.leavers.is_empty() {
+            self.wake_logout_notices();
+        }
+        Ok(Ok(ImportReport {
+            summary,
+            dry_run: false,
+            generated,
+            coverage: plan.coverage,
+        }))
+    }
+
+    /// An audit record of `event` done by `actor` to the account `id`
+    /// named `username`, with no detail yet.
+    fn on_account(&self, event: AuditEvent, actor: &Actor, id: i64, username: &str) -> AuditRecord {
+        AuditRecord {
+            actor: Some(actor.audit_name()),
+            client_ip: actor.client_ip().map(str::to_owned),
+            account_id: Some(id),
+            username: Some(username.to_owned()),
+            ..self.event(event)
+        }
+    }
+}
+
+/// The end of the `staff.imported` detail: leavers and returners, when
+/// there are any or the import was full.
+fn leavers_detail(summary: &ImportSummary, full: bool) -> String {
+    let mut detail = String::new();
+    if full {
+        detail.push_str(&format!(
+            ", full: {} disabled as not in the file",
+            summary.leavers.len()
+        ));
+    }
+    if !summary.returners.is_empty() {
+        detail.push_str(&format!(
+            ", {} enabled as back in the file",
+            summary.returners.len()
+        ));
+    }
+    detail
+}
