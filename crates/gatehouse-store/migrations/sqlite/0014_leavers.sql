@@ -29,3 +29,6 @@ SELECT id, account_id, token_hash, recovery_request_id, created_at, expires_at, 
 DROP TABLE reset_links;
 ALTER TABLE reset_links_new RENAME TO reset_links;
 CREATE INDEX reset_links_account ON reset_links (account_id, used_at, voided_at);
+-- And the indexes version 13 gave it, which went with the old table.
+CREATE INDEX reset_links_expiry ON reset_links (expires_at);
+CREATE INDEX reset_links_request ON reset_links (recovery_request_id);
