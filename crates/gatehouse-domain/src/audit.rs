@@ -144,6 +144,16 @@ audit_events! {
     SecurityNoticeThrottled => "email.security_notice_throttled",
     /// A person signed in from a browser their account had not used before.
     NewBrowserSignIn => "sign_in.new_browser",
+    /// A person added a passkey to their account.
+    PasskeyAdded => "passkey.added",
+    /// A person removed a passkey from their account.
+    PasskeyRemoved => "passkey.removed",
+    /// A person signed in (or passed the second factor) with a passkey.
+    PasskeySignIn => "passkey.signed_in",
+    /// A passkey ceremony was refused (detail: why, e.g. the counter went backwards).
+    PasskeyRefused => "passkey.refused",
+    /// The operator removed every passkey of an account.
+    PasskeysRemovedByOperator => "passkey.removed_by_operator",
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use gatehouse_store::{
 
 mod oidc;
 pub use oidc::*;
+mod passkeys;
+pub use passkeys::*;
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
@@ -839,6 +841,7 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         second_factor_at: None,
         user_agent: Some("Mozilla/5.0 (Windows NT 10.0) Chrome/131.0".to_owned()),
         client_ip: Some("192.0.2.9".to_owned()),
+        passkey: 0,
     }
 }
 
@@ -1919,6 +1922,8 @@ macro_rules! with_scenarios {
             clients_register_rotate_disable_and_count_wrong_secrets,
             signing_keys_are_made_once_and_rotate_ahead_of_use,
             codes_redeem_once_refresh_tokens_rotate_once_and_grants_end_with_sessions,
+            passkeys_are_unique_and_their_counter_moves_once,
+            passkey_ceremonies_are_taken_once_and_expire,
         }
     };
 }
