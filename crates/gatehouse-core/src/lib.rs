@@ -31,6 +31,7 @@ pub mod mail_history;
 pub mod oidc;
 pub mod outbox;
 pub mod own_account;
+pub mod passkeys;
 pub mod privileged;
 pub mod recovery;
 pub mod reset;

@@ -32,6 +32,21 @@ pub struct Settings {
     /// The key that seals the signing keys in the database, if the operator
     /// set one (`GATEHOUSE_KEY_ENCRYPTION_KEY`).
     pub key_encryption_key: Option<std::sync::Arc<gatehouse_domain::oidc::jose::KeyEncryptionKey>>,
+    /// Whether people may add passkeys and sign in with them (off by default).
+    pub passkeys: bool,
+    /// What helpdesk and admin accounts may use as their second factor.
+    pub privileged_second_factor: PrivilegedSecondFactor,
+}
+
+/// What helpdesk and admin accounts may use as their second factor
+/// (`GATEHOUSE_PRIVILEGED_SECOND_FACTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrivilegedSecondFactor {
+    /// An authenticator app's code, a recovery code, or a passkey.
+    #[default]
+    Any,
+    /// A passkey only: phishing-resistant, as NIST SP 800-63B-4 asks.
+    Passkey,
 }
 
 impl Settings {
@@ -49,6 +64,8 @@ impl Settings {
             new_browser_notices: false,
             access_token_lifetime: gatehouse_domain::Span::minutes(10),
             key_encryption_key: None,
+            passkeys: false,
+            privileged_second_factor: PrivilegedSecondFactor::Any,
         }
     }
 
