@@ -53,7 +53,7 @@ async fn finish(
 }
 
 /// Adds a passkey named `name` for the signed-in `b`.
-async fn add(b: &Browser, name: &str) -> SoftPasskey {
+pub(crate) async fn add(b: &Browser, name: &str) -> SoftPasskey {
     let mut key = SoftPasskey::new();
     let (ceremony, options, token) = start(
         b,
