@@ -252,6 +252,13 @@ impl Settings {
                 self.public_url
             )));
         }
+        if self.privileged_second_factor == PrivilegedSecondFactor::Passkey && !self.passkeys {
+            // Nobody privileged could pass the second factor at all.
+            return Err(ConfigError(format!(
+                "{}: passkey needs GATEHOUSE_PASSKEYS=true, or no helpdesk or admin member could open the console",
+                variable("privileged_second_factor")
+            )));
+        }
         let (mail_timeout, worker_lease) = (self.mail_timeout, self.worker_lease);
         if worker_lease <= mail_timeout {
             return Err(ConfigError(format!(
