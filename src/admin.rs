@@ -141,6 +141,15 @@ pub enum AdminTask {
         #[arg(long)]
         reason: String,
     },
+    /// Remove every passkey of an account (a lost phone or security key);
+    /// audited. The person signs in with their password and may add new ones.
+    RemovePasskeys {
+        /// The account's username.
+        username: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Lift a lock early: refused unless GATEHOUSE_ALLOW_EARLY_UNLOCK is on.
     Unlock {
         /// The account's username.
@@ -254,6 +263,7 @@ impl AdminTask {
             | AdminTask::Enable { username, .. }
             | AdminTask::EndSessions { username, .. }
             | AdminTask::ResetSecondFactor { username, .. }
+            | AdminTask::RemovePasskeys { username, .. }
             | AdminTask::Unlock { username, .. }
             | AdminTask::ExportPerson { username }
             | AdminTask::ErasePerson { username, .. } => Some(username),
@@ -594,6 +604,25 @@ async fn run_task(config: &Config, task: AdminTask, json: bool) -> Result<ExitCo
                     );
                     print_set_up(&g, &set_up);
                 }
+                Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),
+            }
+        }
+        AdminTask::RemovePasskeys { username, reason } => {
+            match g
+                .remove_passkeys_by_operator(&username, ACTOR, &reason)
+                .await
+                .map_err(db)?
+            {
+                Ok((account, removed)) if json => {
+                    println!(
+                        "{}",
+                        json!({ "username": account.username, "passkeys_removed": removed })
+                    );
+                }
+                Ok((account, removed)) => println!(
+                    "{removed} passkey(s) of {} removed: they sign in with their password and may add new ones.",
+                    account.username
+                ),
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),
             }
         }

@@ -82,6 +82,8 @@ pub async fn services(config: &Config, clock: Arc<dyn Clock>) -> Result<Gatehous
         access_token_lifetime: config.access_token_lifetime,
         key_encryption_key: config.key_encryption_key.clone(),
         retention: config.retention,
+        passkeys: config.passkeys,
+        privileged_second_factor: config.privileged_second_factor,
     };
     let keys = gatehouse_core::keys::load_keys(&store, clock.now())
         .await

@@ -254,6 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn passkeys_need_a_domain_and_passkey_only_needs_passkeys() {
+        // The default public URL is an address, which browsers refuse as a
+        // relying party id.
+        let e = Config::from_sources(None, &env(&[("GATEHOUSE_PASSKEYS", "true")]))
+            .expect_err("refused");
+        assert!(e.0.starts_with("GATEHOUSE_PASSKEYS: "), "{e}");
+        let on = [
+            ("GATEHOUSE_PASSKEYS", "true"),
+            ("GATEHOUSE_PUBLIC_URL", "http://localhost:8080"),
+        ];
+        assert!(
+            Config::from_sources(None, &env(&on))
+                .expect("loads")
+                .passkeys
+        );
+        let e = Config::from_sources(
+            None,
+            &env(&[("GATEHOUSE_PRIVILEGED_SECOND_FACTOR", "passkey")]),
+        )
+        .expect_err("refused");
+        assert!(
+            e.0.starts_with("GATEHOUSE_PRIVILEGED_SECOND_FACTOR: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_embedded_defaults_are_valid() {
         let c = Config::from_sources(None, &env(&[])).expect("defaults load");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
@@ -286,6 +313,8 @@ mod tests {
             ("GATEHOUSE_ACCESS_TOKEN_LIFETIME", "2d"),
             ("GATEHOUSE_KEY_ENCRYPTION_KEY", "c2hvcnQ="),
             ("GATEHOUSE_KEY_ENCRYPTION_KEY", "not base64 at all!"),
+            ("GATEHOUSE_PASSKEYS", "maybe"),
+            ("GATEHOUSE_PRIVILEGED_SECOND_FACTOR", "sms"),
         ];
         for (name, value) in cases {
             let e = Config::from_sources(None, &env(&[(name, value)]))

@@ -122,3 +122,15 @@ pub(super) fn key_encryption_key(
     }
     gatehouse_domain::oidc::jose::KeyEncryptionKey::parse(s).map(|k| Some(std::sync::Arc::new(k)))
 }
+
+/// What helpdesk and admin accounts may use as their second factor.
+pub(super) fn privileged_second_factor(
+    s: &str,
+) -> Result<gatehouse_core::settings::PrivilegedSecondFactor, String> {
+    use gatehouse_core::settings::PrivilegedSecondFactor;
+    match s.to_ascii_lowercase().as_str() {
+        "any" => Ok(PrivilegedSecondFactor::Any),
+        "passkey" => Ok(PrivilegedSecondFactor::Passkey),
+        _ => Err(format!("expected any or passkey, got {s:?}")),
+    }
+}

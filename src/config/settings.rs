@@ -8,13 +8,14 @@
 
 use std::net::SocketAddr;
 
+use gatehouse_core::settings::PrivilegedSecondFactor;
 use gatehouse_domain::oidc::jose::KeyEncryptionKey;
 use gatehouse_domain::{AllowedDomains, Policy, Span};
 use gatehouse_mail::MailUrl;
 
 use super::parse::{
     address, boolean, database, display_name, json_or_text, key_encryption_key, number,
-    optional_span, origin, sender, span, zone,
+    optional_span, origin, privileged_second_factor, sender, span, zone,
 };
 use super::{ConfigError, Raw, Setting, variable};
 
@@ -201,6 +202,12 @@ settings! {
         erase_disabled_after: Option<Span> = "",
             parse = optional_span,
             help = "erase a disabled staff account's personal details this long after it was disabled, keeping its username reserved and its audit trail; empty: never";
+        passkeys: bool = "false",
+            parse = boolean, field = passkeys,
+            help = "let people add passkeys (WebAuthn) and sign in with them; the relying party id is the host of GATEHOUSE_PUBLIC_URL, which must then name a domain, and browsers need https (or http://localhost). The operator's choice when turning it on: a passkey sign-in neither counts towards nor is stopped by the password lockout (docs/security.md)";
+        privileged_second_factor: PrivilegedSecondFactor = "any",
+            parse = privileged_second_factor, field = privileged_second_factor,
+            help = "what helpdesk and admin accounts may use as their second factor: any (an authenticator app's code, a recovery code or a passkey) or passkey (a passkey only)";
     }
     derived {
         /// Link lifetime, lockout, password, recovery and session policies.
@@ -261,6 +268,22 @@ impl Settings {
                     variable(key)
                 )));
             }
+        }
+        if self.passkeys && !matches!(self.public_url.host(), Some(url::Host::Domain(_))) {
+            // The relying party id is the public URL's host, and browsers
+            // refuse an address as one (they also need https, or localhost).
+            return Err(ConfigError(format!(
+                "{}: passkeys need GATEHOUSE_PUBLIC_URL to name its host by a domain (https://, or http://localhost for a trial), not an address, got {}",
+                variable("passkeys"),
+                self.public_url
+            )));
+        }
+        if self.privileged_second_factor == PrivilegedSecondFactor::Passkey && !self.passkeys {
+            // Nobody privileged could pass the second factor at all.
+            return Err(ConfigError(format!(
+                "{}: passkey needs GATEHOUSE_PASSKEYS=true, or no helpdesk or admin member could open the console",
+                variable("privileged_second_factor")
+            )));
         }
         let (mail_timeout, worker_lease) = (self.mail_timeout, self.worker_lease);
         if worker_lease <= mail_timeout {

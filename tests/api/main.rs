@@ -15,6 +15,7 @@ mod mail;
 mod multinode;
 mod oidc;
 mod own_account;
+mod passkeys;
 mod privileged_access;
 mod recovery;
 mod retention;

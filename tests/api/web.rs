@@ -168,8 +168,14 @@ fn fields(pairs: &[(&str, &str)]) -> Body {
 /// Security cases C38, E66 (docs/security.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_request() {
-    let app = TestApp::spawn_with(&[("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true")]).await;
+    let app = TestApp::spawn_with(&[
+        ("GATEHOUSE_ALLOW_EARLY_UNLOCK", "true"),
+        ("GATEHOUSE_PASSKEYS", "true"),
+    ])
+    .await;
     let (admin, Enrolment { secret, .. }) = app.console_as(Role::Admin).await;
+    // A passkey for the admin, whose code page's passkey forms are tried.
+    crate::passkeys::add(&admin, "security key").await;
     app.import(&more_staff()).await;
     app.set_password(&JANE, GOOD_PASSWORD).await;
     app.set_password(&BEA, GOOD_PASSWORD).await;
@@ -268,6 +274,17 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .expect("the other browser's session is offered to end")
         .to_owned();
 
+    // Lena has a passkey, whose remove form is tried.
+    crate::passkeys::add(&lena, "phone").await;
+    let lena_passkey = lena
+        .page("/account/passkeys")
+        .await
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the passkey is offered to remove")
+        .to_owned();
+
     let token_of = |c: &Browser, page: &'static str| {
         let c = c.clone();
         async move { c.form_token(page).await }
@@ -275,7 +292,58 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
     let visitor = app.browser();
     let recoverer = app.browser();
     let jane_page = format!("/console/accounts/{}", JANE.username);
+    let passkey_visitor = app.browser();
+    let bogus = [("ceremony", "not-a-ceremony"), ("credential", "{}")];
     let routes = vec![
+        Route {
+            pattern: "/login/passkey/options",
+            path: "/login/passkey/options".to_owned(),
+            token: token_of(&passkey_visitor, "/login").await,
+            client: passkey_visitor.clone(),
+            body: fields(&[("username", "")]),
+        },
+        Route {
+            pattern: "/login/passkey",
+            path: "/login/passkey".to_owned(),
+            token: token_of(&passkey_visitor, "/login").await,
+            client: passkey_visitor.clone(),
+            body: fields(&bogus),
+        },
+        Route {
+            pattern: "/account/passkeys/options",
+            path: "/account/passkeys/options".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[("name", "laptop")]),
+        },
+        Route {
+            pattern: "/account/passkeys/add",
+            path: "/account/passkeys/add".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&bogus),
+        },
+        Route {
+            pattern: "/account/passkeys/remove",
+            path: "/account/passkeys/remove".to_owned(),
+            token: token_of(&lena, "/account").await,
+            client: lena.clone(),
+            body: fields(&[("id", lena_passkey.as_str()), ("password", GOOD_PASSWORD)]),
+        },
+        Route {
+            pattern: "/console/second-factor/passkey/options",
+            path: "/console/second-factor/passkey/options".to_owned(),
+            token: admin.form_token("/account").await,
+            client: admin.clone(),
+            body: fields(&[]),
+        },
+        Route {
+            pattern: "/console/second-factor/passkey",
+            path: "/console/second-factor/passkey".to_owned(),
+            token: admin.form_token("/account").await,
+            client: admin.clone(),
+            body: fields(&bogus),
+        },
         Route {
             pattern: "/login",
             path: "/login".to_owned(),

@@ -83,6 +83,13 @@ pub(crate) fn in_words(r: &AuditRecord, settings: &Settings) -> Option<String> {
             format!("{} was allowed to sign you in", application(detail))
         }
         AuditEvent::ApplicationSignedOut => "Signed out of an application".to_owned(),
+        AuditEvent::PasskeyAdded => format!("A passkey was added ({})", detail.unwrap_or("")),
+        AuditEvent::PasskeyRemoved => format!("A passkey was removed ({})", detail.unwrap_or("")),
+        AuditEvent::PasskeySignIn => "Signed in with a passkey".to_owned(),
+        AuditEvent::PasskeyRefused => "A passkey was refused".to_owned(),
+        AuditEvent::PasskeysRemovedByOperator => {
+            format!("Every passkey was removed by {who}")
+        }
         _ => return None,
     })
 }

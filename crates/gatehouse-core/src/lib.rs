@@ -32,6 +32,7 @@ pub mod mail_history;
 pub mod oidc;
 pub mod outbox;
 pub mod own_account;
+pub mod passkeys;
 pub mod person;
 pub mod privileged;
 pub mod recovery;

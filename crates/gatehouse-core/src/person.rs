@@ -61,6 +61,8 @@ pub struct PersonExport {
     pub sessions: Vec<SessionExport>,
     /// Applications holding a sign-in for the person.
     pub applications: Vec<ApplicationExport>,
+    /// Passkeys (their names and when they were used; never a key).
+    pub passkeys: Vec<PasskeyExport>,
     /// Reset and set-up links (what is known of them: the links themselves
     /// are not kept).
     pub reset_links: Vec<LinkExport>,
@@ -129,6 +131,15 @@ pub struct ApplicationExport {
     pub client_id: String,
     pub name: String,
     pub signed_in_at: String,
+}
+
+/// A passkey.
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct PasskeyExport {
+    pub name: String,
+    pub added_at: String,
+    pub last_used_at: Option<String>,
 }
 
 /// A reset or set-up link.
@@ -245,6 +256,15 @@ impl Gatehouse {
                     client_id: g.client_id.as_str().to_owned(),
                     name: g.client_name,
                     signed_in_at: at(g.signed_in_at),
+                })
+                .collect(),
+            passkeys: gatehouse_store::passkeys::of_account(&mut conn, a.id)
+                .await?
+                .into_iter()
+                .map(|p| PasskeyExport {
+                    name: p.name,
+                    added_at: at(p.created_at),
+                    last_used_at: p.last_used_at.map(at),
                 })
                 .collect(),
             reset_links: reset_links::of_account(&mut conn, a.id)

@@ -69,6 +69,8 @@ pub enum CodeOutcome {
         /// Until when.
         until: Timestamp,
     },
+    /// Only a passkey is accepted (`GATEHOUSE_PRIVILEGED_SECOND_FACTOR=passkey`).
+    PasskeyOnly,
 }
 
 /// What checking a code found ([`Gatehouse::check_code`]).
@@ -96,10 +98,16 @@ pub(crate) enum CodeCheck {
 impl Gatehouse {
     /// Whether `account` may set up an authenticator now: privileged, with
     /// none confirmed, inside the window a set-up link opened.
-    fn may_enrol(&self, account: &AccountRecord) -> bool {
+    pub(crate) fn may_enrol(&self, account: &AccountRecord) -> bool {
         account
             .second_factor_setup_until
             .is_some_and(|until| self.clock.now() < until)
+    }
+
+    /// Whether a passkey is the only second factor helpdesk and admin may
+    /// use (`GATEHOUSE_PRIVILEGED_SECOND_FACTOR=passkey`).
+    pub fn passkey_only(&self) -> bool {
+        self.settings.privileged_second_factor == crate::settings::PrivilegedSecondFactor::Passkey
     }
 
     /// Where the signed-in account of `session` stands with the console.
@@ -119,10 +127,19 @@ impl Gatehouse {
         if role == Role::Staff {
             return Ok((Some(account), ConsoleAccess::NotPrivileged));
         }
-        let enrolled = second_factor::get(&mut db, account.id)
+        let app = second_factor::get(&mut db, account.id)
             .await?
             .is_some_and(|f| f.confirmed_at.is_some());
+        let keys = self.settings.passkeys
+            && gatehouse_store::passkeys::count(&mut db, account.id).await? > 0;
         drop(db);
+        // A passkey stands in for the app; with the operator's setting it
+        // is the only second factor allowed.
+        let enrolled = if self.passkey_only() {
+            keys
+        } else {
+            app || keys
+        };
         let access = match (enrolled, session.second_factor_at) {
             (false, _) if self.may_enrol(&account) => ConsoleAccess::MustEnrol,
             (false, _) => ConsoleAccess::NeedsSetUpLink,
@@ -136,7 +153,7 @@ impl Gatehouse {
     /// `None` once a factor is confirmed (it is never replaced here), or
     /// when no set-up link has opened the window.
     pub async fn enrolment(&self, account: &AccountRecord) -> Result<Option<Enrolment>> {
-        if !self.may_enrol(account) {
+        if !self.may_enrol(account) || self.passkey_only() {
             return Ok(None);
         }
         let existing = second_factor::get(&mut *self.read().await?, account.id).await?;
@@ -179,6 +196,13 @@ impl Gatehouse {
         typed: &str,
         caller: &Caller,
     ) -> Result<CodeOutcome> {
+        if self.passkey_only() {
+            // Not counted: no code is checked at all.
+            let mut event = self.event_about(AuditEvent::SecondFactorFailed, account, caller);
+            event.detail = Some("refused: only a passkey is accepted".to_owned());
+            self.audit(&event).await?;
+            return Ok(CodeOutcome::PasskeyOnly);
+        }
         let (enrolled, recovery_code) = match self.check_code(account, typed, caller).await? {
             CodeCheck::Right {
                 enrolled,

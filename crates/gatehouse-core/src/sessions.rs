@@ -58,6 +58,7 @@ impl Gatehouse {
             second_factor_at: None,
             user_agent: caller.user_agent.clone(),
             client_ip: Some(caller.ip.clone()),
+            passkey: gatehouse_store::sessions::PASSKEY_NONE,
         };
         Ok(NewSession { token, record })
     }

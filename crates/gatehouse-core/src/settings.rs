@@ -34,6 +34,10 @@ pub struct Settings {
     pub key_encryption_key: Option<std::sync::Arc<gatehouse_domain::oidc::jose::KeyEncryptionKey>>,
     /// How long finished records are kept before the worker forgets them.
     pub retention: Retention,
+    /// Whether people may add passkeys and sign in with them (off by default).
+    pub passkeys: bool,
+    /// What helpdesk and admin accounts may use as their second factor.
+    pub privileged_second_factor: PrivilegedSecondFactor,
 }
 
 /// How long finished records are kept (docs/deploy.md, "Running it for
@@ -60,6 +64,17 @@ impl Default for Retention {
     }
 }
 
+/// What helpdesk and admin accounts may use as their second factor
+/// (`GATEHOUSE_PRIVILEGED_SECOND_FACTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrivilegedSecondFactor {
+    /// An authenticator app's code, a recovery code, or a passkey.
+    #[default]
+    Any,
+    /// A passkey only: phishing-resistant, as NIST SP 800-63B-4 asks.
+    Passkey,
+}
+
 impl Settings {
     /// Settings with the embedded defaults and the given public URL.
     pub fn with_defaults(public_url: url::Url) -> Self {
@@ -76,6 +91,8 @@ impl Settings {
             access_token_lifetime: gatehouse_domain::Span::minutes(10),
             key_encryption_key: None,
             retention: Retention::default(),
+            passkeys: false,
+            privileged_second_factor: PrivilegedSecondFactor::Any,
         }
     }
 

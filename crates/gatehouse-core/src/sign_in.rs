@@ -314,7 +314,7 @@ impl Gatehouse {
     /// With new-browser notices on, notes the browser a sign-in came from
     /// and tells the person when their account had signed in before but
     /// never from it; returns the id to give a browser that had none.
-    async fn note_browser(
+    pub(crate) async fn note_browser(
         &self,
         account: &gatehouse_store::AccountRecord,
         browser: Option<&SecretToken>,

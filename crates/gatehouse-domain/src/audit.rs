@@ -153,6 +153,16 @@ audit_events! {
     RetentionApplied => "system.retention_applied",
     /// A backup of the database was written.
     BackupTaken => "system.backup_taken",
+    /// A person added a passkey to their account.
+    PasskeyAdded => "passkey.added",
+    /// A person removed a passkey from their account.
+    PasskeyRemoved => "passkey.removed",
+    /// A person signed in (or passed the second factor) with a passkey.
+    PasskeySignIn => "passkey.signed_in",
+    /// A passkey ceremony was refused (detail: why, e.g. the counter went backwards).
+    PasskeyRefused => "passkey.refused",
+    /// The operator removed every passkey of an account.
+    PasskeysRemovedByOperator => "passkey.removed_by_operator",
 }
 
 #[cfg(test)]

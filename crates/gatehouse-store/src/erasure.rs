@@ -38,6 +38,7 @@ pub async fn erase(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<bool>
         "outbox",
         "account_browsers",
         "oidc_consents",
+        "passkeys",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE account_id = $1"

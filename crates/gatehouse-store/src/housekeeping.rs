@@ -36,7 +36,7 @@ pub const BROWSERS_KEPT: Span = Span::hours(24 * 400);
 
 /// Deletes what has outlived its use: sessions idle longer than
 /// `session_idle`, counters of usernames nobody has that are untouched
-/// for 30 days and not locked, and OpenID Connect codes, grants and notices
+/// for 30 days and not locked, passkey ceremonies past their expiry, and OpenID Connect codes, grants and notices
 /// that can no longer be used. Returns how many rows went.
 pub async fn purge(tx: &mut Tx, now: Timestamp, session_idle: Span) -> Result<u64> {
     let sessions = sessions::end_idle(tx, now.minus(session_idle)).await?;
@@ -44,5 +44,6 @@ pub async fn purge(tx: &mut Tx, now: Timestamp, session_idle: Span) -> Result<u6
     let grants = crate::oidc::grants::tidy(tx, now).await?;
     let notices = crate::oidc::logout_notices::tidy(tx, now).await?;
     let browsers = crate::browsers::forget_unused(tx, now.minus(BROWSERS_KEPT)).await?;
-    Ok(sessions + counters + grants + notices + browsers)
+    let ceremonies = crate::passkeys::forget_expired_ceremonies(tx, now).await?;
+    Ok(sessions + counters + grants + notices + browsers + ceremonies)
 }

@@ -27,6 +27,7 @@ pub mod keys;
 mod lease;
 pub mod oidc;
 pub mod outbox;
+pub mod passkeys;
 pub mod recovery;
 pub mod reset_links;
 pub mod retention;

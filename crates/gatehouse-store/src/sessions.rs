@@ -27,11 +27,21 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// The client address at sign-in.
     pub client_ip: Option<String>,
+    /// How a passkey took part in this session's sign-in:
+    /// [`PASSKEY_NONE`], [`PASSKEY_SIGN_IN`] or [`PASSKEY_SECOND_FACTOR`].
+    pub passkey: i64,
 }
+
+/// A session signed in with a password alone (and perhaps an app's code).
+pub const PASSKEY_NONE: i64 = 0;
+/// A session signed in with a passkey, no password.
+pub const PASSKEY_SIGN_IN: i64 = 1;
+/// A session that passed the second factor with a passkey.
+pub const PASSKEY_SECOND_FACTOR: i64 = 2;
 
 /// The columns of [`SessionRecord`].
 const SESSION: &str = "SELECT id_hash, account_id, csrf_token, created_at, last_seen_at, \
-    flash, second_factor_at, user_agent, client_ip FROM sessions";
+    flash, second_factor_at, user_agent, client_ip, passkey FROM sessions";
 
 /// The session whose id hashes to `id_hash`.
 pub async fn get(conn: &mut AnyConnection, id_hash: &TokenHash) -> Result<Option<SessionRecord>> {
@@ -49,11 +59,12 @@ pub async fn create(conn: &mut AnyConnection, s: &SessionRecord) -> Result<()> {
     bind_columns(
         sqlx::query(
             "INSERT INTO sessions (id_hash, account_id, csrf_token, created_at, last_seen_at, \
-             flash, second_factor_at, user_agent, client_ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             flash, second_factor_at, user_agent, client_ip, passkey) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         ),
         s,
     )
+    .bind(s.passkey)
     .execute(conn)
     .await?;
     Ok(())
@@ -145,6 +156,21 @@ pub async fn pass_second_factor(
     sqlx::query("UPDATE sessions SET second_factor_at = $2 WHERE id_hash = $1")
         .bind(id_hash)
         .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a session as having passed the second factor with a passkey.
+pub async fn pass_second_factor_with_passkey(
+    conn: &mut AnyConnection,
+    id_hash: &TokenHash,
+    at: Timestamp,
+) -> Result<()> {
+    sqlx::query("UPDATE sessions SET second_factor_at = $2, passkey = $3 WHERE id_hash = $1")
+        .bind(id_hash)
+        .bind(at)
+        .bind(PASSKEY_SECOND_FACTOR)
         .execute(conn)
         .await?;
     Ok(())

@@ -90,6 +90,7 @@ fn login_view(
         lock: policy.lockout.duration.for_people(),
         client_name: context.pending.as_ref().map(|p| p.client_name.clone()),
         next: context.next.clone(),
+        passkeys: state.gatehouse.settings().passkeys,
     }
 }
 

@@ -20,6 +20,7 @@ mod handlers;
 mod middleware;
 mod oidc;
 mod own_account;
+mod passkeys;
 mod session;
 mod views;
 
@@ -79,6 +80,23 @@ pub fn router(state: AppState) -> Router {
             post(own_account::sign_out_of_application),
         )
         .route("/account/activity", get(own_account::activity))
+        .route("/account/passkeys", get(passkeys::page))
+        .route(
+            "/account/passkeys/options",
+            post(passkeys::register_options),
+        )
+        .route("/account/passkeys/add", post(passkeys::register))
+        .route("/account/passkeys/remove", post(passkeys::remove))
+        .route("/login/passkey/options", post(passkeys::sign_in_options))
+        .route("/login/passkey", post(passkeys::sign_in))
+        .route(
+            "/console/second-factor/passkey/options",
+            post(passkeys::second_factor_options),
+        )
+        .route(
+            "/console/second-factor/passkey",
+            post(passkeys::second_factor),
+        )
         .route("/console", get(console::home))
         .route(
             "/console/second-factor",

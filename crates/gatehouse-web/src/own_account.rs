@@ -58,6 +58,7 @@ pub async fn account(
         last_sign_in,
         flash,
         console: account.role != gatehouse_domain::Role::Staff,
+        passkeys: g.settings().passkeys,
     };
     Ok(render(StatusCode::OK, &page))
 }

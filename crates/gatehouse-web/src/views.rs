@@ -94,6 +94,8 @@ pub struct LoginPage {
     pub client_name: Option<String>,
     /// A path on this origin to go back to afterwards.
     pub next: String,
+    /// Passkeys are turned on: "Sign in with a passkey" is offered.
+    pub passkeys: bool,
 }
 
 impl LoginPage {
@@ -221,6 +223,23 @@ pub struct AccountPage {
     pub flash: Option<String>,
     /// Helpdesk and admin: a way into the console.
     pub console: bool,
+    /// Passkeys are turned on: a link to them.
+    pub passkeys: bool,
+}
+
+/// My account's passkeys: the list, removing one, adding one.
+#[derive(Template)]
+#[template(path = "passkeys.html")]
+pub struct PasskeysPage {
+    pub l: Layout,
+    pub csrf: String,
+    pub flash: Option<String>,
+    /// The passkey whose remove form failed (-1 for none).
+    pub failed_id: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub passkeys: Vec<gatehouse_core::passkeys::PasskeyLine>,
+    pub name_max: usize,
 }
 
 /// Change password, signed in.
@@ -278,6 +297,10 @@ pub struct SecondFactorPage {
     pub code_error: Option<String>,
     pub threshold: u32,
     pub lock: String,
+    /// The account has a passkey: "Use a passkey" is offered.
+    pub passkey: bool,
+    /// Only a passkey is accepted (no code form).
+    pub passkey_only: bool,
 }
 
 /// The recovery codes, shown once.

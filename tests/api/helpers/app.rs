@@ -60,7 +60,7 @@ async fn database_url(
     dir: &std::path::Path,
     postgres: &mut Option<Arc<gatehouse_testkit::TestDatabase>>,
 ) -> String {
-    if !on_postgres() {
+    if postgres.is_none() && !on_postgres() {
         return format!("sqlite://{}/gatehouse.db", dir.display());
     }
     if postgres.is_none() {
@@ -186,6 +186,33 @@ impl TestApp {
             workers,
         )
         .await
+    }
+
+    /// Two nodes on one fresh PostgreSQL database (whatever the backend
+    /// under test), sharing a clock; only the first runs the workers.
+    pub async fn two_nodes_on_postgres(vars: &[(&str, &str)]) -> (Self, Self) {
+        gatehouse_core::use_ring_for_tls();
+        let db = gatehouse_testkit::TestDatabase::create()
+            .await
+            .expect("PostgreSQL must be running: see GATEHOUSE_TEST_POSTGRES_URL");
+        let store =
+            gatehouse_store::SqlStore::connect(&db.url, gatehouse_store::PoolSettings::default())
+                .await
+                .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        let db = Arc::new(db);
+        let clock = ManualClock::new(START);
+        let mut nodes = Vec::new();
+        // The first node's worker sends the mail (the tests read its sink).
+        for workers in [true, false] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let smtp = SmtpSink::start().await.expect("smtp sink");
+            let db = Some(db.clone());
+            nodes.push(Self::build(dir, db, smtp, clock.clone(), vars, workers).await);
+        }
+        let second = nodes.pop().expect("two");
+        (nodes.pop().expect("two"), second)
     }
 
     /// The service's database URL.

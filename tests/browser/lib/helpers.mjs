@@ -49,6 +49,8 @@ export const PEOPLE = {
   nodeRpNoJs: { first: 'Sara', last: 'Novak', dob: [7, 7, 1990], email: 'sara.novak@nhs.net' },
   apacheSignOut: { first: 'Ian', last: 'Murray', dob: [3, 3, 1983], email: 'ian.murray@nhs.net' },
   nodeRpSignOut: { first: 'Lena', last: 'Khan', dob: [19, 9, 1995], email: 'lena.khan@nhs.net' },
+  passkey: { first: 'Nia', last: 'Roberts', dob: [4, 5, 1987], email: 'nia.roberts@nhs.net' },
+  passkeyHelpdesk: { first: 'Owen', last: 'Price', dob: [12, 10, 1979], email: 'owen.price@nhs.net', role: 'helpdesk' },
 };
 
 const pad = (n) => String(n).padStart(2, '0');
@@ -80,10 +82,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Starts a fresh Gatehouse: its own temporary folder, database and outbox,
  * staff imported, `gatehouse serve` running and healthy.
  */
-export async function startServer({ extraEnv = {} } = {}) {
+export async function startServer({ extraEnv = {}, host = '127.0.0.1' } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-browser-'));
   const port = await freePort();
-  const origin = `http://127.0.0.1:${port}`;
+  // `host` names the public origin (passkeys need a domain, so their
+  // tests use localhost); the server listens on 127.0.0.1 either way.
+  const origin = `http://${host}:${port}`;
+  const direct = `http://127.0.0.1:${port}`;
   const outbox = path.join(dir, 'outbox');
   // Only the settings named here: none inherited from the environment.
   const inherited = Object.fromEntries(
@@ -144,7 +149,7 @@ export async function startServer({ extraEnv = {} } = {}) {
       throw new Error(`gatehouse serve exited early (${JSON.stringify(exited)}):\n${log}`);
     }
     try {
-      const res = await fetch(`${origin}/healthz`);
+      const res = await fetch(`${direct}/healthz`);
       if (res.status === 200) break;
     } catch {
       // not listening yet

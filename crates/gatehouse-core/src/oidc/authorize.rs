@@ -323,6 +323,7 @@ impl Gatehouse {
                 code_challenge: request.code_challenge.as_deref(),
                 auth_time: session.created_at,
                 second_factor: session.second_factor_at.is_some(),
+                passkey: session.passkey,
                 now,
                 expires_at: now.plus(rules::CODE_LIFETIME),
             },

@@ -275,6 +275,7 @@ impl Gatehouse {
             scope: code.scope,
             auth_time: code.auth_time,
             second_factor: code.second_factor,
+            passkey: code.passkey,
             created_at: now,
             expires_at,
             revoked_at: None,
@@ -403,6 +404,7 @@ impl Gatehouse {
         let mut claims = person_claims(&person(account, subject), &scopes);
         let auth = Authentication {
             second_factor: grant.second_factor != 0,
+            passkey: gatehouse_domain::oidc::scope::PasskeyUse::from_stored(grant.passkey),
         };
         let registered = [
             ("iss", serde_json::Value::from(self.settings.issuer())),

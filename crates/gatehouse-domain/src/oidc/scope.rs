@@ -158,24 +158,69 @@ pub const CLAIMS_SUPPORTED: [&str; 21] = [
 /// How a person signed in: the `amr` values (RFC 8176) and the `acr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authentication {
-    /// A second factor (an authenticator app's code) was passed too.
+    /// A second factor (an authenticator app's code, or a passkey) was passed too.
     pub second_factor: bool,
+    /// How a passkey took part.
+    pub passkey: PasskeyUse,
+}
+
+/// How a passkey took part in a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasskeyUse {
+    /// Not at all: a password (and perhaps an app's code).
+    #[default]
+    None,
+    /// A passkey alone, no password.
+    SignIn,
+    /// A password, then a passkey as the second factor.
+    SecondFactor,
+}
+
+impl PasskeyUse {
+    /// As stored with a session, code and grant (0, 1, 2).
+    pub fn stored(self) -> i64 {
+        match self {
+            PasskeyUse::None => 0,
+            PasskeyUse::SignIn => 1,
+            PasskeyUse::SecondFactor => 2,
+        }
+    }
+
+    /// From its stored value; anything unknown reads as no passkey (the
+    /// claim then says less than happened, never more).
+    pub fn from_stored(value: i64) -> Self {
+        match value {
+            1 => PasskeyUse::SignIn,
+            2 => PasskeyUse::SecondFactor,
+            _ => PasskeyUse::None,
+        }
+    }
 }
 
 impl Authentication {
-    /// `amr`: `pwd`, and `otp` and `mfa` after a second factor.
+    /// `amr`: `pwd`, and `otp` and `mfa` after an app's code; `hwk` alone
+    /// for a passkey sign-in (proof of possession of a key, RFC 8176 §2:
+    /// whether the authenticator checked a PIN or a fingerprint is not
+    /// told to the service, so neither `pin` nor `fpt` is claimed); `pwd`,
+    /// `hwk` and `mfa` for a password and a passkey as the second factor.
     pub fn amr(&self) -> Vec<&'static str> {
-        if self.second_factor {
-            vec!["pwd", "otp", "mfa"]
-        } else {
-            vec!["pwd"]
+        match (self.passkey, self.second_factor) {
+            (PasskeyUse::SignIn, _) => vec!["hwk"],
+            (PasskeyUse::SecondFactor, _) => vec!["pwd", "hwk", "mfa"],
+            (PasskeyUse::None, true) => vec!["pwd", "otp", "mfa"],
+            (PasskeyUse::None, false) => vec!["pwd"],
         }
     }
 
     /// `acr`: NIST SP 800-63B's assurance level: `aal1` for a password,
-    /// `aal2` with a second factor.
+    /// `aal2` with a second factor or a passkey (user verification is
+    /// required of every passkey, so it is a multi-factor authenticator).
     pub fn acr(&self) -> &'static str {
-        if self.second_factor { "aal2" } else { "aal1" }
+        if self.second_factor || self.passkey != PasskeyUse::None {
+            "aal2"
+        } else {
+            "aal1"
+        }
     }
 }
 
@@ -215,6 +260,33 @@ mod tests {
         );
         let email = person_claims(&jane(), &Scopes::requested("openid email"));
         assert!(email.get("name").is_none() && email.get("employer").is_none());
+    }
+
+    #[test]
+    fn a_passkey_sign_in_claims_hwk_and_aal2() {
+        let passkey = Authentication {
+            second_factor: false,
+            passkey: PasskeyUse::SignIn,
+        };
+        assert_eq!(passkey.amr(), ["hwk"]);
+        assert_eq!(passkey.acr(), "aal2");
+        let second = Authentication {
+            second_factor: true,
+            passkey: PasskeyUse::SecondFactor,
+        };
+        assert_eq!(second.amr(), ["pwd", "hwk", "mfa"]);
+        let password = Authentication {
+            second_factor: false,
+            passkey: PasskeyUse::None,
+        };
+        assert_eq!((password.amr(), password.acr()), (vec!["pwd"], "aal1"));
+        for p in [
+            PasskeyUse::None,
+            PasskeyUse::SignIn,
+            PasskeyUse::SecondFactor,
+        ] {
+            assert_eq!(PasskeyUse::from_stored(p.stored()), p);
+        }
     }
 
     #[test]

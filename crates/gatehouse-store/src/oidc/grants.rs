@@ -32,6 +32,8 @@ pub struct NewCode<'a> {
     pub auth_time: Timestamp,
     /// Whether they passed a second factor.
     pub second_factor: bool,
+    /// How a passkey took part in the sign-in (the session's `passkey`).
+    pub passkey: i64,
     /// Now.
     pub now: Timestamp,
     /// When the code stops working.
@@ -61,6 +63,8 @@ pub struct CodeRow {
     pub auth_time: Timestamp,
     /// 1 if they passed a second factor.
     pub second_factor: i64,
+    /// How a passkey took part in the sign-in (the session's `passkey`).
+    pub passkey: i64,
     /// When it was issued.
     pub created_at: Timestamp,
     /// When it stops working.
@@ -73,14 +77,14 @@ pub struct CodeRow {
 
 const CODE_COLUMNS: &str = "code_hash, client_id, account_id, session_hash, redirect_uri, \
     scope, nonce, code_challenge, auth_time, second_factor, created_at, expires_at, used_at, \
-    grant_id";
+    grant_id, passkey";
 
 /// Stores a code.
 pub async fn insert_code(conn: &mut AnyConnection, c: &NewCode<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_hash, redirect_uri, \
-         scope, nonce, code_challenge, auth_time, second_factor, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         scope, nonce, code_challenge, auth_time, second_factor, created_at, expires_at, passkey) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(c.code_hash)
     .bind(c.client_id)
@@ -94,6 +98,7 @@ pub async fn insert_code(conn: &mut AnyConnection, c: &NewCode<'_>) -> Result<()
     .bind(i64::from(c.second_factor))
     .bind(c.now)
     .bind(c.expires_at)
+    .bind(c.passkey)
     .execute(conn)
     .await?;
     Ok(())
@@ -152,8 +157,8 @@ pub struct NewGrant<'a> {
 pub async fn create_grant(tx: &mut Tx, g: &NewGrant<'_>) -> Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO oidc_grants (client_id, account_id, session_hash, code_hash, scope, \
-         auth_time, second_factor, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+         auth_time, second_factor, created_at, expires_at, passkey) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&g.code.client_id)
     .bind(g.code.account_id)
@@ -164,6 +169,7 @@ pub async fn create_grant(tx: &mut Tx, g: &NewGrant<'_>) -> Result<i64> {
     .bind(g.code.second_factor)
     .bind(g.now)
     .bind(g.expires_at)
+    .bind(g.code.passkey)
     .fetch_one(&mut **tx)
     .await?;
     sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE code_hash = $1")
@@ -191,6 +197,8 @@ pub struct GrantRow {
     pub auth_time: Timestamp,
     /// 1 if they passed a second factor.
     pub second_factor: i64,
+    /// How a passkey took part in the sign-in (the session's `passkey`).
+    pub passkey: i64,
     /// When it was made.
     pub created_at: Timestamp,
     /// When it ends whatever happens.
@@ -200,7 +208,7 @@ pub struct GrantRow {
 }
 
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.session_hash, g.scope, \
-    g.auth_time, g.second_factor, g.created_at, g.expires_at, g.revoked_at";
+    g.auth_time, g.second_factor, g.passkey, g.created_at, g.expires_at, g.revoked_at";
 
 /// Stores an access token for a grant.
 pub async fn insert_access_token(

@@ -22,6 +22,8 @@ mod oidc;
 pub use oidc::*;
 mod retention;
 pub use retention::*;
+mod passkeys;
+pub use passkeys::*;
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
@@ -841,6 +843,7 @@ pub fn session(account_id: Option<i64>) -> SessionRecord {
         second_factor_at: None,
         user_agent: Some("Mozilla/5.0 (Windows NT 10.0) Chrome/131.0".to_owned()),
         client_ip: Some("192.0.2.9".to_owned()),
+        passkey: 0,
     }
 }
 
@@ -1923,6 +1926,8 @@ macro_rules! with_scenarios {
             codes_redeem_once_refresh_tokens_rotate_once_and_grants_end_with_sessions,
             retention_forgets_only_what_is_past_its_age_in_batches,
             erasing_a_person_keeps_their_username_and_audit_trail_only,
+            passkeys_are_unique_and_their_counter_moves_once,
+            passkey_ceremonies_are_taken_once_and_expire,
         }
     };
 }

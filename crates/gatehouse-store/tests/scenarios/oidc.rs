@@ -287,6 +287,7 @@ fn code_for<'a>(
         code_challenge: None,
         auth_time: T0,
         second_factor: false,
+        passkey: 0,
         now: T0,
         expires_at: T0.plus(Span::from_seconds(60)),
     }

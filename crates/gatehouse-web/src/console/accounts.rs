@@ -99,7 +99,10 @@ async fn account_view(
     let when = |at: Option<gatehouse_domain::Timestamp>| {
         at.map_or_else(|| "never".to_owned(), |t| g.settings().when(t))
     };
-    let rows = vec![
+    // How many passkeys, never the keys (read once the member was allowed
+    // to see the account, above).
+    let passkeys = g.passkey_count(a.id).await?;
+    let mut rows = vec![
         ("Username".to_owned(), a.username.to_string()),
         (
             "Employer".to_owned(),
@@ -149,6 +152,9 @@ async fn account_view(
         ("Last sign-in".to_owned(), when(a.last_sign_in_at)),
         ("Active sessions".to_owned(), status.sessions.to_string()),
     ];
+    if g.settings().passkeys || passkeys > 0 {
+        rows.push(("Passkeys".to_owned(), passkeys.to_string()));
+    }
     let admin = p.admin();
     let page = ConsoleAccountPage {
         sessions: status.sessions,

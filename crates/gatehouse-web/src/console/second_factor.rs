@@ -37,6 +37,8 @@ async fn second_factor_view(
         Some(e) => qr_svg(&e.uri)?,
         None => String::new(),
     };
+    let passkey = state.gatehouse.has_passkeys(account.id).await?;
+    let passkey_only = state.gatehouse.passkey_only();
     let page = SecondFactorPage {
         l: layout(state, Some(session), error.is_some()),
         csrf: session.csrf_token.clone(),
@@ -53,6 +55,8 @@ async fn second_factor_view(
         code_error: error,
         threshold: settings.policy.lockout.threshold,
         lock: settings.policy.lockout.duration.for_people(),
+        passkey,
+        passkey_only,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -150,6 +154,9 @@ pub async fn second_factor(
                 if attempts_left == 1 { "" } else { "s" },
                 g.settings().policy.lockout.duration.for_people()
             )),
+            CodeOutcome::PasskeyOnly => Some(
+                "The helpdesk console accepts only a passkey as its second check. Use your passkey.".to_owned(),
+            ),
             CodeOutcome::Locked { until } => Some(format!(
                 "Your account is locked until {}, because a password or code was entered incorrectly {} times. Nobody can lift the lock early.",
                 g.settings().when(until),

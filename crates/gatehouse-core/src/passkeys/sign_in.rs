@@ -1,0 +1,314 @@
+//! Signing in with a passkey (discoverable, nothing typed; or after typing
+//! the username, for security keys that keep no passkey of their own), and
+//! a passkey as a helpdesk or admin member's second factor.
+//!
+//! Neither touches the password lockout: an assertion is a signature by a
+//! key the person holds, not a guess, and a locked password does not stop
+//! it (docs/security.md, "Passkeys").
+
+use base64::Engine as _;
+use gatehouse_domain::audit::AuditEvent;
+use gatehouse_domain::{Role, SecretToken, TokenHash, UsernameKey};
+use gatehouse_store::passkeys::{self, PasskeyRow};
+use gatehouse_store::{AccountRecord, SessionRecord, accounts, audit, sessions};
+use webauthn_rs::prelude::{DiscoverableAuthentication, DiscoverableKey, PublicKeyCredential};
+
+use super::{CeremonyStart, Kind, PasskeyRefusal, Refusable, credential_of, refusal_of};
+use crate::sessions::NewSession;
+use crate::sign_in::BrowserCookies;
+use crate::{Caller, Error, Gatehouse, Result};
+
+/// How a passkey sign-in ended.
+#[derive(Debug)]
+pub enum PasskeySignInOutcome {
+    /// Signed in: a new session.
+    SignedIn {
+        /// The new session (the browser's old one is gone).
+        session: Box<NewSession>,
+        /// A helpdesk or admin account (whose passkey, verified by a PIN or
+        /// a fingerprint, is both factors: the console is open).
+        privileged: bool,
+        /// With new-browser notices on: the id to give a browser that had none.
+        browser: Option<SecretToken>,
+    },
+    /// Refused (audited).
+    Refused(PasskeyRefusal),
+}
+
+/// A verified assertion: whose passkey it was.
+struct Asserted {
+    account: AccountRecord,
+}
+
+impl Gatehouse {
+    /// Options for `navigator.credentials.get`: a discoverable request, with
+    /// `allow` (the credentials of one account) listed when given.
+    async fn assertion_options(
+        &self,
+        kind: Kind,
+        account_id: Option<i64>,
+        allow: &[PasskeyRow],
+    ) -> Result<CeremonyStart> {
+        let (mut options, state) = self
+            .webauthn()?
+            .start_discoverable_authentication()
+            .map_err(|e| Error::Internal(format!("starting a passkey assertion: {e}")))?;
+        // Asked for by a button, not offered as the page loads.
+        options.mediation = None;
+        let mut options = serde_json::to_value(&options)
+            .map_err(|e| Error::Internal(format!("passkey options: {e}")))?;
+        if let Some(public_key) = options.get_mut("publicKey") {
+            let listed: Vec<serde_json::Value> = allow
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "type": "public-key",
+                        "id": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id),
+                    })
+                })
+                .collect();
+            public_key["allowCredentials"] = serde_json::Value::from(listed);
+        }
+        let ceremony = self.store_ceremony(kind, account_id, &state).await?;
+        Ok(CeremonyStart { ceremony, options })
+    }
+
+    /// The first half of signing in with a passkey. With no username the
+    /// browser offers the passkeys it holds for this service; with one, the
+    /// passkeys of that account are named too (for security keys that keep
+    /// none). A username with no passkeys gets the same request as none.
+    pub async fn start_passkey_sign_in(
+        &self,
+        username: Option<&str>,
+    ) -> Result<Refusable<CeremonyStart>> {
+        if !self.settings.passkeys {
+            return Ok(Err(PasskeyRefusal::NotEnabled));
+        }
+        let typed = username.map(str::trim).filter(|u| !u.is_empty());
+        let mut db = self.read().await?;
+        let account = match typed {
+            Some(u) => accounts::by_username(&mut db, &UsernameKey::from_typed(u)).await?,
+            None => None,
+        };
+        let allow = match &account {
+            Some(a) => passkeys::of_account(&mut db, a.id).await?,
+            None => Vec::new(),
+        };
+        drop(db);
+        let named = account.filter(|_| !allow.is_empty()).map(|a| a.id);
+        Ok(Ok(self
+            .assertion_options(Kind::SignIn, named, &allow)
+            .await?))
+    }
+
+    /// Checks the browser's answer to an assertion ceremony of `kind`:
+    /// the ceremony once and in time, the passkey registered (to the
+    /// ceremony's account, when it names one, and to the user handle the
+    /// authenticator gave), the signature, origin, relying party and user
+    /// verification, and a counter that went forward; then records the new
+    /// counter and when it was used. Every refusal is audited.
+    async fn verify_assertion(
+        &self,
+        kind: Kind,
+        ceremony: &str,
+        credential: &str,
+        caller: &Caller,
+        what: &str,
+    ) -> Result<Refusable<Asserted>> {
+        let (named, state) = match self
+            .take_ceremony::<DiscoverableAuthentication>(kind, ceremony)
+            .await?
+        {
+            Ok(taken) => taken,
+            Err(refusal) => return self.refused(refusal, None, caller, what).await,
+        };
+        let Ok(answer) = serde_json::from_str::<PublicKeyCredential>(credential) else {
+            return self
+                .refused(PasskeyRefusal::NotVerified, None, caller, what)
+                .await;
+        };
+        let found =
+            passkeys::by_credential_id(&mut *self.read().await?, answer.get_credential_id())
+                .await?;
+        let Some(row) = found else {
+            return self
+                .refused(PasskeyRefusal::UnknownPasskey, None, caller, what)
+                .await;
+        };
+        let account = accounts::by_id(&mut *self.read().await?, row.account_id)
+            .await?
+            .ok_or(Error::NoSuchAccount)?;
+        // An assertion for a passkey of another account than the one the
+        // ceremony is for, or made for another user than it was registered to.
+        let handle_differs = answer
+            .get_user_unique_id()
+            .is_some_and(|h| h != row.user_handle.as_slice());
+        let no_handle = answer.get_user_unique_id().is_none() && named.is_none();
+        if named.is_some_and(|id| id != row.account_id) || handle_differs || no_handle {
+            return self
+                .refused(PasskeyRefusal::OtherAccount, Some(&account), caller, what)
+                .await;
+        }
+        if account.disabled_at.is_some() {
+            return self
+                .refused(
+                    PasskeyRefusal::AccountDisabled,
+                    Some(&account),
+                    caller,
+                    what,
+                )
+                .await;
+        }
+        let mut passkey = credential_of(&row)?;
+        let key = DiscoverableKey::from(&passkey);
+        let result =
+            match self
+                .webauthn()?
+                .finish_discoverable_authentication(&answer, state, &[key])
+            {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::info!(error = %e, "a passkey assertion did not verify");
+                    return self
+                        .refused(refusal_of(&e), Some(&account), caller, what)
+                        .await;
+                }
+            };
+        passkey.update_credential(&result);
+        let stored = serde_json::to_string(&passkey)
+            .map_err(|e| Error::Internal(format!("a passkey to store: {e}")))?;
+        let counter = i64::from(result.counter());
+        // Compare-and-set on the counter the check was made against, so two
+        // assertions from one authenticator at once cannot both pass.
+        let recorded = passkeys::record_use(
+            &mut *self.write().await?,
+            row.id,
+            row.counter,
+            counter,
+            &stored,
+            self.clock.now(),
+        )
+        .await?;
+        if !recorded {
+            return self
+                .refused(
+                    PasskeyRefusal::CounterWentBackwards,
+                    Some(&account),
+                    caller,
+                    what,
+                )
+                .await;
+        }
+        Ok(Ok(Asserted { account }))
+    }
+
+    /// The second half of signing in with a passkey. The password lockout
+    /// is neither consulted nor counted. On success a new session starts,
+    /// as a password sign-in's does (`previous_session` ends).
+    pub async fn finish_passkey_sign_in(
+        &self,
+        ceremony: &str,
+        credential: &str,
+        caller: &Caller,
+        previous_session: Option<&TokenHash>,
+        cookies: BrowserCookies<'_>,
+    ) -> Result<PasskeySignInOutcome> {
+        if !self.settings.passkeys {
+            return Ok(PasskeySignInOutcome::Refused(PasskeyRefusal::NotEnabled));
+        }
+        let Asserted { account } = match self
+            .verify_assertion(Kind::SignIn, ceremony, credential, caller, "signing in")
+            .await?
+        {
+            Ok(asserted) => asserted,
+            Err(refusal) => return Ok(PasskeySignInOutcome::Refused(refusal)),
+        };
+        let now = self.clock.now();
+        let privileged = account.role != Role::Staff;
+        let mut session = self.fresh_session(Some(account.id), now, caller)?;
+        session.record.passkey = sessions::PASSKEY_SIGN_IN;
+        // A passkey is verified by the person's PIN or fingerprint on the
+        // device that holds it: for helpdesk and admin it is both factors.
+        if privileged {
+            session.record.second_factor_at = Some(now);
+        }
+        let mut tx = self.begin().await?;
+        if let Some(previous) = previous_session {
+            sessions::end(&mut tx, previous, now).await?;
+        }
+        sessions::create(&mut tx, &session.stored()).await?;
+        accounts::record_sign_in(&mut tx, account.id, now).await?;
+        let event = self.event_about(AuditEvent::PasskeySignIn, &account, caller);
+        audit::record(&mut tx, &event).await?;
+        tx.commit().await?;
+        if previous_session.is_some() {
+            self.wake_logout_notices();
+        }
+        let browser = self
+            .note_browser(&account, cookies.browser, caller, now)
+            .await?;
+        Ok(PasskeySignInOutcome::SignedIn {
+            session: Box::new(session),
+            privileged,
+            browser,
+        })
+    }
+
+    /// Whether the signed-in privileged account of `session` has a passkey
+    /// to offer as its second factor.
+    pub async fn has_passkeys(&self, account_id: i64) -> Result<bool> {
+        Ok(self.settings.passkeys && self.passkey_count(account_id).await? > 0)
+    }
+
+    /// The first half of a helpdesk or admin member's second factor with a
+    /// passkey: the account's own passkeys only.
+    pub async fn start_passkey_second_factor(
+        &self,
+        session: &SessionRecord,
+    ) -> Result<Refusable<CeremonyStart>> {
+        if !self.settings.passkeys {
+            return Ok(Err(PasskeyRefusal::NotEnabled));
+        }
+        let account_id = session.account_id.ok_or(Error::NoSuchAccount)?;
+        let allow = passkeys::of_account(&mut *self.read().await?, account_id).await?;
+        if allow.is_empty() {
+            return Ok(Err(PasskeyRefusal::UnknownPasskey));
+        }
+        Ok(Ok(self
+            .assertion_options(Kind::SecondFactor, Some(account_id), &allow)
+            .await?))
+    }
+
+    /// The second half: on success the session has passed the second factor.
+    pub async fn finish_passkey_second_factor(
+        &self,
+        session: &SessionRecord,
+        ceremony: &str,
+        credential: &str,
+        caller: &Caller,
+    ) -> Result<Refusable<()>> {
+        if !self.settings.passkeys {
+            return Ok(Err(PasskeyRefusal::NotEnabled));
+        }
+        let what = "the second factor";
+        let Asserted { account } = match self
+            .verify_assertion(Kind::SecondFactor, ceremony, credential, caller, what)
+            .await?
+        {
+            Ok(asserted) => asserted,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if session.account_id != Some(account.id) {
+            return self
+                .refused(PasskeyRefusal::OtherAccount, Some(&account), caller, what)
+                .await;
+        }
+        let now = self.clock.now();
+        sessions::pass_second_factor_with_passkey(&mut *self.write().await?, &session.id_hash, now)
+            .await?;
+        let mut event = self.event_about(AuditEvent::SecondFactorPassed, &account, caller);
+        event.detail = Some("with a passkey".to_owned());
+        self.audit(&event).await?;
+        Ok(Ok(()))
+    }
+}
