@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod helpers;
 mod links;
 mod mail;
+mod metrics;
 mod multinode;
 mod oidc;
 mod own_account;
