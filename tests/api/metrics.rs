@@ -485,3 +485,63 @@ async fn a_real_prometheus_scrapes_the_sign_in_counter() {
     let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
     panic!("Prometheus never showed one sign-in; last answer: {last}\nits log:\n{log}");
 }
+
+/// `gatehouse worker` serves the metrics too (it is the process that sends
+/// the emails), and a metrics address that cannot be had stops start-up
+/// with one line naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_command_serves_metrics_and_a_taken_address_stops_start_up() {
+    gatehouse_core::use_ring_for_tls();
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, err) = run_command({
+        let mut c = gatehouse_in(dir.path(), &[]);
+        c.arg("migrate");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    for command in ["serve", "worker"] {
+        let mut c = gatehouse_in(
+            dir.path(),
+            &[
+                ("GATEHOUSE_METRICS_LISTEN", address.as_str()),
+                ("GATEHOUSE_LISTEN", &format!("127.0.0.1:{}", free_port())),
+            ],
+        );
+        c.arg(command);
+        let (code, _, err) = run_command(c);
+        assert_eq!(code, 2, "{command}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{command}: {err}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "error: GATEHOUSE_METRICS_LISTEN: cannot listen on {address}"
+            )),
+            "{command}: {err}"
+        );
+    }
+    drop(taken);
+
+    let port = free_port();
+    let mut c = gatehouse_in(
+        dir.path(),
+        &[("GATEHOUSE_METRICS_LISTEN", &format!("127.0.0.1:{port}"))],
+    );
+    c.arg("worker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _worker = Server(c.spawn().expect("the worker starts"));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    for _ in 0..200 {
+        if let Ok(r) = reqwest::get(&url).await {
+            let text = r.text().await.expect("body");
+            if text.contains("gatehouse_worker_last_run_timestamp_seconds{worker=\"outbox\"}") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the worker's metrics never showed its outbox worker's pass");
+}
