@@ -181,11 +181,59 @@ async fn measure_clock(gatehouse: &Gatehouse, clock: &CorrectedClock) -> bool {
     }
 }
 
+/// The metrics listener, bound at start-up so that a bad or taken
+/// address stops the process at once, naming the setting.
+pub struct MetricsListener {
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+}
+
+impl MetricsListener {
+    /// Binds `GATEHOUSE_METRICS_LISTEN`, if it is set.
+    pub async fn bind(config: &Config) -> Result<Option<Self>, ConfigError> {
+        let Some(wanted) = config.metrics_listen else {
+            return Ok(None);
+        };
+        let failed = |e: std::io::Error| {
+            ConfigError(format!(
+                "GATEHOUSE_METRICS_LISTEN: cannot listen on {wanted}: {e}"
+            ))
+        };
+        let listener = tokio::net::TcpListener::bind(wanted)
+            .await
+            .map_err(failed)?;
+        let address = listener.local_addr().map_err(failed)?;
+        Ok(Some(Self { listener, address }))
+    }
+
+    /// The address it listens on (useful when the port was 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves `/metrics` for `gatehouse` in the background until `shutdown`.
+    pub fn spawn(
+        self,
+        set: &mut tokio::task::JoinSet<()>,
+        gatehouse: &Gatehouse,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        tracing::info!(address = %self.address, "serving metrics");
+        let (gatehouse, stop) = (gatehouse.clone(), stopped(shutdown.clone()));
+        set.spawn(async move {
+            if let Err(e) = gatehouse_web::serve_metrics(self.listener, gatehouse, stop).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+}
+
 /// A service ready to run: storage open, port bound, mail configured.
 pub struct Application {
     gatehouse: Gatehouse,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
+    metrics: Option<MetricsListener>,
     mailer: Mailer,
     trust_forwarded_for: bool,
     console_upload_limit: usize,
@@ -219,10 +267,12 @@ impl Application {
         let address = listener
             .local_addr()
             .map_err(|e| ConfigError(format!("GATEHOUSE_LISTEN: {e}")))?;
+        let metrics = MetricsListener::bind(config).await?;
         Ok(Self {
             gatehouse,
             listener,
             address,
+            metrics,
             mailer,
             trust_forwarded_for: config.trust_forwarded_for,
             console_upload_limit: config.console_upload_limit,
@@ -237,6 +287,11 @@ impl Application {
         self.address
     }
 
+    /// The address metrics are served on, if they are.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsListener::address)
+    }
+
     /// The services.
     pub fn gatehouse(&self) -> &Gatehouse {
         &self.gatehouse
@@ -245,6 +300,9 @@ impl Application {
     /// Serves (and runs the workers) until `shutdown` becomes true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let mut workers = tokio::task::JoinSet::new();
+        if let Some(metrics) = self.metrics {
+            metrics.spawn(&mut workers, &self.gatehouse, &shutdown);
+        }
         if self.options.run_workers {
             spawn_workers(
                 &mut workers,
@@ -298,23 +356,7 @@ pub fn spawn_workers(
 
     let g = gatehouse.clone();
     let stop = shutdown.clone();
-    set.spawn(async move {
-        let stop = stopped(stop);
-        tokio::pin!(stop);
-        loop {
-            match g.tidy().await {
-                Ok(n) if n > 0 => tracing::info!(removed = n, "housekeeping"),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %gatehouse_core::error::chain(&e), "housekeeping failed");
-                }
-            }
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
-            }
-        }
-    });
+    set.spawn(async move { g.run_housekeeping(HOUSEKEEPING_EVERY, stopped(stop)).await });
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).

@@ -175,8 +175,12 @@ async fn worker(config: &Config) -> Result<ExitCode, Failure> {
         config.mail_timeout.to_std(),
     )
     .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
+    let metrics = app::MetricsListener::bind(config).await?;
     let shutdown = app::shutdown_on_signals();
     let mut set = tokio::task::JoinSet::new();
+    if let Some(metrics) = metrics {
+        metrics.spawn(&mut set, &gatehouse, &shutdown);
+    }
     app::spawn_workers(
         &mut set,
         &gatehouse,

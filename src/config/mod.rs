@@ -284,6 +284,7 @@ mod tests {
     fn the_embedded_defaults_are_valid() {
         let c = Config::from_sources(None, &env(&[])).expect("defaults load");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_listen, None, "metrics are off unless asked for");
         assert_eq!(c.policy.reset_link_ttl, Span::hours(4));
         assert_eq!(c.policy.lockout.threshold, 3);
         assert_eq!(c.policy.lockout.duration, Span::hours(12));
@@ -298,6 +299,8 @@ mod tests {
             ("GATEHOUSE_LOCKOUT_THRESHOLD", "0"),
             ("GATEHOUSE_RESET_LINK_TTL", "4 hours"),
             ("GATEHOUSE_LISTEN", "localhost"),
+            ("GATEHOUSE_METRICS_LISTEN", "9090"),
+            ("GATEHOUSE_METRICS_LISTEN", "localhost:9090"),
             ("GATEHOUSE_PUBLIC_URL", "esr.example.org"),
             ("GATEHOUSE_PUBLIC_URL", "https://esr.example.org/?x=1"),
             ("GATEHOUSE_MAIL_URL", "http://mail"),

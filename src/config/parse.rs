@@ -49,6 +49,16 @@ pub(super) fn address(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("expected an address and port such as 127.0.0.1:8080, got {s:?}"))
 }
 
+/// An address and port to listen on, or nothing (empty) for none.
+pub(super) fn optional_address(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!("expected an address and port such as 127.0.0.1:9090, or nothing, got {s:?}")
+    })
+}
+
 /// An http or https origin, without credentials: links are built on it.
 pub(super) fn origin(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e}): {s:?}"))?;

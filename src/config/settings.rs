@@ -15,7 +15,7 @@ use gatehouse_mail::MailUrl;
 
 use super::parse::{
     address, boolean, database, display_name, json_or_text, key_encryption_key, number,
-    optional_span, origin, privileged_second_factor, sender, span, zone,
+    optional_address, optional_span, origin, privileged_second_factor, sender, span, zone,
 };
 use super::{ConfigError, Raw, Setting, variable};
 
@@ -94,6 +94,9 @@ settings! {
         listen: SocketAddr = "127.0.0.1:8080",
             parse = address, field = listen,
             help = "address to listen on";
+        metrics_listen: Option<SocketAddr> = "",
+            parse = optional_address, field = metrics_listen,
+            help = "address to serve /metrics on for Prometheus (never the public one); empty: no metrics";
         public_url: url::Url = "http://127.0.0.1:8080",
             parse = origin, field = public_url,
             help = "the only origin used in links; never the Host header";

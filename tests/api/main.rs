@@ -12,6 +12,7 @@ mod helpers;
 mod leavers;
 mod links;
 mod mail;
+mod metrics;
 mod multinode;
 mod oidc;
 mod own_account;

@@ -37,6 +37,8 @@ use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Params, PasswordHash, Version};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Argon2id cost parameters.
@@ -288,6 +290,29 @@ fn fold(average: &AtomicU64, took: Duration) {
     );
 }
 
+/// What the hasher tells monitoring: how long requests wait and how many
+/// are turned away. Its metrics are shared handles, registered by
+/// [`crate::metrics::Metrics`] and moved here, where the waiting happens.
+#[derive(Debug, Clone)]
+pub struct HashMetrics {
+    /// Time from asking for admission to being admitted.
+    pub admission_wait: Histogram,
+    /// Time an admitted hash waits for a free hashing thread.
+    pub queue_wait: Histogram,
+    /// Requests told "busy": the queue ahead was too long, or the wait ran out.
+    pub refusals: Counter,
+}
+
+impl Default for HashMetrics {
+    fn default() -> Self {
+        Self {
+            admission_wait: Histogram::new(crate::metrics::WAIT_BUCKETS),
+            queue_wait: Histogram::new(crate::metrics::WAIT_BUCKETS),
+            refusals: Counter::default(),
+        }
+    }
+}
+
 /// Hashes and verifies passwords.
 pub struct PasswordHasher {
     params: Params,
@@ -303,6 +328,7 @@ pub struct PasswordHasher {
     dummy: String,
     verifications: AtomicU64,
     hashes: AtomicU64,
+    metrics: HashMetrics,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -437,6 +463,7 @@ impl PasswordHasher {
             dummy,
             verifications: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
+            metrics: HashMetrics::default(),
         })
     }
 
@@ -447,6 +474,22 @@ impl PasswordHasher {
     /// that excess load gets a quick answer rather than a wait that ends in
     /// the same refusal.
     pub async fn permit(&self) -> Result<HashPermit, HashError> {
+        let asked = std::time::Instant::now();
+        let answer = self.admit().await;
+        match &answer {
+            Ok(_) => self
+                .metrics
+                .admission_wait
+                .observe(asked.elapsed().as_secs_f64()),
+            Err(HashError::Busy) => {
+                self.metrics.refusals.inc();
+            }
+            Err(HashError::Failed(_)) => {}
+        }
+        answer
+    }
+
+    async fn admit(&self) -> Result<HashPermit, HashError> {
         let admitted = |permit| HashPermit {
             _permit: permit,
             since: std::time::Instant::now(),
@@ -518,12 +561,14 @@ impl PasswordHasher {
         work: impl FnOnce(&mut Arena) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let (queued, queue_wait) = (std::time::Instant::now(), self.metrics.queue_wait.clone());
         self.queue.push(Box::new(move |arena| {
             // A request dropped while queued (its client went away) would
             // never read the answer: its hash is not worth a core.
             if answer.is_closed() {
                 return false;
             }
+            queue_wait.observe(queued.elapsed().as_secs_f64());
             let _ = answer.send(work(arena));
             true
         }))?;
@@ -540,6 +585,11 @@ impl PasswordHasher {
     /// How many new hashes have been made.
     pub fn hashes(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
+    }
+
+    /// Its waits and refusals, for the service's metrics.
+    pub fn metrics(&self) -> &HashMetrics {
+        &self.metrics
     }
 }
 

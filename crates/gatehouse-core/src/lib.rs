@@ -29,6 +29,7 @@ pub mod import;
 pub mod keys;
 pub mod lockout;
 pub mod mail_history;
+pub mod metrics;
 pub mod oidc;
 pub mod outbox;
 pub mod own_account;
@@ -74,6 +75,8 @@ pub struct Gatehouse {
     signing: Arc<oidc::signing::SigningKeys>,
     /// Wakes the back-channel logout worker when a notice is queued.
     logout_wake: Arc<Notify>,
+    /// What this process tells monitoring.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Gatehouse {
@@ -96,6 +99,7 @@ impl Gatehouse {
         signing: oidc::signing::SigningKeys,
     ) -> Self {
         Self {
+            metrics: Arc::new(metrics::Metrics::new(hasher.metrics())),
             keys: Arc::new(keys),
             signing: Arc::new(signing),
             logout_wake: Arc::new(Notify::new()),

@@ -136,6 +136,7 @@ impl Gatehouse {
         }
         audit::record(&mut tx, locked).await?;
         tx.commit().await?;
+        self.metrics.lock();
         self.wake_outbox();
         Ok(())
     }

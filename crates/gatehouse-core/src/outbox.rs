@@ -150,6 +150,14 @@ impl OutboxWorker {
         let mut tx = self.gatehouse.begin().await?;
         outbox::record_deliveries(&mut tx, deliveries, self.gatehouse.clock.now()).await?;
         tx.commit().await?;
+        for delivery in deliveries {
+            self.gatehouse.metrics.email(match delivery.result {
+                DeliveryResult::Sent(_) => "sent",
+                DeliveryResult::Retry { .. } => "retrying",
+                DeliveryResult::Failed(_) => "failed",
+                DeliveryResult::Expired(_) => "expired",
+            });
+        }
         Ok(())
     }
 
@@ -201,8 +209,11 @@ impl OutboxWorker {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.run_once().await {
-                tracing::error!(error = %crate::error::chain(&e), "outbox delivery failed; retrying shortly");
+            match self.run_once().await {
+                Ok(_) => self.gatehouse.metrics.worker_ran("outbox"),
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "outbox delivery failed; retrying shortly");
+                }
             }
             tokio::select! {
                 () = &mut shutdown => return,

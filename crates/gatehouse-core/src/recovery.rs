@@ -52,6 +52,7 @@ impl Gatehouse {
             ));
             audit::record(&mut tx, &event).await?;
             tx.commit().await?;
+            self.metrics.recovery_request("client_limit");
             return Ok(RequestOutcome::ClientLimit);
         }
         let id = recovery::insert(
@@ -234,6 +235,8 @@ impl Gatehouse {
         });
         audit::record(&mut tx, &event).await?;
         tx.commit().await?;
+        // After the commit, and only by the worker whose outcome stands.
+        self.metrics.recovery_request(outcome.as_str());
         if email.is_some() {
             self.outbox_wake.notify_one();
         }

@@ -20,8 +20,9 @@ use gatehouse_store::{SignInSuccess, accounts, attempts, audit, sessions};
 use crate::Caller;
 use crate::hashing::Verification;
 use crate::lockout::{Attempt, Wrong};
+use crate::metrics::SignInMetric;
 use crate::sessions::NewSession;
-use crate::{Gatehouse, Result, reference};
+use crate::{Error, Gatehouse, Result, reference};
 
 /// What was typed into the log in form.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -83,6 +84,34 @@ impl Gatehouse {
     /// Tries to sign in. `previous_session` is ended on success (a new
     /// session id at sign-in).
     pub async fn sign_in(
+        &self,
+        input: &SignInInput,
+        caller: &Caller,
+        previous_session: Option<&TokenHash>,
+        cookies: BrowserCookies<'_>,
+    ) -> Result<SignInOutcome> {
+        let result = self
+            .check_sign_in(input, caller, previous_session, cookies)
+            .await;
+        // Counted once the outcome is decided and written: a sign-in
+        // abandoned half-way (its client gone, its deadline passed) is not.
+        self.metrics.sign_in(match &result {
+            Ok(SignInOutcome::SignedIn { .. }) => SignInMetric::Success,
+            Ok(SignInOutcome::Failed { .. }) => SignInMetric::WrongPassword,
+            Ok(SignInOutcome::Locked { just_now: true, .. }) => SignInMetric::WrongPassword,
+            Ok(SignInOutcome::Locked {
+                just_now: false, ..
+            }) => SignInMetric::Locked,
+            Ok(SignInOutcome::Disabled) => SignInMetric::PasswordDisabled,
+            Ok(SignInOutcome::AccountDisabled) => SignInMetric::AccountDisabled,
+            Ok(SignInOutcome::Invalid(_)) => SignInMetric::Invalid,
+            Err(Error::Busy) => SignInMetric::Busy,
+            Err(_) => SignInMetric::Error,
+        });
+        result
+    }
+
+    async fn check_sign_in(
         &self,
         input: &SignInInput,
         caller: &Caller,

@@ -67,6 +67,20 @@ pub enum SchemaState {
     Dirty(i64),
 }
 
+/// How one of the pools' connections are used at a moment, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Which pool: `reads` and `writes` on SQLite, `all` on PostgreSQL
+    /// (where reads and writes share one pool).
+    pub pool: &'static str,
+    /// Connections open.
+    pub open: u32,
+    /// Of those, connections idle in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// The database, as every process opens it: a pool for reads, and one for
 /// writes.
 #[derive(Debug, Clone)]
@@ -301,6 +315,20 @@ impl SqlStore {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         })
+    }
+
+    /// How the pools' connections are used now (no database round trip).
+    pub fn pool_use(&self) -> Vec<PoolUse> {
+        let of = |pool: &'static str, p: &AnyPool| PoolUse {
+            pool,
+            open: p.size(),
+            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            max: p.options().get_max_connections(),
+        };
+        match self.backend {
+            Backend::Sqlite => vec![of("reads", &self.pool), of("writes", &self.writer)],
+            Backend::Postgres => vec![of("all", &self.pool)],
+        }
     }
 
     /// Checks that the database answers.

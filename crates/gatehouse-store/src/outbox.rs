@@ -364,6 +364,28 @@ pub async fn security_notices_since(
     Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
 }
 
+/// The outbox's backlog: how many emails wait, and when the oldest of
+/// them was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Emails queued and not yet sent, expired or given up.
+    pub queued: i64,
+    /// When the oldest of them was queued (None when none waits).
+    pub oldest: Option<Timestamp>,
+}
+
+/// The outbox's backlog, in one statement. Cheap whatever the outbox's
+/// size: the `outbox_due` index (status first) reaches the queued rows
+/// without touching the sent ones, which are nearly all of the table.
+pub async fn backlog(conn: &mut AnyConnection) -> Result<Backlog> {
+    let (queued, oldest): (i64, Option<Timestamp>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = $1")
+            .bind(EmailStatus::Queued)
+            .fetch_one(conn)
+            .await?;
+    Ok(Backlog { queued, oldest })
+}
+
 /// Emails queued and not yet sent, expired or given up.
 pub async fn queued(conn: &mut AnyConnection) -> Result<i64> {
     Ok(

@@ -585,13 +585,22 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers, within a couple of seconds, with
+/// the schema this build needs (`Gatehouse::readiness`). The 503 names
+/// the kind of problem only; the log has the detail.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.gatehouse.database_answers().await {
+    use gatehouse_core::housekeeping::NotReady;
+    match state.gatehouse.readiness().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        Err(why) => {
+            tracing::warn!(reason = %why, "not ready");
+            let body = match why {
+                NotReady::DatabaseSilent | NotReady::DatabaseUnavailable(_) => {
+                    "database unavailable\n"
+                }
+                NotReady::Schema(_) => "database schema mismatch\n",
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
     }
 }

@@ -17,12 +17,15 @@ mod context;
 mod csrf;
 pub mod error;
 mod handlers;
+mod metrics;
 mod middleware;
 mod oidc;
 mod own_account;
 mod passkeys;
 mod session;
 mod views;
+
+pub use metrics::{metrics_router, serve_metrics};
 
 /// Everything a handler can reach.
 #[derive(Clone, Debug)]

@@ -13,29 +13,35 @@ use crate::context::{RequestContext, new_reference, scope};
 use crate::error::WebError;
 use crate::session::{Visitor, cookie_name, form_cookie_name, read_cookie};
 
-/// Gives the request a reference and logs it when done. The log line has the
+/// Gives the request a reference, and logs and times it when done. The log
+/// line and the `gatehouse_http_request_duration_seconds` metric have the
 /// route's pattern (`/reset/{token}`), never the path itself, so no token
-/// from a reset link ever reaches a log.
+/// from a reset link ever reaches a log or a metric.
 pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let context = RequestContext {
         reference: new_reference(),
         service: state.gatehouse.settings().service_name.as_str().into(),
     };
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let reference = context.reference.clone();
     let response = scope(context, next.run(req)).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    state.gatehouse.metrics().observe_request(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        status,
+        took,
+    );
     tracing::info!(
         target: "gatehouse::http",
         reference = %reference,
         method = %method,
-        route = %route,
-        status = response.status().as_u16(),
-        millis = started.elapsed().as_millis() as u64,
+        route = %route.as_ref().map_or("(no route)", MatchedPath::as_str),
+        status,
+        millis = took.as_millis() as u64,
         "request"
     );
     response

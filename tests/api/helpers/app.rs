@@ -32,6 +32,9 @@ pub const OPERATOR: &gatehouse_core::Actor = &gatehouse_core::Actor::Operator("t
 pub struct TestApp {
     /// `http://127.0.0.1:port`.
     pub address: String,
+    /// `http://127.0.0.1:port` of the metrics listener, when
+    /// `GATEHOUSE_METRICS_LISTEN` is set.
+    pub metrics_address: Option<String>,
     /// The service's core, for what an operator does outside the web pages.
     pub gatehouse: Gatehouse,
     /// The service's clock, moved only by the test.
@@ -151,6 +154,7 @@ impl TestApp {
         .await
         .expect("application builds");
         let address = format!("http://{}", app.address());
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         let gatehouse = app.gatehouse().clone();
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(app.run(rx));
@@ -158,6 +162,7 @@ impl TestApp {
             db: Db::open(&url).await,
             visitor: Browser::new(&address, PUBLIC_URL),
             address,
+            metrics_address,
             gatehouse,
             clock,
             smtp,

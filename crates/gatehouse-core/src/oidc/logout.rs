@@ -268,8 +268,12 @@ impl LogoutNotifier {
         tokio::pin!(shutdown);
         loop {
             match self.run_once().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
+                Ok(n) => {
+                    self.gatehouse.metrics.worker_ran("logout_notices");
+                    if n > 0 {
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %crate::error::chain(&e), "logout notices could not be delivered; retrying shortly");
                 }
