@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """End-to-end check of the baseline server, standard library only.
-Usage: python3 bench/django/smoke.py PORT MAILDIR
+Usage: python3 bench/django/smoke.py PORT MAILDIR [OIDC_CLIENTS_JSON]
 Needs a freshly seeded server (bench/django/run.sh PORT WORKDIR); it uses
-U00001 (right password), U00002 (locked out), pat.3@nhs.net (reset)."""
+U00001 (right password), U00002 (locked out), pat.3@nhs.net (reset). With
+WORKDIR/oidc-clients.json it also runs an OpenID Connect code flow and
+refreshes as U00004."""
+import base64
+import hashlib
 import http.cookiejar
+import json
+import secrets
 import os
 import re
 import sys
@@ -61,6 +67,61 @@ def show(label, resp):
     return status
 
 
+def oidc(base, clients_file):
+    """A code flow with PKCE, userinfo, two refreshes, and a reused refresh
+    token refused, for both registered clients."""
+    for name, client in json.load(open(clients_file)).items():
+        c = Client(base)
+        assert c.login("U00004", PASSWORD)[0] == 302
+        verifier = secrets.token_urlsafe(32)
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(verifier.encode()).digest()
+        ).rstrip(b"=").decode()
+        query = urllib.parse.urlencode({
+            "response_type": "code", "client_id": client["client_id"],
+            "redirect_uri": client["redirect_uri"], "scope": "openid profile email",
+            "state": "s1", "nonce": "n1",
+            "code_challenge": challenge, "code_challenge_method": "S256",
+        })
+        status, headers, _ = c.request("/o/authorize/?" + query)
+        location = headers.get("Location", "")
+        assert status == 302 and location.startswith(client["redirect_uri"]), (status, location)
+        code = urllib.parse.parse_qs(urllib.parse.urlparse(location).query)["code"][0]
+        basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode())
+
+        def token(form):
+            request = urllib.request.Request(
+                base + "/o/token/", urllib.parse.urlencode(form).encode(),
+                {"Authorization": "Basic " + basic.decode()},
+            )
+            try:
+                with urllib.request.urlopen(request) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, tokens = token({
+            "grant_type": "authorization_code", "code": code,
+            "redirect_uri": client["redirect_uri"], "code_verifier": verifier,
+        })
+        assert status == 200 and "id_token" in tokens, tokens
+        claims = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[1] + "=="))
+        assert claims["nonce"] == "n1" and claims["preferred_username"] == "U00004", claims
+        request = urllib.request.Request(
+            base + "/o/userinfo/", headers={"Authorization": "Bearer " + tokens["access_token"]}
+        )
+        with urllib.request.urlopen(request) as r:
+            info = json.loads(r.read())
+        assert info["email"] == "pat.4@nhs.net", info
+        first = tokens["refresh_token"]
+        for _ in range(2):
+            status, tokens = token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+            assert status == 200 and "id_token" in tokens, tokens
+        status, refused = token({"grant_type": "refresh_token", "refresh_token": first})
+        assert status == 400, (status, refused)
+        print(f"OpenID Connect, client {name}: code flow, userinfo, 2 refreshes, reuse refused")
+
+
 def main():
     port, maildir = sys.argv[1], sys.argv[2]
     base = f"http://127.0.0.1:{port}"
@@ -112,6 +173,8 @@ def main():
     times.sort()
     print(f"successful POST /login, 20 sequential: median {times[10]*1000:.1f} ms, "
           f"min {times[0]*1000:.1f} ms, max {times[-1]*1000:.1f} ms")
+    if len(sys.argv) > 3:
+        oidc(base, sys.argv[3])
     print("ok")
 
 

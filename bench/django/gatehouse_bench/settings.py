@@ -1,5 +1,6 @@
 """Settings for the Django + django-axes baseline of Gatehouse's sign-in and
-account-recovery flows. Stock Django pieces only; see ../README.md."""
+account-recovery flows, and the django-oauth-toolkit baseline of its OpenID
+Connect provider. Stock Django pieces only; see ../README.md."""
 import os
 from pathlib import Path
 
@@ -21,7 +22,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "axes",
+    "oauth2_provider",
     "accounts",
+    "provider",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +82,8 @@ DATABASES = {
 PASSWORD_HASHERS = [
     "gatehouse_bench.hashers.GatehouseArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    # Only for the OpenID Connect clients' secrets (see the hasher).
+    "gatehouse_bench.hashers.ClientSecretSHA256Hasher",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -110,6 +115,29 @@ AXES_VERBOSE = False
 # out; that is the point here (Gatehouse locks the account, not the address).
 SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
+# django-oauth-toolkit as an OpenID Connect provider, set like Gatehouse:
+# the authorization code flow with PKCE (S256), access tokens for 10
+# minutes, refresh tokens rotated on every use and a reused one revoking
+# its family, ID tokens signed RS256 with a 2048-bit key that run.sh makes.
+OIDC_KEY_PATH = os.environ.get("DJANGO_BENCH_OIDC_KEY", "")
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": Path(OIDC_KEY_PATH).read_text() if OIDC_KEY_PATH else "",
+    "OAUTH2_VALIDATOR_CLASS": "provider.validators.StaffClaimsValidator",
+    "SCOPES": {
+        "openid": "OpenID Connect",
+        "profile": "Name and username",
+        "email": "Email address",
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 600,
+    "ID_TOKEN_EXPIRE_SECONDS": 600,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+}
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -128,5 +156,6 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "axes": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        "oauth2_provider": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
     },
 }

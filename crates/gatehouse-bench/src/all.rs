@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::load::{self, Run, Target};
 use crate::servers::{self, PeakSampler, Server};
-use crate::{outbox, signin};
+use crate::{oidc, outbox, signin};
 
 /// What `all` was asked to do.
 pub struct Options {
@@ -612,6 +612,9 @@ pub async fn run(options: Options) -> Result<()> {
             "ms",
         );
     }
+
+    eprintln!("the OpenID Connect provider…");
+    oidc::run_in_all(&binary, seconds, options.django).await?;
 
     if options.rows > 0 {
         println!();

@@ -58,12 +58,15 @@ pub fn client() -> Result<reqwest::Client> {
 }
 
 /// A form page's cookies and CSRF token.
-struct Form {
-    cookies: String,
-    token: String,
+pub struct Form {
+    /// The cookies the page set, as a `Cookie` header's value.
+    pub cookies: String,
+    /// The hidden field's CSRF token.
+    pub token: String,
 }
 
-async fn open_form(client: &reqwest::Client, target: &Target, path: &str) -> Result<Form> {
+/// GETs a form page: its cookies and CSRF token.
+pub async fn open_form(client: &reqwest::Client, target: &Target, path: &str) -> Result<Form> {
     let response = client
         .get(format!("{}{path}", target.origin))
         .send()

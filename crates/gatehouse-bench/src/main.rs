@@ -20,6 +20,7 @@ struct Cli {
 mod all;
 mod link_opens;
 mod load;
+mod oidc;
 mod outbox;
 mod servers;
 mod signin;
@@ -65,7 +66,8 @@ enum Command {
     /// the 2,000,000-row import): sign-in against the hash rate, sign-in
     /// under 1x/2x/4x load, a 1,000-connection flood, recovery on SQLite and
     /// PostgreSQL, the login page, the outbox drain, idle memory and
-    /// start-up, the import, and the Django + django-axes baseline.
+    /// start-up, the OpenID Connect provider, the import, and the Django +
+    /// django-axes and django-oauth-toolkit baselines.
     All {
         #[command(flatten)]
         run: RunArgs,
@@ -76,6 +78,24 @@ enum Command {
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
         postgres: String,
         /// Skip the Django baseline.
+        #[arg(long)]
+        no_django: bool,
+    },
+    /// The OpenID Connect provider against django-oauth-toolkit's
+    /// (bench/django), in the same run: refresh-token grants, userinfo, the
+    /// JWKS and whole code flows per second, and ID-token signing against
+    /// the raw rate of the crate that signs (about 2 minutes).
+    Oidc {
+        /// The release binary to run.
+        #[arg(long, default_value = "target/release/gatehouse")]
+        binary: std::path::PathBuf,
+        /// Seconds for each measurement.
+        #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+        seconds: f64,
+        /// Concurrent clients of the load generator.
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
+        clients: usize,
+        /// Skip the django-oauth-toolkit baseline.
         #[arg(long)]
         no_django: bool,
     },
@@ -176,6 +196,20 @@ async fn main() -> Result<()> {
                 postgres: None,
                 django: false,
                 sign_in_only: true,
+            })
+            .await
+        }
+        Command::Oidc {
+            binary,
+            seconds,
+            clients,
+            no_django,
+        } => {
+            oidc::run(oidc::Options {
+                binary,
+                seconds,
+                clients,
+                django: !no_django,
             })
             .await
         }

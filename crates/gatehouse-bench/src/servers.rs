@@ -67,6 +67,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds the calling thread has used (10 ms steps): a rate per
+/// second of this, unlike one per second of the clock, does not fall when
+/// other processes take the core.
+pub fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| stat_cpu_seconds(&s))
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds a process and its children (gunicorn's workers) have used.
+pub fn family_cpu_seconds(pid: u32) -> f64 {
+    family(pid).into_iter().map(cpu_seconds).sum()
+}
+
 /// User + system seconds from a `stat` line of /proc (a process's or a thread's).
 fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     // Fields after the command name, which is in parentheses.
@@ -252,6 +267,11 @@ fn staff_csv(dir: &Path, people: usize) -> Result<PathBuf> {
 }
 
 fn gatehouse(binary: &Path, url: &str, args: &[&str]) -> Result<()> {
+    gatehouse_output(binary, url, args).map(drop)
+}
+
+/// Runs a `gatehouse` command on the database at `url`; its standard output.
+pub fn gatehouse_output(binary: &Path, url: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(binary)
         .args(args)
         .env("GATEHOUSE_DATABASE_URL", url)
@@ -263,7 +283,7 @@ fn gatehouse(binary: &Path, url: &str, args: &[&str]) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Creates a Gatehouse database of `people` accounts with the benchmark

@@ -1,5 +1,5 @@
-"""python manage.py seed N: users U00000..U{N-1}, email pat.{i}@nhs.net,
-date of birth 1980-01-01, password "kettle violin marmalade".
+"""python manage.py seed N: users U00000..U{N-1} named Pat Doe{i}, email
+pat.{i}@nhs.net, date of birth 1980-01-01, password "kettle violin marmalade".
 
 The argon2 hash is computed once and the same encoded string is given to
 every user, so seeding 100,000 users takes seconds. Users already present
@@ -34,7 +34,13 @@ class Command(BaseCommand):
         with transaction.atomic():
             for start in range(0, n, BATCH):
                 users = [
-                    User(username=f"U{i:05d}", email=f"pat.{i}@nhs.net", password=encoded)
+                    User(
+                        username=f"U{i:05d}",
+                        email=f"pat.{i}@nhs.net",
+                        first_name="Pat",
+                        last_name=f"Doe{i}",
+                        password=encoded,
+                    )
                     for i in range(start, min(n, start + BATCH))
                     if f"U{i:05d}" not in existing
                 ]
