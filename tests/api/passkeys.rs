@@ -226,6 +226,11 @@ async fn a_passkey_signs_in_without_the_password_and_the_lock_neither_stops_nor_
         "the password stays locked"
     );
     assert_eq!(audit_events(&app, "passkey.signed_in").await.len(), 1);
+    let metrics = app.gatehouse.metrics_text().await;
+    assert!(
+        metrics.contains("gatehouse_sign_ins_total{outcome=\"passkey\"} 1\n"),
+        "a passkey sign-in is counted apart: {metrics}"
+    );
     assert!(b.page("/account/passkeys").await.contains("laptop"));
     assert!(
         !fresh.page("/account/passkeys").await.contains("Never"),

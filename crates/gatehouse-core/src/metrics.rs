@@ -56,11 +56,13 @@ pub(crate) enum SignInMetric {
     Busy,
     /// The service could not finish it (the database was unavailable, say).
     Error,
+    /// Signed in with a passkey (no password, no lockout).
+    Passkey,
 }
 
 impl SignInMetric {
     /// Every outcome, so that each has a series from the start.
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Success,
         Self::WrongPassword,
         Self::Locked,
@@ -69,6 +71,7 @@ impl SignInMetric {
         Self::Invalid,
         Self::Busy,
         Self::Error,
+        Self::Passkey,
     ];
 
     fn label(self) -> &'static str {
@@ -81,6 +84,7 @@ impl SignInMetric {
             Self::Invalid => "invalid",
             Self::Busy => "busy",
             Self::Error => "error",
+            Self::Passkey => "passkey",
         }
     }
 }

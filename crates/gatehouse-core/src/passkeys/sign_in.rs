@@ -241,6 +241,7 @@ impl Gatehouse {
         let event = self.event_about(AuditEvent::PasskeySignIn, &account, caller);
         audit::record(&mut tx, &event).await?;
         tx.commit().await?;
+        self.metrics.sign_in(crate::metrics::SignInMetric::Passkey);
         if previous_session.is_some() {
             self.wake_logout_notices();
         }
