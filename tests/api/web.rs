@@ -187,7 +187,7 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
         .await
         .expect("runs")
         .expect("disabled");
-    // A fresh code for the second session's second factor (a code is
+    // A fresh code for the second browser's second factor (a code is
     // accepted once per time step).
     app.advance(Span::from_seconds(60));
 
