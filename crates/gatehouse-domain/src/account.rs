@@ -452,6 +452,11 @@ impl PersonName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Wraps a name this service checked and stored.
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
+    }
 }
 
 /// What a person may do in the service.
@@ -527,6 +532,11 @@ impl EmployeeNumber {
     /// The number as given.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Wraps a number this service checked and stored.
+    pub fn from_trusted(stored: String) -> Self {
+        Self(stored)
     }
 }
 

@@ -307,6 +307,15 @@ impl SqlStore {
         Ok(self.writer.acquire().await?)
     }
 
+    /// PostgreSQL: a connection of its own for `COPY`, which sqlx's `Any`
+    /// driver cannot speak (an import stages its file with it).
+    pub(crate) async fn copy_connection(&self) -> Result<sqlx::postgres::PgConnection> {
+        use sqlx::{ConnectOptions, Connection};
+        let url = self.pool.connect_options().database_url.clone();
+        let options = sqlx::postgres::PgConnectOptions::from_url(&url)?;
+        Ok(sqlx::postgres::PgConnection::connect_with(&options).await?)
+    }
+
     /// A write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so that one that reads then writes never has to
     /// give up half-way to another writer.

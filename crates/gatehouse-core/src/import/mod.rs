@@ -6,16 +6,16 @@
 //! from the file, in the same transaction, unless there are more of them
 //! than the safety limit allows, when nothing is written either.
 
+mod parts;
 mod staged;
 
 use std::io::Read;
 
+use gatehouse_domain::Timestamp;
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_domain::import::{
-    EmployerLeavers, FullImport, ImportPlan, RowError, plan_staff_file, read_staff_file,
-};
-use gatehouse_domain::{Role, Username};
-use gatehouse_store::{AuditRecord, ImportSummary, accounts, audit, import, outbox};
+use gatehouse_domain::import::{EmployerLeavers, FullImport, RowError};
+use gatehouse_store::import::ImportScratch;
+use gatehouse_store::{AuditRecord, ImportSummary, Tx, accounts, audit, import, outbox};
 
 use crate::{Action, Actor, Error, Gatehouse, Result};
 
@@ -66,7 +66,8 @@ pub struct ImportReport {
     pub summary: ImportSummary,
     /// Whether nothing was written.
     pub dry_run: bool,
-    /// The usernames generated for new people, with their source lines.
+    /// The usernames generated for new people, with their source lines
+    /// (the first thousand).
     pub generated: Vec<(u64, String)>,
     /// For a full import, each employer it covers with its leavers and limit.
     pub coverage: Vec<EmployerLeavers>,
@@ -86,40 +87,6 @@ impl ImportReport {
             .filter(|c| c.over_limit())
             .cloned()
             .collect()
-    }
-}
-
-fn summarise(plan: &ImportPlan) -> ImportSummary {
-    ImportSummary {
-        employers_created: plan
-            .employers
-            .iter()
-            .filter(|e| e.existing_id.is_none())
-            .count(),
-        employers_renamed: plan
-            .employers
-            .iter()
-            .filter(|e| e.existing_id.is_some())
-            .count(),
-        created: plan.creates.len(),
-        updated: plan.updates.len(),
-        unchanged: plan.unchanged,
-        email_changes: plan
-            .updates
-            .iter()
-            .filter_map(|u| {
-                u.old_email
-                    .as_ref()
-                    .map(|old| gatehouse_store::EmailChange {
-                        account_id: u.id,
-                        username: u.username.clone(),
-                        old_email: gatehouse_domain::EmailAddress::from_trusted(old.clone()),
-                        new_email: u.row.email.clone(),
-                    })
-            })
-            .collect(),
-        leavers: plan.leavers.clone(),
-        returners: plan.returners.clone(),
     }
 }
 
@@ -159,70 +126,104 @@ impl Gatehouse {
     ) -> Result<std::result::Result<ImportReport, ImportRefusal>> {
         self.authorise(actor, Action::ImportStaff, None).await?;
         let now = self.clock.now();
-        let today = self.settings.today(now);
-        let rows = match read_staff_file(file, today, &self.settings.allowed_domains) {
-            Ok(rows) => rows,
-            Err(errors) => return Ok(Err(ImportRefusal::Problems(errors))),
-        };
         // Whoever imports is never their own leaver, whatever the caller said.
         let full = options.full.clone().map(|full| FullImport {
             importer: actor.account_id(),
             ..full
         });
-        let (employers, accounts) = import::index(&mut *self.read().await?).await?;
-        let plan = match plan_staff_file(rows, &employers, &accounts, full.as_ref()) {
-            Ok(plan) => plan,
-            Err(errors) => return Ok(Err(ImportRefusal::Problems(errors))),
+        // One transaction from the first row read to the last written: a
+        // dry run, a file with problems or a refused full import rolls it
+        // all back, so a file imports whole or not at all.
+        let mut tx = self.begin().await?;
+        let mut scratch = ImportScratch::open(&self.store, &mut tx, now).await?;
+        let outcome = self
+            .import_in(
+                &mut tx,
+                &mut scratch,
+                file,
+                options,
+                full.as_ref(),
+                actor,
+                now,
+            )
+            .await;
+        let commit = matches!(&outcome, Ok(Ok(report)) if !report.dry_run);
+        scratch.finish(tx, commit).await?;
+        let outcome = outcome?;
+        if let Ok(report) = &outcome
+            && commit
+        {
+            if !report.summary.email_changes.is_empty() {
+                self.outbox_wake.notify_one();
+            }
+            if !report.summary.leavers.is_empty() {
+                self.wake_logout_notices();
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// [`Gatehouse::import_staff_with`] in its transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn import_in(
+        &self,
+        tx: &mut Tx,
+        scratch: &mut ImportScratch,
+        file: impl Read,
+        options: &ImportOptions,
+        full: Option<&FullImport>,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<std::result::Result<ImportReport, ImportRefusal>> {
+        let today = self.settings.today(now);
+        let staged = match self.stage_and_plan(tx, scratch, file, full, now).await? {
+            Ok(staged) => staged,
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        drop(accounts);
-        let generated = plan
-            .creates
-            .iter()
-            .filter(|c| c.generated)
-            .map(|c| (c.line, c.username.to_string()))
-            .collect();
+        let parts::Staged {
+            mut summary,
+            generated,
+            coverage,
+            role_changes,
+            to_add,
+        } = staged;
         if options.dry_run {
             return Ok(Ok(ImportReport {
-                summary: summarise(&plan),
+                summary,
                 dry_run: true,
                 generated,
-                coverage: plan.coverage.clone(),
+                coverage,
             }));
         }
-        let over: Vec<EmployerLeavers> = plan.over_limit().into_iter().cloned().collect();
+        let over: Vec<EmployerLeavers> = coverage
+            .iter()
+            .filter(|c| c.over_limit())
+            .cloned()
+            .collect();
         if !over.is_empty() {
             return Ok(Err(ImportRefusal::TooManyLeavers(over)));
         }
+        let added = import::add_staged_accounts(tx, scratch, to_add, now).await?;
+        summary.created = usize::try_from(added).unwrap_or(usize::MAX);
         // Each role the file changes is audited on its account, as
         // `gatehouse admin grant` does: a file can make someone an admin.
-        let role_changes: Vec<(&Username, &str, Role)> = plan
-            .updates
-            .iter()
-            .filter_map(|u| Some((&u.username, u.old_role?.as_str(), u.row.role?)))
-            .chain(plan.creates.iter().filter_map(|c| {
-                let role = c.row.role.filter(|r| *r != Role::Staff)?;
-                Some((&c.username, "new account", role))
-            }))
-            .collect();
-        let mut tx = self.begin().await?;
-        let summary = import::apply(&mut tx, &plan, now).await?;
         for (username, old, new) in &role_changes {
-            if let Some(account) = accounts::by_username(&mut tx, &username.key()).await? {
+            if let Some(account) = accounts::by_username(tx, &username.key()).await? {
                 let detail = format!("{old} -> {}; by a staff file import", new.as_str());
                 let event = self.action(AuditEvent::RoleChanged, actor, &account, detail);
-                audit::record(&mut tx, &event).await?;
+                audit::record(tx, &event).await?;
             }
         }
         for change in &summary.email_changes {
-            if let Some(account) = accounts::by_id(&mut tx, change.account_id).await? {
+            if let Some(account) = accounts::by_id(tx, change.account_id).await? {
                 for email in
                     self.email_change_notices(&account, &change.old_email, &change.new_email, now)?
                 {
-                    outbox::enqueue(&mut tx, &email, now).await?;
+                    outbox::enqueue(tx, &email, now).await?;
                 }
                 let detail = "changed by a staff file import".to_owned();
                 let event = self.action(AuditEvent::EmailChanged, actor, &account, detail);
-                audit::record(&mut tx, &event).await?;
+                audit::record(tx, &event).await?;
             }
         }
         // Each leaver and returner is audited on their account, as a
@@ -236,7 +237,7 @@ impl Gatehouse {
                 &leaver.username,
             );
             audit::record(
-                &mut tx,
+                tx,
                 &AuditRecord {
                     detail: Some(detail),
                     ..event
@@ -253,7 +254,7 @@ impl Gatehouse {
                 &returner.username,
             );
             audit::record(
-                &mut tx,
+                tx,
                 &AuditRecord {
                     detail: Some(detail),
                     ..event
@@ -272,19 +273,12 @@ impl Gatehouse {
             summary.employers_created,
             leavers_detail(&summary, full.is_some()),
         ));
-        audit::record(&mut tx, &event).await?;
-        tx.commit().await?;
-        if !summary.email_changes.is_empty() {
-            self.outbox_wake.notify_one();
-        }
-        if !summary.leavers.is_empty() {
-            self.wake_logout_notices();
-        }
+        audit::record(tx, &event).await?;
         Ok(Ok(ImportReport {
             summary,
             dry_run: false,
             generated,
-            coverage: plan.coverage,
+            coverage,
         }))
     }
 

@@ -7,16 +7,20 @@
 //! nothing: every problem is reported with its line number, so the HR team
 //! can fix the whole file in one go.
 
+mod employers;
 mod leavers;
 mod plan;
 mod read;
+mod shared;
 
+pub use employers::EmployerBook;
 pub use leavers::{
     DEFAULT_LEAVER_PERCENT, EmployerLeavers, FullImport, Leaver, Returner, default_leaver_limit,
     disabled_as_leaver,
 };
 pub use plan::*;
 pub use read::*;
+pub use shared::{AddressHolder, shared_between_rows};
 
 #[cfg(test)]
 mod leavers_tests;

@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::employers::EmployerBook;
 use super::leavers::{
-    Candidate, EmployerLeavers, FullImport, Leaver, Returner, covered_employers,
-    disabled_as_leaver, find_leavers,
+    Candidate, EmployerLeavers, FullImport, Leaver, Returner, disabled_as_leaver, find_leavers,
 };
 use super::read::{RowError, StaffRow};
+use super::shared::check_shared_addresses;
 use crate::account::{EmployeeNumber, Role, Username, UsernameKey};
 use crate::time::Timestamp;
 use crate::username;
@@ -133,9 +134,6 @@ impl ImportPlan {
     }
 }
 
-/// Numbers given to employers that the file names without a number.
-const ALLOCATED_CODES_FROM: u32 = 900;
-
 /// Works out what importing `rows` over the stored `employers` and `accounts` changes.
 ///
 /// A row is the same person as a stored account when (in this order) its
@@ -159,76 +157,78 @@ pub fn plan_staff_file(
     accounts: &[KnownAccount],
     full: Option<&FullImport>,
 ) -> Result<ImportPlan, Vec<RowError>> {
+    let mut book = EmployerBook::new(employers);
+    let rows: Vec<(StaffRow, String)> = rows
+        .into_iter()
+        .map(|row| {
+            let code = book.resolve(&row.employer);
+            (row, code)
+        })
+        .collect();
+    let names = book.names();
+    let mut errors = Vec::new();
+    let covered = match full.map(|full| book.covered(full)) {
+        Some(Ok(covered)) => Some(covered),
+        Some(Err(problems)) => {
+            errors.extend(problems);
+            None
+        }
+        None => None,
+    };
+    let scope = full
+        .zip(covered.as_ref())
+        .map(|(full, covered)| LeaverScope {
+            full,
+            covered,
+            names: &names,
+        });
+    let planned = plan_rows(rows, accounts, &book.codes_by_id(), &HashSet::new(), scope);
+    match planned {
+        Ok(plan) if errors.is_empty() => Ok(ImportPlan {
+            employers: book.changes().to_vec(),
+            ..plan
+        }),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by_key(|e| e.line);
+            Err(errors)
+        }
+    }
+}
+
+/// Which employers' leavers a plan looks for: `covered` (of a full import
+/// `full`), `names` giving each employer number's name.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaverScope<'a> {
+    /// The full import.
+    pub full: &'a FullImport,
+    /// The employer numbers whose missing people are leavers.
+    pub covered: &'a BTreeSet<String>,
+    /// Every employer number's name.
+    pub names: &'a HashMap<String, String>,
+}
+
+/// Plans `rows` (each with its employer's number) against `accounts`: every
+/// stored account of the rows' employers, and any other a row's username or
+/// email address is. `employer_codes` gives every stored employer's number
+/// by id; usernames in `reserved` are never generated (they are taken
+/// somewhere `accounts` does not show). With `leavers`, the enabled
+/// accounts of the covered employers that no row is are leavers. The plan
+/// has no employer changes: those come from the [`EmployerBook`] that gave
+/// the rows their numbers.
+pub fn plan_rows(
+    rows: Vec<(StaffRow, String)>,
+    accounts: &[KnownAccount],
+    employer_codes: &HashMap<i64, String>,
+    reserved: &HashSet<String>,
+    leavers: Option<LeaverScope<'_>>,
+) -> Result<ImportPlan, Vec<RowError>> {
     let mut errors = Vec::new();
     let mut plan = ImportPlan::default();
-
-    // Employers: by number, or by name for files that give only names.
-    let mut by_code: HashMap<String, (Option<i64>, String)> = employers
+    let code_of_id: HashMap<i64, &str> = employer_codes
         .iter()
-        .map(|e| (e.code.clone(), (Some(e.id), e.name.clone())))
-        .collect();
-    let mut by_name: HashMap<String, String> = employers
-        .iter()
-        .map(|e| (e.name.to_lowercase(), e.code.clone()))
-        .collect();
-    let mut next_code = ALLOCATED_CODES_FROM;
-    let mut row_codes = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let code = match (&row.employer.code, &row.employer.name) {
-            (Some(code), name) => {
-                let entry = by_code.entry(code.clone()).or_insert_with(|| {
-                    let name = name.clone().unwrap_or_else(|| format!("Employer {code}"));
-                    plan.employers.push(EmployerChange {
-                        code: code.clone(),
-                        name: name.clone(),
-                        existing_id: None,
-                    });
-                    (None, name)
-                });
-                if let Some(name) = name
-                    && entry.1 != *name
-                {
-                    entry.1 = name.clone();
-                    match plan.employers.iter_mut().find(|c| c.code == *code) {
-                        Some(change) => change.name = name.clone(),
-                        None => plan.employers.push(EmployerChange {
-                            code: code.clone(),
-                            name: name.clone(),
-                            existing_id: entry.0,
-                        }),
-                    }
-                }
-                by_name.insert(entry.1.to_lowercase(), code.clone());
-                code.clone()
-            }
-            (None, Some(name)) => match by_name.get(&name.to_lowercase()) {
-                Some(code) => code.clone(),
-                None => {
-                    while by_code.contains_key(&next_code.to_string()) {
-                        next_code += 1;
-                    }
-                    let code = next_code.to_string();
-                    by_code.insert(code.clone(), (None, name.clone()));
-                    by_name.insert(name.to_lowercase(), code.clone());
-                    plan.employers.push(EmployerChange {
-                        code: code.clone(),
-                        name: name.clone(),
-                        existing_id: None,
-                    });
-                    code
-                }
-            },
-            (None, None) => String::new(),
-        };
-        row_codes.push(code);
-    }
-    let code_of_id: HashMap<i64, &str> =
-        employers.iter().map(|e| (e.id, e.code.as_str())).collect();
-    // The employers the rows name: those a full import covers by default.
-    let in_file: BTreeSet<String> = row_codes
-        .iter()
-        .filter(|c| !c.is_empty())
-        .cloned()
+        .map(|(id, code)| (*id, code.as_str()))
         .collect();
 
     // Accounts, indexed every way a row can match them.
@@ -252,7 +252,8 @@ pub fn plan_staff_file(
 
     // Usernames the file asks for explicitly are reserved before any is generated.
     let mut taken: HashSet<String> = by_username.keys().map(|k| k.as_str().to_owned()).collect();
-    for row in &rows {
+    taken.extend(reserved.iter().cloned());
+    for (row, _) in &rows {
         if let Some(u) = &row.username {
             taken.insert(u.key().as_str().to_owned());
         }
@@ -260,7 +261,7 @@ pub fn plan_staff_file(
     let mut matched: HashMap<usize, u64> = HashMap::new();
     let mut pending_new = Vec::new();
 
-    for (row, code) in rows.into_iter().zip(row_codes) {
+    for (row, code) in rows {
         let found = row
             .username
             .as_ref()
@@ -428,197 +429,22 @@ pub fn plan_staff_file(
     }
 
     check_shared_addresses(&plan, accounts, &mut errors);
-    if let Some(full) = full {
-        let names: HashMap<String, String> = by_code
-            .iter()
-            .map(|(code, (_, name))| (code.clone(), name.clone()))
-            .collect();
-        match covered_employers(full, &names, &in_file) {
-            Ok(covered) => {
-                let candidates = accounts.iter().enumerate().map(|(i, a)| Candidate {
-                    id: a.id,
-                    username: &a.username,
-                    employer_code: code_of_id.get(&a.employer_id).copied().unwrap_or_default(),
-                    role: a.role,
-                    enabled: a.disabled_at.is_none(),
-                    in_file: matched.contains_key(&i),
-                });
-                (plan.leavers, plan.coverage) = find_leavers(candidates, &covered, &names, full);
-            }
-            Err(problems) => errors.extend(problems),
-        }
+    if let Some(scope) = leavers {
+        let candidates = accounts.iter().enumerate().map(|(i, a)| Candidate {
+            id: a.id,
+            username: &a.username,
+            employer_code: code_of_id.get(&a.employer_id).copied().unwrap_or_default(),
+            role: a.role,
+            enabled: a.disabled_at.is_none(),
+            in_file: matched.contains_key(&i),
+        });
+        (plan.leavers, plan.coverage) =
+            find_leavers(candidates, scope.covered, scope.names, scope.full);
     }
     if errors.is_empty() {
         Ok(plan)
     } else {
         errors.sort_by_key(|e| e.line);
         Err(errors)
-    }
-}
-
-/// Who a person is, for telling whether two accounts are one person's (one
-/// per employer, as Jane Smith has two): names and date of birth.
-fn person_of(first: &str, last: &str, date_of_birth: &str) -> (String, String, String) {
-    (
-        first.to_lowercase(),
-        last.to_lowercase(),
-        date_of_birth.to_owned(),
-    )
-}
-
-/// One holder of an address after the import: a stored account (by its
-/// index among the known accounts) or a new person on a line of the file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Holder {
-    Stored(usize),
-    New(usize),
-}
-
-/// Adds `holder` to the holders of the address hashed to `key`.
-fn hold_key(
-    first: &mut HashMap<u64, Option<Holder>>,
-    more: &mut HashMap<u64, Vec<Holder>>,
-    key: u64,
-    holder: Holder,
-) {
-    match first.get_mut(&key) {
-        Some(Some(_)) => more.entry(key).or_default().push(holder),
-        Some(slot) => *slot = Some(holder),
-        None => {
-            first.insert(key, Some(holder));
-        }
-    }
-}
-
-/// Refuses every row that would make an address the address of two
-/// different people: the recovery email for one would then carry the
-/// username and reset link of the other. Only rows that add a person or
-/// change one are checked, so an address two people already shared before
-/// this check existed does not stop every later import.
-fn check_shared_addresses(
-    plan: &ImportPlan,
-    accounts: &[KnownAccount],
-    errors: &mut Vec<RowError>,
-) {
-    let hash = |key: &str| {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
-    };
-    // The addresses the file adds or changes, and who then holds them. Most
-    // have one holder, kept in `first`; the second and later in `more`.
-    let mut first: HashMap<u64, Option<Holder>> = HashMap::new();
-    let mut more: HashMap<u64, Vec<Holder>> = HashMap::new();
-    for update in &plan.updates {
-        first.entry(hash(&update.row.email.key())).or_insert(None);
-    }
-    for (i, create) in plan.creates.iter().enumerate() {
-        let key = hash(&create.row.email.key());
-        hold_key(&mut first, &mut more, key, Holder::New(i));
-    }
-    if first.is_empty() {
-        return;
-    }
-    let updated: HashMap<i64, &AccountUpdate> = plan.updates.iter().map(|u| (u.id, u)).collect();
-    // Each stored account's address after the import.
-    let stored_email = |i: usize| -> String {
-        let a = &accounts[i];
-        match updated.get(&a.id) {
-            Some(u) => u.row.email.key(),
-            None => a.email.to_ascii_lowercase(),
-        }
-    };
-    // Each stored account as it will be: (address, person).
-    let stored = |i: usize| -> (String, (String, String, String)) {
-        let a = &accounts[i];
-        let person = match updated.get(&a.id) {
-            Some(u) => person_of(
-                u.row.first_name.as_str(),
-                u.row.last_name.as_str(),
-                &u.row.date_of_birth.iso(),
-            ),
-            None => person_of(&a.first_name, &a.last_name, &a.date_of_birth),
-        };
-        (stored_email(i), person)
-    };
-    for i in 0..accounts.len() {
-        let key = hash(&stored_email(i));
-        if first.contains_key(&key) {
-            hold_key(&mut first, &mut more, key, Holder::Stored(i));
-        }
-    }
-    let of = |holder: Holder| -> (String, (String, String, String)) {
-        match holder {
-            Holder::Stored(i) => stored(i),
-            Holder::New(i) => {
-                let row = &plan.creates[i].row;
-                (
-                    row.email.key(),
-                    person_of(
-                        row.first_name.as_str(),
-                        row.last_name.as_str(),
-                        &row.date_of_birth.iso(),
-                    ),
-                )
-            }
-        }
-    };
-    // Only the rows that add or change a person are checked: the line of
-    // each stored account they change.
-    let index_of: HashMap<i64, usize> = accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.id, i))
-        .collect();
-    let changed_lines: HashMap<usize, u64> = plan
-        .updates
-        .iter()
-        .filter(|u| {
-            u.changed
-                .iter()
-                .any(|f| matches!(*f, "email" | "first_name" | "last_name" | "date_of_birth"))
-        })
-        .filter_map(|u| index_of.get(&u.id).map(|i| (*i, u.line)))
-        .collect();
-    let line_of = |holder: Holder| match holder {
-        Holder::Stored(i) => changed_lines.get(&i).copied(),
-        Holder::New(i) => Some(plan.creates[i].line),
-    };
-    // Only addresses with more than one holder can be shared.
-    for (key, rest) in &more {
-        let list: Vec<Holder> = first
-            .get(key)
-            .copied()
-            .flatten()
-            .into_iter()
-            .chain(rest.iter().copied())
-            .collect();
-        let people: Vec<(Holder, String, (String, String, String))> = list
-            .iter()
-            .map(|h| {
-                let (email, person) = of(*h);
-                (*h, email, person)
-            })
-            .collect();
-        for (me, email, person) in &people {
-            let Some(line) = line_of(*me) else {
-                continue;
-            };
-            let other = people
-                .iter()
-                .find(|(h, e, p)| h != me && e == email && p != person)
-                .map(|(h, ..)| *h);
-            let reason = match other {
-                Some(Holder::Stored(i)) => format!(
-                    "email {email:?} is on file for another person (account {}): one address must not reach two people's accounts",
-                    accounts[i].username
-                ),
-                Some(Holder::New(i)) => format!(
-                    "email {email:?} is also on line {} for another person: one address must not reach two people's accounts",
-                    plan.creates[i].line
-                ),
-                None => continue,
-            };
-            errors.push(RowError { line, reason });
-        }
     }
 }

@@ -77,120 +77,193 @@ pub fn read_staff_file(
     today: jiff::civil::Date,
     allowed: &AllowedDomains,
 ) -> Result<Vec<StaffRow>, Vec<RowError>> {
-    let newlines = std::rc::Rc::new(std::cell::RefCell::new(Newlines::default()));
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::None)
-        .from_reader(CountingReader {
-            inner: input,
-            offset: 0,
-            newlines: newlines.clone(),
-        });
-    // The line a text editor shows for the record starting at `byte`: the
-    // csv crate's own count is one short after a header ending in CRLF.
-    let line_at = |byte: u64| newlines.borrow_mut().line_at(byte);
-    let headers = match reader.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => return Err(file_error(format!("the header row could not be read: {e}"))),
-    };
-    if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
-        return Err(file_error("the file is empty: it needs a header row"));
-    }
-    let mut columns: HashMap<String, usize> = HashMap::new();
-    let mut errors = Vec::new();
-    for (i, raw) in headers.iter().enumerate() {
-        let Ok(text) = std::str::from_utf8(raw) else {
-            return Err(file_error("the header row is not UTF-8 text"));
-        };
-        let name = text
-            .trim_start_matches('\u{feff}') // Excel's byte-order mark
-            .trim()
-            .to_ascii_lowercase();
-        if !REQUIRED_COLUMNS.contains(&name.as_str()) && !OPTIONAL_COLUMNS.contains(&name.as_str())
-        {
-            errors.push(RowError {
-                line: 1,
-                reason: format!(
-                    "unknown column {name:?}; the columns are {} and optionally {}",
-                    REQUIRED_COLUMNS.join(", "),
-                    OPTIONAL_COLUMNS.join(", ")
-                ),
-            });
-        } else if columns.insert(name.clone(), i).is_some() {
-            errors.push(RowError {
-                line: 1,
-                reason: format!("column {name:?} appears twice"),
-            });
-        }
-    }
-    for required in REQUIRED_COLUMNS {
-        if !columns.contains_key(required) {
-            errors.push(RowError {
-                line: 1,
-                reason: format!("missing column {required:?}"),
-            });
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
+    let mut file = StaffFile::open(input, today, allowed)?;
     let mut rows = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = line_at(reader.position().byte());
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                errors.push(RowError {
-                    line: e.position().map_or(line, |p| line_at(p.byte())),
-                    reason: format!("this line could not be read as CSV: {e}"),
-                });
-                break;
-            }
-        }
-        // The record ends on the line of its terminator (or of the file's
-        // last byte); it starts as many lines up as its quoted fields hold
-        // line breaks. (Its own position may be a blank line before it.)
-        let end = reader.position().byte().saturating_sub(1);
-        let breaks: usize = record
-            .iter()
-            .map(|field| field.iter().filter(|b| **b == b'\n').count())
-            .sum();
-        let line = line_at(end).saturating_sub(breaks as u64).max(line);
-        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
-            continue; // a blank line, often at the end of a file from Excel
-        }
-        if record.len() != headers.len() {
-            errors.push(RowError {
-                line,
-                reason: format!(
-                    "has {} fields but the header has {}",
-                    record.len(),
-                    headers.len()
-                ),
-            });
-            continue;
-        }
-        match parse_row(line, &record, &columns, today, allowed) {
-            Ok(row) => rows.push(row),
-            Err(mut e) => errors.append(&mut e),
-        }
+    while let Some(row) = file.next_row() {
+        rows.push(row);
     }
+    let mut errors = file.finish();
     check_duplicates(&rows, &mut errors);
-    if rows.is_empty() && errors.is_empty() {
-        errors.push(RowError {
-            line: 0,
-            reason: "the file has a header but no people".to_owned(),
-        });
-    }
     if errors.is_empty() {
         Ok(rows)
     } else {
         errors.sort_by_key(|e| e.line);
         Err(errors)
+    }
+}
+
+/// A staff file read one good row at a time, so that a file of millions of
+/// people never has to be held in memory: the problems of bad rows are
+/// kept (and the rows skipped) for [`StaffFile::finish`]. Rows naming the
+/// same username, or the same employee number at one employer, are not
+/// compared here: whoever keeps the rows does that ([`check_duplicates`]
+/// for rows held in memory).
+pub struct StaffFile<'a, R> {
+    reader: csv::Reader<CountingReader<R>>,
+    fields: usize,
+    columns: HashMap<String, usize>,
+    today: jiff::civil::Date,
+    allowed: &'a AllowedDomains,
+    record: csv::ByteRecord,
+    errors: Vec<RowError>,
+    rows: u64,
+    done: bool,
+}
+
+impl<'a, R: Read> StaffFile<'a, R> {
+    /// Reads and checks the header row: every problem with it, or a file
+    /// ready for its rows.
+    pub fn open(
+        input: R,
+        today: jiff::civil::Date,
+        allowed: &'a AllowedDomains,
+    ) -> Result<Self, Vec<RowError>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(csv::Trim::None)
+            .from_reader(CountingReader {
+                inner: input,
+                offset: 0,
+                newlines: Newlines::default(),
+            });
+        let headers = match reader.byte_headers() {
+            Ok(h) => h.clone(),
+            Err(e) => return Err(file_error(format!("the header row could not be read: {e}"))),
+        };
+        if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
+            return Err(file_error("the file is empty: it needs a header row"));
+        }
+        let mut columns: HashMap<String, usize> = HashMap::new();
+        let mut errors = Vec::new();
+        for (i, raw) in headers.iter().enumerate() {
+            let Ok(text) = std::str::from_utf8(raw) else {
+                return Err(file_error("the header row is not UTF-8 text"));
+            };
+            let name = text
+                .trim_start_matches('\u{feff}') // Excel's byte-order mark
+                .trim()
+                .to_ascii_lowercase();
+            if !REQUIRED_COLUMNS.contains(&name.as_str())
+                && !OPTIONAL_COLUMNS.contains(&name.as_str())
+            {
+                errors.push(RowError {
+                    line: 1,
+                    reason: format!(
+                        "unknown column {name:?}; the columns are {} and optionally {}",
+                        REQUIRED_COLUMNS.join(", "),
+                        OPTIONAL_COLUMNS.join(", ")
+                    ),
+                });
+            } else if columns.insert(name.clone(), i).is_some() {
+                errors.push(RowError {
+                    line: 1,
+                    reason: format!("column {name:?} appears twice"),
+                });
+            }
+        }
+        for required in REQUIRED_COLUMNS {
+            if !columns.contains_key(required) {
+                errors.push(RowError {
+                    line: 1,
+                    reason: format!("missing column {required:?}"),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            reader,
+            fields: headers.len(),
+            columns,
+            today,
+            allowed,
+            record: csv::ByteRecord::new(),
+            errors,
+            rows: 0,
+            done: false,
+        })
+    }
+
+    /// The line a text editor shows for the record starting at `byte`: the
+    /// csv crate's own count is one short after a header ending in CRLF.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        self.reader.get_mut().newlines.line_at(byte)
+    }
+
+    /// The next good row, or `None` at the end of the file (or at a line
+    /// that is not CSV, after which nothing more can be read).
+    pub fn next_row(&mut self) -> Option<StaffRow> {
+        while !self.done {
+            let line = self.line_at(self.reader.position().byte());
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    let line = e.position().map_or(line, |p| self.line_at(p.byte()));
+                    self.errors.push(RowError {
+                        line,
+                        reason: format!("this line could not be read as CSV: {e}"),
+                    });
+                    self.done = true;
+                    break;
+                }
+            }
+            // The record ends on the line of its terminator (or of the
+            // file's last byte); it starts as many lines up as its quoted
+            // fields hold line breaks. (Its own position may be a blank
+            // line before it.)
+            let end = self.reader.position().byte().saturating_sub(1);
+            let breaks: usize = self
+                .record
+                .iter()
+                .map(|field| field.iter().filter(|b| **b == b'\n').count())
+                .sum();
+            let line = self.line_at(end).saturating_sub(breaks as u64).max(line);
+            if self
+                .record
+                .iter()
+                .all(|f| f.iter().all(u8::is_ascii_whitespace))
+            {
+                continue; // a blank line, often at the end of a file from Excel
+            }
+            if self.record.len() != self.fields {
+                self.errors.push(RowError {
+                    line,
+                    reason: format!(
+                        "has {} fields but the header has {}",
+                        self.record.len(),
+                        self.fields
+                    ),
+                });
+                continue;
+            }
+            match parse_row(line, &self.record, &self.columns, self.today, self.allowed) {
+                Ok(row) => {
+                    self.rows += 1;
+                    return Some(row);
+                }
+                Err(mut e) => self.errors.append(&mut e),
+            }
+        }
+        None
+    }
+
+    /// Every problem found, in the order found (a file with a header and no
+    /// people is one); read the rows first.
+    pub fn finish(mut self) -> Vec<RowError> {
+        while self.next_row().is_some() {}
+        if self.rows == 0 && self.errors.is_empty() {
+            self.errors.push(RowError {
+                line: 0,
+                reason: "the file has a header but no people".to_owned(),
+            });
+        }
+        self.errors
     }
 }
 
@@ -224,16 +297,15 @@ impl Newlines {
 struct CountingReader<R> {
     inner: R,
     offset: u64,
-    newlines: std::rc::Rc<std::cell::RefCell<Newlines>>,
+    newlines: Newlines,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut newlines = self.newlines.borrow_mut();
         for (i, byte) in buf[..n].iter().enumerate() {
             if *byte == b'\n' {
-                newlines.ahead.push_back(self.offset + i as u64);
+                self.newlines.ahead.push_back(self.offset + i as u64);
             }
         }
         self.offset += n as u64;
@@ -370,29 +442,40 @@ fn employer_identity(e: &EmployerRef) -> String {
     }
 }
 
-fn check_duplicates(rows: &[StaffRow], errors: &mut Vec<RowError>) {
+/// Adds a problem for each row naming a username, or an employee number at
+/// its employer, that an earlier row names.
+pub fn check_duplicates(rows: &[StaffRow], errors: &mut Vec<RowError>) {
     let mut usernames: HashMap<UsernameKey, u64> = HashMap::new();
     let mut numbers: HashMap<(String, String), u64> = HashMap::new();
     for row in rows {
         if let Some(u) = &row.username
             && let Some(first) = usernames.insert(u.key(), row.line)
         {
-            errors.push(RowError {
-                line: row.line,
-                reason: format!("username {u} is also on line {first}"),
-            });
+            errors.push(duplicate_username(row.line, u.as_str(), first));
         }
         if let Some(n) = &row.employee_number {
             let key = (employer_identity(&row.employer), n.as_str().to_owned());
             if let Some(first) = numbers.insert(key, row.line) {
-                errors.push(RowError {
-                    line: row.line,
-                    reason: format!(
-                        "employee_number {} at this employer is also on line {first}",
-                        n.as_str()
-                    ),
-                });
+                errors.push(duplicate_number(row.line, n.as_str(), first));
             }
         }
+    }
+}
+
+/// The problem of a row on `line` naming the username an earlier row (on
+/// `first`) names.
+pub fn duplicate_username(line: u64, username: &str, first: u64) -> RowError {
+    RowError {
+        line,
+        reason: format!("username {username} is also on line {first}"),
+    }
+}
+
+/// The problem of a row on `line` giving the employee number an earlier row
+/// (on `first`) gives at the same employer.
+pub fn duplicate_number(line: u64, number: &str, first: u64) -> RowError {
+    RowError {
+        line,
+        reason: format!("employee_number {number} at this employer is also on line {first}"),
     }
 }

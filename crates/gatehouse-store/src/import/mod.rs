@@ -4,10 +4,16 @@
 
 use std::collections::HashMap;
 
-use gatehouse_domain::import::{ImportPlan, KnownAccount, KnownEmployer, Leaver, Returner};
+use gatehouse_domain::import::{
+    AccountUpdate, EmployerChange, ImportPlan, KnownAccount, KnownEmployer, Leaver, Returner,
+};
 use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{EmailAddress, Timestamp, Username};
 use sqlx::{AnyConnection, AssertSqlSafe};
+
+mod scratch;
+
+pub use scratch::{ImportScratch, StagedRow};
 
 use crate::database::{backend_of_connection, placeholders};
 use crate::{Backend, Result, StoreError, Tx, accounts, reset_links, sessions};
@@ -53,11 +59,16 @@ pub struct EmailChange {
     pub new_email: EmailAddress,
 }
 
-/// Employers and accounts, for planning an import.
-pub async fn index(conn: &mut AnyConnection) -> Result<(Vec<KnownEmployer>, Vec<KnownAccount>)> {
-    let employers: Vec<KnownEmployer> = sqlx::query_as("SELECT id, code, name FROM employers")
+/// Every stored employer.
+pub async fn employers(conn: &mut AnyConnection) -> Result<Vec<KnownEmployer>> {
+    Ok(sqlx::query_as("SELECT id, code, name FROM employers")
         .fetch_all(&mut *conn)
-        .await?;
+        .await?)
+}
+
+/// Employers and accounts, for planning an import in memory.
+pub async fn index(conn: &mut AnyConnection) -> Result<(Vec<KnownEmployer>, Vec<KnownAccount>)> {
+    let employers = self::employers(conn).await?;
     // In pages by id: one statement for two million accounts would hold
     // every raw row in memory at once, beside the decoded copies.
     let mut accounts: Vec<KnownAccount> = Vec::new();
@@ -86,30 +97,9 @@ pub async fn index(conn: &mut AnyConnection) -> Result<(Vec<KnownEmployer>, Vec<
 /// transaction, so that a file imports whole or not at all.
 pub async fn apply(tx: &mut Tx, plan: &ImportPlan, now: Timestamp) -> Result<ImportSummary> {
     let backend = backend_of_connection(tx);
-    let mut summary = ImportSummary {
-        unchanged: plan.unchanged,
-        ..ImportSummary::default()
-    };
-    for change in &plan.employers {
-        match change.existing_id {
-            Some(id) => {
-                sqlx::query("UPDATE employers SET name = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(&change.name)
-                    .execute(&mut **tx)
-                    .await?;
-                summary.employers_renamed += 1;
-            }
-            None => {
-                sqlx::query("INSERT INTO employers (code, name) VALUES ($1, $2)")
-                    .bind(&change.code)
-                    .bind(&change.name)
-                    .execute(&mut **tx)
-                    .await?;
-                summary.employers_created += 1;
-            }
-        }
-    }
+    let mut summary = ImportSummary::default();
+    (summary.employers_created, summary.employers_renamed) =
+        write_employers(tx, &plan.employers).await?;
     let employer_ids: HashMap<String, i64> =
         sqlx::query_as::<_, (String, i64)>("SELECT code, id FROM employers")
             .fetch_all(&mut **tx)
@@ -117,58 +107,136 @@ pub async fn apply(tx: &mut Tx, plan: &ImportPlan, now: Timestamp) -> Result<Imp
             .into_iter()
             .collect();
 
-    if backend == Backend::Sqlite && !plan.creates.is_empty() {
-        // SQLite's default page cache is 2 MiB; a large import inserts
-        // into three indexes in key order that is not insertion order,
-        // and with a small cache every insert re-reads and re-writes
-        // pages through the kernel (half the time of a 500,000-row
-        // import, in perf). The cache only grows as pages are used, and
-        // goes back to the default before this connection is reused.
-        sqlx::query("PRAGMA cache_size = -262144")
-            .execute(&mut **tx)
-            .await?;
-    }
-    // A bulk load into SQLite: inserting 2,000,000 rows one by one into
-    // five secondary indexes (each in an order of its own) took most of
-    // the import; building each index afterwards from sorted keys is
-    // several times faster. The indexes are dropped and made again from
-    // their own stored definitions inside this transaction, so nobody
-    // sees the table without them, and a unique index that no longer
-    // holds fails the import as a whole.
-    let rebuilt = if backend == Backend::Sqlite && plan.creates.len() >= BULK_LOAD_ROWS {
-        let indexes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
-             AND tbl_name = 'accounts' AND sql IS NOT NULL",
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-        for (name, _) in &indexes {
-            sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+    let bulk = BulkLoad::begin(tx, plan.creates.len()).await?;
+    let result = insert_new_accounts(tx, backend, plan, now, &mut summary, &employer_ids).await;
+    let result = bulk.end(tx, result).await;
+    result?;
+    write_changes(tx, plan, now, &mut summary).await?;
+    Ok(summary)
+}
+
+/// Adds the new people an import staged in `scratch` (as
+/// [`ImportScratch::add_new_accounts`]), `count` of them, into SQLite as a
+/// bulk load when there are many.
+pub async fn add_staged_accounts(
+    tx: &mut Tx,
+    scratch: &ImportScratch,
+    count: usize,
+    now: Timestamp,
+) -> Result<u64> {
+    let bulk = BulkLoad::begin(tx, count).await?;
+    let result = scratch.add_new_accounts(tx, now).await;
+    bulk.end(tx, result).await
+}
+
+/// Adding many accounts to SQLite at once: a bigger page cache, and the
+/// accounts table's indexes built afterwards.
+struct BulkLoad {
+    sqlite: bool,
+    rebuild: Vec<(String, String)>,
+}
+
+impl BulkLoad {
+    /// Prepares to add `count` accounts.
+    async fn begin(tx: &mut Tx, count: usize) -> Result<Self> {
+        let sqlite = backend_of_connection(tx) == Backend::Sqlite && count > 0;
+        if sqlite {
+            // SQLite's default page cache is 2 MiB; a large import inserts
+            // into several indexes in key order that is not insertion
+            // order, and with a small cache every insert re-reads and
+            // re-writes pages through the kernel (half the time of a
+            // 500,000-row import, in perf). The cache only grows as pages
+            // are used, and goes back to the default before this
+            // connection is reused.
+            sqlx::query("PRAGMA cache_size = -262144")
                 .execute(&mut **tx)
                 .await?;
         }
-        indexes
-    } else {
-        Vec::new()
-    };
-    let mut result = insert_and_update(tx, backend, plan, now, &mut summary, &employer_ids).await;
-    for (_, sql) in &rebuilt {
-        if result.is_ok() {
-            result = sqlx::query(AssertSqlSafe(sql.clone()))
+        // Inserting 2,000,000 rows one by one into five secondary indexes
+        // (each in an order of its own) took most of the import; building
+        // each index afterwards from sorted keys is several times faster.
+        // The indexes are dropped and made again from their own stored
+        // definitions inside this transaction, so nobody sees the table
+        // without them, and a unique index that no longer holds fails the
+        // import as a whole.
+        let rebuild = if sqlite && count >= BULK_LOAD_ROWS {
+            let indexes: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'accounts' AND sql IS NOT NULL",
+            )
+            .fetch_all(&mut **tx)
+            .await?;
+            for (name, _) in &indexes {
+                sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            indexes
+        } else {
+            Vec::new()
+        };
+        Ok(Self { sqlite, rebuild })
+    }
+
+    /// Rebuilds what [`BulkLoad::begin`] dropped, passing on the outcome
+    /// of the load (or of the rebuild, if the load went well).
+    async fn end<T>(self, tx: &mut Tx, loaded: Result<T>) -> Result<T> {
+        let mut result = loaded;
+        for (_, sql) in &self.rebuild {
+            if result.is_ok()
+                && let Err(e) = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .execute(&mut **tx)
+                    .await
+            {
+                result = Err(e.into());
+            }
+        }
+        if self.sqlite {
+            sqlx::query("PRAGMA cache_size = -2000")
                 .execute(&mut **tx)
-                .await
-                .map(|_| ())
-                .map_err(Into::into);
+                .await?;
+        }
+        result
+    }
+}
+
+/// Adds and renames employers: how many were added and renamed.
+pub async fn write_employers(tx: &mut Tx, changes: &[EmployerChange]) -> Result<(usize, usize)> {
+    let (mut created, mut renamed) = (0, 0);
+    for change in changes {
+        match change.existing_id {
+            Some(id) => {
+                sqlx::query("UPDATE employers SET name = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(&change.name)
+                    .execute(&mut **tx)
+                    .await?;
+                renamed += 1;
+            }
+            None => {
+                sqlx::query("INSERT INTO employers (code, name) VALUES ($1, $2)")
+                    .bind(&change.code)
+                    .bind(&change.name)
+                    .execute(&mut **tx)
+                    .await?;
+                created += 1;
+            }
         }
     }
-    if backend == Backend::Sqlite && !plan.creates.is_empty() {
-        sqlx::query("PRAGMA cache_size = -2000")
-            .execute(&mut **tx)
-            .await?;
-    }
-    result?;
-    leavers_and_returners(tx, plan, now, &mut summary).await?;
-    Ok(summary)
+    Ok((created, renamed))
+}
+
+/// Writes a plan's changes to stored accounts (its updates, leavers and
+/// returners, not its new people), adding them to `summary`.
+pub async fn write_changes(
+    tx: &mut Tx,
+    plan: &ImportPlan,
+    now: Timestamp,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    update_accounts(tx, &plan.updates, now, summary).await?;
+    summary.unchanged += plan.unchanged;
+    leavers_and_returners(tx, plan, now, summary).await
 }
 
 /// Disables a full import's leavers (their sessions and applications'
@@ -196,8 +264,8 @@ async fn leavers_and_returners(
     Ok(())
 }
 
-/// The bulk of an import: new accounts in batches, then updates.
-async fn insert_and_update(
+/// A planned import's new accounts, in batches.
+async fn insert_new_accounts(
     tx: &mut Tx,
     backend: Backend,
     plan: &ImportPlan,
@@ -262,7 +330,18 @@ async fn insert_and_update(
         q.execute(&mut **tx).await?;
     }
 
-    for u in &plan.updates {
+    Ok(())
+}
+
+/// Changes stored accounts as the file says; a change of email address
+/// voids their reset links and ends their sessions.
+async fn update_accounts(
+    tx: &mut Tx,
+    updates: &[AccountUpdate],
+    now: Timestamp,
+    summary: &mut ImportSummary,
+) -> Result<()> {
+    for u in updates {
         sqlx::query(
             "UPDATE accounts SET username = $2, username_key = $3, first_name = $4, \
              last_name = $5, date_of_birth = $6, email = $7, email_key = $8, \

@@ -1,0 +1,571 @@
+//! A staff file staged in the database while it is imported, so that an
+//! import of two million people holds a few employers' rows in memory at a
+//! time, not the file and every stored account at once.
+//!
+//! Two scratch tables live for one import: the file's good rows, and the
+//! usernames of the people it adds. On SQLite they are temporary tables of
+//! the import's own transaction. On PostgreSQL they are unlogged tables
+//! filled with `COPY` on a connection of their own (sqlx's `Any` driver
+//! cannot speak COPY), read by the import's transaction, and dropped when
+//! it ends; any left by an import that died are dropped by the next after
+//! a day. Nothing in them is ever the service's state: the import's
+//! transaction writes the accounts, all or nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gatehouse_domain::account::{EmployeeNumber, EmployerRef, PersonName};
+use gatehouse_domain::import::{AddressHolder, KnownAccount, NewAccount, StaffRow};
+use gatehouse_domain::{DateOfBirth, EmailAddress, Role, Timestamp, Username};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnection;
+
+use crate::database::placeholders;
+use crate::{Backend, Result, SqlStore, StoreError, Tx};
+
+/// The columns of the staged rows, in the order they are written.
+const ROW_COLUMNS: &str = "line, code, username, username_key, first_name, last_name, \
+     last_name_key, date_of_birth, email, email_key, employee_number, role";
+
+/// Rows per multi-row `INSERT` on SQLite (12 parameters each; SQLite allows
+/// 32,766 per statement).
+const SQLITE_ROWS_PER_INSERT: usize = 2_500;
+
+/// Scratch tables left by an import that died are dropped after this long.
+const ABANDONED_AFTER_SECONDS: i64 = 86_400;
+
+/// Tells apart the scratch tables of imports started in one second by one process.
+static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+/// One import's scratch tables. End the import with
+/// [`ImportScratch::finish`] whatever its outcome.
+pub struct ImportScratch {
+    backend: Backend,
+    rows: String,
+    new: String,
+    /// PostgreSQL: the connection that creates, fills and drops the tables.
+    copy: Option<PgConnection>,
+}
+
+impl std::fmt::Debug for ImportScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportScratch")
+            .field("rows", &self.rows)
+            .field("new", &self.new)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A staged row read back: the row (its employer given by number) and that number.
+pub type StagedRow = (StaffRow, String);
+
+impl ImportScratch {
+    /// Creates the scratch tables for an import running in `tx`.
+    pub async fn open(store: &SqlStore, tx: &mut Tx, now: Timestamp) -> Result<Self> {
+        let suffix = format!(
+            "{}_{}_{}",
+            now.unix(),
+            std::process::id(),
+            NEXT_SCRATCH.fetch_add(1, Ordering::Relaxed)
+        );
+        let rows = format!("gatehouse_import_rows_{suffix}");
+        let new = format!("gatehouse_import_new_{suffix}");
+        // On SQLite the line is the rowid: free to index, and rows arrive
+        // in line order.
+        let line = match store.backend() {
+            Backend::Sqlite => "INTEGER PRIMARY KEY",
+            Backend::Postgres => "BIGINT NOT NULL",
+        };
+        let row_table = format!(
+            "{rows} (line {line}, code TEXT NOT NULL, username TEXT, \
+             username_key TEXT, first_name TEXT NOT NULL, last_name TEXT NOT NULL, \
+             last_name_key TEXT NOT NULL, date_of_birth TEXT NOT NULL, email TEXT NOT NULL, \
+             email_key TEXT NOT NULL, employee_number TEXT, role TEXT)"
+        );
+        let new_table = format!(
+            "{new} (line BIGINT NOT NULL, username TEXT NOT NULL, username_key TEXT NOT NULL)"
+        );
+        let new_index = format!("CREATE INDEX {new}_key ON {new} (username_key)");
+        let copy = match store.backend() {
+            Backend::Sqlite => {
+                for sql in [
+                    format!("CREATE TEMP TABLE {row_table}"),
+                    format!("CREATE TEMP TABLE {new_table}"),
+                    new_index,
+                ] {
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut **tx).await?;
+                }
+                None
+            }
+            Backend::Postgres => {
+                let mut conn = store.copy_connection().await?;
+                drop_abandoned(&mut conn, now).await?;
+                for sql in [
+                    format!("CREATE UNLOGGED TABLE {row_table}"),
+                    format!("CREATE UNLOGGED TABLE {new_table}"),
+                    new_index,
+                ] {
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await?;
+                }
+                Some(conn)
+            }
+        };
+        Ok(Self {
+            backend: store.backend(),
+            rows,
+            new,
+            copy,
+        })
+    }
+
+    /// Ends the import's transaction `tx` (committing it if `commit`,
+    /// else rolling it back) and drops the scratch tables: on SQLite
+    /// first, in the transaction; on PostgreSQL after, since the import's
+    /// transaction holds a lock on them until it ends.
+    pub async fn finish(mut self, mut tx: Tx, commit: bool) -> Result<()> {
+        let end = |tx: Tx| async move {
+            if commit {
+                tx.commit().await
+            } else {
+                tx.rollback().await
+            }
+        };
+        match self.copy.as_mut() {
+            Some(conn) => {
+                let ended = end(tx).await;
+                let drop = format!("DROP TABLE IF EXISTS {}, {}", self.rows, self.new);
+                sqlx::query(AssertSqlSafe(drop)).execute(&mut *conn).await?;
+                ended?;
+            }
+            None => {
+                if commit {
+                    for table in [&self.rows, &self.new] {
+                        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS temp.{table}")))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                end(tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages good rows of the file, each with its employer's number.
+    pub async fn stage_rows(&mut self, tx: &mut Tx, rows: &[(StaffRow, String)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let Some(conn) = self.copy.as_mut() {
+            let mut data = String::with_capacity(rows.len() * 160);
+            for (row, code) in rows {
+                let key = row.username.as_ref().map(|u| u.key());
+                let fields = [
+                    Some(row.line.to_string().as_str()),
+                    Some(code.as_str()),
+                    row.username.as_ref().map(Username::as_str),
+                    key.as_ref().map(|k| k.as_str()),
+                    Some(row.first_name.as_str()),
+                    Some(row.last_name.as_str()),
+                    Some(row.last_name.as_str().to_lowercase().as_str()),
+                    Some(row.date_of_birth.iso().as_str()),
+                    Some(row.email.as_str()),
+                    Some(row.email.key().as_str()),
+                    row.employee_number.as_ref().map(EmployeeNumber::as_str),
+                    row.role.map(Role::as_str),
+                ]
+                .map(|f| f.map(str::to_owned));
+                copy_line(&mut data, &fields);
+            }
+            let columns = ROW_COLUMNS;
+            copy_in(
+                conn,
+                &format!("COPY {} ({columns}) FROM STDIN", self.rows),
+                data,
+            )
+            .await?;
+            return Ok(());
+        }
+        for batch in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO {} ({ROW_COLUMNS}) VALUES {}",
+                self.rows,
+                placeholders(self.backend, batch.len(), 12)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (row, code) in batch {
+                q = q
+                    .bind(row.line as i64)
+                    .bind(code.clone())
+                    .bind(row.username.as_ref().map(|u| u.as_str().to_owned()))
+                    .bind(row.username.as_ref().map(|u| u.key().as_str().to_owned()))
+                    .bind(row.first_name.as_str().to_owned())
+                    .bind(row.last_name.as_str().to_owned())
+                    .bind(row.last_name.as_str().to_lowercase())
+                    .bind(row.date_of_birth.iso())
+                    .bind(row.email.as_str().to_owned())
+                    .bind(row.email.key())
+                    .bind(row.employee_number.as_ref().map(|n| n.as_str().to_owned()))
+                    .bind(row.role.map(|r| r.as_str().to_owned()));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Indexes the staged rows for the lookups that follow; call once
+    /// every row is staged.
+    pub async fn rows_staged(&mut self, tx: &mut Tx) -> Result<()> {
+        let rows = &self.rows;
+        let statements = [
+            format!("CREATE INDEX {rows}_code ON {rows} (code, line)"),
+            format!(
+                "CREATE INDEX {rows}_username ON {rows} (username_key) \
+                 WHERE username_key IS NOT NULL"
+            ),
+            format!("ANALYZE {rows}"),
+        ];
+        for sql in statements {
+            match self.copy.as_mut() {
+                Some(conn) => {
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+                }
+                None => {
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut **tx).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows naming a username an earlier row names: (line, username, the
+    /// earlier row's line), in line order.
+    pub async fn duplicate_usernames(&self, tx: &mut Tx) -> Result<Vec<(i64, String, i64)>> {
+        let rows = &self.rows;
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT r.line, r.username, d.first FROM {rows} r JOIN \
+             (SELECT username_key, MIN(line) AS first FROM {rows} WHERE username_key IS NOT NULL \
+              GROUP BY username_key HAVING COUNT(*) > 1) d ON d.username_key = r.username_key \
+             WHERE r.line <> d.first ORDER BY r.line"
+        )))
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// Rows giving an employee number an earlier row of the same employer
+    /// gives: (line, number, the earlier row's line), in line order.
+    pub async fn duplicate_numbers(&self, tx: &mut Tx) -> Result<Vec<(i64, String, i64)>> {
+        let rows = &self.rows;
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT r.line, r.employee_number, d.first FROM {rows} r JOIN \
+             (SELECT code, employee_number, MIN(line) AS first FROM {rows} \
+              WHERE employee_number IS NOT NULL GROUP BY code, employee_number \
+              HAVING COUNT(*) > 1) d \
+             ON d.code = r.code AND d.employee_number = r.employee_number \
+             WHERE r.line <> d.first ORDER BY r.line"
+        )))
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// Each employer number in the file with its number of rows, in order.
+    pub async fn employers(&self, tx: &mut Tx) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT code, COUNT(*) FROM {} GROUP BY code ORDER BY code",
+            self.rows
+        )))
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// The staged rows of the employers `codes`, in line order.
+    pub async fn rows_of(&self, tx: &mut Tx, codes: &[String]) -> Result<Vec<StagedRow>> {
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        type Raw = (
+            i64,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let sql = format!(
+            "SELECT line, code, username, first_name, last_name, date_of_birth, email, \
+             employee_number, role FROM {} WHERE code IN ({}) ORDER BY line",
+            self.rows,
+            placeholders(self.backend, codes.len(), 1)
+        );
+        let mut q = sqlx::query_as::<_, Raw>(AssertSqlSafe(sql));
+        for code in codes {
+            q = q.bind(code.clone());
+        }
+        let raw = q.fetch_all(&mut **tx).await?;
+        raw.into_iter()
+            .map(
+                |(line, code, username, first, last, dob, email, number, role)| {
+                    let date_of_birth = DateOfBirth::from_stored(&dob).ok_or_else(|| {
+                        StoreError::Config(format!("a staged date of birth {dob:?} is not a date"))
+                    })?;
+                    let row = StaffRow {
+                        line: u64::try_from(line).unwrap_or_default(),
+                        employer: EmployerRef {
+                            code: Some(code.clone()),
+                            name: None,
+                        },
+                        username: username.map(Username::from_trusted),
+                        first_name: PersonName::from_trusted(first),
+                        last_name: PersonName::from_trusted(last),
+                        date_of_birth,
+                        email: EmailAddress::from_trusted(email),
+                        employee_number: number.map(EmployeeNumber::from_trusted),
+                        role: role.as_deref().and_then(Role::from_stored),
+                    };
+                    Ok((row, code))
+                },
+            )
+            .collect()
+    }
+
+    /// Every stored account a plan of the employers `codes` (those stored
+    /// have the ids `employer_ids`) needs: theirs, and any other that one
+    /// of their rows names by username or email address.
+    pub async fn accounts_for(
+        &self,
+        tx: &mut Tx,
+        codes: &[String],
+        employer_ids: &[i64],
+    ) -> Result<Vec<KnownAccount>> {
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = "a.id, a.employer_id, a.username, a.first_name, a.last_name, \
+             a.date_of_birth, a.email, a.employee_number, a.role, a.disabled_at, a.left_at";
+        let rows = &self.rows;
+        let in_codes = |from: usize| in_list(self.backend, from, codes.len());
+        let mut sql = format!(
+            "SELECT {columns} FROM {rows} r JOIN accounts a ON a.username_key = r.username_key \
+             WHERE r.code IN ({}) \
+             UNION SELECT {columns} FROM {rows} r JOIN accounts a ON a.email_key = r.email_key \
+             WHERE r.code IN ({})",
+            in_codes(0),
+            in_codes(codes.len()),
+        );
+        if !employer_ids.is_empty() {
+            sql.push_str(&format!(
+                " UNION SELECT {columns} FROM accounts a WHERE a.employer_id IN ({})",
+                in_list(self.backend, 2 * codes.len(), employer_ids.len())
+            ));
+        }
+        let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
+        for code in codes.iter().chain(codes) {
+            q = q.bind(code.clone());
+        }
+        for id in employer_ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(&mut **tx).await?)
+    }
+
+    /// Which of the username keys `keys` are taken: by a stored account, a
+    /// row of the file, or a person this import adds.
+    pub async fn taken(&self, tx: &mut Tx, keys: &[String]) -> Result<Vec<String>> {
+        let mut taken = Vec::new();
+        for batch in keys.chunks(5_000) {
+            let list = |from: usize| in_list(self.backend, from, batch.len());
+            let n = batch.len();
+            let sql = format!(
+                "SELECT username_key FROM accounts WHERE username_key IN ({}) \
+                 UNION SELECT username_key FROM {} WHERE username_key IN ({}) \
+                 UNION SELECT username_key FROM {} WHERE username_key IN ({})",
+                list(0),
+                self.rows,
+                list(n),
+                self.new,
+                list(2 * n)
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for key in batch.iter().chain(batch).chain(batch) {
+                q = q.bind(key.clone());
+            }
+            taken.extend(q.fetch_all(&mut **tx).await?);
+        }
+        Ok(taken)
+    }
+
+    /// Notes the usernames of people a plan adds.
+    pub async fn stage_new(&mut self, tx: &mut Tx, creates: &[NewAccount]) -> Result<()> {
+        if creates.is_empty() {
+            return Ok(());
+        }
+        if let Some(conn) = self.copy.as_mut() {
+            let mut data = String::with_capacity(creates.len() * 40);
+            for c in creates {
+                copy_line(
+                    &mut data,
+                    &[
+                        Some(c.line.to_string()),
+                        Some(c.username.as_str().to_owned()),
+                        Some(c.username.key().as_str().to_owned()),
+                    ],
+                );
+            }
+            let sql = format!(
+                "COPY {} (line, username, username_key) FROM STDIN",
+                self.new
+            );
+            return copy_in(conn, &sql, data).await;
+        }
+        for batch in creates.chunks(SQLITE_ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO {} (line, username, username_key) VALUES {}",
+                self.new,
+                placeholders(self.backend, batch.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for c in batch {
+                q = q
+                    .bind(c.line as i64)
+                    .bind(c.username.as_str().to_owned())
+                    .bind(c.username.key().as_str().to_owned());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The rows whose address a row of another employer also gives, with
+    /// the address, names and date of birth, by address then line.
+    pub async fn shared_addresses(&self, tx: &mut Tx) -> Result<Vec<(String, AddressHolder)>> {
+        let rows = &self.rows;
+        let raw: Vec<(i64, String, String, String, String, String)> =
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT r.line, r.code, r.email_key, r.first_name, r.last_name, r.date_of_birth \
+                 FROM {rows} r JOIN (SELECT email_key FROM {rows} GROUP BY email_key \
+                 HAVING COUNT(DISTINCT code) > 1) s ON s.email_key = r.email_key \
+                 ORDER BY r.email_key, r.line"
+            )))
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(
+                |(line, code, email_key, first_name, last_name, date_of_birth)| {
+                    (
+                        code,
+                        AddressHolder {
+                            line: u64::try_from(line).unwrap_or_default(),
+                            email_key,
+                            first_name,
+                            last_name,
+                            date_of_birth,
+                            part: 0,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+
+    /// Adds the people noted by [`ImportScratch::stage_new`] as accounts,
+    /// in file order, and clears the sign-in attempts recorded against
+    /// their usernames before they existed. Returns how many were added.
+    pub async fn add_new_accounts(&self, tx: &mut Tx, now: Timestamp) -> Result<u64> {
+        let (rows, new) = (&self.rows, &self.new);
+        let added = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO accounts (employer_id, username, username_key, first_name, last_name, \
+             date_of_birth, email, email_key, employee_number, role, created_at, updated_at, \
+             last_name_key) \
+             SELECT e.id, n.username, n.username_key, r.first_name, r.last_name, \
+             r.date_of_birth, r.email, r.email_key, r.employee_number, \
+             COALESCE(r.role, $1), $2, $2, r.last_name_key \
+             FROM {new} n JOIN {rows} r ON r.line = n.line JOIN employers e ON e.code = r.code \
+             ORDER BY n.line"
+        )))
+        .bind(Role::default().as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM sign_in_attempts WHERE username_key IN (SELECT username_key FROM {new})"
+        )))
+        .execute(&mut **tx)
+        .await?;
+        Ok(added)
+    }
+}
+
+/// `count` placeholders numbered from `from + 1`, comma-separated, for an
+/// `IN` list that is not the statement's first.
+fn in_list(backend: Backend, from: usize, count: usize) -> String {
+    match backend {
+        Backend::Sqlite => placeholders(backend, count, 1),
+        Backend::Postgres => (from + 1..=from + count)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Appends one line of COPY's text format: tab-separated, `\N` for NULL,
+/// and backslash, tab, line feed and carriage return escaped.
+fn copy_line(out: &mut String, fields: &[Option<String>]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match field {
+            None => out.push_str("\\N"),
+            Some(text) => {
+                for c in text.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// Runs one `COPY … FROM STDIN` with `data`.
+async fn copy_in(conn: &mut PgConnection, statement: &str, data: String) -> Result<()> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(data.into_bytes()).await {
+        copy.abort("the import stopped").await.ok();
+        return Err(e.into());
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Drops the scratch tables of imports that started more than a day ago:
+/// such an import died before it could drop them.
+async fn drop_abandoned(conn: &mut PgConnection, now: Timestamp) -> Result<()> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename LIKE 'gatehouse\\_import\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for table in tables {
+        // gatehouse_import_{rows|new}_{seconds}_{process}_{n}
+        let started = table.split('_').nth(3).and_then(|s| s.parse::<i64>().ok());
+        if started.is_some_and(|s| now.unix() - s > ABANDONED_AFTER_SECONDS)
+            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
