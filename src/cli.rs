@@ -114,7 +114,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             crate::import::run(
                 &config,
                 &file,
-                gatehouse_core::import::ImportOptions { dry_run, full },
+                gatehouse_core::import::ImportOptions {
+                    dry_run,
+                    full,
+                    ..Default::default()
+                },
             )
             .await
         }

@@ -45,6 +45,7 @@ async fn import_full(
             max_leavers,
             ..FullImport::default()
         }),
+        ..Default::default()
     };
     app.gatehouse
         .import_staff_with(csv.as_bytes(), &options, OPERATOR)

@@ -9,6 +9,7 @@ mod faults;
 mod flows;
 mod fuzz_corpus;
 mod helpers;
+mod import_parts;
 mod leavers;
 mod links;
 mod mail;

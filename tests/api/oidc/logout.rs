@@ -363,6 +363,7 @@ async fn every_way_a_session_ends_revokes_the_refresh_token_and_tells_the_applic
     let full = gatehouse_core::import::ImportOptions {
         dry_run: false,
         full: Some(gatehouse_domain::import::FullImport::default()),
+        ..Default::default()
     };
     let report = g
         .import_staff_with(without_amir.as_bytes(), &full, OPERATOR)

@@ -32,6 +32,10 @@ pub struct ImportOptions {
     /// A full import: the file lists every member of staff of its
     /// employers, and anyone of theirs missing from it is disabled.
     pub full: Option<FullImport>,
+    /// How many rows are planned together (whole employers at a time);
+    /// `None`: 25,000. Memory grows with it; smaller parts mean more
+    /// round trips to the database.
+    pub part_rows: Option<usize>,
 }
 
 /// Why an import changed nothing.
@@ -102,7 +106,7 @@ impl Gatehouse {
     ) -> Result<std::result::Result<ImportReport, Vec<RowError>>> {
         let options = ImportOptions {
             dry_run,
-            full: None,
+            ..ImportOptions::default()
         };
         match self.import_staff_with(file, &options, actor).await? {
             Ok(report) => Ok(Ok(report)),
@@ -176,7 +180,7 @@ impl Gatehouse {
         now: Timestamp,
     ) -> Result<std::result::Result<ImportReport, ImportRefusal>> {
         let today = self.settings.today(now);
-        let staged = match self.stage_and_plan(tx, scratch, file, full, now).await? {
+        let staged = match self.stage_and_plan(tx, scratch, file, full, options.part_rows, now).await? {
             Ok(staged) => staged,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -203,7 +207,13 @@ impl Gatehouse {
         if !over.is_empty() {
             return Ok(Err(ImportRefusal::TooManyLeavers(over)));
         }
+        let started = std::time::Instant::now();
         let added = import::add_staged_accounts(tx, scratch, to_add, now).await?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            added,
+            "import: new accounts written"
+        );
         summary.created = usize::try_from(added).unwrap_or(usize::MAX);
         // Each role the file changes is audited on its account, as
         // `gatehouse admin grant` does: a file can make someone an admin.

@@ -9,7 +9,7 @@ use std::io::Read;
 use gatehouse_domain::Role;
 use gatehouse_domain::import::{
     EmployerBook, EmployerLeavers, FullImport, ImportPlan, LeaverScope, StaffFile,
-    duplicate_number, duplicate_username, plan_rows, shared_between_rows,
+    duplicate_numbers, duplicate_username, plan_rows, shared_between_rows,
 };
 use gatehouse_domain::{Timestamp, Username};
 use gatehouse_store::import::{self, ImportScratch};
@@ -18,9 +18,10 @@ use gatehouse_store::{ImportSummary, Tx};
 use super::ImportRefusal;
 use crate::{Gatehouse, Result};
 
-/// Rows planned together: employers are added to a part until it holds
-/// this many (one employer larger than this is a part on its own).
-const PART_ROWS: i64 = 25_000;
+/// Rows planned together unless the import says otherwise: employers are
+/// added to a part until it holds this many (one employer larger than this
+/// is a part on its own).
+const PART_ROWS: usize = 25_000;
 
 /// Rows staged per statement while the file is read.
 const STAGE_ROWS: usize = 10_000;
@@ -56,6 +57,10 @@ impl Lines {
         self.0[word] |= 1 << bit;
     }
 
+    fn any(&self) -> bool {
+        self.0.iter().any(|w| *w != 0)
+    }
+
     fn contains(&self, line: u64) -> bool {
         self.0
             .get((line / 64) as usize)
@@ -74,9 +79,11 @@ impl Gatehouse {
         scratch: &mut ImportScratch,
         file: impl Read,
         full: Option<&FullImport>,
+        part_rows: Option<usize>,
         now: Timestamp,
     ) -> Result<std::result::Result<Staged, ImportRefusal>> {
         let today = self.settings.today(now);
+        let started = std::time::Instant::now();
         let mut book = EmployerBook::new(&import::employers(tx).await?);
         let mut reader = match StaffFile::open(file, today, &self.settings.allowed_domains) {
             Ok(reader) => reader,
@@ -95,11 +102,9 @@ impl Gatehouse {
         drop(batch);
         let mut errors = reader.finish();
         scratch.rows_staged(tx).await?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: file staged");
         for (line, username, first) in scratch.duplicate_usernames(tx).await? {
             errors.push(duplicate_username(line as u64, &username, first as u64));
-        }
-        for (line, number, first) in scratch.duplicate_numbers(tx).await? {
-            errors.push(duplicate_number(line as u64, &number, first as u64));
         }
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.line);
@@ -128,7 +133,8 @@ impl Gatehouse {
             role_changes: Vec::new(),
             to_add: 0,
         };
-        let parts = parts(scratch.employers(tx).await?, covered.as_ref());
+        let part_rows = part_rows.unwrap_or(PART_ROWS).max(1);
+        let parts = parts(scratch.employers(tx).await?, covered.as_ref(), part_rows);
         let codes_by_id = book.codes_by_id();
         let mut touched = Lines::default();
         let mut part_of: HashMap<String, usize> = HashMap::new();
@@ -145,33 +151,43 @@ impl Gatehouse {
                     names: &names,
                 });
             let ids: Vec<i64> = codes.iter().filter_map(|c| book.id_of(c)).collect();
-            let accounts = scratch.accounts_for(tx, codes, &ids).await?;
+            let mut accounts = scratch.accounts_for(tx, codes, &ids).await?;
             let mut reserved = HashSet::new();
-            // Usernames generated for this part are checked against every
-            // other part's and every stored account; one taken elsewhere
-            // is reserved and the part planned again (rare: a generated
-            // username starts with its own employer's number).
+            // The plan is checked against what lies outside the part, and
+            // made again (rarely) until nothing there contradicts it: an
+            // address it adds or changes that an account of another
+            // employer holds is one more account to weigh (one address,
+            // one person); a username it generates that is taken elsewhere
+            // is reserved.
             let plan = loop {
                 let rows = scratch.rows_of(tx, codes).await?;
-                match plan_rows(rows, &accounts, &codes_by_id, &reserved, scope) {
+                // An employer's rows are all in its part.
+                let duplicates = duplicate_numbers(&rows);
+                if !duplicates.is_empty() {
+                    errors.extend(duplicates);
+                    break None;
+                }
+                let plan = match plan_rows(rows, &accounts, &codes_by_id, &reserved, scope) {
                     Err(problems) => {
                         errors.extend(problems);
                         break None;
                     }
-                    Ok(plan) => {
-                        let generated: Vec<String> = plan
-                            .creates
-                            .iter()
-                            .filter(|c| c.generated)
-                            .map(|c| c.username.key().as_str().to_owned())
-                            .collect();
-                        let taken = scratch.taken(tx, &generated).await?;
-                        if taken.is_empty() {
-                            break Some(plan);
-                        }
-                        reserved.extend(taken);
-                    }
+                    Ok(plan) => plan,
+                };
+                let mut holders = scratch
+                    .holders_elsewhere(tx, &changed_addresses(&plan), &ids)
+                    .await?;
+                scratch.stage_new(tx, index, &plan.creates).await?;
+                let (taken, more) = scratch.outside(tx, index, &ids).await?;
+                holders.extend(more);
+                let mut known: HashSet<i64> = accounts.iter().map(|a| a.id).collect();
+                holders.retain(|a| known.insert(a.id));
+                if taken.is_empty() && holders.is_empty() {
+                    break Some(plan);
                 }
+                scratch.discard_new(tx, index).await?;
+                reserved.extend(taken);
+                accounts.extend(holders);
             };
             drop(accounts);
             let Some(plan) = plan else {
@@ -181,14 +197,21 @@ impl Gatehouse {
             // Once the file has a problem nothing will be written; the
             // rest is only planned, to find every problem.
             if errors.is_empty() {
-                scratch.stage_new(tx, &plan.creates).await?;
                 import::write_changes(tx, &plan, now, &mut staged.summary).await?;
             }
         }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            parts = parts.len(),
+            "import: parts planned"
+        );
         // Rows of different parts that give one address to two people.
-        let holders = scratch
-            .shared_addresses(tx)
-            .await?
+        let shared = if parts.len() > 1 && touched.any() {
+            scratch.shared_addresses(tx).await?
+        } else {
+            Vec::new()
+        };
+        let holders = shared
             .into_iter()
             .map(|(code, mut holder)| {
                 holder.part = part_of.get(&code).copied().unwrap_or_default();
@@ -203,6 +226,27 @@ impl Gatehouse {
             Ok(Err(ImportRefusal::Problems(errors)))
         }
     }
+}
+
+/// The addresses of people whose details a plan changes (so that who
+/// holds the address may change).
+fn changed_addresses(plan: &ImportPlan) -> Vec<String> {
+    let mut keys: Vec<String> = plan
+        .updates
+        .iter()
+        .filter(|u| touches_person(&u.changed))
+        .map(|u| u.row.email.key())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Whether changing `fields` changes who holds an address.
+fn touches_person(fields: &[&str]) -> bool {
+    fields
+        .iter()
+        .any(|f| matches!(*f, "email" | "first_name" | "last_name" | "date_of_birth"))
 }
 
 /// Notes what a part's plan adds and changes: counts, generated usernames,
@@ -222,10 +266,7 @@ fn note(plan: &ImportPlan, staged: &mut Staged, touched: &mut Lines) {
         }
     }
     for u in &plan.updates {
-        if u.changed
-            .iter()
-            .any(|f| matches!(*f, "email" | "first_name" | "last_name" | "date_of_birth"))
-        {
+        if touches_person(&u.changed) {
             touched.insert(u.line);
         }
         if let (Some(old), Some(new)) = (u.old_role, u.row.role) {
@@ -237,12 +278,16 @@ fn note(plan: &ImportPlan, staged: &mut Staged, touched: &mut Lines) {
     staged.coverage.extend(plan.coverage.iter().cloned());
 }
 
-/// The file's employers (with their numbers of rows) in parts of about
-/// [`PART_ROWS`] rows, and each covered employer with no rows in a part of
-/// its own (all of its people are leavers).
-fn parts(employers: Vec<(String, i64)>, covered: Option<&BTreeSet<String>>) -> Vec<Vec<String>> {
+/// The file's employers (with their numbers of rows) in parts of at most
+/// `part_rows` rows (or one employer), and each covered employer with no
+/// rows in a part of its own (all of its people are leavers).
+fn parts(
+    employers: Vec<(String, i64)>,
+    covered: Option<&BTreeSet<String>>,
+    part_rows: usize,
+) -> Vec<Vec<String>> {
     let mut parts: Vec<Vec<String>> = Vec::new();
-    let mut rows = 0;
+    let mut rows: usize = 0;
     let in_file: HashSet<&str> = employers.iter().map(|(c, _)| c.as_str()).collect();
     let without_rows: Vec<String> = covered
         .into_iter()
@@ -251,8 +296,9 @@ fn parts(employers: Vec<(String, i64)>, covered: Option<&BTreeSet<String>>) -> V
         .cloned()
         .collect();
     for (code, count) in employers {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
         match parts.last_mut() {
-            Some(part) if rows + count <= PART_ROWS => {
+            Some(part) if rows.saturating_add(count) <= part_rows => {
                 part.push(code);
                 rows += count;
             }

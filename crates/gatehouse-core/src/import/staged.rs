@@ -37,6 +37,7 @@ impl Gatehouse {
         let options = ImportOptions {
             dry_run: true,
             full,
+            ..ImportOptions::default()
         };
         let report = match self.import_staff_with(content, &options, actor).await? {
             Ok(report) => report,
@@ -86,6 +87,7 @@ impl Gatehouse {
         let options = ImportOptions {
             dry_run: false,
             full,
+            ..ImportOptions::default()
         };
         let outcome = self
             .import_staff_with(content.as_slice(), &options, actor)

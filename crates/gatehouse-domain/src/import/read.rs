@@ -462,6 +462,21 @@ pub fn check_duplicates(rows: &[StaffRow], errors: &mut Vec<RowError>) {
     }
 }
 
+/// The rows (each with its employer's number) giving an employee number an
+/// earlier row of the same employer gives: a problem for each.
+pub fn duplicate_numbers(rows: &[(StaffRow, String)]) -> Vec<RowError> {
+    let mut first: HashMap<(&str, &str), u64> = HashMap::new();
+    let mut errors = Vec::new();
+    for (row, code) in rows {
+        if let Some(n) = &row.employee_number
+            && let Some(first) = first.insert((code.as_str(), n.as_str()), row.line)
+        {
+            errors.push(duplicate_number(row.line, n.as_str(), first));
+        }
+    }
+    errors
+}
+
 /// The problem of a row on `line` naming the username an earlier row (on
 /// `first`) names.
 pub fn duplicate_username(line: u64, username: &str, first: u64) -> RowError {

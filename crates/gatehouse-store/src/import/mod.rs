@@ -129,7 +129,7 @@ pub async fn add_staged_accounts(
     bulk.end(tx, result).await
 }
 
-/// Adding many accounts to SQLite at once: a bigger page cache, and the
+/// Adding many accounts at once: on SQLite a bigger page cache, and the
 /// accounts table's indexes built afterwards.
 struct BulkLoad {
     sqlite: bool,
@@ -152,20 +152,43 @@ impl BulkLoad {
                 .execute(&mut **tx)
                 .await?;
         }
-        // Inserting 2,000,000 rows one by one into five secondary indexes
+        // Inserting 2,000,000 rows one by one into the secondary indexes
         // (each in an order of its own) took most of the import; building
         // each index afterwards from sorted keys is several times faster.
         // The indexes are dropped and made again from their own stored
         // definitions inside this transaction, so nobody sees the table
         // without them, and a unique index that no longer holds fails the
-        // import as a whole.
-        let rebuild = if sqlite && count >= BULK_LOAD_ROWS {
-            let indexes: Vec<(String, String)> = sqlx::query_as(
+        // import as a whole. SQLite's readers keep reading (they see the
+        // table as it was); PostgreSQL's wait for the transaction, so
+        // there this is done only for a load that more than doubles the
+        // table, when there is next to nobody to sign in yet.
+        let bulk = count >= BULK_LOAD_ROWS
+            && match backend_of_connection(tx) {
+                Backend::Sqlite => true,
+                Backend::Postgres => {
+                    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    usize::try_from(stored).unwrap_or(usize::MAX) < count
+                }
+            };
+        let indexes_sql = match backend_of_connection(tx) {
+            Backend::Sqlite => {
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
-                 AND tbl_name = 'accounts' AND sql IS NOT NULL",
-            )
-            .fetch_all(&mut **tx)
-            .await?;
+                 AND tbl_name = 'accounts' AND sql IS NOT NULL"
+            }
+            // Not those behind a constraint (the primary key, unique
+            // usernames): other tables' foreign keys need them.
+            Backend::Postgres => {
+                "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x \
+                 JOIN pg_class i ON i.oid = x.indexrelid \
+                 WHERE x.indrelid = 'accounts'::regclass AND NOT EXISTS \
+                 (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+            }
+        };
+        let rebuild = if bulk {
+            let indexes: Vec<(String, String)> =
+                sqlx::query_as(indexes_sql).fetch_all(&mut **tx).await?;
             for (name, _) in &indexes {
                 sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
                     .execute(&mut **tx)

@@ -22,6 +22,10 @@ use sqlx::postgres::PgConnection;
 use crate::database::placeholders;
 use crate::{Backend, Result, SqlStore, StoreError, Tx};
 
+/// An account's columns as a plan knows it ([`KnownAccount`]).
+const ACCOUNT_COLUMNS: &str = "a.id, a.employer_id, a.username, a.first_name, a.last_name, \
+     a.date_of_birth, a.email, a.employee_number, a.role, a.disabled_at, a.left_at";
+
 /// The columns of the staged rows, in the order they are written.
 const ROW_COLUMNS: &str = "line, code, username, username_key, first_name, last_name, \
      last_name_key, date_of_birth, email, email_key, employee_number, role";
@@ -42,6 +46,8 @@ pub struct ImportScratch {
     backend: Backend,
     rows: String,
     new: String,
+    /// Whether any staged row gives a username.
+    usernames: bool,
     /// PostgreSQL: the connection that creates, fills and drops the tables.
     copy: Option<PgConnection>,
 }
@@ -82,9 +88,10 @@ impl ImportScratch {
              email_key TEXT NOT NULL, employee_number TEXT, role TEXT)"
         );
         let new_table = format!(
-            "{new} (line BIGINT NOT NULL, username TEXT NOT NULL, username_key TEXT NOT NULL)"
+            "{new} (line BIGINT NOT NULL, part BIGINT NOT NULL, username TEXT NOT NULL, \
+             username_key TEXT NOT NULL, email_key TEXT NOT NULL)"
         );
-        let new_index = format!("CREATE INDEX {new}_key ON {new} (username_key)");
+        let new_index = format!("CREATE INDEX {new}_part ON {new} (part)");
         let copy = match store.backend() {
             Backend::Sqlite => {
                 for sql in [
@@ -109,10 +116,25 @@ impl ImportScratch {
                 Some(conn)
             }
         };
+        if store.backend() == Backend::Postgres {
+            // The import's statements are many and each is planned once:
+            // compiling them (PostgreSQL's JIT, on by default) cost more
+            // than it saved. Its sorts, hashes and index builds run over
+            // the whole file: more memory than a request's keeps them off
+            // disk, for this transaction only.
+            for sql in [
+                "SET LOCAL jit = off",
+                "SET LOCAL work_mem = '64MB'",
+                "SET LOCAL maintenance_work_mem = '256MB'",
+            ] {
+                sqlx::query(sql).execute(&mut **tx).await?;
+            }
+        }
         Ok(Self {
             backend: store.backend(),
             rows,
             new,
+            usernames: false,
             copy,
         })
     }
@@ -155,6 +177,7 @@ impl ImportScratch {
         if rows.is_empty() {
             return Ok(());
         }
+        self.usernames |= rows.iter().any(|(row, _)| row.username.is_some());
         if let Some(conn) = self.copy.as_mut() {
             let mut data = String::with_capacity(rows.len() * 160);
             for (row, code) in rows {
@@ -240,27 +263,14 @@ impl ImportScratch {
     /// Rows naming a username an earlier row names: (line, username, the
     /// earlier row's line), in line order.
     pub async fn duplicate_usernames(&self, tx: &mut Tx) -> Result<Vec<(i64, String, i64)>> {
+        if !self.usernames {
+            return Ok(Vec::new());
+        }
         let rows = &self.rows;
         Ok(sqlx::query_as(AssertSqlSafe(format!(
             "SELECT r.line, r.username, d.first FROM {rows} r JOIN \
              (SELECT username_key, MIN(line) AS first FROM {rows} WHERE username_key IS NOT NULL \
               GROUP BY username_key HAVING COUNT(*) > 1) d ON d.username_key = r.username_key \
-             WHERE r.line <> d.first ORDER BY r.line"
-        )))
-        .fetch_all(&mut **tx)
-        .await?)
-    }
-
-    /// Rows giving an employee number an earlier row of the same employer
-    /// gives: (line, number, the earlier row's line), in line order.
-    pub async fn duplicate_numbers(&self, tx: &mut Tx) -> Result<Vec<(i64, String, i64)>> {
-        let rows = &self.rows;
-        Ok(sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT r.line, r.employee_number, d.first FROM {rows} r JOIN \
-             (SELECT code, employee_number, MIN(line) AS first FROM {rows} \
-              WHERE employee_number IS NOT NULL GROUP BY code, employee_number \
-              HAVING COUNT(*) > 1) d \
-             ON d.code = r.code AND d.employee_number = r.employee_number \
              WHERE r.line <> d.first ORDER BY r.line"
         )))
         .fetch_all(&mut **tx)
@@ -330,107 +340,196 @@ impl ImportScratch {
             .collect()
     }
 
-    /// Every stored account a plan of the employers `codes` (those stored
-    /// have the ids `employer_ids`) needs: theirs, and any other that one
-    /// of their rows names by username or email address.
+    /// The stored accounts a plan of the employers `codes` starts from:
+    /// theirs (`employer_ids` are those of them already stored), and any
+    /// other that one of their rows names by username.
     pub async fn accounts_for(
         &self,
         tx: &mut Tx,
         codes: &[String],
         employer_ids: &[i64],
     ) -> Result<Vec<KnownAccount>> {
-        if codes.is_empty() {
-            return Ok(Vec::new());
+        let mut accounts = Vec::new();
+        if !employer_ids.is_empty() {
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.employer_id IN ({})",
+                in_list(self.backend, 0, employer_ids.len())
+            );
+            let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
+            for id in employer_ids {
+                q = q.bind(*id);
+            }
+            accounts = q.fetch_all(&mut **tx).await?;
         }
-        let columns = "a.id, a.employer_id, a.username, a.first_name, a.last_name, \
-             a.date_of_birth, a.email, a.employee_number, a.role, a.disabled_at, a.left_at";
-        let rows = &self.rows;
-        let in_codes = |from: usize| in_list(self.backend, from, codes.len());
+        if self.usernames && !codes.is_empty() {
+            let mut sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM {} r JOIN accounts a \
+                 ON a.username_key = r.username_key WHERE r.code IN ({})",
+                self.rows,
+                in_list(self.backend, 0, codes.len())
+            );
+            if !employer_ids.is_empty() {
+                sql.push_str(&format!(
+                    " AND a.employer_id NOT IN ({})",
+                    in_list(self.backend, codes.len(), employer_ids.len())
+                ));
+            }
+            let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
+            for code in codes {
+                q = q.bind(code.clone());
+            }
+            for id in employer_ids {
+                q = q.bind(*id);
+            }
+            accounts.extend(q.fetch_all(&mut **tx).await?);
+        }
+        Ok(accounts)
+    }
+
+    /// The stored accounts of employers other than `employer_ids` whose
+    /// address is one of `email_keys`.
+    pub async fn holders_elsewhere(
+        &self,
+        tx: &mut Tx,
+        email_keys: &[String],
+        employer_ids: &[i64],
+    ) -> Result<Vec<KnownAccount>> {
+        let mut holders = Vec::new();
+        for batch in email_keys.chunks(5_000) {
+            let mut sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email_key IN ({})",
+                in_list(self.backend, 0, batch.len())
+            );
+            if !employer_ids.is_empty() {
+                sql.push_str(&format!(
+                    " AND a.employer_id NOT IN ({})",
+                    in_list(self.backend, batch.len(), employer_ids.len())
+                ));
+            }
+            let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
+            for key in batch {
+                q = q.bind(key.clone());
+            }
+            for id in employer_ids {
+                q = q.bind(*id);
+            }
+            holders.extend(q.fetch_all(&mut **tx).await?);
+        }
+        Ok(holders)
+    }
+
+    /// What lies outside part `part` and contradicts the people it adds
+    /// (noted by [`ImportScratch::stage_new`]): the usernames generated for
+    /// them that are taken, by a stored account or a row of the file; and
+    /// the stored accounts of other employers than `employer_ids` holding
+    /// their addresses. (A username generated for one employer never
+    /// equals one generated for another: it is the employer's number, then
+    /// a letter.)
+    pub async fn outside(
+        &self,
+        tx: &mut Tx,
+        part: usize,
+        employer_ids: &[i64],
+    ) -> Result<(Vec<String>, Vec<KnownAccount>)> {
+        let part = i64::try_from(part).unwrap_or(i64::MAX);
+        let new = &self.new;
         let mut sql = format!(
-            "SELECT {columns} FROM {rows} r JOIN accounts a ON a.username_key = r.username_key \
-             WHERE r.code IN ({}) \
-             UNION SELECT {columns} FROM {rows} r JOIN accounts a ON a.email_key = r.email_key \
-             WHERE r.code IN ({})",
-            in_codes(0),
-            in_codes(codes.len()),
+            "SELECT n.username_key FROM {new} n JOIN accounts a \
+             ON a.username_key = n.username_key WHERE n.part = $1"
+        );
+        if self.usernames {
+            sql.push_str(&format!(
+                " UNION SELECT n.username_key FROM {new} n JOIN {} r \
+                 ON r.username_key = n.username_key WHERE n.part = $1 AND r.line <> n.line",
+                self.rows
+            ));
+        }
+        let taken = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
+            .bind(part)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM {new} n JOIN accounts a \
+             ON a.email_key = n.email_key WHERE n.part = $1"
         );
         if !employer_ids.is_empty() {
             sql.push_str(&format!(
-                " UNION SELECT {columns} FROM accounts a WHERE a.employer_id IN ({})",
-                in_list(self.backend, 2 * codes.len(), employer_ids.len())
+                " AND a.employer_id NOT IN ({})",
+                in_list(self.backend, 1, employer_ids.len())
             ));
         }
-        let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
-        for code in codes.iter().chain(codes) {
-            q = q.bind(code.clone());
-        }
+        let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql)).bind(part);
         for id in employer_ids {
             q = q.bind(*id);
         }
-        Ok(q.fetch_all(&mut **tx).await?)
+        let holders = q.fetch_all(&mut **tx).await?;
+        Ok((taken, holders))
     }
 
-    /// Which of the username keys `keys` are taken: by a stored account, a
-    /// row of the file, or a person this import adds.
-    pub async fn taken(&self, tx: &mut Tx, keys: &[String]) -> Result<Vec<String>> {
-        let mut taken = Vec::new();
-        for batch in keys.chunks(5_000) {
-            let list = |from: usize| in_list(self.backend, from, batch.len());
-            let n = batch.len();
-            let sql = format!(
-                "SELECT username_key FROM accounts WHERE username_key IN ({}) \
-                 UNION SELECT username_key FROM {} WHERE username_key IN ({}) \
-                 UNION SELECT username_key FROM {} WHERE username_key IN ({})",
-                list(0),
-                self.rows,
-                list(n),
-                self.new,
-                list(2 * n)
-            );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-            for key in batch.iter().chain(batch).chain(batch) {
-                q = q.bind(key.clone());
+    /// Forgets the people part `part` adds, to plan it again.
+    pub async fn discard_new(&mut self, tx: &mut Tx, part: usize) -> Result<()> {
+        let part = i64::try_from(part).unwrap_or(i64::MAX);
+        let sql = format!("DELETE FROM {} WHERE part = $1", self.new);
+        match self.copy.as_mut() {
+            Some(conn) => {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(part)
+                    .execute(&mut *conn)
+                    .await?;
             }
-            taken.extend(q.fetch_all(&mut **tx).await?);
+            None => {
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(part)
+                    .execute(&mut **tx)
+                    .await?;
+            }
         }
-        Ok(taken)
+        Ok(())
     }
 
-    /// Notes the usernames of people a plan adds.
-    pub async fn stage_new(&mut self, tx: &mut Tx, creates: &[NewAccount]) -> Result<()> {
+    /// Notes the people part `part` adds: line, username and address.
+    pub async fn stage_new(
+        &mut self,
+        tx: &mut Tx,
+        part: usize,
+        creates: &[NewAccount],
+    ) -> Result<()> {
         if creates.is_empty() {
             return Ok(());
         }
+        let columns = "line, part, username, username_key, email_key";
         if let Some(conn) = self.copy.as_mut() {
-            let mut data = String::with_capacity(creates.len() * 40);
+            let mut data = String::with_capacity(creates.len() * 80);
             for c in creates {
                 copy_line(
                     &mut data,
                     &[
                         Some(c.line.to_string()),
+                        Some(part.to_string()),
                         Some(c.username.as_str().to_owned()),
                         Some(c.username.key().as_str().to_owned()),
+                        Some(c.row.email.key()),
                     ],
                 );
             }
-            let sql = format!(
-                "COPY {} (line, username, username_key) FROM STDIN",
-                self.new
-            );
+            let sql = format!("COPY {} ({columns}) FROM STDIN", self.new);
             return copy_in(conn, &sql, data).await;
         }
+        let part = i64::try_from(part).unwrap_or(i64::MAX);
         for batch in creates.chunks(SQLITE_ROWS_PER_INSERT) {
             let sql = format!(
-                "INSERT INTO {} (line, username, username_key) VALUES {}",
+                "INSERT INTO {} ({columns}) VALUES {}",
                 self.new,
-                placeholders(self.backend, batch.len(), 3)
+                placeholders(self.backend, batch.len(), 5)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for c in batch {
                 q = q
                     .bind(c.line as i64)
+                    .bind(part)
                     .bind(c.username.as_str().to_owned())
-                    .bind(c.username.key().as_str().to_owned());
+                    .bind(c.username.key().as_str().to_owned())
+                    .bind(c.row.email.key());
             }
             q.execute(&mut **tx).await?;
         }
@@ -445,7 +544,7 @@ impl ImportScratch {
             sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT r.line, r.code, r.email_key, r.first_name, r.last_name, r.date_of_birth \
                  FROM {rows} r JOIN (SELECT email_key FROM {rows} GROUP BY email_key \
-                 HAVING COUNT(DISTINCT code) > 1) s ON s.email_key = r.email_key \
+                 HAVING MIN(code) <> MAX(code)) s ON s.email_key = r.email_key \
                  ORDER BY r.email_key, r.line"
             )))
             .fetch_all(&mut **tx)
