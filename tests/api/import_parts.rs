@@ -94,7 +94,11 @@ async fn one_employer_at_a_time_imports_what_one_part_does() {
         .await
         .expect("imported");
     assert_eq!(
-        (again.summary.created, again.summary.updated, again.summary.unchanged),
+        (
+            again.summary.created,
+            again.summary.updated,
+            again.summary.unchanged
+        ),
         (0, 0, 5)
     );
     assert_eq!(accounts(&parts).await, expected);
@@ -117,9 +121,14 @@ async fn an_address_given_to_two_people_of_different_parts_is_refused_on_both_li
 
     // A new person of one part at the address of an account another part
     // changes to it is refused too.
-    import_in_parts(&app, "100 Trust A,,Pat,Doe,1980-01-01,pat@nhs.net,A1\n", 1, false)
-        .await
-        .expect("imported");
+    import_in_parts(
+        &app,
+        "100 Trust A,,Pat,Doe,1980-01-01,pat@nhs.net,A1\n",
+        1,
+        false,
+    )
+    .await
+    .expect("imported");
     let file = "100 Trust A,,Pat,Doe,1980-01-01,new@nhs.net,A1\n\
                 200 Trust B,,Sam,Roe,1981-02-03,new@nhs.net,B1\n";
     let found = problems(import_in_parts(&app, file, 1, false).await);
@@ -173,8 +182,18 @@ async fn a_problem_in_any_part_leaves_every_part_unwritten() {
                 300 Trust C,100JSMITH01,Mary,Jones,1970-05-05,mary.jones@nhs.net,C9\n";
     let found = problems(import_in_parts(&app, file, 1, false).await);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0].starts_with("line 3: username 100JSMITH02 belongs to a person at employer 100, not 200"), "{found:?}");
-    assert!(found[1].starts_with("line 4: username 100JSMITH01 belongs to a person at employer 100, not 300"), "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "line 3: username 100JSMITH02 belongs to a person at employer 100, not 200"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with(
+            "line 4: username 100JSMITH01 belongs to a person at employer 100, not 300"
+        ),
+        "{found:?}"
+    );
     let after = snapshot(&app.database_url()).await;
     for table in ["accounts", "employers", "reset_links", "sessions", "outbox"] {
         assert_eq!(after.get(table), before.get(table), "{table} is unchanged");
@@ -221,7 +240,11 @@ async fn no_scratch_table_outlives_its_import() {
         .expect("imported");
     assert_eq!(count(&url, scratch).await, 1, "only the recent one is left");
     let left = format!("SELECT COUNT(*) FROM pg_tables WHERE tablename = '{recent}'");
-    assert_eq!(count(&url, &left).await, 1, "an import still running is left alone");
+    assert_eq!(
+        count(&url, &left).await,
+        1,
+        "an import still running is left alone"
+    );
     execute_sql(&url, &format!("DROP TABLE {recent}")).await;
 
     let bad = "100 Trust A,100JSMITH01,Someone,Else,1999-01-01,else@nhs.net,A9\n\
@@ -231,4 +254,62 @@ async fn no_scratch_table_outlives_its_import() {
         .await
         .expect("dry run");
     assert_eq!(count(&url, scratch).await, 0);
+}
+
+/// The accounts table's indexes and constraints, as the database lists them.
+async fn accounts_schema(app: &TestApp) -> Vec<String> {
+    use sqlx::{Connection as _, Row as _};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    let sql = if on_postgres() {
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'accounts' \
+         UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = 'accounts'::regclass ORDER BY 1"
+    } else {
+        "SELECT COALESCE(sql, name) FROM sqlite_master WHERE tbl_name = 'accounts' ORDER BY 1"
+    };
+    let rows = sqlx::query(sql).fetch_all(&mut conn).await.expect("schema");
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).expect("text"))
+        .collect()
+}
+
+/// A load of 50,000 people or more into a table it more than doubles
+/// builds the accounts table's indexes (and on PostgreSQL its unique and
+/// foreign key constraints) after the rows instead of row by row: each
+/// comes back as it was, and still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_load_leaves_every_index_and_constraint_as_it_was() {
+    let app = TestApp::spawn().await;
+    let before = accounts_schema(&app).await;
+    assert!(before.len() >= 6, "{before:?}");
+    let mut file = String::with_capacity(50_000 * 64);
+    for i in 0..50_000_u32 {
+        let employer = 100 + i % 7;
+        // A surname of its own (letters: a generated username keeps no digits).
+        let surname: String = (0..4)
+            .map(|d| char::from(b'a' + u8::try_from(i / 26_u32.pow(d) % 26).expect("letter")))
+            .collect();
+        file.push_str(&format!(
+            "{employer} Trust,,Pat,{surname},1980-01-01,p{i}@nhs.net,N{i}\n"
+        ));
+    }
+    let report = match import_in_parts(&app, &file, 20_000, false).await {
+        Ok(report) => report,
+        Err(ImportRefusal::Problems(p)) => panic!("{} problems, first {:?}", p.len(), p[0]),
+        Err(other) => panic!("{other:?}"),
+    };
+    assert_eq!(report.summary.created, 50_000);
+    assert_eq!(accounts_schema(&app).await, before);
+    // The unique username still holds: a row naming an existing username
+    // for a new person at another employer is refused, not written.
+    let clash = "200 Trust X,100PAAAA01,Sam,Other,1990-01-01,sam@nhs.net,X1\n";
+    let found = problems(import_in_parts(&app, clash, 1, false).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        count(&app.database_url(), "SELECT COUNT(*) FROM accounts").await,
+        50_000
+    );
 }

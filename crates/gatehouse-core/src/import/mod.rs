@@ -180,7 +180,10 @@ impl Gatehouse {
         now: Timestamp,
     ) -> Result<std::result::Result<ImportReport, ImportRefusal>> {
         let today = self.settings.today(now);
-        let staged = match self.stage_and_plan(tx, scratch, file, full, options.part_rows, now).await? {
+        let staged = match self
+            .stage_and_plan(tx, scratch, file, full, options.part_rows, now)
+            .await?
+        {
             Ok(staged) => staged,
             Err(refusal) => return Ok(Err(refusal)),
         };

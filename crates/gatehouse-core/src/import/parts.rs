@@ -102,7 +102,10 @@ impl Gatehouse {
         drop(batch);
         let mut errors = reader.finish();
         scratch.rows_staged(tx).await?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "import: file staged");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            "import: file staged"
+        );
         for (line, username, first) in scratch.duplicate_usernames(tx).await? {
             errors.push(duplicate_username(line as u64, &username, first as u64));
         }

@@ -445,3 +445,86 @@ fn explicit_usernames_are_reserved_before_generation() {
     let names: Vec<&str> = plan.creates.iter().map(|c| c.username.as_str()).collect();
     assert_eq!(names, ["999JSMITH02", "999JSMITH01"]);
 }
+
+#[test]
+fn a_file_read_row_by_row_keeps_the_problems_of_the_rows_it_skips() {
+    let text = format!(
+        "{HEADER}\n999,,Jane,Smith,1985-03-14,jane@nhs.net\n\
+         999,,,Smith,1985-03-14,ann@nhs.net\n\
+         432,,John,Doe,1970-02-01,john@nhs.net\n"
+    );
+    let allowed = allowed();
+    let mut file = StaffFile::open(text.as_bytes(), today(), &allowed).expect("header");
+    let lines: Vec<u64> = std::iter::from_fn(|| file.next_row())
+        .map(|r| r.line)
+        .collect();
+    assert_eq!(lines, [2, 4]);
+    let problems = file.finish();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].line, 3);
+}
+
+#[test]
+fn an_employee_number_twice_at_one_employer_is_a_duplicate_not_at_two() {
+    let rows = read(&format!(
+        "{HEADER},employee_number\n\
+         999,,Jane,Smith,1985-03-14,jane@nhs.net,E1\n\
+         432,,John,Doe,1970-02-01,john@nhs.net,E1\n\
+         999 Demo Trust,,Ann,Lee,1980-02-01,ann@nhs.net,E1\n"
+    ))
+    .err()
+    .expect("a duplicate");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].to_string(),
+        "line 4: employee_number E1 at this employer is also on line 2"
+    );
+    // The same rule when the rows are checked a part at a time, each with
+    // its employer's number.
+    let rows = read(&format!(
+        "{HEADER},employee_number\n\
+         999,,Jane,Smith,1985-03-14,jane@nhs.net,E1\n\
+         432,,Ann,Lee,1980-02-01,ann@nhs.net,E1\n"
+    ))
+    .expect("valid");
+    let at = |codes: [&str; 2]| -> Vec<(StaffRow, String)> {
+        rows.iter().cloned().zip(codes.map(str::to_owned)).collect()
+    };
+    assert!(duplicate_numbers(&at(["999", "432"])).is_empty());
+    let found = duplicate_numbers(&at(["999", "999"]));
+    assert_eq!(
+        found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["line 3: employee_number E1 at this employer is also on line 2"]
+    );
+}
+
+#[test]
+fn rows_of_different_parts_giving_one_address_to_two_people_are_refused() {
+    let holder = |line: u64, first: &str, part: usize| AddressHolder {
+        line,
+        email_key: "shared@nhs.net".to_owned(),
+        first_name: first.to_owned(),
+        last_name: "Smith".to_owned(),
+        date_of_birth: "1985-03-14".to_owned(),
+        part,
+    };
+    // Jane at two employers (one person) is fine; Ann is another person.
+    let holders = [
+        holder(2, "Jane", 0),
+        holder(3, "jane", 1),
+        holder(4, "Ann", 2),
+    ];
+    let problems = shared_between_rows(&holders, |_| true);
+    let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [2, 3, 4]);
+    // Only rows that add or change a person are refused.
+    let problems = shared_between_rows(&holders, |line| line == 4);
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].reason.contains("is also on line 2"),
+        "{problems:?}"
+    );
+    // Rows of one part were compared when it was planned.
+    let same_part = [holder(2, "Jane", 0), holder(4, "Ann", 0)];
+    assert!(shared_between_rows(&same_part, |_| true).is_empty());
+}

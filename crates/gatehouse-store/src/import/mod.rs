@@ -133,6 +133,7 @@ pub async fn add_staged_accounts(
 /// accounts table's indexes built afterwards.
 struct BulkLoad {
     sqlite: bool,
+    /// What was dropped and how to make it again.
     rebuild: Vec<(String, String)>,
 }
 
@@ -172,29 +173,38 @@ impl BulkLoad {
                     usize::try_from(stored).unwrap_or(usize::MAX) < count
                 }
             };
-        let indexes_sql = match backend_of_connection(tx) {
+        // (What to drop, how to make it again.) On PostgreSQL, the
+        // constraints checked row by row (unique usernames, the employer
+        // exists) are dropped and added again too, each checked once over
+        // the table; the primary key stays: other tables' foreign keys
+        // need it.
+        let found_sql = match backend_of_connection(tx) {
             Backend::Sqlite => {
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
-                 AND tbl_name = 'accounts' AND sql IS NOT NULL"
+                "SELECT 'DROP INDEX \"' || name || '\"', sql FROM sqlite_master \
+                 WHERE type = 'index' AND tbl_name = 'accounts' AND sql IS NOT NULL"
             }
-            // Not those behind a constraint (the primary key, unique
-            // usernames): other tables' foreign keys need them.
             Backend::Postgres => {
-                "SELECT i.relname::text, pg_get_indexdef(i.oid) FROM pg_index x \
+                "SELECT 'ALTER TABLE accounts DROP CONSTRAINT \"' || conname || '\"', \
+                 'ALTER TABLE accounts ADD CONSTRAINT \"' || conname || '\" ' \
+                 || pg_get_constraintdef(oid) \
+                 FROM pg_constraint WHERE conrelid = 'accounts'::regclass \
+                 AND contype IN ('u', 'f') \
+                 UNION ALL SELECT 'DROP INDEX \"' || i.relname || '\"', \
+                 pg_get_indexdef(i.oid) FROM pg_index x \
                  JOIN pg_class i ON i.oid = x.indexrelid \
                  WHERE x.indrelid = 'accounts'::regclass AND NOT EXISTS \
                  (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
             }
         };
         let rebuild = if bulk {
-            let indexes: Vec<(String, String)> =
-                sqlx::query_as(indexes_sql).fetch_all(&mut **tx).await?;
-            for (name, _) in &indexes {
-                sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{name}\"")))
+            let found: Vec<(String, String)> =
+                sqlx::query_as(found_sql).fetch_all(&mut **tx).await?;
+            for (drop, _) in &found {
+                sqlx::query(AssertSqlSafe(drop.clone()))
                     .execute(&mut **tx)
                     .await?;
             }
-            indexes
+            found
         } else {
             Vec::new()
         };

@@ -48,8 +48,17 @@ pub struct ImportScratch {
     new: String,
     /// Whether any staged row gives a username.
     usernames: bool,
-    /// PostgreSQL: the connection that creates, fills and drops the tables.
+    /// PostgreSQL: the connection that creates, fills and drops the
+    /// tables (while the file is staged, the COPY task has it).
     copy: Option<PgConnection>,
+    /// PostgreSQL: the COPY staging the file, while it runs.
+    streaming: Option<Streaming>,
+}
+
+/// The COPY that stages the file, in a task of its own.
+struct Streaming {
+    sender: tokio::sync::mpsc::Sender<String>,
+    task: tokio::task::JoinHandle<(PgConnection, Result<()>)>,
 }
 
 impl std::fmt::Debug for ImportScratch {
@@ -136,6 +145,7 @@ impl ImportScratch {
             new,
             usernames: false,
             copy,
+            streaming: None,
         })
     }
 
@@ -144,6 +154,9 @@ impl ImportScratch {
     /// first, in the transaction; on PostgreSQL after, since the import's
     /// transaction holds a lock on them until it ends.
     pub async fn finish(mut self, mut tx: Tx, commit: bool) -> Result<()> {
+        // An import that stopped while staging: its COPY is ended (and
+        // its error ignored) to get the connection back.
+        let _ = self.end_copy().await;
         let end = |tx: Tx| async move {
             if commit {
                 tx.commit().await
@@ -151,23 +164,24 @@ impl ImportScratch {
                 tx.rollback().await
             }
         };
-        match self.copy.as_mut() {
-            Some(conn) => {
-                let ended = end(tx).await;
+        if self.backend == Backend::Postgres {
+            let ended = end(tx).await;
+            // Without its connection (its task panicked), the tables are
+            // left for a later import to drop as abandoned.
+            if let Some(conn) = self.copy.as_mut() {
                 let drop = format!("DROP TABLE IF EXISTS {}, {}", self.rows, self.new);
                 sqlx::query(AssertSqlSafe(drop)).execute(&mut *conn).await?;
-                ended?;
             }
-            None => {
-                if commit {
-                    for table in [&self.rows, &self.new] {
-                        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS temp.{table}")))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+            ended?;
+        } else {
+            if commit {
+                for table in [&self.rows, &self.new] {
+                    sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS temp.{table}")))
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                end(tx).await?;
             }
+            end(tx).await?;
         }
         Ok(())
     }
@@ -178,7 +192,7 @@ impl ImportScratch {
             return Ok(());
         }
         self.usernames |= rows.iter().any(|(row, _)| row.username.is_some());
-        if let Some(conn) = self.copy.as_mut() {
+        if self.backend == Backend::Postgres {
             let mut data = String::with_capacity(rows.len() * 160);
             for (row, code) in rows {
                 let key = row.username.as_ref().map(|u| u.key());
@@ -199,14 +213,7 @@ impl ImportScratch {
                 .map(|f| f.map(str::to_owned));
                 copy_line(&mut data, &fields);
             }
-            let columns = ROW_COLUMNS;
-            copy_in(
-                conn,
-                &format!("COPY {} ({columns}) FROM STDIN", self.rows),
-                data,
-            )
-            .await?;
-            return Ok(());
+            return self.send_to_copy(data).await;
         }
         for batch in rows.chunks(SQLITE_ROWS_PER_INSERT) {
             let sql = format!(
@@ -235,9 +242,51 @@ impl ImportScratch {
         Ok(())
     }
 
+    /// PostgreSQL: hands rows in COPY's text format to the one `COPY` that
+    /// stages the file, started on the first call. It runs in a task of
+    /// its own, so that the database takes in one batch while the next is
+    /// read from the file.
+    async fn send_to_copy(&mut self, data: String) -> Result<()> {
+        if self.streaming.is_none() {
+            let conn = self.copy.take().ok_or_else(|| {
+                StoreError::Config("the import's COPY connection is gone".to_owned())
+            })?;
+            let statement = format!("COPY {} ({ROW_COLUMNS}) FROM STDIN", self.rows);
+            let (sender, receiver) = tokio::sync::mpsc::channel(4);
+            let task = tokio::spawn(copy_from_channel(conn, statement, receiver));
+            self.streaming = Some(Streaming { sender, task });
+        }
+        let Some(streaming) = self.streaming.as_ref() else {
+            return Ok(());
+        };
+        if streaming.sender.send(data).await.is_err() {
+            // The COPY stopped: its own error says why.
+            self.end_copy().await?;
+            return Err(StoreError::Config(
+                "the COPY staging the file stopped".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the COPY that stages the file, if one runs, and takes its
+    /// connection back.
+    async fn end_copy(&mut self) -> Result<()> {
+        let Some(Streaming { sender, task }) = self.streaming.take() else {
+            return Ok(());
+        };
+        drop(sender);
+        let (conn, result) = task
+            .await
+            .map_err(|e| StoreError::Config(format!("the COPY staging the file failed: {e}")))?;
+        self.copy = Some(conn);
+        result
+    }
+
     /// Indexes the staged rows for the lookups that follow; call once
     /// every row is staged.
     pub async fn rows_staged(&mut self, tx: &mut Tx) -> Result<()> {
+        self.end_copy().await?;
         let rows = &self.rows;
         let statements = [
             format!("CREATE INDEX {rows}_code ON {rows} (code, line)"),
@@ -633,6 +682,28 @@ fn copy_line(out: &mut String, fields: &[Option<String>]) {
         }
     }
     out.push('\n');
+}
+
+/// Runs `statement` (a `COPY … FROM STDIN`) with everything sent on
+/// `receiver` until it closes, and gives the connection back.
+async fn copy_from_channel(
+    mut conn: PgConnection,
+    statement: String,
+    mut receiver: tokio::sync::mpsc::Receiver<String>,
+) -> (PgConnection, Result<()>) {
+    let result = async {
+        let mut copy = conn.copy_in_raw(&statement).await?;
+        while let Some(data) = receiver.recv().await {
+            if let Err(e) = copy.send(data.into_bytes()).await {
+                copy.abort("the import stopped").await.ok();
+                return Err(e.into());
+            }
+        }
+        copy.finish().await?;
+        Ok(())
+    }
+    .await;
+    (conn, result)
 }
 
 /// Runs one `COPY … FROM STDIN` with `data`.
