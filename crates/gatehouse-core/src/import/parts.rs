@@ -141,6 +141,7 @@ impl Gatehouse {
         let codes_by_id = book.codes_by_id();
         let mut touched = Lines::default();
         let mut part_of: HashMap<String, usize> = HashMap::new();
+        let mut feed = scratch.feed(&self.store, &parts).await?;
         for (index, codes) in parts.iter().enumerate() {
             part_of.extend(codes.iter().map(|c| (c.clone(), index)));
             let part_covered: Option<BTreeSet<String>> = covered
@@ -162,8 +163,12 @@ impl Gatehouse {
             // employer holds is one more account to weigh (one address,
             // one person); a username it generates that is taken elsewhere
             // is reserved.
+            let mut first = Some(scratch.next_part(&mut feed, tx, codes).await?);
             let plan = loop {
-                let rows = scratch.rows_of(tx, codes).await?;
+                let rows = match first.take() {
+                    Some(rows) => rows,
+                    None => scratch.rows_of(tx, codes).await?,
+                };
                 // An employer's rows are all in its part.
                 let duplicates = duplicate_numbers(&rows);
                 if !duplicates.is_empty() {

@@ -13,7 +13,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 mod scratch;
 
-pub use scratch::{ImportScratch, StagedRow};
+pub use scratch::{ImportScratch, RowFeed, StagedRow};
 
 use crate::database::{backend_of_connection, placeholders};
 use crate::{Backend, Result, StoreError, Tx, accounts, reset_links, sessions};

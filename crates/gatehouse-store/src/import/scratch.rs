@@ -73,6 +73,84 @@ impl std::fmt::Debug for ImportScratch {
 /// A staged row read back: the row (its employer given by number) and that number.
 pub type StagedRow = (StaffRow, String);
 
+/// The staged rows of each part in turn ([`ImportScratch::feed`]).
+pub struct RowFeed {
+    /// PostgreSQL: the parts read ahead.
+    receiver: Option<tokio::sync::mpsc::Receiver<Result<Vec<StagedRow>>>>,
+}
+
+impl std::fmt::Debug for RowFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowFeed").finish_non_exhaustive()
+    }
+}
+
+/// A staged row as stored.
+type RawRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// The statement reading the staged rows of `codes` employers from `table`.
+fn rows_sql(backend: Backend, table: &str, codes: usize) -> String {
+    format!(
+        "SELECT line, code, username, first_name, last_name, date_of_birth, email, \
+         employee_number, role FROM {table} WHERE code IN ({}) ORDER BY line",
+        placeholders(backend, codes, 1)
+    )
+}
+
+/// A staged row from what was stored.
+fn staged_row(raw: RawRow) -> Result<StagedRow> {
+    let (line, code, username, first, last, dob, email, number, role) = raw;
+    let date_of_birth = DateOfBirth::from_stored(&dob).ok_or_else(|| {
+        StoreError::Config(format!("a staged date of birth {dob:?} is not a date"))
+    })?;
+    let row = StaffRow {
+        line: u64::try_from(line).unwrap_or_default(),
+        employer: EmployerRef {
+            code: Some(code.clone()),
+            name: None,
+        },
+        username: username.map(Username::from_trusted),
+        first_name: PersonName::from_trusted(first),
+        last_name: PersonName::from_trusted(last),
+        date_of_birth,
+        email: EmailAddress::from_trusted(email),
+        employee_number: number.map(EmployeeNumber::from_trusted),
+        role: role.as_deref().and_then(Role::from_stored),
+    };
+    Ok((row, code))
+}
+
+/// PostgreSQL: the staged rows of the employers `codes`, in line order.
+async fn read_part(
+    conn: &mut PgConnection,
+    table: &str,
+    codes: &[String],
+) -> Result<Vec<StagedRow>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = rows_sql(Backend::Postgres, table, codes.len());
+    let mut q = sqlx::query_as::<sqlx::Postgres, RawRow>(AssertSqlSafe(sql));
+    for code in codes {
+        q = q.bind(code.clone());
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(staged_row)
+        .collect()
+}
+
 impl ImportScratch {
     /// Creates the scratch tables for an import running in `tx`.
     pub async fn open(store: &SqlStore, tx: &mut Tx, now: Timestamp) -> Result<Self> {
@@ -288,8 +366,15 @@ impl ImportScratch {
     pub async fn rows_staged(&mut self, tx: &mut Tx) -> Result<()> {
         self.end_copy().await?;
         let rows = &self.rows;
+        // SQLite reads a part's rows from this index alone: through the
+        // table they are a row here and a row there of a file bigger
+        // than its cache, read and read again.
+        let by_code = match self.backend {
+            Backend::Sqlite => format!("code, {ROW_COLUMNS}"),
+            Backend::Postgres => "code, line".to_owned(),
+        };
         let statements = [
-            format!("CREATE INDEX {rows}_code ON {rows} (code, line)"),
+            format!("CREATE INDEX {rows}_code ON {rows} ({by_code})"),
             format!(
                 "CREATE INDEX {rows}_username ON {rows} (username_key) \
                  WHERE username_key IS NOT NULL"
@@ -341,52 +426,65 @@ impl ImportScratch {
         if codes.is_empty() {
             return Ok(Vec::new());
         }
-        type Raw = (
-            i64,
-            String,
-            Option<String>,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-        );
-        let sql = format!(
-            "SELECT line, code, username, first_name, last_name, date_of_birth, email, \
-             employee_number, role FROM {} WHERE code IN ({}) ORDER BY line",
-            self.rows,
-            placeholders(self.backend, codes.len(), 1)
-        );
-        let mut q = sqlx::query_as::<_, Raw>(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, RawRow>(AssertSqlSafe(rows_sql(
+            self.backend,
+            &self.rows,
+            codes.len(),
+        )));
         for code in codes {
             q = q.bind(code.clone());
         }
-        let raw = q.fetch_all(&mut **tx).await?;
-        raw.into_iter()
-            .map(
-                |(line, code, username, first, last, dob, email, number, role)| {
-                    let date_of_birth = DateOfBirth::from_stored(&dob).ok_or_else(|| {
-                        StoreError::Config(format!("a staged date of birth {dob:?} is not a date"))
-                    })?;
-                    let row = StaffRow {
-                        line: u64::try_from(line).unwrap_or_default(),
-                        employer: EmployerRef {
-                            code: Some(code.clone()),
-                            name: None,
-                        },
-                        username: username.map(Username::from_trusted),
-                        first_name: PersonName::from_trusted(first),
-                        last_name: PersonName::from_trusted(last),
-                        date_of_birth,
-                        email: EmailAddress::from_trusted(email),
-                        employee_number: number.map(EmployeeNumber::from_trusted),
-                        role: role.as_deref().and_then(Role::from_stored),
-                    };
-                    Ok((row, code))
-                },
-            )
+        q.fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(staged_row)
             .collect()
+    }
+
+    /// Starts reading the rows of `parts` (lists of employer numbers) in
+    /// turn for [`ImportScratch::next_part`]. On PostgreSQL a task reads
+    /// them on a connection of its own, a part ahead of the one being
+    /// planned, so that the database reads while the service plans; on
+    /// SQLite, whose scratch tables only the import's connection sees,
+    /// each part is read when asked for.
+    pub async fn feed(&self, store: &SqlStore, parts: &[Vec<String>]) -> Result<RowFeed> {
+        if self.backend == Backend::Sqlite {
+            return Ok(RowFeed { receiver: None });
+        }
+        let mut conn = store.copy_connection().await?;
+        sqlx::query("SET jit = off").execute(&mut conn).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let table = self.rows.clone();
+        let parts = parts.to_vec();
+        tokio::spawn(async move {
+            for codes in parts {
+                let rows = read_part(&mut conn, &table, &codes).await;
+                let failed = rows.is_err();
+                if sender.send(rows).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(RowFeed {
+            receiver: Some(receiver),
+        })
+    }
+
+    /// The rows of the next part `codes` of a [`RowFeed`], in line order.
+    pub async fn next_part(
+        &self,
+        feed: &mut RowFeed,
+        tx: &mut Tx,
+        codes: &[String],
+    ) -> Result<Vec<StagedRow>> {
+        match feed.receiver.as_mut() {
+            None => self.rows_of(tx, codes).await,
+            Some(receiver) => receiver.recv().await.unwrap_or_else(|| {
+                Err(StoreError::Config(
+                    "the import stopped reading its staged rows".to_owned(),
+                ))
+            }),
+        }
     }
 
     /// The stored accounts a plan of the employers `codes` starts from:
