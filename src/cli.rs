@@ -95,7 +95,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e.into()),
     };
-    crate::telemetry::init(config.log_json);
+    crate::telemetry::init(
+        config.log_json,
+        matches!(cli.command, Command::Import { .. }),
+    );
     let result = match cli.command {
         Command::Serve { no_worker } => serve(&config, !no_worker, false).await,
         Command::Demo => serve(&config, true, true).await,

@@ -4,10 +4,17 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Starts logging (once; later calls do nothing).
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lettre=warn"));
+/// Starts logging (once; later calls do nothing). With `bulk`, for a
+/// command whose statements run long by design (`gatehouse import`),
+/// sqlx's warnings about slow statements are left out by default.
+pub fn init(json: bool, bulk: bool) {
+    let default = if bulk {
+        "info,sqlx=warn,sqlx::query=error,lettre=warn"
+    } else {
+        "info,sqlx=warn,lettre=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

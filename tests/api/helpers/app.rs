@@ -122,7 +122,7 @@ impl TestApp {
     pub async fn spawn_full(vars: &[(&str, &str)], workers: bool) -> Self {
         gatehouse_core::use_ring_for_tls();
         if std::env::var_os("TEST_LOG").is_some() {
-            gatehouse::telemetry::init(false);
+            gatehouse::telemetry::init(false, false);
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let smtp = SmtpSink::start().await.expect("smtp sink");

@@ -1,7 +1,9 @@
 //! `gatehouse import`: loading the staff file.
 //!
-//! The whole file is read and checked, then planned against what is stored,
-//! then written in one transaction. Any bad row means nothing is written.
+//! The file is read and checked row by row into scratch tables, then
+//! planned against what is stored and written a few employers at a time
+//! (`parts`), all in one transaction: memory holds one part, whatever the
+//! file's size. Any bad row means nothing is written.
 //! A full import also disables the people of its employers who are missing
 //! from the file, in the same transaction, unless there are more of them
 //! than the safety limit allows, when nothing is written either.

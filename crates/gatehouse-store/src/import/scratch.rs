@@ -370,7 +370,9 @@ impl ImportScratch {
         // table they are a row here and a row there of a file bigger
         // than its cache, read and read again.
         let by_code = match self.backend {
-            Backend::Sqlite => format!("code, {ROW_COLUMNS}"),
+            Backend::Sqlite => "code, line, username, username_key, first_name, last_name, \
+                 date_of_birth, email, employee_number, role"
+                .to_owned(),
             Backend::Postgres => "code, line".to_owned(),
         };
         let statements = [
