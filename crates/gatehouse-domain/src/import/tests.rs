@@ -472,8 +472,7 @@ fn an_employee_number_twice_at_one_employer_is_a_duplicate_not_at_two() {
          432,,John,Doe,1970-02-01,john@nhs.net,E1\n\
          999 Demo Trust,,Ann,Lee,1980-02-01,ann@nhs.net,E1\n"
     ))
-    .err()
-    .expect("a duplicate");
+    .expect_err("a duplicate");
     assert_eq!(rows.len(), 1);
     assert_eq!(
         rows[0].to_string(),

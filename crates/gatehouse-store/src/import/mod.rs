@@ -1,6 +1,11 @@
 //! The staff file's writes: what the planner (in the domain) decided, in
 //! one transaction; and staff files an administrator uploaded, kept between
 //! their preview and their import.
+//!
+//! The service imports through [`ImportScratch`], a few employers at a
+//! time ([`write_employers`], [`write_changes`], [`add_staged_accounts`]).
+//! [`index`] and [`apply`] plan and write a whole file in memory: the
+//! conformance suite builds its fixtures with them, on files of a few rows.
 
 use std::collections::HashMap;
 
