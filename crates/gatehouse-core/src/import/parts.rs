@@ -115,14 +115,7 @@ impl Gatehouse {
         }
 
         let names = book.names();
-        let covered = match full.map(|full| book.covered(full)) {
-            Some(Ok(covered)) => Some(covered),
-            Some(Err(problems)) => {
-                errors.extend(problems);
-                None
-            }
-            None => None,
-        };
+        let covered = book.covered(full, &mut errors);
         let (employers_created, employers_renamed) =
             import::write_employers(tx, book.changes()).await?;
         let mut staged = Staged {

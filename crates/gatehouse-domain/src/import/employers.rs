@@ -127,8 +127,20 @@ impl EmployerBook {
     }
 
     /// The employer numbers a full import covers: those `full` names, or
-    /// every one in the file.
-    pub fn covered(&self, full: &FullImport) -> Result<BTreeSet<String>, Vec<RowError>> {
-        covered_employers(full, &self.names(), &self.in_file)
+    /// every one in the file; `None` for an import that is not full, or
+    /// (adding the problems to `errors`) when `full` names an employer
+    /// that is neither in the file nor stored.
+    pub fn covered(
+        &self,
+        full: Option<&FullImport>,
+        errors: &mut Vec<RowError>,
+    ) -> Option<BTreeSet<String>> {
+        match covered_employers(full?, &self.names(), &self.in_file) {
+            Ok(covered) => Some(covered),
+            Err(problems) => {
+                errors.extend(problems);
+                None
+            }
+        }
     }
 }

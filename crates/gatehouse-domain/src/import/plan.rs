@@ -167,14 +167,7 @@ pub fn plan_staff_file(
         .collect();
     let names = book.names();
     let mut errors = Vec::new();
-    let covered = match full.map(|full| book.covered(full)) {
-        Some(Ok(covered)) => Some(covered),
-        Some(Err(problems)) => {
-            errors.extend(problems);
-            None
-        }
-        None => None,
-    };
+    let covered = book.covered(full, &mut errors);
     let scope = full
         .zip(covered.as_ref())
         .map(|(full, covered)| LeaverScope {

@@ -16,6 +16,7 @@ use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{EmailAddress, Timestamp, Username};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+mod postgres;
 mod scratch;
 
 pub use scratch::{ImportScratch, RowFeed, StagedRow};

@@ -19,6 +19,9 @@ use gatehouse_domain::{DateOfBirth, EmailAddress, Role, Timestamp, Username};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
+use super::postgres::{
+    Streaming, copy_from_channel, copy_in, copy_line, drop_abandoned, read_part,
+};
 use crate::database::placeholders;
 use crate::{Backend, Result, SqlStore, StoreError, Tx};
 
@@ -33,9 +36,6 @@ const ROW_COLUMNS: &str = "line, code, username, username_key, first_name, last_
 /// Rows per multi-row `INSERT` on SQLite (12 parameters each; SQLite allows
 /// 32,766 per statement).
 const SQLITE_ROWS_PER_INSERT: usize = 2_500;
-
-/// Scratch tables left by an import that died are dropped after this long.
-const ABANDONED_AFTER_SECONDS: i64 = 86_400;
 
 /// Tells apart the scratch tables of imports started in one second by one process.
 static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(0);
@@ -53,12 +53,6 @@ pub struct ImportScratch {
     copy: Option<PgConnection>,
     /// PostgreSQL: the COPY staging the file, while it runs.
     streaming: Option<Streaming>,
-}
-
-/// The COPY that stages the file, in a task of its own.
-struct Streaming {
-    sender: tokio::sync::mpsc::Sender<String>,
-    task: tokio::task::JoinHandle<(PgConnection, Result<()>)>,
 }
 
 impl std::fmt::Debug for ImportScratch {
@@ -86,7 +80,7 @@ impl std::fmt::Debug for RowFeed {
 }
 
 /// A staged row as stored.
-type RawRow = (
+pub(super) type RawRow = (
     i64,
     String,
     Option<String>,
@@ -99,7 +93,7 @@ type RawRow = (
 );
 
 /// The statement reading the staged rows of `codes` employers from `table`.
-fn rows_sql(backend: Backend, table: &str, codes: usize) -> String {
+pub(super) fn rows_sql(backend: Backend, table: &str, codes: usize) -> String {
     format!(
         "SELECT line, code, username, first_name, last_name, date_of_birth, email, \
          employee_number, role FROM {table} WHERE code IN ({}) ORDER BY line",
@@ -108,7 +102,7 @@ fn rows_sql(backend: Backend, table: &str, codes: usize) -> String {
 }
 
 /// A staged row from what was stored.
-fn staged_row(raw: RawRow) -> Result<StagedRow> {
+pub(super) fn staged_row(raw: RawRow) -> Result<StagedRow> {
     let (line, code, username, first, last, dob, email, number, role) = raw;
     let date_of_birth = DateOfBirth::from_stored(&dob).ok_or_else(|| {
         StoreError::Config(format!("a staged date of birth {dob:?} is not a date"))
@@ -128,27 +122,6 @@ fn staged_row(raw: RawRow) -> Result<StagedRow> {
         role: role.as_deref().and_then(Role::from_stored),
     };
     Ok((row, code))
-}
-
-/// PostgreSQL: the staged rows of the employers `codes`, in line order.
-async fn read_part(
-    conn: &mut PgConnection,
-    table: &str,
-    codes: &[String],
-) -> Result<Vec<StagedRow>> {
-    if codes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = rows_sql(Backend::Postgres, table, codes.len());
-    let mut q = sqlx::query_as::<sqlx::Postgres, RawRow>(AssertSqlSafe(sql));
-    for code in codes {
-        q = q.bind(code.clone());
-    }
-    q.fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(staged_row)
-        .collect()
 }
 
 impl ImportScratch {
@@ -511,26 +484,13 @@ impl ImportScratch {
             accounts = q.fetch_all(&mut **tx).await?;
         }
         if self.usernames && !codes.is_empty() {
-            let mut sql = format!(
+            let sql = format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM {} r JOIN accounts a \
                  ON a.username_key = r.username_key WHERE r.code IN ({})",
                 self.rows,
                 in_list(self.backend, 0, codes.len())
             );
-            if !employer_ids.is_empty() {
-                sql.push_str(&format!(
-                    " AND a.employer_id NOT IN ({})",
-                    in_list(self.backend, codes.len(), employer_ids.len())
-                ));
-            }
-            let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
-            for code in codes {
-                q = q.bind(code.clone());
-            }
-            for id in employer_ids {
-                q = q.bind(*id);
-            }
-            accounts.extend(q.fetch_all(&mut **tx).await?);
+            accounts.extend(self.elsewhere(tx, sql, codes, employer_ids).await?);
         }
         Ok(accounts)
     }
@@ -545,26 +505,38 @@ impl ImportScratch {
     ) -> Result<Vec<KnownAccount>> {
         let mut holders = Vec::new();
         for batch in email_keys.chunks(5_000) {
-            let mut sql = format!(
+            let sql = format!(
                 "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.email_key IN ({})",
                 in_list(self.backend, 0, batch.len())
             );
-            if !employer_ids.is_empty() {
-                sql.push_str(&format!(
-                    " AND a.employer_id NOT IN ({})",
-                    in_list(self.backend, batch.len(), employer_ids.len())
-                ));
-            }
-            let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
-            for key in batch {
-                q = q.bind(key.clone());
-            }
-            for id in employer_ids {
-                q = q.bind(*id);
-            }
-            holders.extend(q.fetch_all(&mut **tx).await?);
+            holders.extend(self.elsewhere(tx, sql, batch, employer_ids).await?);
         }
         Ok(holders)
+    }
+
+    /// The accounts `sql` selects (its parameters `keys`), but for those
+    /// of the employers `employer_ids`.
+    async fn elsewhere(
+        &self,
+        tx: &mut Tx,
+        mut sql: String,
+        keys: &[String],
+        employer_ids: &[i64],
+    ) -> Result<Vec<KnownAccount>> {
+        if !employer_ids.is_empty() {
+            sql.push_str(&format!(
+                " AND a.employer_id NOT IN ({})",
+                in_list(self.backend, keys.len(), employer_ids.len())
+            ));
+        }
+        let mut q = sqlx::query_as::<_, KnownAccount>(AssertSqlSafe(sql));
+        for key in keys {
+            q = q.bind(key.clone());
+        }
+        for id in employer_ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(&mut **tx).await?)
     }
 
     /// What lies outside part `part` and contradicts the people it adds
@@ -757,85 +729,4 @@ fn in_list(backend: Backend, from: usize, count: usize) -> String {
             .collect::<Vec<_>>()
             .join(","),
     }
-}
-
-/// Appends one line of COPY's text format: tab-separated, `\N` for NULL,
-/// and backslash, tab, line feed and carriage return escaped.
-fn copy_line(out: &mut String, fields: &[Option<String>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        match field {
-            None => out.push_str("\\N"),
-            Some(text) => {
-                for c in text.chars() {
-                    match c {
-                        '\\' => out.push_str("\\\\"),
-                        '\t' => out.push_str("\\t"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        c => out.push(c),
-                    }
-                }
-            }
-        }
-    }
-    out.push('\n');
-}
-
-/// Runs `statement` (a `COPY … FROM STDIN`) with everything sent on
-/// `receiver` until it closes, and gives the connection back.
-async fn copy_from_channel(
-    mut conn: PgConnection,
-    statement: String,
-    mut receiver: tokio::sync::mpsc::Receiver<String>,
-) -> (PgConnection, Result<()>) {
-    let result = async {
-        let mut copy = conn.copy_in_raw(&statement).await?;
-        while let Some(data) = receiver.recv().await {
-            if let Err(e) = copy.send(data.into_bytes()).await {
-                copy.abort("the import stopped").await.ok();
-                return Err(e.into());
-            }
-        }
-        copy.finish().await?;
-        Ok(())
-    }
-    .await;
-    (conn, result)
-}
-
-/// Runs one `COPY … FROM STDIN` with `data`.
-async fn copy_in(conn: &mut PgConnection, statement: &str, data: String) -> Result<()> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(e) = copy.send(data.into_bytes()).await {
-        copy.abort("the import stopped").await.ok();
-        return Err(e.into());
-    }
-    copy.finish().await?;
-    Ok(())
-}
-
-/// Drops the scratch tables of imports that started more than a day ago:
-/// such an import died before it could drop them.
-async fn drop_abandoned(conn: &mut PgConnection, now: Timestamp) -> Result<()> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
-         AND tablename LIKE 'gatehouse\\_import\\_%'",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for table in tables {
-        // gatehouse_import_{rows|new}_{seconds}_{process}_{n}
-        let started = table.split('_').nth(3).and_then(|s| s.parse::<i64>().ok());
-        if started.is_some_and(|s| now.unix() - s > ABANDONED_AFTER_SECONDS)
-            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    Ok(())
 }
