@@ -603,3 +603,52 @@ async fn a_ceremony_started_on_one_node_is_finished_on_another_once() {
     );
     assert_eq!(fresh.get("/account").await.status(), 200);
 }
+
+/// Invariant 1 (no enumeration) for a username typed before "Sign in with
+/// a passkey": Amir (with a passkey), Jane (with none) and a username
+/// nobody has each get one credential id named, stable for the username;
+/// only Amir's is a passkey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_username_never_tells_whether_it_has_passkeys() {
+    let (app, b) = amir(&[]).await;
+    let mut key = add(&b, "laptop").await;
+    let named = |options: &serde_json::Value| -> Vec<String> {
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .expect("listed")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let fresh = app.browser();
+    let amirs = named(&sign_in_options(&fresh, AMIR.username).await.1);
+    let janes = named(&sign_in_options(&fresh, JANE.username).await.1);
+    let nobodys = named(&sign_in_options(&fresh, "999NOBODY01").await.1);
+    for ids in [&amirs, &janes, &nobodys] {
+        assert_eq!(ids.len(), 1, "{ids:?}");
+    }
+    assert_ne!(janes, nobodys);
+    assert_ne!(janes, amirs);
+    // The same each time (in any letter case), so asking again tells nothing.
+    let again = named(
+        &sign_in_options(&app.browser(), &JANE.username.to_lowercase())
+            .await
+            .1,
+    );
+    assert_eq!(again, janes);
+    let again = named(&sign_in_options(&app.browser(), "999NOBODY01").await.1);
+    assert_eq!(again, nobodys);
+    // A blank username names nothing: the browser offers what it holds.
+    assert!(named(&sign_in_options(&fresh, "").await.1).is_empty());
+    // And Amir's passkey still signs in after his username.
+    let (ceremony, options, token) = sign_in_options(&fresh, AMIR.username).await;
+    let done = finish(
+        &fresh,
+        "/login/passkey",
+        &token,
+        &ceremony,
+        &key.assert(&options),
+    )
+    .await;
+    assert!(done["redirect"].is_string(), "{done}");
+}

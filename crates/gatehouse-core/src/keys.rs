@@ -38,6 +38,8 @@ pub enum Purpose {
     ResetLink,
     /// The cookie that holds an application's request while the person signs in.
     PendingAuthorization,
+    /// The stand-in passkey named for a username with none (or nobody's).
+    PasskeyDecoy,
 }
 
 impl Purpose {
@@ -47,6 +49,7 @@ impl Purpose {
             Purpose::PublicForm => "gatehouse public form",
             Purpose::ResetLink => "gatehouse reset link",
             Purpose::PendingAuthorization => "gatehouse pending authorization",
+            Purpose::PasskeyDecoy => "gatehouse passkey decoy",
         }
     }
 }

@@ -14,6 +14,7 @@ use gatehouse_store::{AccountRecord, SessionRecord, accounts, audit, sessions};
 use webauthn_rs::prelude::{DiscoverableAuthentication, DiscoverableKey, PublicKeyCredential};
 
 use super::{CeremonyStart, Kind, PasskeyRefusal, Refusable, credential_of, refusal_of};
+use crate::keys::Purpose;
 use crate::sessions::NewSession;
 use crate::sign_in::BrowserCookies;
 use crate::{Caller, Error, Gatehouse, Result};
@@ -35,6 +36,14 @@ pub enum PasskeySignInOutcome {
     Refused(PasskeyRefusal),
 }
 
+/// Passkeys' credential ids as an assertion request lists them (base64url).
+fn listed(passkeys: &[PasskeyRow]) -> Vec<String> {
+    passkeys
+        .iter()
+        .map(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id))
+        .collect()
+}
+
 /// A verified assertion: whose passkey it was.
 struct Asserted {
     account: AccountRecord,
@@ -42,12 +51,12 @@ struct Asserted {
 
 impl Gatehouse {
     /// Options for `navigator.credentials.get`: a discoverable request, with
-    /// `allow` (the credentials of one account) listed when given.
+    /// `allow` (credential ids, base64url) listed.
     async fn assertion_options(
         &self,
         kind: Kind,
         account_id: Option<i64>,
-        allow: &[PasskeyRow],
+        allow: &[String],
     ) -> Result<CeremonyStart> {
         let (mut options, state) = self
             .webauthn()?
@@ -60,12 +69,7 @@ impl Gatehouse {
         if let Some(public_key) = options.get_mut("publicKey") {
             let listed: Vec<serde_json::Value> = allow
                 .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "type": "public-key",
-                        "id": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id),
-                    })
-                })
+                .map(|id| serde_json::json!({ "type": "public-key", "id": id }))
                 .collect();
             public_key["allowCredentials"] = serde_json::Value::from(listed);
         }
@@ -76,7 +80,10 @@ impl Gatehouse {
     /// The first half of signing in with a passkey. With no username the
     /// browser offers the passkeys it holds for this service; with one, the
     /// passkeys of that account are named too (for security keys that keep
-    /// none). A username with no passkeys gets the same request as none.
+    /// none). A username with no passkeys, or that nobody has, gets one
+    /// stand-in passkey named instead, the same for that username every
+    /// time (a MAC of it under the service key): the answer does not tell
+    /// who has passkeys, or who exists.
     pub async fn start_passkey_sign_in(
         &self,
         username: Option<&str>,
@@ -84,18 +91,25 @@ impl Gatehouse {
         if !self.settings.passkeys {
             return Ok(Err(PasskeyRefusal::NotEnabled));
         }
-        let typed = username.map(str::trim).filter(|u| !u.is_empty());
+        let typed = username
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(UsernameKey::from_typed);
         let mut db = self.read().await?;
-        let account = match typed {
-            Some(u) => accounts::by_username(&mut db, &UsernameKey::from_typed(u)).await?,
+        let account = match &typed {
+            Some(key) => accounts::by_username(&mut db, key).await?,
             None => None,
         };
-        let allow = match &account {
+        let passkeys = match &account {
             Some(a) => passkeys::of_account(&mut db, a.id).await?,
             None => Vec::new(),
         };
         drop(db);
-        let named = account.filter(|_| !allow.is_empty()).map(|a| a.id);
+        let named = account.filter(|_| !passkeys.is_empty()).map(|a| a.id);
+        let mut allow = listed(&passkeys);
+        if let Some(key) = typed.filter(|_| allow.is_empty()) {
+            allow.push(self.sign(Purpose::PasskeyDecoy, key.as_str().as_bytes()));
+        }
         Ok(Ok(self
             .assertion_options(Kind::SignIn, named, &allow)
             .await?))
@@ -276,7 +290,7 @@ impl Gatehouse {
             return Ok(Err(PasskeyRefusal::UnknownPasskey));
         }
         Ok(Ok(self
-            .assertion_options(Kind::SecondFactor, Some(account_id), &allow)
+            .assertion_options(Kind::SecondFactor, Some(account_id), &listed(&allow))
             .await?))
     }
 
