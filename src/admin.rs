@@ -620,7 +620,7 @@ async fn run_task(config: &Config, task: AdminTask, json: bool) -> Result<ExitCo
                     );
                 }
                 Ok((account, removed)) => println!(
-                    "{removed} passkey(s) of {} removed: they sign in with their password and may add new ones.",
+                    "{removed} passkey(s) of {} removed and every session ended: they sign in with their password and may add new ones.",
                     account.username
                 ),
                 Err(refusal) => return Ok(refuse(json, 1, &format!("Not done: {refusal}."))),

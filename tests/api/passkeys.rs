@@ -498,6 +498,7 @@ async fn the_console_shows_how_many_passkeys_and_the_operator_removes_them() {
         .page(&format!("/console/accounts/{}", AMIR.username))
         .await;
     assert!(page.contains("Passkeys") && page.contains(">2<"), "{page}");
+    assert_eq!(b.get("/account").await.status(), 200, "Amir is signed in");
     let (code, out, err) = gatehouse_cli(
         &app,
         &[
@@ -511,6 +512,8 @@ async fn the_console_shows_how_many_passkeys_and_the_operator_removes_them() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"passkeys_removed\":2"), "{out}");
+    // A lost key may have signed someone in: Amir is signed out everywhere.
+    assert_ne!(b.get("/account").await.status(), 200, "signed out");
     let done = audit_events(&app, "passkey.removed_by_operator").await;
     assert!(
         done[0]

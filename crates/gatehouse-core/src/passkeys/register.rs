@@ -7,7 +7,7 @@ use gatehouse_domain::lockout::ClaimDecision;
 use gatehouse_domain::password::normalise;
 use gatehouse_domain::{Role, Timestamp};
 use gatehouse_store::passkeys::{self, NewPasskey};
-use gatehouse_store::{AccountRecord, SessionRecord, accounts, audit, second_factor};
+use gatehouse_store::{AccountRecord, SessionRecord, accounts, audit, second_factor, sessions};
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uuid};
 
 use super::{Kind, PasskeyRefusal, Refusable, credential_of, when_or_never};
@@ -407,8 +407,9 @@ impl Gatehouse {
     }
 
     /// Removes every passkey of `username` (a lost phone, a leaver's
-    /// security key): the operator only, with a reason, audited. Returns
-    /// the account and how many were removed.
+    /// security key) and signs the account out everywhere: the operator
+    /// only, with a reason, audited. Returns the account and how many
+    /// passkeys were removed.
     pub async fn remove_passkeys_by_operator(
         &self,
         username: &str,
@@ -422,16 +423,24 @@ impl Gatehouse {
             Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
         };
+        let now = self.clock.now();
         let mut tx = self.begin().await?;
         let removed = passkeys::remove_all(&mut tx, account.id).await?;
+        // A lost or stolen key may have signed someone in: every session
+        // and application grant of the account ends with its passkeys.
+        let ended = sessions::end_all_of(&mut tx, account.id, now).await?;
         let event = self.action(
             AuditEvent::PasskeysRemovedByOperator,
             actor,
             &account,
-            format!("{removed} passkey(s) removed; reason: {}", reason.trim()),
+            format!(
+                "{removed} passkey(s) removed, {ended} session(s) ended; reason: {}",
+                reason.trim()
+            ),
         );
         audit::record(&mut tx, &event).await?;
         tx.commit().await?;
+        self.wake_logout_notices();
         Ok(Ok((account, removed)))
     }
 }
