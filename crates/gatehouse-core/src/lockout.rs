@@ -5,9 +5,11 @@
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::lockout::{Claim, ClaimDecision};
+use gatehouse_domain::password::normalise;
 use gatehouse_domain::{Timestamp, UsernameKey};
-use gatehouse_store::{AuditRecord, CounterUpdate, attempts, audit, sessions};
+use gatehouse_store::{AccountRecord, AuditRecord, CounterUpdate, attempts, audit, sessions};
 
+use crate::hashing::{HashPermit, Verification};
 use crate::security_notices::SecurityNotice;
 use crate::{Caller, Error, Gatehouse, Result};
 
@@ -161,4 +163,67 @@ impl Gatehouse {
         attempts::set(tx, key, &released, now).await?;
         Ok(())
     }
+
+    /// Asks a signed-in person for their password again (to change it, or
+    /// to remove a passkey): `typed` is checked as `account`'s password and
+    /// counted against the lockout like any sign-in, a wrong one a guess.
+    /// A refusal is audited as a sign-in's is, its detail saying `doing`.
+    /// On success the claim is still held (release it with what follows)
+    /// and so is the hashing permit.
+    pub(crate) async fn password_again(
+        &self,
+        account: &AccountRecord,
+        typed: &str,
+        doing: &str,
+        caller: &Caller,
+        now: Timestamp,
+    ) -> Result<PasswordAgain> {
+        let key = account.username_key();
+        let permit = self.hasher.permit().await?;
+        let (decision, _) = self.claim_attempt(&key, Attempt::Password, now).await?;
+        let mut failed = self.event_about(AuditEvent::SignInFailed, account, caller);
+        failed.detail = Some(doing.to_owned());
+        let claim = match decision {
+            ClaimDecision::Check(claim) => claim,
+            ClaimDecision::Locked { until } => {
+                failed.event = AuditEvent::SignInRefusedLocked;
+                self.audit(&failed).await?;
+                return Ok(PasswordAgain::Wrong(Wrong::Locked(until)));
+            }
+            ClaimDecision::Disabled => {
+                failed.event = AuditEvent::SignInRefusedDisabled;
+                self.audit(&failed).await?;
+                return Ok(PasswordAgain::Wrong(Wrong::Disabled));
+            }
+        };
+        let typed = normalise(typed);
+        let verified = if typed.chars().count() > self.settings.policy.password.max_length {
+            Verification::NoMatch
+        } else {
+            self.hasher
+                .verify(&permit, &typed, account.password_hash.as_deref())
+                .await?
+        };
+        if matches!(verified, Verification::Match { .. }) {
+            return Ok(PasswordAgain::Right { claim, permit });
+        }
+        drop(permit);
+        let wrong = self
+            .record_wrong(&failed, &claim, Attempt::Password, Some(account.id))
+            .await?;
+        Ok(PasswordAgain::Wrong(wrong))
+    }
+}
+
+/// What asking for the password again came to.
+pub(crate) enum PasswordAgain {
+    /// The right password: the claim to release, and the hashing permit.
+    Right {
+        /// The attempt's claim on the counter.
+        claim: Claim,
+        /// The permit the password was checked under.
+        permit: HashPermit,
+    },
+    /// Wrong (counted), locked, or the password disabled.
+    Wrong(Wrong),
 }

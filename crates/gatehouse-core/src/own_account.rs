@@ -7,7 +7,6 @@
 //! refused, whatever it names.
 
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_domain::lockout::ClaimDecision;
 use gatehouse_domain::oidc::client::ClientId;
 use gatehouse_domain::password::{PasswordRefusal, normalise};
 use gatehouse_domain::recovery::FieldError;
@@ -19,7 +18,7 @@ use gatehouse_store::{
 };
 
 use crate::hashing::Verification;
-use crate::lockout::{Attempt, Wrong};
+use crate::lockout::{Attempt, PasswordAgain, Wrong};
 use crate::security_notices::SecurityNotice;
 use crate::{Caller, Error, Gatehouse, Result};
 
@@ -300,46 +299,23 @@ impl Gatehouse {
         }
 
         let key = account.username_key();
-        let permit = self.hasher.permit().await?;
         let now = self.clock.now();
-        let (decision, _) = self.claim_attempt(&key, Attempt::Password, now).await?;
-        let mut failed = self.event_about(AuditEvent::SignInFailed, &account, caller);
-        failed.detail = Some("the current password, changing it on My account".to_owned());
-        let claim = match decision {
-            ClaimDecision::Check(claim) => claim,
-            ClaimDecision::Locked { until } => {
-                failed.event = AuditEvent::SignInRefusedLocked;
-                self.audit(&failed).await?;
+        let doing = "the current password, changing it on My account";
+        let (claim, permit) = match self
+            .password_again(&account, &input.current, doing, caller, now)
+            .await?
+        {
+            PasswordAgain::Right { claim, permit } => (claim, permit),
+            PasswordAgain::Wrong(Wrong::AttemptsLeft(attempts_left)) => {
+                return Ok(PasswordChangeOutcome::WrongCurrent { attempts_left });
+            }
+            PasswordAgain::Wrong(Wrong::Locked(until)) => {
                 return Ok(PasswordChangeOutcome::Locked { until });
             }
-            ClaimDecision::Disabled => {
-                failed.event = AuditEvent::SignInRefusedDisabled;
-                self.audit(&failed).await?;
+            PasswordAgain::Wrong(Wrong::Disabled) => {
                 return Ok(PasswordChangeOutcome::PasswordDisabled);
             }
         };
-        let current = normalise(&input.current);
-        let verified = if current.chars().count() > policy.password.max_length {
-            Verification::NoMatch
-        } else {
-            self.hasher
-                .verify(&permit, &current, account.password_hash.as_deref())
-                .await?
-        };
-        if !matches!(verified, Verification::Match { .. }) {
-            return Ok(
-                match self
-                    .record_wrong(&failed, &claim, Attempt::Password, Some(account.id))
-                    .await?
-                {
-                    Wrong::AttemptsLeft(attempts_left) => {
-                        PasswordChangeOutcome::WrongCurrent { attempts_left }
-                    }
-                    Wrong::Locked(until) => PasswordChangeOutcome::Locked { until },
-                    Wrong::Disabled => PasswordChangeOutcome::PasswordDisabled,
-                },
-            );
-        }
         // The right password: the claim is released whatever follows.
         let history = accounts::password_history(&mut *self.read().await?, account.id).await?;
         for old in history.iter().take(policy.password.history) {

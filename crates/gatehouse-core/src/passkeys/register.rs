@@ -3,8 +3,6 @@
 //! the operator removing every passkey of an account.
 
 use gatehouse_domain::audit::AuditEvent;
-use gatehouse_domain::lockout::ClaimDecision;
-use gatehouse_domain::password::normalise;
 use gatehouse_domain::{Role, Timestamp};
 use gatehouse_store::passkeys::{self, NewPasskey};
 use gatehouse_store::{AccountRecord, SessionRecord, accounts, audit, second_factor, sessions};
@@ -12,8 +10,7 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential, Uui
 
 use super::{Kind, PasskeyRefusal, Refusable, credential_of, when_or_never};
 use crate::administration::ActionRefusal;
-use crate::hashing::Verification;
-use crate::lockout::{Attempt, Wrong};
+use crate::lockout::{Attempt, PasswordAgain, Wrong};
 use crate::security_notices::SecurityNotice;
 use crate::settings::PrivilegedSecondFactor;
 use crate::{Action, Actor, Caller, Error, Gatehouse, Result};
@@ -347,47 +344,21 @@ impl Gatehouse {
         }
         // The password again, counted like any password.
         let key = account.username_key();
-        let permit = self.hasher.permit().await?;
         let now = self.clock.now();
-        let (decision, _) = self.claim_attempt(&key, Attempt::Password, now).await?;
-        let mut failed = self.event_about(AuditEvent::SignInFailed, &account, caller);
-        failed.detail = Some("the password, removing a passkey on My account".to_owned());
-        let claim = match decision {
-            ClaimDecision::Check(claim) => claim,
-            ClaimDecision::Locked { until } => {
-                failed.event = AuditEvent::SignInRefusedLocked;
-                self.audit(&failed).await?;
+        let doing = "the password, removing a passkey on My account";
+        let claim = match self
+            .password_again(&account, password, doing, caller, now)
+            .await?
+        {
+            PasswordAgain::Right { claim, .. } => claim,
+            PasswordAgain::Wrong(Wrong::AttemptsLeft(attempts_left)) => {
+                return Ok(RemoveOutcome::WrongPassword { attempts_left });
+            }
+            PasswordAgain::Wrong(Wrong::Locked(until)) => {
                 return Ok(RemoveOutcome::Locked { until });
             }
-            ClaimDecision::Disabled => {
-                failed.event = AuditEvent::SignInRefusedDisabled;
-                self.audit(&failed).await?;
-                return Ok(RemoveOutcome::PasswordDisabled);
-            }
+            PasswordAgain::Wrong(Wrong::Disabled) => return Ok(RemoveOutcome::PasswordDisabled),
         };
-        let typed = normalise(password);
-        let verified = if typed.chars().count() > self.settings.policy.password.max_length {
-            Verification::NoMatch
-        } else {
-            self.hasher
-                .verify(&permit, &typed, account.password_hash.as_deref())
-                .await?
-        };
-        drop(permit);
-        if !matches!(verified, Verification::Match { .. }) {
-            return Ok(
-                match self
-                    .record_wrong(&failed, &claim, Attempt::Password, Some(account.id))
-                    .await?
-                {
-                    Wrong::AttemptsLeft(attempts_left) => {
-                        RemoveOutcome::WrongPassword { attempts_left }
-                    }
-                    Wrong::Locked(until) => RemoveOutcome::Locked { until },
-                    Wrong::Disabled => RemoveOutcome::PasswordDisabled,
-                },
-            );
-        }
         let mut tx = self.begin().await?;
         self.release_claim(&mut tx, &key, claim.ticket, Attempt::Password, now)
             .await?;
