@@ -444,21 +444,47 @@ async fn a_real_prometheus_scrapes_the_sign_in_counter() {
         ),
     )
     .expect("prometheus.yml");
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-    let _prometheus = Server(
-        std::process::Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    // A free port can be taken by another test before Prometheus binds
+    // it: then it exits at once saying so, and is started on another.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+        let mut prometheus = Server(
+            std::process::Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("prometheus starts"),
+        );
+        // Until it says it is ready, or has stopped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let (exited, log) = loop {
+            let exited = prometheus.0.try_wait().expect("prometheus runs").is_some();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            if exited
+                || log.contains("ready to receive web requests")
+                || tokio::time::Instant::now() > deadline
+            {
+                break (exited, log);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if exited && log.contains("address already in use") {
+            continue;
+        }
+        assert!(!exited, "Prometheus stopped:\n{log}");
+        started = Some((prometheus, port));
+        break;
+    }
+    let (_prometheus, port) = started.expect("a port Prometheus could listen on");
     assert_eq!(app.log_in_status(AMIR.username, GOOD_PASSWORD).await, 303);
 
     let query = format!(
