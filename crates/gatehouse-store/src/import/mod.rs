@@ -16,10 +16,12 @@ use gatehouse_domain::reset_link::VoidReason;
 use gatehouse_domain::{EmailAddress, Timestamp, Username};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+mod lookups;
 mod postgres;
 mod scratch;
 
-pub use scratch::{ImportScratch, RowFeed, StagedRow};
+pub use lookups::{RowFeed, StagedRow};
+pub use scratch::ImportScratch;
 
 use crate::database::{backend_of_connection, placeholders};
 use crate::{Backend, Result, StoreError, Tx, accounts, reset_links, sessions};

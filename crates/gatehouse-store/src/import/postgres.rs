@@ -6,7 +6,7 @@ use gatehouse_domain::Timestamp;
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
-use super::scratch::{RawRow, StagedRow, rows_sql, staged_row};
+use super::lookups::{RawRow, StagedRow, rows_sql, staged_row};
 use crate::{Backend, Result};
 
 /// Scratch tables left by an import that died are dropped after this long.
