@@ -48,26 +48,31 @@ pub enum ClientTask {
     /// Show one application.
     Show {
         /// Its client id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Replace a confidential client's secret (the old one stops at once).
     RotateSecret {
         /// Its client id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Disable an application: it can no longer sign anyone in, and its tokens stop working.
     Disable {
         /// Its client id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Enable a disabled application again.
     Enable {
         /// Its client id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Remove an application and everything issued to it.
     Remove {
         /// Its client id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }

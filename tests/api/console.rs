@@ -1092,7 +1092,8 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
                 "--reason",
                 "asked",
             ],
-        );
+        )
+        .await;
         assert_eq!(code, 1, "{what}: {stdout} {stderr}");
         assert!(stderr.starts_with("Not changed: "), "{what}: {stderr}");
         assert!(
@@ -1128,7 +1129,8 @@ async fn bad_addresses_are_refused_by_the_console_and_the_command_line_and_nothi
             "--reason",
             "asked",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(email_of(&app, JANE.username).await, "jane.new@nhs.net");
 }
@@ -1165,7 +1167,8 @@ async fn another_persons_address_is_refused_but_one_persons_accounts_may_share_o
                 "--reason",
                 "typo",
             ],
-        );
+        )
+        .await;
         assert_eq!(code, 1);
         assert!(stderr.contains("another person"), "{stderr}");
         assert_eq!(email_of(&app, JANE.username).await, "jane.smith@nhs.net");
@@ -1285,7 +1288,8 @@ async fn an_admin_change_is_audited_with_masked_addresses_the_actor_and_the_clie
             "--reason",
             "undo",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{stderr}");
     let changed = audit_events(&app, "account.email_changed").await;
     let cli = changed
@@ -1457,7 +1461,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
         "reset-failures",
         "unlock-now",
     ] {
-        let (code, stdout, stderr) = gatehouse_cli(&app, &["admin", command, JANE.username]);
+        let (code, stdout, stderr) = gatehouse_cli(&app, &["admin", command, JANE.username]).await;
         assert_eq!(code, 2, "admin {command}: {stdout}");
         assert!(
             stderr.contains("unrecognized subcommand"),
@@ -1470,7 +1474,7 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
         vec!["admin", "audit", "--username", JANE.username],
         vec!["admin", "mail", "jane.smith@nhs.net"],
     ] {
-        let (code, stdout, stderr) = gatehouse_cli(&app, &args);
+        let (code, stdout, stderr) = gatehouse_cli(&app, &args).await;
         assert_eq!(code, 0, "{args:?}: {stderr}");
         assert!(
             !stdout.contains("$argon2") && !stdout.contains(&hash),
@@ -1480,7 +1484,8 @@ async fn no_route_or_verb_unlocks_sets_or_shows_a_password_hash_or_token() {
     let (code, _, stderr) = gatehouse_cli(
         &app,
         &["admin", "unlock", JANE.username, "--reason", "please"],
-    );
+    )
+    .await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("GATEHOUSE_ALLOW_EARLY_UNLOCK"), "{stderr}");
     // Unlock is refused while the operator setting is off.

@@ -87,7 +87,7 @@ async fn a_leaver_is_disabled_signed_out_and_their_links_voided_and_audited() {
     assert_eq!(app.db.session_count(amir.id).await.expect("count"), 1);
 
     let (_dir, file) = write_file(WITHOUT_AMIR);
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &file, "--full"]);
+    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &file, "--full"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("  leaver: 999AKHAN01 (employer 999)"),
@@ -156,7 +156,7 @@ async fn the_safety_limit_refuses_a_full_import_whole_until_the_operator_allows_
     let file_text = format!("{WITHOUT_AMIR}{}", CARL.staff_row());
     let (_dir, file) = write_file(&file_text);
     let before = people(&app).await;
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &file, "--full"]);
+    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &file, "--full"]).await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
@@ -169,11 +169,12 @@ async fn the_safety_limit_refuses_a_full_import_whole_until_the_operator_allows_
     assert_eq!(people(&app).await, before, "nothing changed");
 
     // Allowed up to 2: still refused; up to 3: through.
-    let (code, _, stderr) = gatehouse_cli(&app, &["import", &file, "--full", "--max-leavers", "2"]);
+    let (code, _, stderr) =
+        gatehouse_cli(&app, &["import", &file, "--full", "--max-leavers", "2"]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("more than its limit of 2"), "{stderr}");
     let (code, stdout, stderr) =
-        gatehouse_cli(&app, &["import", &file, "--full", "--max-leavers", "3"]);
+        gatehouse_cli(&app, &["import", &file, "--full", "--max-leavers", "3"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     for username in [AMIR.username, PRIYA.username, BEA.username] {
         assert!(disabled(&app, username).await, "{username}");
@@ -183,7 +184,7 @@ async fn the_safety_limit_refuses_a_full_import_whole_until_the_operator_allows_
 
     // Amir's row again: a dry run names him as a returner.
     let (_dir, back) = write_file(STAFF);
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &back, "--dry-run"]);
+    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &back, "--dry-run"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains(
@@ -200,7 +201,8 @@ async fn a_dry_run_lists_the_leavers_and_changes_nothing() {
     app.import(STAFF).await;
     let (_dir, file) = write_file(WITHOUT_AMIR);
     let before = people(&app).await;
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &file, "--full", "--dry-run"]);
+    let (code, stdout, stderr) =
+        gatehouse_cli(&app, &["import", &file, "--full", "--dry-run"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("  leaver: 999AKHAN01 (employer 999)"),
@@ -218,7 +220,8 @@ async fn a_dry_run_lists_the_leavers_and_changes_nothing() {
         "employer,username,first_name,last_name,date_of_birth,email\n\
          999 Demo Hospital NHS Trust,,Pat,Doe,1980-01-01,pat.doe@nhs.net\n",
     );
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", &nobody, "--full", "--dry-run"]);
+    let (code, stdout, stderr) =
+        gatehouse_cli(&app, &["import", &nobody, "--full", "--dry-run"]).await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("  leaver: 999AKHAN01"), "{stdout}");
     assert!(stdout.contains("  leaver: 999JSMITH01"), "{stdout}");
@@ -245,7 +248,8 @@ async fn employer_names_the_employers_the_file_is_complete_for() {
             "--employer",
             "432 Community Health NHS Trust",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("  leaver: 432JSMITH01 (employer 432)"),
@@ -256,14 +260,15 @@ async fn employer_names_the_employers_the_file_is_complete_for() {
     assert!(!disabled(&app, AMIR.username).await);
 
     // An employer that is neither in the file nor on record is a problem.
-    let (code, _, stderr) = gatehouse_cli(&app, &["import", &file, "--full", "--employer", "123"]);
+    let (code, _, stderr) =
+        gatehouse_cli(&app, &["import", &file, "--full", "--employer", "123"]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("--employer \"123\": no employer numbered 123 is in the file or on record"),
         "{stderr}"
     );
     // --employer means nothing without --full.
-    let (code, _, stderr) = gatehouse_cli(&app, &["import", &file, "--employer", "999"]);
+    let (code, _, stderr) = gatehouse_cli(&app, &["import", &file, "--employer", "999"]).await;
     assert_eq!(code, 2, "{stderr}");
 }
 

@@ -509,7 +509,8 @@ async fn the_console_shows_how_many_passkeys_and_the_operator_removes_them() {
             "--reason",
             "lost phone",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"passkeys_removed\":2"), "{out}");
     // A lost key may have signed someone in: Amir is signed out everywhere.
@@ -525,7 +526,8 @@ async fn the_console_shows_how_many_passkeys_and_the_operator_removes_them() {
     let (code, ..) = gatehouse_cli(
         &app,
         &["admin", "remove-passkeys", AMIR.username, "--reason", ""],
-    );
+    )
+    .await;
     assert_eq!(code, 1, "a reason is required");
 }
 

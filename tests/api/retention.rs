@@ -202,7 +202,7 @@ async fn export_person_prints_everything_held_and_no_secret() {
     assert_eq!(b.log_in(AMIR.username, GOOD_PASSWORD).await.status(), 303);
     let session = b.session_id();
 
-    let (code, out, err) = gatehouse_cli(&app, &["admin", "export-person", AMIR.username]);
+    let (code, out, err) = gatehouse_cli(&app, &["admin", "export-person", AMIR.username]).await;
     assert_eq!(code, 0, "{err}");
     let export: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(export["account"]["username"], AMIR.username);
@@ -227,7 +227,7 @@ async fn export_person_prints_everything_held_and_no_secret() {
     assert!(!out.contains("jane.smith"), "nobody else's data");
     assert_eq!(audit_events(&app, "account.person_exported").await.len(), 1);
 
-    let (code, _, err) = gatehouse_cli(&app, &["admin", "export-person", "999NOBODY01"]);
+    let (code, _, err) = gatehouse_cli(&app, &["admin", "export-person", "999NOBODY01"]).await;
     assert_eq!(code, 1);
     assert!(
         err.contains("No account has the username 999NOBODY01"),
@@ -246,12 +246,14 @@ async fn erase_person_empties_the_account_keeps_the_username_and_is_refused_for_
     let (code, _, err) = gatehouse_cli(
         &app,
         &["admin", "erase-person", AMIR.username, "--reason", " "],
-    );
+    )
+    .await;
     assert_eq!((code, err.trim()), (1, "Not erased: give a reason."));
     let (code, _, err) = gatehouse_cli(
         &app,
         &["admin", "erase-person", PRIYA.username, "--reason", "asked"],
-    );
+    )
+    .await;
     assert_eq!(code, 1);
     assert!(err.contains("this is an admin account"), "{err}");
     assert!(account(&app, PRIYA.username).await.erased_at.is_none());
@@ -266,7 +268,8 @@ async fn erase_person_empties_the_account_keeps_the_username_and_is_refused_for_
             "--reason",
             "subject's request 42",
         ],
-    );
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("personal details are erased"), "{out}");
     let amir = account(&app, AMIR.username).await;
@@ -313,13 +316,15 @@ async fn erase_person_empties_the_account_keeps_the_username_and_is_refused_for_
     let (code, _, err) = gatehouse_cli(
         &app,
         &["admin", "erase-person", AMIR.username, "--reason", "again"],
-    );
+    )
+    .await;
     assert_eq!(code, 1);
     assert!(err.contains("erased already"), "{err}");
     let (code, _, err) = gatehouse_cli(
         &app,
         &["admin", "enable", AMIR.username, "--reason", "back"],
-    );
+    )
+    .await;
     assert_eq!(code, 1);
     assert!(err.contains("erased"), "{err}");
 }
@@ -333,7 +338,7 @@ async fn a_backup_taken_under_load_restores_and_signs_in() {
     let backup = dir.path().join("backup.db");
     let backup_arg = backup.to_str().expect("utf-8");
     if on_postgres() {
-        let (code, _, err) = gatehouse_cli(&app, &["backup", backup_arg]);
+        let (code, _, err) = gatehouse_cli(&app, &["backup", backup_arg]).await;
         assert_eq!(code, 1);
         assert!(err.contains("pg_dump"), "{err}");
         assert!(!backup.exists());
@@ -412,7 +417,7 @@ async fn a_backup_taken_under_load_restores_and_signs_in() {
         during.load(Ordering::SeqCst) > 0,
         "requests were answered while the backup ran"
     );
-    let (code, _, err) = gatehouse_cli(&app, &["backup", backup_arg]);
+    let (code, _, err) = gatehouse_cli(&app, &["backup", backup_arg]).await;
     assert_eq!(code, 1);
     assert!(err.contains("exists already"), "{err}");
 

@@ -211,14 +211,14 @@ async fn a_planted_form_cookie_does_not_give_away_the_form_token() {
     // before it still works, and one shown before two rotations does not.
     let c = app.browser();
     let before = c.form_token("/login").await;
-    let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
+    let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]).await;
     assert_eq!(code, 0, "{stderr}");
     let r = c.post_form("/login", &before, &sign_in).await;
     assert_eq!(r.status(), 303, "a form open at the rotation still works");
     let d = app.browser();
     let old = d.form_token("/login").await;
     for _ in 0..2 {
-        let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]);
+        let (code, _, stderr) = gatehouse_cli(&app, &["admin", "rotate-keys"]).await;
         assert_eq!(code, 0, "{stderr}");
     }
     // Every node reads the keys again within a minute.

@@ -21,7 +21,8 @@ async fn the_staff_file_refuses_a_second_person_at_an_address_on_file() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("staff.csv");
     std::fs::write(&file, SHARED_ADDRESS).expect("write");
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", file.to_str().expect("path")]);
+    let (code, stdout, stderr) =
+        gatehouse_cli(&app, &["import", file.to_str().expect("path")]).await;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains("1 problem found; nothing was imported."),
@@ -66,7 +67,8 @@ async fn a_role_changed_by_the_staff_file_is_audited_on_the_account() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("staff.csv");
     std::fs::write(&file, &with_roles).expect("write");
-    let (code, stdout, stderr) = gatehouse_cli(&app, &["import", file.to_str().expect("path")]);
+    let (code, stdout, stderr) =
+        gatehouse_cli(&app, &["import", file.to_str().expect("path")]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     let changes = audit_events(&app, "account.role_changed").await;
     assert_eq!(changes.len(), 1, "{changes:?}");

@@ -437,9 +437,12 @@ pub async fn wait_healthy(base: &str) {
 
 /// Runs the `gatehouse` binary on the test service's database: its exit
 /// code, standard output and standard error.
-pub fn gatehouse_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+pub async fn gatehouse_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("dir");
-    let out = std::process::Command::new(BIN)
+    // Waited for without blocking the test's runtime: the service under
+    // test runs on it, and may hold SQLite's write lock in a transaction
+    // that must finish before the command can write.
+    let out = tokio::process::Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GATEHOUSE_DATABASE_URL", app.database_url())
@@ -450,6 +453,7 @@ pub fn gatehouse_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
         .current_dir(dir.path())
         .args(args)
         .output()
+        .await
         .expect("runs");
     (
         out.status.code().unwrap_or(-1),

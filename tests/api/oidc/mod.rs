@@ -3,6 +3,7 @@
 //! the authorization endpoint, redeems codes at the token endpoint with its
 //! own HTTP client, and checks ID tokens against the published JWKS only.
 
+mod clients;
 mod conformance;
 mod flows;
 mod forward_auth;

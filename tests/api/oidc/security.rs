@@ -395,7 +395,7 @@ async fn signing_keys_are_sealed_at_rest_once_a_key_encryption_key_is_set() {
     let tokens = rp.tokens_for(&app.browser(), &[], AMIR_SIGNS_IN).await;
     rp.id_token_claims(&tokens.field("id_token")).await;
 
-    let (code, _, err) = gatehouse_cli(&app, &["admin", "client", "list"]);
+    let (code, _, err) = gatehouse_cli(&app, &["admin", "client", "list"]).await;
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -403,13 +403,14 @@ async fn signing_keys_are_sealed_at_rest_once_a_key_encryption_key_is_set() {
         "{err}"
     );
     let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let out = std::process::Command::new(BIN)
+    let out = tokio::process::Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GATEHOUSE_DATABASE_URL", app.database_url())
         .env("GATEHOUSE_KEY_ENCRYPTION_KEY", &other)
         .args(["admin", "client", "list"])
         .output()
+        .await
         .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -6,18 +6,26 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::token::RandomnessError;
 
-/// A client's id: 16 random bytes as 22 base64url characters. Not a
-/// secret (it is in every authorization request), but not guessable
-/// either, so that a list of clients cannot be read by trying names.
+/// A client's id: 16 random bytes as 22 base64url characters, the first a
+/// letter or digit. Not a secret (it is in every authorization request),
+/// but not guessable either, so that a list of clients cannot be read by
+/// trying names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(String);
 
 impl ClientId {
-    /// A new id.
+    /// A new id. One that would begin with `-` or `_` is drawn again: the
+    /// operator types ids as command-line arguments, where a leading `-`
+    /// reads as an option, and some tools trim a leading `_`.
     pub fn generate() -> Result<Self, RandomnessError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|e| RandomnessError::new(e.to_string()))?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        loop {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| RandomnessError::new(e.to_string()))?;
+            let id = URL_SAFE_NO_PAD.encode(bytes);
+            if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                return Ok(Self(id));
+            }
+        }
     }
 
     /// An id as a request carries it. Anything that is not the shape of an
@@ -148,6 +156,21 @@ pub fn client_name(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_client_id_begins_with_a_letter_or_digit() {
+        // Two of base64url's 64 first characters are refused: 4,000 draws
+        // without a redraw would give about 125 of them.
+        for _ in 0..4_000 {
+            let id = ClientId::generate().expect("id");
+            assert!(
+                id.as_str().starts_with(|c: char| c.is_ascii_alphanumeric()),
+                "{id}"
+            );
+            assert_eq!(id.as_str().len(), 22, "{id}");
+            assert_eq!(ClientId::parse(id.as_str()), Some(id.clone()));
+        }
+    }
 
     #[test]
     fn only_https_or_loopback_http_without_fragment_or_credentials_is_registered() {
