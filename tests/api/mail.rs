@@ -426,3 +426,86 @@ async fn an_email_queued_during_a_stalled_send_goes_out_without_waiting_for_it()
     app.smtp.hold_mail_to(None);
     assert_eq!(app.smtp.wait_for(2, Duration::from_secs(10)).await.len(), 2);
 }
+
+/// An email sent and waiting for its record keeps its lease: its worker
+/// renews it, so once the first lease would have run out another node
+/// finds nothing to send, and the person gets one email. (A record that
+/// waited longer than the lease, as under heavy load, let a second worker
+/// send the email again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_email_waiting_for_its_record_keeps_its_lease_and_is_sent_once() {
+    use gatehouse_domain::Clock as _;
+    use sqlx::Connection as _;
+
+    let (a, b) = TestApp::two_nodes_on_postgres(&[]).await;
+    let url = a.database_url();
+    // Queued to be due in ten seconds, so that nothing is sent before the
+    // audit log is held.
+    let claimed_at = a.clock.now().plus(Span::from_seconds(10));
+    let emails = ["pat.one@nhs.net", "pat.two@nhs.net"].map(username_email);
+    a.db.enqueue(&emails, claimed_at).await.expect("enqueue");
+    // A record writes an audit event, so none finishes while this
+    // connection holds the audit log.
+    sqlx::any::install_default_drivers();
+    let mut audit_held = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE")
+        .execute(&mut audit_held)
+        .await
+        .expect("lock");
+
+    a.advance(Span::from_seconds(10));
+    a.smtp.wait_for(2, Duration::from_secs(10)).await;
+    let first_lease_ends = claimed_at.plus(Span::from_seconds(60)).unix();
+
+    // A third of the lease gone: the worker holds what it has not recorded
+    // for another lease (rows its record already holds are left alone).
+    a.advance(Span::from_seconds(41));
+    let renewed_until = claimed_at.plus(Span::from_seconds(41 + 60)).unix();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let renewed = count(
+            &url,
+            &format!("SELECT COUNT(*) FROM outbox WHERE lease_until = {renewed_until}"),
+        )
+        .await;
+        if renewed >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker renewed the lease of the emails waiting for their record"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Past the first lease: another node's worker finds nothing to take.
+    a.advance(Span::from_seconds(30));
+    assert!(a.clock.now().unix() > first_lease_ends);
+    let mailer = gatehouse_mail::Mailer::new(
+        &gatehouse_mail::MailUrl::parse(&b.smtp.url()).expect("mail URL"),
+        "esr@nhs.net",
+        Duration::from_secs(10),
+    )
+    .expect("mailer");
+    let other = gatehouse_core::outbox::OutboxWorker::new(&b.gatehouse, mailer);
+    let tried = tokio::time::timeout(Duration::from_secs(10), other.run_once()).await;
+    assert!(
+        matches!(tried, Ok(Ok(0))),
+        "the other node took nothing: {tried:?}"
+    );
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut audit_held)
+        .await
+        .expect("unlock");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count(&url, "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both were recorded as sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.smtp.messages().len(), 2, "each person got one email");
+    assert!(b.smtp.messages().is_empty());
+}

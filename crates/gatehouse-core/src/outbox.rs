@@ -3,12 +3,13 @@
 //! so that a request confirmed on screen ends as a sent email or a recorded
 //! reason even if the mail server is down for hours or a node dies.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use gatehouse_domain::Span;
 use gatehouse_domain::mail::{AfterFailure, after_failure, still_sendable};
+use gatehouse_domain::{Span, Timestamp};
 use gatehouse_mail::{CONNECTIONS, Mailer, Outgoing};
 use gatehouse_store::{Delivery, DeliveryResult, OutboxEmail, outbox};
 
@@ -22,6 +23,10 @@ pub struct OutboxWorker {
     poll: Duration,
     concurrency: usize,
 }
+
+/// Database work a delivery run has under way, if any: a claim, a record,
+/// or a renewal of leases.
+type Step<'a, T> = Option<BoxFuture<'a, Result<T>>>;
 
 /// The result of `future` when there is one; otherwise never (a branch of
 /// `select!` with nothing under way).
@@ -76,11 +81,23 @@ impl OutboxWorker {
     /// once. A try is recorded as soon as the writer is free, which keeps
     /// short the time between the mail server's "accepted" and its record
     /// (the window in which a crash makes another node send it again).
+    ///
+    /// An email's lease is renewed while it is being sent or waits to be
+    /// recorded, once a third of it has gone: under load its record may
+    /// wait for the database longer than the lease, and a lease that ran
+    /// out meanwhile let another worker send it a second time. Only a
+    /// worker that stops (its node dies) lets its emails' leases run out.
     pub async fn run_once(&self) -> Result<usize> {
         let mut sending = futures_util::stream::FuturesUnordered::new();
         let mut ended: Vec<Delivery> = Vec::new();
-        let mut claim: Option<BoxFuture<'_, Result<Vec<OutboxEmail>>>> = None;
-        let mut record: Option<BoxFuture<'_, Result<()>>> = None;
+        let mut claim: Step<'_, (Vec<OutboxEmail>, Timestamp)> = None;
+        let mut record: Step<'_, ()> = None;
+        let mut renewal: Step<'_, (Vec<i64>, Timestamp)> = None;
+        // Each email claimed and not yet recorded, with when its lease ends.
+        let mut held: BTreeMap<i64, Timestamp> = BTreeMap::new();
+        let mut recording: Vec<i64> = Vec::new();
+        let mut renew_tick = tokio::time::interval(self.poll);
+        renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tried = 0;
         let mut drained = false;
         let mut failure = None;
@@ -99,18 +116,20 @@ impl OutboxWorker {
             }
             if record.is_none() && !ended.is_empty() {
                 let deliveries = std::mem::take(&mut ended);
+                recording = deliveries.iter().map(|d| d.email.id).collect();
                 record = Some(Box::pin(async move { self.record(&deliveries).await }));
             }
-            if claim.is_none() && record.is_none() && sending.is_empty() {
+            if claim.is_none() && record.is_none() && renewal.is_none() && sending.is_empty() {
                 break;
             }
             tokio::select! {
                 claimed = until_done(claim.as_mut()) => {
                     claim = None;
                     match claimed {
-                        Ok(batch) if batch.is_empty() => drained = true,
-                        Ok(batch) => {
+                        Ok((batch, _)) if batch.is_empty() => drained = true,
+                        Ok((batch, lease_until)) => {
                             tried += batch.len();
+                            held.extend(batch.iter().map(|email| (email.id, lease_until)));
                             sending.extend(batch.into_iter().map(|email| async move {
                                 let result = self.deliver(&email).await;
                                 Delivery { email, result }
@@ -121,7 +140,31 @@ impl OutboxWorker {
                 }
                 recorded = until_done(record.as_mut()) => {
                     record = None;
+                    for id in recording.drain(..) {
+                        held.remove(&id);
+                    }
                     note(&mut failure, recorded);
+                }
+                renewed = until_done(renewal.as_mut()) => {
+                    renewal = None;
+                    match renewed {
+                        Ok((ids, lease_until)) => {
+                            for id in ids {
+                                if let Some(until) = held.get_mut(&id) {
+                                    *until = lease_until;
+                                }
+                            }
+                        }
+                        // The next tick tries again; the lease has two
+                        // thirds of its length to go when renewal starts.
+                        Err(e) => tracing::warn!(error = %crate::error::chain(&e), "outbox leases could not be renewed"),
+                    }
+                }
+                _ = renew_tick.tick(), if renewal.is_none() && !held.is_empty() => {
+                    let due = self.leases_to_renew(&held);
+                    if !due.is_empty() {
+                        renewal = Some(Box::pin(self.renew(due)));
+                    }
                 }
                 Some(delivery) = sending.next() => ended.push(delivery),
                 // A run lasts as long as its slowest send (up to the mail
@@ -138,11 +181,35 @@ impl OutboxWorker {
         }
     }
 
-    /// Takes up to `free` due emails, for as long as the lease.
-    async fn claim(&self, free: u32) -> Result<Vec<OutboxEmail>> {
+    /// Takes up to `free` due emails, for as long as the lease; returns
+    /// them and when their lease ends.
+    async fn claim(&self, free: u32) -> Result<(Vec<OutboxEmail>, Timestamp)> {
         let now = self.gatehouse.clock.now();
+        let lease_until = now.plus(self.lease);
         let mut db = self.gatehouse.write().await?;
-        Ok(outbox::claim(&mut db, now, now.plus(self.lease), free).await?)
+        let batch = outbox::claim(&mut db, now, lease_until, free).await?;
+        Ok((batch, lease_until))
+    }
+
+    /// The held emails a third of whose lease has gone. Those being
+    /// recorded are among them: on PostgreSQL the record locks its rows
+    /// one by one, and a row it has not reached yet is still only leased.
+    fn leases_to_renew(&self, held: &BTreeMap<i64, Timestamp>) -> Vec<i64> {
+        let now = self.gatehouse.clock.now();
+        let left = Span::from_seconds(self.lease.seconds() * 2 / 3);
+        held.iter()
+            .filter(|(_, until)| **until <= now.plus(left))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Holds `ids` for another lease; returns those renewed and until when.
+    async fn renew(&self, ids: Vec<i64>) -> Result<(Vec<i64>, Timestamp)> {
+        let now = self.gatehouse.clock.now();
+        let lease_until = now.plus(self.lease);
+        let mut db = self.gatehouse.write().await?;
+        let renewed = outbox::renew_leases(&mut db, &ids, now, lease_until).await?;
+        Ok((renewed, lease_until))
     }
 
     /// Records how tries ended, together.

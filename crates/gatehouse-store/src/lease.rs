@@ -71,3 +71,41 @@ pub(crate) trait HasId {
     /// The row's id.
     fn id(&self) -> i64;
 }
+
+/// Moves the lease of those of `ids` still leased at `now` on to
+/// `lease_until`; returns the ids it moved.
+///
+/// A row whose lease has run out is left alone: another worker may have
+/// taken it since. On PostgreSQL a row locked by a transaction (its worker
+/// recording how it ended) is skipped rather than waited for: nobody else
+/// can take it while it is locked, and waiting would stall the renewal
+/// behind the record it is meant to cover.
+pub(crate) async fn renew(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    ids: &[i64],
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let skip_locked = match backend_of_connection(conn) {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    // Ids are integers this service read from the table itself.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "UPDATE {table} SET lease_until = $2 WHERE id IN (\
+           SELECT id FROM {table} WHERE id IN ({list}) AND lease_until > $1{skip_locked}) \
+         RETURNING id"
+    );
+    let mut renewed: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(now)
+        .bind(lease_until)
+        .fetch_all(&mut *conn)
+        .await?;
+    renewed.sort_unstable();
+    Ok(renewed)
+}

@@ -238,6 +238,19 @@ pub async fn claim(
     Ok(claimed.into_iter().map(Into::into).collect())
 }
 
+/// Holds the emails `ids`, still leased at `now`, until `lease_until`: the
+/// outbox worker renews the lease of emails it is still sending or has
+/// sent and not yet recorded, so that no other worker sends them again.
+/// Returns the ids renewed.
+pub async fn renew_leases(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Vec<i64>> {
+    lease::renew(conn, "outbox", ids, now, lease_until).await
+}
+
 /// Records how emails' tries ended (scrubbing each body that is finished),
 /// each with its audit event, in the caller's transaction: the outbox
 /// worker records together the sends that ended while its last record was

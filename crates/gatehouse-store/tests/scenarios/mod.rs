@@ -24,6 +24,8 @@ mod retention;
 pub use retention::*;
 mod passkeys;
 pub use passkeys::*;
+mod leases;
+pub use leases::*;
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
@@ -1916,6 +1918,7 @@ macro_rules! with_scenarios {
             concurrent_sign_in_successes_write_once,
             recovery_requests_are_claimed_by_one_worker_at_a_time,
             outbox_delivers_scrubs_and_retries,
+            outbox_leases_are_renewed_only_while_they_run,
             emails_to_one_address_go_out_in_the_order_queued,
             audit_events_filter_by_account_and_event,
             recovery_matching_ignores_case_and_narrows_by_username,
