@@ -643,6 +643,22 @@ async fn a_typed_username_never_tells_whether_it_has_passkeys() {
     assert_eq!(again, janes);
     let again = named(&sign_in_options(&app.browser(), "999NOBODY01").await.1);
     assert_eq!(again, nobodys);
+    // And after the operator rotates the service's key, as a real
+    // passkey's id is: a stand-in that changed would give itself away.
+    app.gatehouse.rotate_keys(OPERATOR).await.expect("rotate");
+    let after = app.browser();
+    assert_eq!(
+        named(&sign_in_options(&after, JANE.username).await.1),
+        janes
+    );
+    assert_eq!(
+        named(&sign_in_options(&after, "999NOBODY01").await.1),
+        nobodys
+    );
+    assert_eq!(
+        named(&sign_in_options(&after, AMIR.username).await.1),
+        amirs
+    );
     // A blank username names nothing: the browser offers what it holds.
     assert!(named(&sign_in_options(&fresh, "").await.1).is_empty());
     // And Amir's passkey still signs in after his username.

@@ -1,5 +1,6 @@
 //! The service's own key: form tokens and the cookie that carries an opened
-//! reset link are MACs under it ([`gatehouse_domain::keys`]).
+//! reset link are MACs under it ([`gatehouse_domain::keys`]). The stand-in
+//! passkey ids have a key of their own that is never rotated.
 //!
 //! Every node reads the same key from the database, and reads it again
 //! before checking a tag once a minute has passed, so that a rotation (from
@@ -19,6 +20,12 @@ use crate::{Action, Actor, Error, Gatehouse, Result};
 
 /// The stored purpose of the key for forms and the reset link cookie.
 const FORMS: &str = "forms";
+
+/// The stored purpose of the key for stand-in passkey ids. It is never
+/// rotated: a stand-in must stay the same for as long as a real passkey's
+/// id does, or asking about a username before and after a rotation would
+/// tell a stand-in (it changed) from a real passkey (it did not).
+const DECOYS: &str = "passkey decoys";
 
 /// How long a node goes on with the keys it read before reading them again.
 const REFRESH_EVERY: Span = Span::from_seconds(60);
@@ -58,24 +65,32 @@ impl Purpose {
 #[derive(Debug)]
 pub struct ServiceKeys {
     ring: RwLock<KeyRing>,
+    /// The stand-in passkeys' key, read once: it never changes.
+    decoys: KeyRing,
     /// When the keys were last read, on the service's clock.
     read_at: Mutex<Timestamp>,
 }
 
-/// Reads the service's keys, storing a fresh one on the first start.
+/// Reads the service's keys, storing fresh ones on the first start.
 pub async fn load_keys(store: &SqlStore, now: Timestamp) -> Result<ServiceKeys> {
     Ok(ServiceKeys {
-        ring: RwLock::new(read_ring(store, now, true).await?),
+        ring: RwLock::new(read_ring(store, FORMS, now, true).await?),
+        decoys: read_ring(store, DECOYS, now, true).await?,
         read_at: Mutex::new(now),
     })
 }
 
-async fn read_ring(store: &SqlStore, now: Timestamp, create: bool) -> Result<KeyRing> {
+async fn read_ring(
+    store: &SqlStore,
+    purpose: &str,
+    now: Timestamp,
+    create: bool,
+) -> Result<KeyRing> {
     if create {
         let first = MacKey::generate()?;
-        keys::create_first(&mut *store.write().await?, FORMS, first.as_bytes(), now).await?;
+        keys::create_first(&mut *store.write().await?, purpose, first.as_bytes(), now).await?;
     }
-    let keys = keys::newest(&mut *store.read().await?, FORMS).await?;
+    let keys = keys::newest(&mut *store.read().await?, purpose).await?;
     let mut keys = keys.iter().map(|k| MacKey::from_slice(&k.secret));
     match (keys.next(), keys.next()) {
         (Some(Some(current)), previous) => Ok(KeyRing::new(current, previous.flatten())),
@@ -93,9 +108,13 @@ impl Gatehouse {
         }
     }
 
-    /// The tag of `message` for `purpose`, under the current key.
+    /// The tag of `message` for `purpose`, under the current key (for a
+    /// stand-in passkey, under the key kept for them).
     pub fn sign(&self, purpose: Purpose, message: &[u8]) -> String {
-        self.ring().sign(purpose.label(), message)
+        match purpose {
+            Purpose::PasskeyDecoy => self.keys.decoys.sign(purpose.label(), message),
+            _ => self.ring().sign(purpose.label(), message),
+        }
     }
 
     /// Whether `tag` is the tag of `message` for `purpose`. The keys are
@@ -126,7 +145,7 @@ impl Gatehouse {
             }
             *read_at = now;
         }
-        let fresh = read_ring(&self.store, now, false).await?;
+        let fresh = read_ring(&self.store, FORMS, now, false).await?;
         self.replace_ring(fresh);
         Ok(true)
     }
@@ -171,7 +190,7 @@ impl Gatehouse {
         event.detail = Some(format!("generation {generation}"));
         gatehouse_store::audit::record(&mut tx, &event).await?;
         tx.commit().await?;
-        self.replace_ring(read_ring(&self.store, now, false).await?);
+        self.replace_ring(read_ring(&self.store, FORMS, now, false).await?);
         Ok(generation)
     }
 }
