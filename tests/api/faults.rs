@@ -158,3 +158,19 @@ async fn a_mail_server_that_hangs_is_given_up_on_after_the_timeout_and_retried()
         .await;
     assert_eq!(mail.len(), 1, "delivered once the server answers again");
 }
+
+/// A command that only reads works while SQLite's write lock is held (as
+/// an import holds it for as long as it runs): starting a command writes
+/// nothing once the service's keys exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_only_reads_runs_while_the_database_is_busy_writing() {
+    if on_postgres() {
+        return;
+    }
+    let app = TestApp::spawn_full(&[], false).await;
+    let lock = SqliteWriteLock::take(&app).await;
+    let (code, out, err) = gatehouse_cli(&app, &["admin", "--json", "client", "list"]).await;
+    lock.release().await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "[]");
+}

@@ -86,11 +86,15 @@ async fn read_ring(
     now: Timestamp,
     create: bool,
 ) -> Result<KeyRing> {
-    if create {
+    let mut keys = keys::newest(&mut *store.read().await?, purpose).await?;
+    // Written only when missing (the first start): every command starts by
+    // reading the keys, and on SQLite a write waits for the file's one
+    // write lock, which an import may hold for minutes.
+    if create && keys.is_empty() {
         let first = MacKey::generate()?;
         keys::create_first(&mut *store.write().await?, purpose, first.as_bytes(), now).await?;
+        keys = keys::newest(&mut *store.read().await?, purpose).await?;
     }
-    let keys = keys::newest(&mut *store.read().await?, purpose).await?;
     let mut keys = keys.iter().map(|k| MacKey::from_slice(&k.secret));
     match (keys.next(), keys.next()) {
         (Some(Some(current)), previous) => Ok(KeyRing::new(current, previous.flatten())),
