@@ -17,6 +17,7 @@ mod metrics;
 mod multinode;
 mod oidc;
 mod own_account;
+mod passkey_reset;
 mod passkeys;
 mod privileged_access;
 mod recovery;

@@ -9,7 +9,7 @@ use gatehouse_domain::{Role, Span};
 
 use crate::helpers::*;
 
-const ON: (&str, &str) = ("GATEHOUSE_PASSKEYS", "true");
+pub(crate) const ON: (&str, &str) = ("GATEHOUSE_PASSKEYS", "true");
 
 /// The JSON a passkey endpoint answered.
 async fn json_of(r: reqwest::Response) -> serde_json::Value {
@@ -18,7 +18,7 @@ async fn json_of(r: reqwest::Response) -> serde_json::Value {
 }
 
 /// Starts a ceremony at `options_path` from the form on `page`: its id and options.
-async fn start(
+pub(crate) async fn start(
     b: &Browser,
     page: &str,
     options_path: &str,
@@ -34,7 +34,7 @@ async fn start(
 }
 
 /// Sends a ceremony's answer; the JSON answer.
-async fn finish(
+pub(crate) async fn finish(
     b: &Browser,
     path: &str,
     token: &str,

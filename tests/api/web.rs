@@ -364,6 +364,20 @@ async fn every_state_changing_post_needs_its_own_sessions_token_and_a_same_site_
             ]),
         },
         Route {
+            pattern: "/reset/passkey/options",
+            path: "/reset/passkey/options".to_owned(),
+            token: token_of(&resetter, "/reset").await,
+            client: resetter.clone(),
+            body: fields(&[]),
+        },
+        Route {
+            pattern: "/reset/passkey",
+            path: "/reset/passkey".to_owned(),
+            token: token_of(&resetter, "/reset").await,
+            client: resetter.clone(),
+            body: fields(&bogus),
+        },
+        Route {
             pattern: "/reset",
             path: "/reset".to_owned(),
             token: token_of(&resetter, "/reset").await,

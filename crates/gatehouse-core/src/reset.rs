@@ -11,8 +11,9 @@
 //! simultaneous submissions wins.
 //!
 //! A helpdesk or admin account with an authenticator must also type a code
-//! from it: a reset link proves the mailbox, not the person, and must not
-//! let whoever reads it lock the real person out of their own password.
+//! from it, and one whose second factor is a passkey must use the passkey
+//! first: a reset link proves the mailbox, not the person, and must not let
+//! whoever reads it lock the real person out of their own password.
 
 use gatehouse_domain::audit::AuditEvent;
 use gatehouse_domain::password::{PasswordRefusal, normalise};
@@ -78,6 +79,28 @@ pub enum LinkLookup {
     TooManyGuesses,
 }
 
+/// A link held in the visitor's reset cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldLink {
+    /// The link's number.
+    pub id: i64,
+    /// This browser has used the account's passkey since opening the link
+    /// (for an account whose reset asks for one).
+    pub passkey_passed: bool,
+}
+
+/// What a reset of an account asks for besides the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResetFactor {
+    /// Nothing (a staff account, or a privileged one without a second factor yet).
+    None,
+    /// A code from the authenticator app, or a recovery code.
+    Code,
+    /// One of the account's passkeys: it has no authenticator app, or the
+    /// operator accepts only passkeys.
+    Passkey,
+}
+
 /// What the reset page shows.
 #[derive(Debug, Clone)]
 pub enum ResetPage {
@@ -91,6 +114,9 @@ pub enum ResetPage {
         set_up: bool,
         /// The account has an authenticator: a code from it is asked for too.
         needs_code: bool,
+        /// The account's second factor is a passkey, and this browser has
+        /// not used it yet: the password form waits for it.
+        needs_passkey: bool,
     },
     /// The link cannot be used.
     Unusable(LinkProblem),
@@ -187,35 +213,59 @@ impl Gatehouse {
     /// long it waits, signed with the service's key so that it cannot be
     /// made up or stretched.
     pub fn reset_cookie(&self, link: Option<i64>) -> String {
-        let until = self.clock.now().plus(RESET_STATE_LIFETIME).unix();
         // An unknown token is carried as link 0, which never exists, so
         // the page after the redirect says the link is not valid.
-        let held = format!("{}.{until}", link.unwrap_or(0));
+        self.held_cookie(link.unwrap_or(0), false)
+    }
+
+    /// The reset cookie once this browser has used the account's passkey:
+    /// it says so, under the same signature, for as long as a fresh one.
+    pub fn reset_cookie_after_passkey(&self, link: i64) -> String {
+        self.held_cookie(link, true)
+    }
+
+    fn held_cookie(&self, link: i64, passkey_passed: bool) -> String {
+        let until = self.clock.now().plus(RESET_STATE_LIFETIME).unix();
+        let held = if passkey_passed {
+            format!("{link}.{until}.passkey")
+        } else {
+            format!("{link}.{until}")
+        };
         let tag = self.sign(Purpose::ResetLink, held.as_bytes());
         format!("{held}.{tag}")
     }
 
     /// The link a reset cookie carries, if it is this service's own and
     /// has not timed out.
-    pub async fn held_link(&self, cookie: &str) -> Result<Option<i64>> {
-        let mut parts = cookie.splitn(3, '.');
-        let (Some(id), Some(until), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+    pub async fn held_link(&self, cookie: &str) -> Result<Option<HeldLink>> {
+        let Some((held, tag)) = cookie.rsplit_once('.') else {
             return Ok(None);
+        };
+        let mut parts = held.split('.');
+        let (Some(id), Some(until), passed) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        let passkey_passed = match passed {
+            None => false,
+            Some("passkey") => true,
+            Some(_) => return Ok(None),
         };
         let (Ok(link), Ok(until)) = (id.parse::<i64>(), until.parse::<i64>()) else {
             return Ok(None);
         };
-        if self.clock.now().unix() >= until {
+        if parts.next().is_some() || self.clock.now().unix() >= until {
             return Ok(None);
         }
-        let held = format!("{link}.{until}");
         Ok(self
             .verify(Purpose::ResetLink, held.as_bytes(), tag)
             .await?
-            .then_some(link))
+            .then_some(HeldLink {
+                id: link,
+                passkey_passed,
+            }))
     }
 
-    async fn link_and_account(
+    pub(crate) async fn link_and_account(
         &self,
         link_id: i64,
     ) -> Result<Result<(gatehouse_store::ResetLinkRow, AccountRecord), LinkProblem>> {
@@ -234,42 +284,58 @@ impl Gatehouse {
     }
 
     /// What the reset page shows for a held link.
-    pub async fn reset_page(&self, link_id: i64) -> Result<ResetPage> {
-        let (link, account) = match self.link_and_account(link_id).await? {
+    pub async fn reset_page(&self, held: HeldLink) -> Result<ResetPage> {
+        let (link, account) = match self.link_and_account(held.id).await? {
             Ok(found) => found,
             Err(problem) => return Ok(ResetPage::Unusable(problem)),
         };
         let counter = attempts::read(&mut *self.read().await?, &account.username_key()).await?;
+        let factor = self.reset_factor(&account).await?;
         Ok(ResetPage::Form {
             first_time: account.password_hash.is_none(),
             locked_until: counter.locked_at(self.clock.now()),
             set_up: link.purpose == LinkPurpose::SetUp,
-            needs_code: self.needs_code(&account).await?,
+            needs_code: factor == ResetFactor::Code,
+            needs_passkey: factor == ResetFactor::Passkey && !held.passkey_passed,
         })
     }
 
-    /// Whether a reset of `account` asks for a second-factor code: a
-    /// helpdesk or admin account with an authenticator.
-    async fn needs_code(&self, account: &AccountRecord) -> Result<bool> {
-        Ok(account.role != gatehouse_domain::Role::Staff
-            && second_factor::get(&mut *self.read().await?, account.id)
-                .await?
-                .is_some_and(|f| f.confirmed_at.is_some()))
+    /// What a reset of `account` asks for besides the password: for a
+    /// helpdesk or admin account, the second factor it has. A passkey when
+    /// it has one and either no authenticator app or an operator who
+    /// accepts only passkeys; otherwise the app's code, if it has the app.
+    async fn reset_factor(&self, account: &AccountRecord) -> Result<ResetFactor> {
+        if account.role == gatehouse_domain::Role::Staff {
+            return Ok(ResetFactor::None);
+        }
+        let app = second_factor::get(&mut *self.read().await?, account.id)
+            .await?
+            .is_some_and(|f| f.confirmed_at.is_some());
+        let passkey = self.has_passkeys(account.id).await?;
+        Ok(if passkey && (!app || self.passkey_only()) {
+            ResetFactor::Passkey
+        } else if app {
+            ResetFactor::Code
+        } else {
+            ResetFactor::None
+        })
     }
 
     /// Sets a new password through a held link.
     pub async fn complete_reset(
         &self,
-        link_id: i64,
+        held: HeldLink,
         input: &ResetInput,
         caller: &Caller,
     ) -> Result<ResetOutcome> {
+        let link_id = held.id;
         let (link, account) = match self.link_and_account(link_id).await? {
             Ok(found) => found,
             Err(problem) => return Ok(ResetOutcome::Unusable(problem)),
         };
         let key = account.username_key();
-        let needs_code = self.needs_code(&account).await?;
+        let factor = self.reset_factor(&account).await?;
+        let needs_code = factor == ResetFactor::Code;
         let policy = &self.settings.policy;
         if let Some(until) = attempts::read(&mut *self.read().await?, &key)
             .await?
@@ -279,6 +345,15 @@ impl Gatehouse {
             return Ok(ResetOutcome::Locked { until });
         }
 
+        // Nothing typed is looked at before the passkey: the password
+        // history below would tell whoever holds only the mailbox whether
+        // a password is the account's.
+        if factor == ResetFactor::Passkey && !held.passkey_passed {
+            return Ok(ResetOutcome::Invalid(vec![FieldError {
+                field: "passkey",
+                message: "Use your passkey before setting a new password".to_owned(),
+            }]));
+        }
         let mut errors = Vec::new();
         let typed = input.username.trim();
         if typed.is_empty() {

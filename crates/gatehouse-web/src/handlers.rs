@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gatehouse_core::SessionRecord;
 use gatehouse_core::recovery::RequestOutcome;
-use gatehouse_core::reset::{LinkLookup, LinkProblem, ResetInput, ResetOutcome};
+use gatehouse_core::reset::{HeldLink, LinkLookup, LinkProblem, ResetInput, ResetOutcome};
 use gatehouse_core::sign_in::{BrowserCookies, SignInInput, SignInOutcome};
 use gatehouse_domain::recovery::{FieldError, RecoveryInput, check_recovery_form};
 
@@ -359,7 +359,10 @@ pub async fn open_reset_link(
 }
 
 /// The link the visitor's reset cookie carries, if it is valid.
-async fn held_link(state: &AppState, headers: &HeaderMap) -> Result<Option<i64>, WebError> {
+pub(crate) async fn held_link(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<HeldLink>, WebError> {
     match crate::session::read_reset_cookie(state, headers) {
         Some(value) => Ok(state.gatehouse.held_link(&value).await?),
         None => Ok(None),
@@ -425,6 +428,7 @@ struct ResetForm {
     locked_until: Option<gatehouse_domain::Timestamp>,
     set_up: bool,
     needs_code: bool,
+    needs_passkey: bool,
 }
 
 fn reset_view(
@@ -443,6 +447,7 @@ fn reset_view(
         locked_until: form.locked_until.map(|u| s.when(u)),
         set_up: form.set_up,
         needs_code: form.needs_code,
+        needs_passkey: form.needs_passkey,
         requirements: s.policy.password.requirements(),
         min_length: s.policy.password.min_length,
         username,
@@ -453,7 +458,7 @@ fn reset_view(
 /// The form a held link shows, or the problem with the link.
 async fn reset_form(
     state: &AppState,
-    link: i64,
+    link: HeldLink,
 ) -> Result<Result<ResetForm, LinkProblem>, WebError> {
     Ok(match state.gatehouse.reset_page(link).await? {
         gatehouse_core::reset::ResetPage::Form {
@@ -461,11 +466,13 @@ async fn reset_form(
             locked_until,
             set_up,
             needs_code,
+            needs_passkey,
         } => Ok(ResetForm {
             first_time,
             locked_until,
             set_up,
             needs_code,
+            needs_passkey,
         }),
         gatehouse_core::reset::ResetPage::Unusable(problem) => Err(problem),
     })

@@ -92,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account/passkeys/remove", post(passkeys::remove))
         .route("/login/passkey/options", post(passkeys::sign_in_options))
         .route("/login/passkey", post(passkeys::sign_in))
+        .route("/reset/passkey/options", post(passkeys::reset_options))
+        .route("/reset/passkey", post(passkeys::reset))
         .route(
             "/console/second-factor/passkey/options",
             post(passkeys::second_factor_options),

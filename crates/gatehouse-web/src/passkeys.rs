@@ -315,3 +315,54 @@ pub async fn second_factor(
         Err(refusal) => refused(&refusal),
     })
 }
+
+/// `POST /reset/passkey/options`: the options for using a passkey before
+/// setting a new password (the link this browser holds names the account).
+pub async fn reset_options(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: PublicForm<crate::handlers::NoFields>,
+) -> WebResult {
+    let Some(link) = crate::handlers::held_link(&state, &headers).await? else {
+        return Ok(refused(&PasskeyRefusal::UnknownCeremony));
+    };
+    let caller = form.visitor.caller();
+    Ok(options(
+        state
+            .gatehouse
+            .start_passkey_reset(link.id, &caller)
+            .await?,
+    ))
+}
+
+/// `POST /reset/passkey`: the browser's assertion; on success the reset
+/// cookie says the passkey was used, and the script goes back to the form.
+pub async fn reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: PublicForm<Answer>,
+) -> WebResult {
+    let g = &state.gatehouse;
+    let Some(link) = crate::handlers::held_link(&state, &headers).await? else {
+        return Ok(refused(&PasskeyRefusal::UnknownCeremony));
+    };
+    let passed = g
+        .finish_passkey_reset(
+            link.id,
+            &form.form.ceremony,
+            &form.form.credential,
+            &form.visitor.caller(),
+        )
+        .await?;
+    Ok(match passed {
+        Ok(()) => {
+            let mut response = go_to("/reset");
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                crate::session::reset_cookie(&state, &g.reset_cookie_after_passkey(link.id))?,
+            );
+            response
+        }
+        Err(refusal) => refused(&refusal),
+    })
+}

@@ -189,6 +189,9 @@ pub struct ResetPage {
     pub set_up: bool,
     /// A helpdesk or admin account with an authenticator: a code is asked for too.
     pub needs_code: bool,
+    /// A helpdesk or admin account whose second factor is a passkey, not
+    /// yet used in this browser: the password form waits for it.
+    pub needs_passkey: bool,
     pub requirements: Vec<String>,
     pub min_length: usize,
     pub username: String,

@@ -51,6 +51,7 @@ export const PEOPLE = {
   nodeRpSignOut: { first: 'Lena', last: 'Khan', dob: [19, 9, 1995], email: 'lena.khan@nhs.net' },
   passkey: { first: 'Nia', last: 'Roberts', dob: [4, 5, 1987], email: 'nia.roberts@nhs.net' },
   passkeyHelpdesk: { first: 'Owen', last: 'Price', dob: [12, 10, 1979], email: 'owen.price@nhs.net', role: 'helpdesk' },
+  passkeyReset: { first: 'Rhys', last: 'Davies', dob: [21, 1, 1984], email: 'rhys.davies@nhs.net', role: 'helpdesk' },
 };
 
 const pad = (n) => String(n).padStart(2, '0');

@@ -1,9 +1,10 @@
 // Passkeys in Chromium, with a virtual authenticator reached through the
 // Chrome DevTools Protocol (WebAuthn.addVirtualAuthenticator): adding one
 // on My account, signing out and in with it, signing in with it while the
-// password is locked, and a helpdesk member using one as the second
-// factor. axe-core checks the new pages. (A ceremony started on one node
-// and finished on another is tested in tests/api/passkeys.rs, on
+// password is locked, a helpdesk member using one as the second factor,
+// and using it again as the proof a password reset of such an account
+// asks for. axe-core checks the new pages. (A ceremony started on one
+// node and finished on another is tested in tests/api/passkeys.rs, on
 // PostgreSQL with two nodes.)
 
 import { test, before, after } from 'node:test';
@@ -20,6 +21,8 @@ import {
   setPasswordFor,
   submitLogin,
   submitReset,
+  submitRecovery,
+  waitForResetEmail,
   heading,
   totpCode,
   grantRole,
@@ -142,6 +145,40 @@ test('a helpdesk member uses a passkey as the second factor', { timeout: 90_000 
     await page.getByRole('button', { name: 'Use a passkey' }).click();
     await page.waitForURL((u) => new URL(u).pathname === '/console');
     assert.equal(await heading(page), 'Helpdesk console');
+    assertClean();
+  } finally {
+    await context.close();
+  }
+});
+
+test('a helpdesk member whose second factor is a passkey uses it before a password reset', { timeout: 90_000 }, async () => {
+  const { context, page, assertClean } = await openPage(browser, server, { javaScriptEnabled: true });
+  try {
+    await virtualAuthenticator(page);
+    const username = await setPasswordFor(page, server, PEOPLE.passkeyReset, seen);
+    const link = await grantRole(server, username, 'helpdesk');
+    await page.goto(link);
+    await submitReset(page, username, SET_UP_PASSWORD);
+    await submitLogin(page, username, SET_UP_PASSWORD);
+    assertPath(page, server, '/console/second-factor');
+    // A passkey instead of the app, inside the set-up link's window.
+    await addPasskey(page, 'security key');
+    await signOut(page);
+
+    await page.goto(`${server.origin}/recover`);
+    await submitRecovery(page, PEOPLE.passkeyReset);
+    const email = await waitForResetEmail(server, PEOPLE.passkeyReset.email, seen);
+    await page.goto(email.link);
+    assertPath(page, server, '/reset');
+    assert.equal(await page.locator('#password').count(), 0, 'no password form before the passkey');
+    await checkA11y(page, 'the reset page asking for a passkey');
+    await page.getByRole('button', { name: 'Use your passkey' }).click();
+    await page.locator('#password').waitFor();
+    assertPath(page, server, '/reset');
+    await submitReset(page, username, 'harbour velvet compass');
+    assertPath(page, server, '/login');
+    await submitLogin(page, username, 'harbour velvet compass');
+    assertPath(page, server, '/console/second-factor');
     assertClean();
   } finally {
     await context.close();

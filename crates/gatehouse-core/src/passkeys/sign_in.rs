@@ -326,4 +326,70 @@ impl Gatehouse {
         self.audit(&event).await?;
         Ok(Ok(()))
     }
+
+    /// The first half of using a passkey before a password reset, for a
+    /// helpdesk or admin account whose reset asks for one: the held link's
+    /// account's own passkeys only.
+    /// The page offers it to no other account, so a refusal is audited.
+    pub async fn start_passkey_reset(
+        &self,
+        link_id: i64,
+        caller: &Caller,
+    ) -> Result<Refusable<CeremonyStart>> {
+        if !self.settings.passkeys {
+            return Ok(Err(PasskeyRefusal::NotEnabled));
+        }
+        let what = "a password reset";
+        let Ok((_, account)) = self.link_and_account(link_id).await? else {
+            return self
+                .refused(PasskeyRefusal::UnknownCeremony, None, caller, what)
+                .await;
+        };
+        let allow = passkeys::of_account(&mut *self.read().await?, account.id).await?;
+        if account.role == Role::Staff || allow.is_empty() {
+            return self
+                .refused(PasskeyRefusal::UnknownPasskey, Some(&account), caller, what)
+                .await;
+        }
+        Ok(Ok(self
+            .assertion_options(Kind::SecondFactor, Some(account.id), &listed(&allow))
+            .await?))
+    }
+
+    /// The second half: on success the browser holding the link may set
+    /// the password (the caller gives it
+    /// [`Gatehouse::reset_cookie_after_passkey`]).
+    pub async fn finish_passkey_reset(
+        &self,
+        link_id: i64,
+        ceremony: &str,
+        credential: &str,
+        caller: &Caller,
+    ) -> Result<Refusable<()>> {
+        if !self.settings.passkeys {
+            return Ok(Err(PasskeyRefusal::NotEnabled));
+        }
+        let what = "a password reset";
+        let Asserted { account } = match self
+            .verify_assertion(Kind::SecondFactor, ceremony, credential, caller, what)
+            .await?
+        {
+            Ok(asserted) => asserted,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let link_account = self
+            .link_and_account(link_id)
+            .await?
+            .ok()
+            .map(|(_, a)| a.id);
+        if link_account != Some(account.id) {
+            return self
+                .refused(PasskeyRefusal::OtherAccount, Some(&account), caller, what)
+                .await;
+        }
+        let mut event = self.event_about(AuditEvent::SecondFactorPassed, &account, caller);
+        event.detail = Some("with a passkey, for a password reset".to_owned());
+        self.audit(&event).await?;
+        Ok(Ok(()))
+    }
 }
