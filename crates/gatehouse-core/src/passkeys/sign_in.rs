@@ -302,22 +302,14 @@ impl Gatehouse {
         credential: &str,
         caller: &Caller,
     ) -> Result<Refusable<()>> {
-        if !self.settings.passkeys {
-            return Ok(Err(PasskeyRefusal::NotEnabled));
-        }
         let what = "the second factor";
-        let Asserted { account } = match self
-            .verify_assertion(Kind::SecondFactor, ceremony, credential, caller, what)
+        let account = match self
+            .owners_assertion(session.account_id, ceremony, credential, caller, what)
             .await?
         {
-            Ok(asserted) => asserted,
+            Ok(account) => account,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        if session.account_id != Some(account.id) {
-            return self
-                .refused(PasskeyRefusal::OtherAccount, Some(&account), caller, what)
-                .await;
-        }
         let now = self.clock.now();
         sessions::pass_second_factor_with_passkey(&mut *self.write().await?, &session.id_hash, now)
             .await?;
@@ -366,10 +358,39 @@ impl Gatehouse {
         credential: &str,
         caller: &Caller,
     ) -> Result<Refusable<()>> {
+        let owner = self
+            .link_and_account(link_id)
+            .await?
+            .ok()
+            .map(|(_, a)| a.id);
+        let what = "a password reset";
+        let account = match self
+            .owners_assertion(owner, ceremony, credential, caller, what)
+            .await?
+        {
+            Ok(account) => account,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let mut event = self.event_about(AuditEvent::SecondFactorPassed, &account, caller);
+        event.detail = Some("with a passkey, for a password reset".to_owned());
+        self.audit(&event).await?;
+        Ok(Ok(()))
+    }
+
+    /// A second-factor assertion made with a passkey of `owner` (the
+    /// account a session or a reset link is for): that account, or the
+    /// refusal (audited).
+    async fn owners_assertion(
+        &self,
+        owner: Option<i64>,
+        ceremony: &str,
+        credential: &str,
+        caller: &Caller,
+        what: &str,
+    ) -> Result<Refusable<AccountRecord>> {
         if !self.settings.passkeys {
             return Ok(Err(PasskeyRefusal::NotEnabled));
         }
-        let what = "a password reset";
         let Asserted { account } = match self
             .verify_assertion(Kind::SecondFactor, ceremony, credential, caller, what)
             .await?
@@ -377,19 +398,11 @@ impl Gatehouse {
             Ok(asserted) => asserted,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let link_account = self
-            .link_and_account(link_id)
-            .await?
-            .ok()
-            .map(|(_, a)| a.id);
-        if link_account != Some(account.id) {
+        if owner != Some(account.id) {
             return self
                 .refused(PasskeyRefusal::OtherAccount, Some(&account), caller, what)
                 .await;
         }
-        let mut event = self.event_about(AuditEvent::SecondFactorPassed, &account, caller);
-        event.detail = Some("with a passkey, for a password reset".to_owned());
-        self.audit(&event).await?;
-        Ok(Ok(()))
+        Ok(Ok(account))
     }
 }
