@@ -454,3 +454,30 @@ async fn the_console_upload_without_the_box_leaves_missing_people_alone() {
     assert!(!disabled(&app, JANE.username).await);
     assert!(audit_events(&app, "account.disabled").await.is_empty());
 }
+
+/// The applications a leaver signed in to lose what they hold: the
+/// refresh token stops working and the application is told by
+/// back-channel logout. (Leavers are disabled a batch at a time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leavers_applications_lose_their_tokens_and_are_told() {
+    use crate::oidc::{AMIR_SIGNS_IN, Rp};
+
+    let app = app_with_password(&[]).await;
+    let rp = Rp::register(&app, |c| {
+        c.backchannel_logout_uri = Some("http://127.0.0.1:9/logout".to_owned());
+    })
+    .await;
+    let tokens = rp.tokens_for(&app.browser(), &[], AMIR_SIGNS_IN).await;
+    let refresh = tokens.field("refresh_token");
+    let notices = "SELECT COUNT(*) FROM oidc_logout_notices";
+    assert_eq!(count(&app.database_url(), notices).await, 0);
+
+    let report = import_full(&app, WITHOUT_AMIR, None)
+        .await
+        .expect("imported");
+    assert_eq!(report.summary.leavers.len(), 1);
+    let refused = rp.refresh(&refresh).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["error"], "invalid_grant");
+    assert_eq!(count(&app.database_url(), notices).await, 1, "told once");
+}

@@ -327,40 +327,45 @@ pub async fn set_disabled(tx: &mut Tx, account_id: i64, at: Option<Timestamp>) -
     Ok(changed)
 }
 
-/// Disables an enabled account as a leaver of a full staff-file import:
-/// as [`set_disabled`] does (its sessions and applications' grants end,
-/// and the applications are told), and marked so that appearing in a file
-/// again enables it. False if it was already disabled (or is gone).
-pub async fn disable_as_leaver(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE accounts SET disabled_at = $2, left_at = $2, updated_at = $2, \
-         second_factor_setup_until = NULL WHERE id = $1 AND disabled_at IS NULL",
-    )
-    .bind(account_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if changed {
-        crate::sessions::end_all_of(tx, account_id, now).await?;
+/// Disables those of `ids` still enabled as leavers of a full import and
+/// ends their sessions and applications' grants; returns the ids it
+/// disabled (an account disabled by hand meanwhile is left as it is).
+pub async fn disable_leavers(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(changed)
+    let list = crate::database::id_list(ids);
+    let mut disabled: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "UPDATE accounts SET disabled_at = $1, left_at = $1, updated_at = $1, \
+         second_factor_setup_until = NULL WHERE id IN ({list}) AND disabled_at IS NULL \
+         RETURNING id"
+    )))
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    disabled.sort_unstable();
+    crate::sessions::end_all_of_accounts(tx, &disabled, now).await?;
+    Ok(disabled)
 }
 
-/// Enables an account a full import disabled as a leaver; false if it is
-/// enabled already, or was disabled by hand since (which a file does not undo).
-pub async fn enable_returner(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE accounts SET disabled_at = NULL, left_at = NULL, updated_at = $2 \
-         WHERE id = $1 AND disabled_at IS NOT NULL AND disabled_at = left_at",
-    )
-    .bind(account_id)
+/// Enables those of `ids` a full import disabled as leavers; returns the
+/// ids it enabled (not one enabled already, or disabled by hand since,
+/// which a file does not undo).
+pub async fn enable_returners(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = crate::database::id_list(ids);
+    let mut enabled: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "UPDATE accounts SET disabled_at = NULL, left_at = NULL, updated_at = $1 \
+         WHERE id IN ({list}) AND disabled_at IS NOT NULL AND disabled_at = left_at \
+         RETURNING id"
+    )))
     .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1)
+    .fetch_all(&mut **tx)
+    .await?;
+    enabled.sort_unstable();
+    Ok(enabled)
 }
 
 /// Gives an account the subject `subject` unless it has one; returns the

@@ -94,6 +94,26 @@ pub async fn record(conn: &mut AnyConnection, r: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
+/// Writes many security events, a few statements for the lot (a full
+/// import's leavers and returners, one event each).
+pub async fn record_many(conn: &mut AnyConnection, records: &[AuditRecord]) -> Result<()> {
+    let backend = crate::database::backend_of_connection(conn);
+    // Eight parameters a row: SQLite allows 32,766 in a statement.
+    for batch in records.chunks(2_000) {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (at, event, actor, account_id, username, client_ip, \
+             detail, user_agent) VALUES ",
+        );
+        sql.push_str(&crate::database::placeholders(backend, batch.len(), 8));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for r in batch {
+            query = bind_columns(query, r);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Binds an event's columns, in the order `record` names them (the
 /// sign-in statement of `attempts` writes an event in the same order).
 pub(crate) fn bind_columns<'q>(

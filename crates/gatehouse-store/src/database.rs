@@ -377,6 +377,13 @@ fn dirty(version: i64) -> StoreError {
     ))
 }
 
+/// Row ids as the inside of an SQL `IN (…)`: integers this service read
+/// from its own tables, written into the statement rather than bound, so
+/// that one statement takes a batch of any size on both backends.
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// `rows` groups of `columns` parameters for a multi-row statement:
 /// `(?,?),(?,?)` on SQLite, `($1,$2),($3,$4)` on PostgreSQL. A single column
 /// gives a plain list (`?,?` or `$1,$2`). SQLite gets anonymous parameters

@@ -94,8 +94,7 @@ pub(crate) async fn renew(
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
     };
-    // Ids are integers this service read from the table itself.
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = crate::database::id_list(ids);
     let sql = format!(
         "UPDATE {table} SET lease_until = $2 WHERE id IN (\
            SELECT id FROM {table} WHERE id IN ({list}) AND lease_until > $1{skip_locked}) \

@@ -156,3 +156,26 @@ pub async fn void(
     .await?
     .rows_affected())
 }
+
+/// Voids every unused link of the accounts `ids` for `reason` (a full
+/// import's leavers, a batch at a time); returns how many.
+pub async fn void_for_accounts(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    reason: VoidReason,
+    now: Timestamp,
+) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = crate::database::id_list(ids);
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "UPDATE reset_links SET voided_at = $1, void_reason = $2 \
+         WHERE account_id IN ({list}) AND used_at IS NULL AND voided_at IS NULL"
+    )))
+    .bind(now)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

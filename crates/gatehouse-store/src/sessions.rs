@@ -133,6 +133,24 @@ pub async fn end_all_of(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<
     Ok(ended)
 }
 
+/// Ends every session of the accounts `ids` and revokes their grants (a
+/// full import's leavers, a batch at a time); returns how many sessions
+/// ended.
+pub async fn end_all_of_accounts(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = crate::database::id_list(ids);
+    let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM sessions WHERE account_id IN ({list})"
+    )))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    crate::oidc::grants::end_for_accounts(tx, ids, now).await?;
+    Ok(ended)
+}
+
 /// Sets or clears a session's one-time message.
 pub async fn set_flash(
     conn: &mut AnyConnection,

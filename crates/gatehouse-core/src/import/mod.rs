@@ -242,41 +242,32 @@ impl Gatehouse {
             }
         }
         // Each leaver and returner is audited on their account, as a
-        // disabling or enabling by hand is, with the file's date as reason.
-        for leaver in &summary.leavers {
-            let detail = format!("reason: not in the staff file of {today}");
-            let event = self.on_account(
-                AuditEvent::AccountDisabled,
-                actor,
-                leaver.id,
-                &leaver.username,
-            );
-            audit::record(
-                tx,
-                &AuditRecord {
-                    detail: Some(detail),
-                    ..event
-                },
-            )
-            .await?;
-        }
-        for returner in &summary.returners {
-            let detail = format!("reason: back in the staff file of {today}");
-            let event = self.on_account(
-                AuditEvent::AccountEnabled,
-                actor,
-                returner.id,
-                &returner.username,
-            );
-            audit::record(
-                tx,
-                &AuditRecord {
-                    detail: Some(detail),
-                    ..event
-                },
-            )
-            .await?;
-        }
+        // disabling or enabling by hand is, with the file's date as reason
+        // (written together: a transfer can make tens of thousands).
+        let moved = |event, reason: &str, people: Vec<(i64, &str)>| -> Vec<AuditRecord> {
+            people
+                .into_iter()
+                .map(|(id, username)| AuditRecord {
+                    detail: Some(format!("reason: {reason} the staff file of {today}")),
+                    ..self.on_account(event, actor, id, username)
+                })
+                .collect()
+        };
+        let leavers = summary.leavers.iter().map(|l| (l.id, l.username.as_str()));
+        audit::record_many(
+            tx,
+            &moved(AuditEvent::AccountDisabled, "not in", leavers.collect()),
+        )
+        .await?;
+        let returners = summary
+            .returners
+            .iter()
+            .map(|r| (r.id, r.username.as_str()));
+        audit::record_many(
+            tx,
+            &moved(AuditEvent::AccountEnabled, "back in", returners.collect()),
+        )
+        .await?;
         let mut event = self.event(AuditEvent::StaffImported);
         event.actor = Some(actor.audit_name());
         event.client_ip = actor.client_ip().map(str::to_owned);

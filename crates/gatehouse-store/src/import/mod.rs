@@ -267,6 +267,10 @@ pub async fn write_employers(tx: &mut Tx, changes: &[EmployerChange]) -> Result<
     Ok((created, renamed))
 }
 
+/// Accounts changed by one statement when leavers are disabled or
+/// returners enabled.
+const SET_BATCH: usize = 1_000;
+
 /// Writes a plan's changes to stored accounts (its updates, leavers and
 /// returners, not its new people), adding them to `summary`.
 pub async fn write_changes(
@@ -291,16 +295,28 @@ async fn leavers_and_returners(
     now: Timestamp,
     summary: &mut ImportSummary,
 ) -> Result<()> {
-    for leaver in &plan.leavers {
-        if accounts::disable_as_leaver(tx, leaver.id, now).await? {
-            reset_links::void(tx, leaver.id, VoidReason::AccountDisabled, now, None).await?;
-            summary.leavers.push(leaver.clone());
-        }
+    // A thousand accounts a statement: a transfer of a whole employer
+    // makes tens of thousands of leavers at once.
+    for batch in plan.leavers.chunks(SET_BATCH) {
+        let ids: Vec<i64> = batch.iter().map(|l| l.id).collect();
+        let disabled = accounts::disable_leavers(tx, &ids, now).await?;
+        reset_links::void_for_accounts(tx, &disabled, VoidReason::AccountDisabled, now).await?;
+        summary.leavers.extend(
+            batch
+                .iter()
+                .filter(|l| disabled.binary_search(&l.id).is_ok())
+                .cloned(),
+        );
     }
-    for returner in &plan.returners {
-        if accounts::enable_returner(tx, returner.id, now).await? {
-            summary.returners.push(returner.clone());
-        }
+    for batch in plan.returners.chunks(SET_BATCH) {
+        let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+        let enabled = accounts::enable_returners(tx, &ids, now).await?;
+        summary.returners.extend(
+            batch
+                .iter()
+                .filter(|r| enabled.binary_search(&r.id).is_ok())
+                .cloned(),
+        );
     }
     Ok(())
 }

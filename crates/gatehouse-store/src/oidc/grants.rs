@@ -427,6 +427,21 @@ pub async fn end_for_account(tx: &mut Tx, account_id: i64, now: Timestamp) -> Re
     end_where(tx, "account_id = $1", account_id, now).await
 }
 
+/// Revokes every grant of the accounts `ids`, whose sessions have all
+/// ended (a full import's leavers, a batch at a time).
+pub async fn end_for_accounts(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result<Vec<Ended>> {
+    let list = crate::database::id_list(ids);
+    let ended: Vec<Ended> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE oidc_grants SET revoked_at = $1 WHERE account_id IN ({list}) \
+         AND revoked_at IS NULL RETURNING id, client_id, account_id, session_hash"
+    )))
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    super::logout_notices::queue_for(tx, &ended, now).await?;
+    Ok(ended)
+}
+
 /// An application a person is signed in to.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HeldGrant {
