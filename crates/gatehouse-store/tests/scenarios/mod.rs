@@ -26,6 +26,8 @@ mod passkeys;
 pub use passkeys::*;
 mod leases;
 pub use leases::*;
+mod leavers;
+pub use leavers::*;
 
 const T0: Timestamp = Timestamp::from_unix(1_800_000_000);
 
@@ -1919,6 +1921,7 @@ macro_rules! with_scenarios {
             recovery_requests_are_claimed_by_one_worker_at_a_time,
             outbox_delivers_scrubs_and_retries,
             outbox_leases_are_renewed_only_while_they_run,
+            leavers_and_returners_change_a_batch_at_a_time,
             emails_to_one_address_go_out_in_the_order_queued,
             audit_events_filter_by_account_and_event,
             recovery_matching_ignores_case_and_narrows_by_username,
