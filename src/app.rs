@@ -256,6 +256,16 @@ impl Application {
         )
         .map_err(|e| ConfigError(format!("GATEHOUSE_MAIL_URL: {e}")))?;
         let gatehouse = services(config, clock).await?;
+        match gatehouse.stranded_without_passkeys().await {
+            Ok(0) => {}
+            Ok(accounts) => tracing::warn!(
+                accounts,
+                "passkeys are off (GATEHOUSE_PASSKEYS), and helpdesk or admin accounts whose only second factor was a passkey now have none: give each a set-up link (gatehouse admin reset-second-factor)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the accounts whose only second factor is a passkey")
+            }
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| {

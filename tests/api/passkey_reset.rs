@@ -1,7 +1,8 @@
 //! A password reset of a helpdesk or admin account whose second factor is
 //! a passkey: the reset link alone sets nothing (it proves the mailbox, not
 //! the person); the account's own passkey, used in the browser holding the
-//! link, opens the form, and only in that browser.
+//! link, opens the form, and only in that browser. And what turning
+//! passkeys off leaves such an account.
 
 use gatehouse_domain::Role;
 
@@ -140,4 +141,29 @@ async fn with_the_app_too_the_code_is_asked_unless_only_passkeys_are_accepted() 
     let (page, _app) = asks(app, 2).await;
     assert!(page.contains("Use your passkey"), "{page}");
     assert!(!page.contains("Code from your authenticator app"), "{page}");
+}
+
+/// Turning passkeys off leaves an admin whose only second factor was a
+/// passkey with none (their reset would ask nothing more than the link):
+/// such accounts are counted, and the count said at start-up, so that the
+/// operator can give each a set-up link. Staff with passkeys are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_passkeys_off_counts_the_members_it_leaves_without_a_second_factor() {
+    let app = TestApp::spawn_with(&[ON]).await;
+    let admin = app.signed_in(Role::Admin).await;
+    add(&admin, "security key").await;
+    app.set_password(&JANE, GOOD_PASSWORD).await;
+    let jane = app.browser();
+    assert_eq!(
+        jane.log_in(JANE.username, GOOD_PASSWORD).await.status(),
+        303
+    );
+    add(&jane, "phone").await;
+    let stranded = |app: &TestApp| {
+        let g = app.gatehouse.clone();
+        async move { g.stranded_without_passkeys().await.expect("count") }
+    };
+    assert_eq!(stranded(&app).await, 0, "passkeys on");
+    let app = app.restart(&[], true).await;
+    assert_eq!(stranded(&app).await, 1, "Amir, not Jane");
 }

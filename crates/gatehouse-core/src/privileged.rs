@@ -110,6 +110,20 @@ impl Gatehouse {
         self.settings.privileged_second_factor == crate::settings::PrivilegedSecondFactor::Passkey
     }
 
+    /// With passkeys turned off, how many enabled helpdesk and admin
+    /// accounts had a passkey as their only second factor and so have none
+    /// now (each needs the operator's set-up link); 0 with passkeys on.
+    /// Said at start-up, so that turning passkeys off is not silent.
+    pub async fn stranded_without_passkeys(&self) -> Result<i64> {
+        if self.settings.passkeys {
+            return Ok(0);
+        }
+        Ok(
+            gatehouse_store::passkeys::privileged_with_only_a_passkey(&mut *self.read().await?)
+                .await?,
+        )
+    }
+
     /// Where the signed-in account of `session` stands with the console.
     pub async fn console_access(
         &self,

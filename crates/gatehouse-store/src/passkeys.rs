@@ -57,6 +57,19 @@ pub async fn count(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
     )
 }
 
+/// How many enabled helpdesk and admin accounts have a passkey and no
+/// authenticator app: with passkeys turned off they have no second factor.
+pub async fn privileged_with_only_a_passkey(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM accounts a WHERE a.role <> 'staff' AND a.disabled_at IS NULL \
+         AND EXISTS (SELECT 1 FROM passkeys p WHERE p.account_id = a.id) \
+         AND NOT EXISTS (SELECT 1 FROM second_factors f \
+           WHERE f.account_id = a.id AND f.confirmed_at IS NOT NULL)",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
 /// The passkey with this credential id, whichever account it belongs to.
 pub async fn by_credential_id(
     conn: &mut AnyConnection,
