@@ -340,6 +340,7 @@ pub async fn disable_leavers(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result
          second_factor_setup_until = NULL WHERE id IN ({list}) AND disabled_at IS NULL \
          RETURNING id"
     )))
+    .persistent(false)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
@@ -361,6 +362,7 @@ pub async fn enable_returners(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Resul
          WHERE id IN ({list}) AND disabled_at IS NOT NULL AND disabled_at = left_at \
          RETURNING id"
     )))
+    .persistent(false)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;

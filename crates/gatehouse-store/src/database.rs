@@ -379,7 +379,9 @@ fn dirty(version: i64) -> StoreError {
 
 /// Row ids as the inside of an SQL `IN (…)`: integers this service read
 /// from its own tables, written into the statement rather than bound, so
-/// that one statement takes a batch of any size on both backends.
+/// that one statement takes a batch of any size on both backends. Such a
+/// statement's text is new each time, so it is run with
+/// `persistent(false)`: not kept prepared on the connection.
 pub(crate) fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }

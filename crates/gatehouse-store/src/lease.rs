@@ -101,6 +101,7 @@ pub(crate) async fn renew(
          RETURNING id"
     );
     let mut renewed: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .persistent(false)
         .bind(now)
         .bind(lease_until)
         .fetch_all(&mut *conn)

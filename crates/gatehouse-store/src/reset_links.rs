@@ -173,6 +173,7 @@ pub async fn void_for_accounts(
         "UPDATE reset_links SET voided_at = $1, void_reason = $2 \
          WHERE account_id IN ({list}) AND used_at IS NULL AND voided_at IS NULL"
     )))
+    .persistent(false)
     .bind(now)
     .bind(reason)
     .execute(conn)

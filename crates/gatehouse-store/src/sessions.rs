@@ -144,6 +144,7 @@ pub async fn end_all_of_accounts(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Re
     let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM sessions WHERE account_id IN ({list})"
     )))
+    .persistent(false)
     .execute(&mut **tx)
     .await?
     .rows_affected();

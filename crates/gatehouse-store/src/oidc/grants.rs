@@ -384,23 +384,29 @@ pub struct Ended {
     pub session_hash: TokenHash,
 }
 
-/// Revokes grants by `condition` (with `$1` bound to `value` and
-/// `$2` to now); returns those revoked, and queues their logout notices.
+/// Revokes grants by `condition` (`$1` is now, and `$2` is bound to
+/// `value` when there is one); returns those revoked, and queues their
+/// logout notices.
 async fn end_where<'q, T>(
     tx: &mut Tx,
     condition: &str,
-    value: T,
+    value: Option<T>,
     now: Timestamp,
 ) -> Result<Vec<Ended>>
 where
     T: 'q + Send + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
-    let ended: Vec<Ended> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE oidc_grants SET revoked_at = $2 WHERE {condition} AND revoked_at IS NULL \
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE oidc_grants SET revoked_at = $1 WHERE {condition} AND revoked_at IS NULL \
          RETURNING id, client_id, account_id, session_hash"
     )))
-    .bind(value)
-    .bind(now)
+    .bind(now);
+    let ended: Vec<Ended> = match value {
+        Some(value) => query.bind(value),
+        // A condition with the values written in (a list of ids) is new
+        // text each time: not kept prepared.
+        None => query.persistent(false),
+    }
     .fetch_all(&mut **tx)
     .await?;
     super::logout_notices::queue_for(tx, &ended, now).await?;
@@ -410,7 +416,7 @@ where
 /// Revokes one grant (a reused code or refresh token, a revoked refresh
 /// token); its client is told by back-channel logout.
 pub async fn end_grant(tx: &mut Tx, id: i64, now: Timestamp) -> Result<Vec<Ended>> {
-    end_where(tx, "id = $1", id, now).await
+    end_where(tx, "id = $2", Some(id), now).await
 }
 
 /// Revokes the grants made in a Gatehouse session that has ended.
@@ -419,27 +425,19 @@ pub async fn end_for_session(
     session_hash: &TokenHash,
     now: Timestamp,
 ) -> Result<Vec<Ended>> {
-    end_where(tx, "session_hash = $1", *session_hash, now).await
+    end_where(tx, "session_hash = $2", Some(*session_hash), now).await
 }
 
 /// Revokes every grant of an account whose sessions have all ended.
 pub async fn end_for_account(tx: &mut Tx, account_id: i64, now: Timestamp) -> Result<Vec<Ended>> {
-    end_where(tx, "account_id = $1", account_id, now).await
+    end_where(tx, "account_id = $2", Some(account_id), now).await
 }
 
 /// Revokes every grant of the accounts `ids`, whose sessions have all
 /// ended (a full import's leavers, a batch at a time).
 pub async fn end_for_accounts(tx: &mut Tx, ids: &[i64], now: Timestamp) -> Result<Vec<Ended>> {
     let list = crate::database::id_list(ids);
-    let ended: Vec<Ended> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE oidc_grants SET revoked_at = $1 WHERE account_id IN ({list}) \
-         AND revoked_at IS NULL RETURNING id, client_id, account_id, session_hash"
-    )))
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    super::logout_notices::queue_for(tx, &ended, now).await?;
-    Ok(ended)
+    end_where(tx, &format!("account_id IN ({list})"), None::<i64>, now).await
 }
 
 /// An application a person is signed in to.
